@@ -1,0 +1,261 @@
+//! `tidewatch bench`: engine throughput on a deterministic, generated workload.
+//!
+//! The workload is built in memory before the clock starts: N JSON lines over S series, event
+//! time advancing one second per round of series, up to 5 s out of order, 1 % exact duplicates,
+//! 0.1 % late events (30–60 s behind) and a few planted +8σ anomalies. The timed part is
+//! everything a real event costs: decode from JSON bytes, dedup, watermark, a tumbling 1 m and a
+//! sliding 1 m / 10 s window, and per-point SMA/EWMA/slope/z-score, on one thread.
+
+use std::time::{Duration, Instant};
+
+use crate::config::Config;
+use crate::engine::{Engine, Origin};
+use crate::event::Decoder;
+use crate::record::{Record, RecordKind};
+
+/// The pipeline the benchmark runs (the file source path is never opened).
+pub const BENCH_CONFIG: &str = r#"
+[[streams]]
+name = "bench"
+source = { kind = "file", path = "unused.ndjson" }
+fields = { time = "ts", series = "series", value = "value", id = "id" }
+watermark = { lateness = "10s", idle_timeout = "30s" }
+dedup = { horizon = "5m" }
+windows = [
+  { kind = "tumbling", size = "1m" },
+  { kind = "sliding", size = "1m", slide = "10s" },
+]
+analytics = { sma_points = 20, ewma_alpha = 0.1, trend_window = "5m", zscore = { window = "5m", threshold = 3.0, min_samples = 30, method = "mean" } }
+
+[[sinks]]
+kind = "ndjson"
+path = "unused/"
+"#;
+
+/// Deterministic SplitMix64: a few lines, reproducible across platforms, good enough for
+/// synthetic data (also used by tests and, later, the demo source).
+#[derive(Debug, Clone)]
+pub struct SplitMix64(u64);
+
+impl SplitMix64 {
+    pub fn new(seed: u64) -> Self {
+        SplitMix64(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `[0, 1)`.
+    pub fn next_f64(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Uniform in `[0, n)`; `n` must be positive.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n.max(1)
+    }
+
+    /// Standard normal (Box–Muller).
+    pub fn normal(&mut self) -> f64 {
+        let u1 = self.next_f64().max(f64::MIN_POSITIVE);
+        let u2 = self.next_f64();
+        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+    }
+}
+
+/// Shape of the generated workload.
+#[derive(Debug, Clone, Copy)]
+pub struct Workload {
+    pub events: usize,
+    pub series: usize,
+    pub seed: u64,
+}
+
+/// What the generator planted, to check the engine found it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Planted {
+    pub duplicates: u64,
+    pub late: u64,
+    pub anomalies: u64,
+}
+
+/// Event time of the first round of the generated data: 2023-11-14T22:13:20Z.
+pub const WORKLOAD_START_MS: i64 = 1_700_000_000_000;
+
+/// Generates the workload as NDJSON lines.
+pub fn generate(workload: Workload) -> (Vec<Vec<u8>>, Planted) {
+    let mut rng = SplitMix64::new(workload.seed);
+    let series = workload.series.max(1);
+    let levels: Vec<f64> = (0..series).map(|_| 50.0 + rng.next_f64() * 100.0).collect();
+    let mut lines = Vec::with_capacity(workload.events);
+    let mut planted = Planted::default();
+    let mut previous: Option<Vec<u8>> = None;
+    let mut id = 0u64;
+    while lines.len() < workload.events {
+        if let Some(prev) = previous.take() {
+            if rng.below(100) == 0 {
+                planted.duplicates += 1;
+                lines.push(prev);
+                continue;
+            }
+        }
+        let round = id / series as u64;
+        let s = (id % series as u64) as usize;
+        let base = WORKLOAD_START_MS + round as i64 * 1000 + s as i64 * 1000 / series as i64;
+        let mut ts = base - rng.below(5000) as i64;
+        // Late only once the watermark exists (after the first minute of event time).
+        if round > 60 && rng.below(1000) == 0 {
+            ts = base - 30_000 - rng.below(30_000) as i64;
+            planted.late += 1;
+        }
+        let seasonal = 5.0 * (round as f64 / 600.0 * std::f64::consts::TAU).sin();
+        let mut value = levels[s] + seasonal + rng.normal();
+        // Plant a +8σ spike once the baseline has its 30 samples.
+        if round > 120 && id % 200_003 == 0 {
+            value += 8.0 * 5.2; // noise σ = 1, seasonal swing adds to the window's σ
+            planted.anomalies += 1;
+        }
+        let line = format!(r#"{{"ts":{ts},"series":"s{s:04}","value":{value:.4},"id":"e{id}"}}"#)
+            .into_bytes();
+        id += 1;
+        previous = Some(line.clone());
+        lines.push(line);
+    }
+    (lines, planted)
+}
+
+/// Measured figures of one run.
+#[derive(Debug, Clone)]
+pub struct BenchReport {
+    pub events: usize,
+    pub decode_only: Duration,
+    pub engine: Duration,
+    pub records: Vec<(RecordKind, u64)>,
+    pub late: u64,
+    pub duplicates: u64,
+    pub planted: Planted,
+}
+
+impl BenchReport {
+    pub fn events_per_second(&self) -> f64 {
+        self.events as f64 / self.engine.as_secs_f64()
+    }
+}
+
+impl std::fmt::Display for BenchReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let rate = |d: Duration| self.events as f64 / d.as_secs_f64();
+        writeln!(f, "events:            {}", self.events)?;
+        writeln!(
+            f,
+            "decode only:       {:>10.0} events/s ({:.3} s)",
+            rate(self.decode_only),
+            self.decode_only.as_secs_f64()
+        )?;
+        writeln!(
+            f,
+            "whole engine:      {:>10.0} events/s ({:.3} s, one thread)",
+            rate(self.engine),
+            self.engine.as_secs_f64()
+        )?;
+        writeln!(
+            f,
+            "late:              {} (planted {})",
+            self.late, self.planted.late
+        )?;
+        writeln!(
+            f,
+            "duplicates:        {} (planted {})",
+            self.duplicates, self.planted.duplicates
+        )?;
+        let records: Vec<String> = self
+            .records
+            .iter()
+            .map(|(kind, n)| format!("{} {n}", kind.file_stem()))
+            .collect();
+        write!(f, "records:           {}", records.join(", "))
+    }
+}
+
+/// Runs the benchmark: generation (untimed), a decode-only pass, then the whole engine.
+pub fn run(workload: Workload) -> BenchReport {
+    let config = Config::from_toml_str(BENCH_CONFIG).expect("the built-in bench config is valid");
+    let decoder = Decoder::new(config.streams[0].fields.clone());
+    let (lines, planted) = generate(workload);
+
+    let started = Instant::now();
+    let mut decoded = 0usize;
+    for line in &lines {
+        decoded += usize::from(decoder.decode(line).is_ok());
+    }
+    let decode_only = started.elapsed();
+    assert_eq!(decoded, lines.len(), "generated lines must all decode");
+
+    let mut engine = Engine::new(&config);
+    let mut out: Vec<Record> = Vec::with_capacity(1 << 14);
+    let mut counts = [0u64; RecordKind::ALL.len()];
+    let mut count = |out: &mut Vec<Record>| {
+        for record in out.drain(..) {
+            counts[record.kind() as usize] += 1;
+        }
+    };
+    let started = Instant::now();
+    for (offset, line) in lines.iter().enumerate() {
+        let origin = Origin {
+            source: "bench",
+            partition: 0,
+            offset: offset as u64,
+        };
+        if let Ok(event) = decoder.decode(line) {
+            let _ = engine.process(0, &event, origin, 0, &mut out);
+        }
+        if out.len() >= 1 << 13 {
+            count(&mut out);
+        }
+    }
+    engine.finish(&mut out);
+    count(&mut out);
+    let engine_time = started.elapsed();
+    let counters = engine.counters(0).unwrap_or_default();
+    BenchReport {
+        events: lines.len(),
+        decode_only,
+        engine: engine_time,
+        records: RecordKind::ALL
+            .iter()
+            .map(|&kind| (kind, counts[kind as usize]))
+            .collect(),
+        late: counters.late,
+        duplicates: counters.duplicates,
+        planted,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_workload_finds_what_was_planted() {
+        let report = run(Workload {
+            events: 60_000,
+            series: 50,
+            seed: 7,
+        });
+        assert_eq!(report.late, report.planted.late);
+        assert_eq!(report.duplicates, report.planted.duplicates);
+        assert!(report.planted.late > 0 && report.planted.duplicates > 0);
+        let points = report
+            .records
+            .iter()
+            .find(|(k, _)| *k == RecordKind::Point)
+            .map(|(_, n)| *n);
+        let unique = 60_000 - report.planted.duplicates - report.planted.late;
+        assert_eq!(points, Some(unique));
+    }
+}

@@ -1,0 +1,826 @@
+//! Pipeline configuration: the TOML file a user writes, validated once into typed values.
+//!
+//! Two layers, like ripgrep's low/high args: `raw` mirrors the file (serde, unknown keys
+//! rejected) and [`Config`] holds what the rest of the program uses (durations in milliseconds,
+//! checked ranges, cross-references resolved). Every error names the key it is about, as a path
+//! such as `streams[0].windows[1].slide`, so `tidewatch check-config` can point at the line.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+
+use crate::event::{FieldMapping, TimeFormat};
+
+/// Longest duration any setting accepts: a year. Keeps every `time + duration` far from overflow.
+const MAX_DURATION_MS: i64 = 366 * 24 * 3600 * 1000;
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or a key has the wrong shape; `key` is empty for syntax errors.
+    #[error("{}{message}", key_prefix(key))]
+    Parse { key: String, message: String },
+    /// The file parsed, but a value is not acceptable.
+    #[error("{key}: {message}")]
+    Invalid { key: String, message: String },
+}
+
+fn key_prefix(key: &str) -> String {
+    if key.is_empty() || key == "." {
+        String::new()
+    } else {
+        format!("{key}: ")
+    }
+}
+
+impl ConfigError {
+    fn invalid(key: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError::Invalid {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// A validated pipeline.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub streams: Vec<StreamConfig>,
+    pub joins: Vec<JoinConfig>,
+    pub sinks: Vec<SinkConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamConfig {
+    pub name: String,
+    pub source: SourceConfig,
+    pub fields: FieldMapping,
+    pub watermark: WatermarkConfig,
+    pub dedup: Option<DedupConfig>,
+    pub windows: Vec<WindowSpec>,
+    pub analytics: Option<AnalyticsConfig>,
+    /// Most distinct series the stream tracks; events of further series become dead letters.
+    pub max_series: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum SourceConfig {
+    /// A `.ndjson`/`.jsonl` file, or every such file of a directory in name order.
+    File { path: PathBuf },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WatermarkConfig {
+    pub lateness_ms: i64,
+    pub idle_timeout_ms: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DedupConfig {
+    pub horizon_ms: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum WindowSpec {
+    Tumbling { size_ms: i64 },
+    Sliding { size_ms: i64, slide_ms: i64 },
+    Session { gap_ms: i64 },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AnalyticsConfig {
+    pub sma_points: usize,
+    pub ewma_alpha: f64,
+    pub trend_window_ms: i64,
+    pub zscore: ZScoreConfig,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ZScoreMethod {
+    /// Sample mean and standard deviation.
+    Mean,
+    /// Median and MAD × 1.4826: not pulled along by the outliers it is looking for.
+    Robust,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ZScoreConfig {
+    pub window_ms: i64,
+    pub threshold: f64,
+    pub min_samples: usize,
+    pub method: ZScoreMethod,
+    /// Consecutive normal points that end an anomaly episode.
+    pub resolve_after: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct JoinConfig {
+    pub name: String,
+    /// Index into [`Config::streams`].
+    pub left: usize,
+    pub right: usize,
+    pub on: JoinOn,
+    pub within_ms: i64,
+    pub kind: JoinKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JoinOn {
+    Series,
+    Field(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinKind {
+    Inner,
+    LeftOuter,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum SinkConfig {
+    /// One NDJSON file per record kind in a directory.
+    Ndjson { path: PathBuf },
+}
+
+impl Config {
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::from_toml_str(&text)
+    }
+
+    pub fn from_toml_str(text: &str) -> Result<Config, ConfigError> {
+        let deserializer = toml::Deserializer::new(text);
+        let raw: raw::Config =
+            serde_path_to_error::deserialize(deserializer).map_err(|err| ConfigError::Parse {
+                key: err.path().to_string(),
+                message: err.into_inner().message().trim().to_owned(),
+            })?;
+        raw.validate()
+    }
+}
+
+/// Parses a human duration (`500ms`, `10s`, `5m`, `1h 30m`) into milliseconds, within `min..=1y`.
+fn duration_ms(key: &str, text: &str, allow_zero: bool) -> Result<i64, ConfigError> {
+    let parsed = humantime::parse_duration(text).map_err(|e| {
+        ConfigError::invalid(
+            key,
+            format!(
+                "invalid duration {text:?} ({e}); write e.g. \"500ms\", \"10s\", \"5m\", \"1h\""
+            ),
+        )
+    })?;
+    let ms = parsed.as_millis();
+    if parsed.subsec_nanos() % 1_000_000 != 0 {
+        return Err(ConfigError::invalid(
+            key,
+            format!("duration {text:?} is finer than a millisecond"),
+        ));
+    }
+    if ms == 0 && !allow_zero {
+        return Err(ConfigError::invalid(key, "must be greater than zero"));
+    }
+    if ms > MAX_DURATION_MS as u128 {
+        return Err(ConfigError::invalid(
+            key,
+            format!("duration {text:?} is longer than the maximum of one year"),
+        ));
+    }
+    Ok(ms as i64)
+}
+
+/// The file's shape. Field doc comments are the user documentation of each key.
+mod raw {
+    use std::path::PathBuf;
+
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Config {
+        #[serde(default)]
+        pub streams: Vec<Stream>,
+        #[serde(default)]
+        pub joins: Vec<Join>,
+        #[serde(default)]
+        pub sinks: Vec<Sink>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Stream {
+        /// Unique name; appears as `stream` in every record.
+        pub name: String,
+        pub source: Source,
+        pub fields: Fields,
+        #[serde(default)]
+        pub watermark: Watermark,
+        pub dedup: Option<Dedup>,
+        #[serde(default)]
+        pub windows: Vec<Window>,
+        pub analytics: Option<Analytics>,
+        /// Cap on distinct series (default 100000): bounds memory against a runaway key.
+        pub max_series: Option<usize>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+    pub enum Source {
+        File { path: PathBuf },
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Fields {
+        pub time: String,
+        #[serde(default = "default_time_format")]
+        pub time_format: String,
+        pub series: Option<String>,
+        #[serde(default)]
+        pub group_by: Vec<String>,
+        pub value: Option<String>,
+        pub id: Option<String>,
+    }
+
+    fn default_time_format() -> String {
+        "epoch_ms".into()
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Watermark {
+        #[serde(default = "default_lateness")]
+        pub lateness: String,
+        #[serde(default = "default_idle_timeout")]
+        pub idle_timeout: String,
+    }
+
+    impl Default for Watermark {
+        fn default() -> Self {
+            Watermark {
+                lateness: default_lateness(),
+                idle_timeout: default_idle_timeout(),
+            }
+        }
+    }
+
+    fn default_lateness() -> String {
+        "5s".into()
+    }
+    fn default_idle_timeout() -> String {
+        "30s".into()
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Dedup {
+        pub horizon: String,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+    pub enum Window {
+        Tumbling { size: String },
+        Sliding { size: String, slide: String },
+        Session { gap: String },
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Analytics {
+        #[serde(default = "default_sma_points")]
+        pub sma_points: usize,
+        #[serde(default = "default_ewma_alpha")]
+        pub ewma_alpha: f64,
+        #[serde(default = "default_five_minutes")]
+        pub trend_window: String,
+        #[serde(default)]
+        pub zscore: ZScore,
+    }
+
+    fn default_sma_points() -> usize {
+        20
+    }
+    fn default_ewma_alpha() -> f64 {
+        0.1
+    }
+    fn default_five_minutes() -> String {
+        "5m".into()
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct ZScore {
+        #[serde(default = "default_five_minutes")]
+        pub window: String,
+        #[serde(default = "default_threshold")]
+        pub threshold: f64,
+        #[serde(default = "default_min_samples")]
+        pub min_samples: usize,
+        #[serde(default = "default_method")]
+        pub method: String,
+        #[serde(default = "default_resolve_after")]
+        pub resolve_after: u32,
+    }
+
+    impl Default for ZScore {
+        fn default() -> Self {
+            ZScore {
+                window: default_five_minutes(),
+                threshold: default_threshold(),
+                min_samples: default_min_samples(),
+                method: default_method(),
+                resolve_after: default_resolve_after(),
+            }
+        }
+    }
+
+    fn default_threshold() -> f64 {
+        3.0
+    }
+    fn default_min_samples() -> usize {
+        30
+    }
+    fn default_method() -> String {
+        "mean".into()
+    }
+    fn default_resolve_after() -> u32 {
+        3
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Join {
+        pub name: String,
+        pub left: String,
+        pub right: String,
+        #[serde(default = "default_join_on")]
+        pub on: String,
+        pub within: String,
+        #[serde(default = "default_join_kind")]
+        pub kind: String,
+    }
+
+    fn default_join_on() -> String {
+        "series".into()
+    }
+    fn default_join_kind() -> String {
+        "inner".into()
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+    pub enum Sink {
+        Ndjson { path: PathBuf },
+    }
+}
+
+impl raw::Config {
+    fn validate(self) -> Result<Config, ConfigError> {
+        if self.streams.is_empty() {
+            return Err(ConfigError::invalid(
+                "streams",
+                "at least one [[streams]] table is required",
+            ));
+        }
+        let mut names = HashSet::new();
+        let mut streams = Vec::with_capacity(self.streams.len());
+        for (i, stream) in self.streams.into_iter().enumerate() {
+            let key = format!("streams[{i}]");
+            if !names.insert(stream.name.clone()) {
+                return Err(ConfigError::invalid(
+                    format!("{key}.name"),
+                    format!("stream name {:?} is used twice", stream.name),
+                ));
+            }
+            streams.push(stream.validate(&key)?);
+        }
+
+        let mut joins = Vec::with_capacity(self.joins.len());
+        let mut join_names = HashSet::new();
+        for (i, join) in self.joins.into_iter().enumerate() {
+            let key = format!("joins[{i}]");
+            if !join_names.insert(join.name.clone()) {
+                return Err(ConfigError::invalid(
+                    format!("{key}.name"),
+                    format!("join name {:?} is used twice", join.name),
+                ));
+            }
+            let config = join.validate(&key, &streams)?;
+            // A join on a named field needs that field decoded from both sides.
+            if let JoinOn::Field(field) = &config.on {
+                for side in [config.left, config.right] {
+                    let stream = &mut streams[side];
+                    if let Some(existing) = stream.fields.join_key.as_ref().filter(|f| *f != field)
+                    {
+                        return Err(ConfigError::invalid(
+                            format!("{key}.on"),
+                            format!(
+                                "stream {:?} is already joined on field {existing:?}; one join key field per stream",
+                                stream.name
+                            ),
+                        ));
+                    }
+                    stream.fields.join_key = Some(field.clone());
+                }
+            }
+            joins.push(config);
+        }
+
+        if self.sinks.is_empty() {
+            return Err(ConfigError::invalid(
+                "sinks",
+                "at least one [[sinks]] table is required, e.g. { kind = \"ndjson\", path = \"out/\" }",
+            ));
+        }
+        let sinks = self
+            .sinks
+            .into_iter()
+            .map(|sink| match sink {
+                raw::Sink::Ndjson { path } => SinkConfig::Ndjson { path },
+            })
+            .collect();
+        Ok(Config {
+            streams,
+            joins,
+            sinks,
+        })
+    }
+}
+
+impl raw::Stream {
+    fn validate(self, key: &str) -> Result<StreamConfig, ConfigError> {
+        if self.name.trim().is_empty() {
+            return Err(ConfigError::invalid(
+                format!("{key}.name"),
+                "must not be empty",
+            ));
+        }
+        let source = match self.source {
+            raw::Source::File { path } => SourceConfig::File { path },
+        };
+        let fields = self.fields.validate(&format!("{key}.fields"))?;
+        let watermark = WatermarkConfig {
+            lateness_ms: duration_ms(
+                &format!("{key}.watermark.lateness"),
+                &self.watermark.lateness,
+                true,
+            )?,
+            idle_timeout_ms: duration_ms(
+                &format!("{key}.watermark.idle_timeout"),
+                &self.watermark.idle_timeout,
+                false,
+            )?,
+        };
+        let dedup = match self.dedup {
+            None => None,
+            Some(d) => {
+                if fields.id.is_none() {
+                    return Err(ConfigError::invalid(
+                        format!("{key}.dedup"),
+                        "dedup needs an id field: set fields.id",
+                    ));
+                }
+                Some(DedupConfig {
+                    horizon_ms: duration_ms(&format!("{key}.dedup.horizon"), &d.horizon, false)?,
+                })
+            }
+        };
+        let windows = self
+            .windows
+            .into_iter()
+            .enumerate()
+            .map(|(i, w)| w.validate(&format!("{key}.windows[{i}]")))
+            .collect::<Result<Vec<_>, _>>()?;
+        let analytics = match self.analytics {
+            None => None,
+            Some(a) => {
+                if fields.value.is_none() {
+                    return Err(ConfigError::invalid(
+                        format!("{key}.analytics"),
+                        "analytics need a value field: set fields.value",
+                    ));
+                }
+                Some(a.validate(&format!("{key}.analytics"))?)
+            }
+        };
+        let max_series = self.max_series.unwrap_or(100_000);
+        if max_series == 0 {
+            return Err(ConfigError::invalid(
+                format!("{key}.max_series"),
+                "must be at least 1",
+            ));
+        }
+        Ok(StreamConfig {
+            name: self.name,
+            source,
+            fields,
+            watermark,
+            dedup,
+            windows,
+            analytics,
+            max_series,
+        })
+    }
+}
+
+impl raw::Fields {
+    fn validate(self, key: &str) -> Result<FieldMapping, ConfigError> {
+        let time_format = match self.time_format.as_str() {
+            "epoch_ms" => TimeFormat::EpochMillis,
+            "epoch_s" => TimeFormat::EpochSeconds,
+            "rfc3339" => TimeFormat::Rfc3339,
+            other => {
+                return Err(ConfigError::invalid(
+                    format!("{key}.time_format"),
+                    format!("unknown time format {other:?}; expected one of \"epoch_ms\", \"epoch_s\", \"rfc3339\""),
+                ))
+            }
+        };
+        let mut named = vec![("time", &self.time)];
+        named.extend(self.series.as_ref().map(|s| ("series", s)));
+        named.extend(self.value.as_ref().map(|s| ("value", s)));
+        named.extend(self.id.as_ref().map(|s| ("id", s)));
+        named.extend(self.group_by.iter().map(|s| ("group_by", s)));
+        for (name, field) in &named {
+            if field.is_empty() {
+                return Err(ConfigError::invalid(
+                    format!("{key}.{name}"),
+                    "field name must not be empty",
+                ));
+            }
+        }
+        let mut seen = HashSet::new();
+        for field in &self.group_by {
+            if !seen.insert(field) || Some(field) == self.series.as_ref() {
+                return Err(ConfigError::invalid(
+                    format!("{key}.group_by"),
+                    format!("field {field:?} is listed twice as a grouping key"),
+                ));
+            }
+        }
+        Ok(FieldMapping {
+            time: self.time,
+            time_format,
+            series: self.series,
+            group_by: self.group_by,
+            value: self.value,
+            id: self.id,
+            join_key: None,
+        })
+    }
+}
+
+impl raw::Window {
+    fn validate(self, key: &str) -> Result<WindowSpec, ConfigError> {
+        Ok(match self {
+            raw::Window::Tumbling { size } => WindowSpec::Tumbling {
+                size_ms: duration_ms(&format!("{key}.size"), &size, false)?,
+            },
+            raw::Window::Sliding { size, slide } => {
+                let size_ms = duration_ms(&format!("{key}.size"), &size, false)?;
+                let slide_ms = duration_ms(&format!("{key}.slide"), &slide, false)?;
+                if slide_ms > size_ms {
+                    return Err(ConfigError::invalid(
+                        format!("{key}.slide"),
+                        format!("slide ({slide}) must not be longer than size ({size}); events would fall between windows"),
+                    ));
+                }
+                if size_ms / gcd(size_ms, slide_ms) > 10_000 {
+                    return Err(ConfigError::invalid(
+                        format!("{key}.slide"),
+                        "size and slide share too small a common step (over 10000 panes per window); make size a multiple of slide",
+                    ));
+                }
+                WindowSpec::Sliding { size_ms, slide_ms }
+            }
+            raw::Window::Session { gap } => WindowSpec::Session {
+                gap_ms: duration_ms(&format!("{key}.gap"), &gap, false)?,
+            },
+        })
+    }
+}
+
+impl raw::Analytics {
+    fn validate(self, key: &str) -> Result<AnalyticsConfig, ConfigError> {
+        if self.sma_points == 0 || self.sma_points > 100_000 {
+            return Err(ConfigError::invalid(
+                format!("{key}.sma_points"),
+                "must be between 1 and 100000",
+            ));
+        }
+        if !(self.ewma_alpha > 0.0 && self.ewma_alpha <= 1.0) {
+            return Err(ConfigError::invalid(
+                format!("{key}.ewma_alpha"),
+                format!("must be in (0, 1], got {}", self.ewma_alpha),
+            ));
+        }
+        let trend_window_ms =
+            duration_ms(&format!("{key}.trend_window"), &self.trend_window, false)?;
+        let z = self.zscore;
+        let zkey = format!("{key}.zscore");
+        let method = match z.method.as_str() {
+            "mean" => ZScoreMethod::Mean,
+            "robust" => ZScoreMethod::Robust,
+            other => {
+                return Err(ConfigError::invalid(
+                    format!("{zkey}.method"),
+                    format!("unknown method {other:?}; expected \"mean\" or \"robust\""),
+                ))
+            }
+        };
+        if !(z.threshold.is_finite() && z.threshold > 0.0) {
+            return Err(ConfigError::invalid(
+                format!("{zkey}.threshold"),
+                format!("must be a positive number, got {}", z.threshold),
+            ));
+        }
+        if z.min_samples < 2 {
+            return Err(ConfigError::invalid(
+                format!("{zkey}.min_samples"),
+                "must be at least 2 (a spread needs two points)",
+            ));
+        }
+        if z.resolve_after == 0 {
+            return Err(ConfigError::invalid(
+                format!("{zkey}.resolve_after"),
+                "must be at least 1",
+            ));
+        }
+        Ok(AnalyticsConfig {
+            sma_points: self.sma_points,
+            ewma_alpha: self.ewma_alpha,
+            trend_window_ms,
+            zscore: ZScoreConfig {
+                window_ms: duration_ms(&format!("{zkey}.window"), &z.window, false)?,
+                threshold: z.threshold,
+                min_samples: z.min_samples,
+                method,
+                resolve_after: z.resolve_after,
+            },
+        })
+    }
+}
+
+impl raw::Join {
+    fn validate(self, key: &str, streams: &[StreamConfig]) -> Result<JoinConfig, ConfigError> {
+        let find = |side: &str, name: &str| {
+            streams.iter().position(|s| s.name == name).ok_or_else(|| {
+                ConfigError::invalid(format!("{key}.{side}"), format!("no stream named {name:?}"))
+            })
+        };
+        let left = find("left", &self.left)?;
+        let right = find("right", &self.right)?;
+        if left == right {
+            return Err(ConfigError::invalid(
+                format!("{key}.right"),
+                "a stream cannot be joined with itself",
+            ));
+        }
+        let on = match self.on.as_str() {
+            "series" => JoinOn::Series,
+            "" => {
+                return Err(ConfigError::invalid(
+                    format!("{key}.on"),
+                    "must be \"series\" or a field name",
+                ))
+            }
+            field => JoinOn::Field(field.to_owned()),
+        };
+        let kind = match self.kind.as_str() {
+            "inner" => JoinKind::Inner,
+            "left" | "left_outer" => JoinKind::LeftOuter,
+            other => {
+                return Err(ConfigError::invalid(
+                    format!("{key}.kind"),
+                    format!("unknown join kind {other:?}; expected \"inner\" or \"left\""),
+                ))
+            }
+        };
+        Ok(JoinConfig {
+            name: self.name,
+            left,
+            right,
+            on,
+            within_ms: duration_ms(&format!("{key}.within"), &self.within, true)?,
+            kind,
+        })
+    }
+}
+
+pub(crate) fn gcd(mut a: i64, mut b: i64) -> i64 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a.abs()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ISSUE_EXAMPLE: &str = r#"
+[[streams]]
+name = "sensors"
+source = { kind = "file", path = "data/" }
+fields = { time = "ts", time_format = "epoch_ms", series = "series", value = "value", id = "id" }
+watermark = { lateness = "10s", idle_timeout = "30s" }
+dedup = { horizon = "5m" }
+windows = [
+  { kind = "tumbling", size = "1m" },
+  { kind = "sliding", size = "1m", slide = "10s" },
+  { kind = "session", gap = "30s" },
+]
+analytics = { sma_points = 20, ewma_alpha = 0.1, trend_window = "5m", zscore = { window = "5m", threshold = 3.0, min_samples = 30, method = "mean" } }
+
+[[sinks]]
+kind = "ndjson"
+path = "out/"
+"#;
+
+    #[test]
+    fn the_documented_shape_parses() {
+        let config = Config::from_toml_str(ISSUE_EXAMPLE).unwrap();
+        let s = &config.streams[0];
+        assert_eq!(s.watermark.lateness_ms, 10_000);
+        assert_eq!(s.dedup.unwrap().horizon_ms, 300_000);
+        assert_eq!(
+            s.windows,
+            vec![
+                WindowSpec::Tumbling { size_ms: 60_000 },
+                WindowSpec::Sliding {
+                    size_ms: 60_000,
+                    slide_ms: 10_000
+                },
+                WindowSpec::Session { gap_ms: 30_000 },
+            ]
+        );
+        assert_eq!(s.analytics.unwrap().zscore.method, ZScoreMethod::Mean);
+    }
+
+    fn error_of(toml: &str) -> String {
+        Config::from_toml_str(toml).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let bad_slide = ISSUE_EXAMPLE.replace("slide = \"10s\"", "slide = \"10 parsecs\"");
+        assert!(
+            error_of(&bad_slide).starts_with("streams[0].windows[1].slide: invalid duration"),
+            "{}",
+            error_of(&bad_slide)
+        );
+        let unknown = ISSUE_EXAMPLE.replace("lateness = \"10s\"", "latenes = \"10s\"");
+        let msg = error_of(&unknown);
+        assert!(msg.contains("streams[0].watermark"), "{msg}");
+        assert!(msg.contains("latenes"), "{msg}");
+        let kind = ISSUE_EXAMPLE.replace("kind = \"file\"", "kind = \"ftp\"");
+        let msg = error_of(&kind);
+        assert!(msg.contains("streams[0].source"), "{msg}");
+        let alpha = ISSUE_EXAMPLE.replace("ewma_alpha = 0.1", "ewma_alpha = 1.5");
+        assert!(error_of(&alpha).starts_with("streams[0].analytics.ewma_alpha:"));
+        let no_id = ISSUE_EXAMPLE.replace(", id = \"id\"", "");
+        assert!(error_of(&no_id).starts_with("streams[0].dedup:"));
+        let fmt = ISSUE_EXAMPLE.replace("\"epoch_ms\"", "\"julian\"");
+        assert!(error_of(&fmt).starts_with("streams[0].fields.time_format:"));
+        let wide = ISSUE_EXAMPLE.replace("slide = \"10s\"", "slide = \"2m\"");
+        assert!(error_of(&wide).starts_with("streams[0].windows[1].slide:"));
+        let method = ISSUE_EXAMPLE.replace("\"mean\"", "\"median\"");
+        assert!(error_of(&method).starts_with("streams[0].analytics.zscore.method:"));
+        assert!(error_of("streams = 3").starts_with("streams:"));
+        assert!(
+            error_of("[[streams]\n").contains("TOML parse error")
+                || !error_of("[[streams]\n").is_empty()
+        );
+    }
+
+    #[test]
+    fn joins_resolve_streams_and_key_fields() {
+        let two = format!(
+            "{ISSUE_EXAMPLE}\n{}",
+            ISSUE_EXAMPLE
+                .replace("\"sensors\"", "\"other\"")
+                .replace("[[sinks]]\nkind = \"ndjson\"\npath = \"out/\"", "")
+        );
+        let joined = format!(
+            "{two}\n[[joins]]\nname = \"j\"\nleft = \"sensors\"\nright = \"other\"\non = \"order_id\"\nwithin = \"30s\"\nkind = \"left\"\n"
+        );
+        let config = Config::from_toml_str(&joined).unwrap();
+        assert_eq!(config.joins[0].on, JoinOn::Field("order_id".into()));
+        assert_eq!(config.joins[0].kind, JoinKind::LeftOuter);
+        assert_eq!(
+            config.streams[1].fields.join_key.as_deref(),
+            Some("order_id")
+        );
+        let missing = joined.replace("right = \"other\"", "right = \"nope\"");
+        assert!(error_of(&missing).starts_with("joins[0].right: no stream named \"nope\""));
+    }
+}

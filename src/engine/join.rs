@@ -1,0 +1,235 @@
+//! Stream-stream interval join: left and right events with equal keys and event times at most
+//! `within` apart, inner or left-outer, with state evicted by the joint watermark.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use crate::config::JoinKind;
+use crate::record::{JoinRecord, Record};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Left,
+    Right,
+}
+
+/// One side's buffered events: by time for eviction, by key for matching.
+#[derive(Debug, Default)]
+struct Rows {
+    by_time: BTreeMap<(i64, u64), Row>,
+    by_key: HashMap<Arc<str>, BTreeSet<(i64, u64)>>,
+}
+
+#[derive(Debug)]
+struct Row {
+    key: Arc<str>,
+    value: f64,
+    id: Option<Arc<str>>,
+    matched: bool,
+}
+
+impl Rows {
+    fn insert(&mut self, ts: i64, seq: u64, row: Row) {
+        self.by_key
+            .entry(row.key.clone())
+            .or_default()
+            .insert((ts, seq));
+        self.by_time.insert((ts, seq), row);
+    }
+
+    /// Rows of `key` with times in `[from, to]`.
+    fn matching(&self, key: &str, from: i64, to: i64) -> Vec<(i64, u64)> {
+        self.by_key
+            .get(key)
+            .map(|set| set.range((from, 0)..=(to, u64::MAX)).copied().collect())
+            .unwrap_or_default()
+    }
+
+    /// Removes the rows with `ts < limit`, oldest first.
+    fn pop_before(&mut self, limit: i64) -> Option<(i64, Row)> {
+        let entry = self.by_time.first_entry()?;
+        let (ts, seq) = *entry.key();
+        if ts >= limit {
+            return None;
+        }
+        let row = entry.remove();
+        if let Some(set) = self.by_key.get_mut(&row.key) {
+            set.remove(&(ts, seq));
+            if set.is_empty() {
+                self.by_key.remove(&row.key);
+            }
+        }
+        Some((ts, row))
+    }
+
+    fn len(&self) -> usize {
+        self.by_time.len()
+    }
+}
+
+/// An event offered to the join (already deduplicated and not late on its own stream).
+pub struct JoinInput<'a> {
+    pub key: &'a str,
+    pub ts: i64,
+    pub seq: u64,
+    pub value: f64,
+    pub id: Option<&'a str>,
+}
+
+/// The join's state. Its watermark is the minimum of both streams' watermarks.
+///
+/// A row at `t` can only match events with times in `[t − within, t + within]`; every event
+/// still to come on either side is at or after its own stream's watermark, so at or after the
+/// joint one. Once the joint watermark is past `t + within` the row can match nothing more: it is
+/// dropped, and a left row that never matched is emitted with an empty right side (left-outer).
+pub struct IntervalJoin {
+    name: Arc<str>,
+    left_stream: Arc<str>,
+    right_stream: Arc<str>,
+    within_ms: i64,
+    kind: JoinKind,
+    left: Rows,
+    right: Rows,
+}
+
+impl IntervalJoin {
+    pub fn new(
+        name: Arc<str>,
+        left_stream: Arc<str>,
+        right_stream: Arc<str>,
+        within_ms: i64,
+        kind: JoinKind,
+    ) -> Self {
+        IntervalJoin {
+            name,
+            left_stream,
+            right_stream,
+            within_ms,
+            kind,
+            left: Rows::default(),
+            right: Rows::default(),
+        }
+    }
+
+    pub fn on_event(&mut self, side: Side, input: &JoinInput<'_>, out: &mut Vec<Record>) {
+        let from = input.ts.saturating_sub(self.within_ms);
+        let to = input.ts.saturating_add(self.within_ms);
+        let (mine, theirs) = match side {
+            Side::Left => (&mut self.left, &mut self.right),
+            Side::Right => (&mut self.right, &mut self.left),
+        };
+        let matches = theirs.matching(input.key, from, to);
+        let key: Arc<str> = match theirs.by_key.get_key_value(input.key) {
+            Some((k, _)) => k.clone(),
+            None => Arc::from(input.key),
+        };
+        let id: Option<Arc<str>> = input.id.map(Arc::from);
+        for at in &matches {
+            let Some(other) = theirs.by_time.get_mut(at) else {
+                continue;
+            };
+            other.matched = true;
+            let (left, right) = match side {
+                Side::Left => (
+                    (input.ts, input.value, id.clone()),
+                    (at.0, other.value, other.id.clone()),
+                ),
+                Side::Right => (
+                    (at.0, other.value, other.id.clone()),
+                    (input.ts, input.value, id.clone()),
+                ),
+            };
+            out.push(Record::Join(JoinRecord {
+                join: self.name.clone(),
+                key: key.clone(),
+                left_stream: self.left_stream.clone(),
+                right_stream: self.right_stream.clone(),
+                left_ts: left.0,
+                left_value: left.1,
+                left_id: left.2,
+                right_ts: Some(right.0),
+                right_value: Some(right.1),
+                right_id: right.2,
+            }));
+        }
+        mine.insert(
+            input.ts,
+            input.seq,
+            Row {
+                key,
+                value: input.value,
+                id,
+                matched: !matches.is_empty(),
+            },
+        );
+    }
+
+    /// Evicts rows the joint watermark has passed by more than `within`.
+    pub fn on_watermark(&mut self, watermark: i64, out: &mut Vec<Record>) {
+        // Row at t is done when watermark > t + within, i.e. t < watermark − within.
+        let limit = watermark.saturating_sub(self.within_ms);
+        while let Some((ts, row)) = self.left.pop_before(limit) {
+            if !row.matched && self.kind == JoinKind::LeftOuter {
+                out.push(Record::Join(JoinRecord {
+                    join: self.name.clone(),
+                    key: row.key,
+                    left_stream: self.left_stream.clone(),
+                    right_stream: self.right_stream.clone(),
+                    left_ts: ts,
+                    left_value: row.value,
+                    left_id: row.id,
+                    right_ts: None,
+                    right_value: None,
+                    right_id: None,
+                }));
+            }
+        }
+        while self.right.pop_before(limit).is_some() {}
+    }
+
+    /// Buffered rows on both sides.
+    pub fn buffered(&self) -> usize {
+        self.left.len() + self.right.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(key: &str, ts: i64, seq: u64) -> JoinInput<'_> {
+        JoinInput {
+            key,
+            ts,
+            seq,
+            value: ts as f64,
+            id: None,
+        }
+    }
+
+    fn pairs(out: &[Record]) -> Vec<(i64, Option<i64>)> {
+        out.iter()
+            .map(|r| match r {
+                Record::Join(j) => (j.left_ts, j.right_ts),
+                _ => panic!(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn matches_both_ways_and_emits_unmatched_left_after_within() {
+        let mut j = IntervalJoin::new("j".into(), "l".into(), "r".into(), 10, JoinKind::LeftOuter);
+        let mut out = Vec::new();
+        j.on_event(Side::Left, &input("k", 100, 0), &mut out);
+        j.on_event(Side::Right, &input("k", 110, 1), &mut out); // exactly within
+        j.on_event(Side::Right, &input("x", 100, 2), &mut out); // other key
+        j.on_event(Side::Left, &input("k", 200, 3), &mut out);
+        j.on_event(Side::Left, &input("k", 105, 4), &mut out);
+        assert_eq!(pairs(&out), vec![(100, Some(110)), (105, Some(110))]);
+        j.on_watermark(210, &mut out);
+        assert_eq!(pairs(&out).len(), 2, "200 + 10 is not passed yet");
+        j.on_watermark(211, &mut out);
+        assert_eq!(pairs(&out)[2..], [(200, None)]);
+        assert_eq!(j.buffered(), 0);
+    }
+}

@@ -1,0 +1,419 @@
+//! The streaming engine: pure, synchronous and deterministic.
+//!
+//! It takes decoded events (with the source partition they came from) and explicit processing-time
+//! ticks, and returns records. It does no I/O and never reads a clock, so the same input in the
+//! same order always gives the same output — which is what lets it be tested against brute-force
+//! models, replayed from a checkpoint, and benchmarked without Kafka.
+//!
+//! # Semantics
+//!
+//! Times are epoch milliseconds. Each event passes, in this order:
+//!
+//! 1. **Dedup** (when the stream has `dedup`): an event whose `id` was already accepted for an
+//!    event at most `horizon` away in event time is a duplicate: dropped and counted per series.
+//!    It still counts as activity of its partition. Dedup state is evicted by the watermark
+//!    (see [`dedup::Dedup`]), so it stays bounded.
+//! 2. **Watermark and lateness**: per source partition, `max event time seen − lateness`. A
+//!    stream's watermark is the minimum over its partitions that are not idle; a partition with
+//!    no event for `idle_timeout` of processing time (measured by the ticks) is idle and ignored
+//!    until it sends again; when all are idle, the maximum over all. A partition that has been
+//!    seen but sent no event time yet holds the watermark at its start. The watermark never goes
+//!    backwards. An event whose time is **below** the watermark when it arrives (`ts <
+//!    watermark`) is *late*: it goes to no window, no analytics and no join, but becomes a
+//!    `late` record (with `watermark − ts`) and is counted per series. Never dropped silently.
+//! 3. **Windows**, per (stream, series): tumbling and sliding windows aligned to the Unix epoch,
+//!    half-open `[start, end)`, sliding built from `gcd(size, slide)` panes; session windows in
+//!    which events at most `gap` apart share a session `[first, last + gap)`. Aggregates: count,
+//!    sum, mean, min, max, sample stddev (`null` for one event), first and last (by event time,
+//!    ties by arrival). An aligned window is emitted once, as `final`, when the watermark reaches
+//!    its end (`watermark ≥ end`); a session when the watermark passes its end
+//!    (`watermark > last + gap`). Windows with no events are not emitted.
+//! 4. **Per-point analytics**, per series, in event-time order: events wait in a reorder buffer
+//!    until the watermark passes them (`ts < watermark`), ties broken by arrival order. For each
+//!    point, in that order: the mean of the last `sma_points` values including itself; EWMA with
+//!    `ewma_alpha`, seeded with the first value; the least-squares slope (units/second) over the
+//!    points in `[ts − trend_window, ts]` released so far, labelled rising/falling when its
+//!    t-statistic is at least [`points::TREND_MIN_T`] in size, else flat; the z-score against
+//!    the normal points in `[ts − zscore.window, ts)` (itself and anomalous points excluded) by
+//!    sample mean/stddev or by median/MAD × 1.4826. No z below `min_samples` baseline points or
+//!    with zero spread. `|z| ≥ threshold` marks the point anomalous.
+//! 5. **Alerts**: consecutive anomalous points of a series form one episode, one alert with a
+//!    stable id, re-emitted when a more extreme point joins; `resolve_after` normal points in a
+//!    row resolve it. A later anomaly starts a new episode and a new alert.
+//! 6. **Interval joins** between two streams on the series label or a named field: pairs with
+//!    `|t_left − t_right| ≤ within`, emitted as soon as the second one arrives; inner or
+//!    left-outer. Rows are evicted once the joint watermark (the minimum of both streams') is
+//!    past `t + within`; an unmatched left row is then emitted with an empty right side.
+//!
+//! **End of input** ([`Engine::finish`]): every watermark moves to +∞, so every window closes,
+//! every buffered point is released and every join row is evicted. Open alert episodes stay open.
+//!
+//! # Memory
+//!
+//! Per series and stream: the series label and counters (~100 B); per aligned window spec, one
+//! pane (~90 B) per `gcd(size, slide)` of event time within `size + lateness`; per session spec,
+//! one open session (~80 B) per gap-separated burst within `gap + lateness`; for analytics,
+//! `sma_points` values, the points of `trend_window` and of `zscore.window` (16 B each), and the
+//! reorder buffer (24 B per event within `lateness`). Dedup keeps each id of the last
+//! `horizon + lateness` of event time (~60 B + the id). Nothing grows with the length of the
+//! stream; the number of series is capped by `max_series`.
+
+pub mod anomaly;
+pub mod dedup;
+pub mod join;
+pub mod points;
+pub mod stats;
+pub mod time;
+pub mod window;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use thiserror::Error;
+
+use crate::config::{Config, JoinOn, WindowSpec};
+use crate::event::Event;
+use crate::record::{LateRecord, Record};
+
+use self::dedup::Dedup;
+use self::join::{IntervalJoin, JoinInput, Side};
+use self::points::PointAnalytics;
+use self::time::WatermarkTracker;
+use self::window::{AlignedWindows, SessionWindows};
+
+/// An event that reached the operators: deduplicated, not late, its series interned.
+pub struct Accepted<'a> {
+    pub series: u32,
+    pub label: &'a Arc<str>,
+    pub ts: i64,
+    pub value: f64,
+    /// Arrival order across the whole engine: the tie-breaker for equal event times.
+    pub seq: u64,
+}
+
+/// A per-stream operator. Hooks are synchronous and never fail on data.
+pub trait Operator: Send {
+    fn on_event(&mut self, event: &Accepted<'_>, out: &mut Vec<Record>);
+    /// The stream's watermark advanced to `watermark` (`i64::MAX` at end of input).
+    fn on_watermark(&mut self, watermark: i64, out: &mut Vec<Record>);
+}
+
+/// Where an event came from, for late records and dead letters.
+#[derive(Debug, Clone, Copy)]
+pub struct Origin<'a> {
+    pub source: &'a str,
+    pub partition: u32,
+    pub offset: u64,
+}
+
+/// Why the engine refused an event. The caller turns it into a dead letter.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum RejectError {
+    #[error("stream {stream:?} already tracks its maximum of {max} series (max_series); new series are refused")]
+    TooManySeries { stream: String, max: usize },
+    #[error("no stream with index {0}")]
+    UnknownStream(usize),
+}
+
+/// Counters of one stream, for the status page and `/metrics`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StreamCounters {
+    pub accepted: u64,
+    pub late: u64,
+    pub duplicates: u64,
+}
+
+/// Counters of one series.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SeriesCounters {
+    pub late: u64,
+    pub duplicates: u64,
+}
+
+/// Labels of a stream's series, interned to dense ids so operators index vectors, not maps.
+#[derive(Debug, Default)]
+struct SeriesRegistry {
+    ids: HashMap<Arc<str>, u32>,
+    labels: Vec<Arc<str>>,
+    counters: Vec<SeriesCounters>,
+}
+
+impl SeriesRegistry {
+    fn intern(&mut self, label: &str, max: usize) -> Option<u32> {
+        if let Some(&id) = self.ids.get(label) {
+            return Some(id);
+        }
+        if self.labels.len() >= max {
+            return None;
+        }
+        let id = self.labels.len() as u32;
+        let label: Arc<str> = Arc::from(label);
+        self.ids.insert(label.clone(), id);
+        self.labels.push(label);
+        self.counters.push(SeriesCounters::default());
+        Some(id)
+    }
+}
+
+struct StreamRuntime {
+    name: Arc<str>,
+    max_series: usize,
+    watermark: WatermarkTracker,
+    dedup: Option<Dedup>,
+    series: SeriesRegistry,
+    operators: Vec<Box<dyn Operator>>,
+    /// Joins this stream feeds, with its side and whether the join keys on a named field.
+    joins: Vec<(usize, Side, bool)>,
+    counters: StreamCounters,
+}
+
+struct JoinRuntime {
+    join: IntervalJoin,
+    left: usize,
+    right: usize,
+    watermark: i64,
+}
+
+/// The engine of a whole pipeline: every stream and join of a [`Config`].
+pub struct Engine {
+    streams: Vec<StreamRuntime>,
+    joins: Vec<JoinRuntime>,
+    seq: u64,
+}
+
+impl Engine {
+    pub fn new(config: &Config) -> Self {
+        let mut streams: Vec<StreamRuntime> = config
+            .streams
+            .iter()
+            .map(|s| {
+                let name: Arc<str> = Arc::from(s.name.as_str());
+                let mut operators: Vec<Box<dyn Operator>> = Vec::new();
+                for spec in &s.windows {
+                    operators.push(match *spec {
+                        WindowSpec::Tumbling { size_ms } => {
+                            Box::new(AlignedWindows::tumbling(name.clone(), size_ms))
+                        }
+                        WindowSpec::Sliding { size_ms, slide_ms } => {
+                            Box::new(AlignedWindows::sliding(name.clone(), size_ms, slide_ms))
+                        }
+                        WindowSpec::Session { gap_ms } => {
+                            Box::new(SessionWindows::new(name.clone(), gap_ms))
+                        }
+                    });
+                }
+                if let Some(analytics) = s.analytics {
+                    operators.push(Box::new(PointAnalytics::new(name.clone(), analytics)));
+                }
+                StreamRuntime {
+                    name,
+                    max_series: s.max_series,
+                    watermark: WatermarkTracker::new(
+                        s.watermark.lateness_ms,
+                        s.watermark.idle_timeout_ms,
+                    ),
+                    dedup: s.dedup.map(|d| Dedup::new(d.horizon_ms)),
+                    series: SeriesRegistry::default(),
+                    operators,
+                    joins: Vec::new(),
+                    counters: StreamCounters::default(),
+                }
+            })
+            .collect();
+        let joins = config
+            .joins
+            .iter()
+            .enumerate()
+            .map(|(i, j)| {
+                let by_field = matches!(j.on, JoinOn::Field(_));
+                streams[j.left].joins.push((i, Side::Left, by_field));
+                streams[j.right].joins.push((i, Side::Right, by_field));
+                JoinRuntime {
+                    join: IntervalJoin::new(
+                        Arc::from(j.name.as_str()),
+                        streams[j.left].name.clone(),
+                        streams[j.right].name.clone(),
+                        j.within_ms,
+                        j.kind,
+                    ),
+                    left: j.left,
+                    right: j.right,
+                    watermark: time::WATERMARK_MIN,
+                }
+            })
+            .collect();
+        Engine {
+            streams,
+            joins,
+            seq: 0,
+        }
+    }
+
+    /// Processes one event of stream `stream` at processing time `now`, appending to `out`.
+    pub fn process(
+        &mut self,
+        stream: usize,
+        event: &Event<'_>,
+        origin: Origin<'_>,
+        now: i64,
+        out: &mut Vec<Record>,
+    ) -> Result<(), RejectError> {
+        let s = self
+            .streams
+            .get_mut(stream)
+            .ok_or(RejectError::UnknownStream(stream))?;
+        let series = s
+            .series
+            .intern(&event.series, s.max_series)
+            .ok_or_else(|| RejectError::TooManySeries {
+                stream: s.name.to_string(),
+                max: s.max_series,
+            })?;
+        let seq = self.seq;
+        self.seq += 1;
+
+        if let (Some(dedup), Some(id)) = (s.dedup.as_mut(), event.id.as_deref()) {
+            if dedup.check_and_insert(id, event.ts) {
+                s.watermark.touch(origin.partition, now);
+                s.counters.duplicates += 1;
+                s.series.counters[series as usize].duplicates += 1;
+                return Ok(());
+            }
+        }
+
+        let watermark = s.watermark.current();
+        if event.ts < watermark {
+            s.watermark.observe(origin.partition, event.ts, now);
+            s.counters.late += 1;
+            s.series.counters[series as usize].late += 1;
+            out.push(Record::Late(LateRecord {
+                stream: s.name.clone(),
+                series: s.series.labels[series as usize].clone(),
+                ts: event.ts,
+                watermark,
+                lateness_ms: watermark - event.ts,
+                source: Arc::from(origin.source),
+                partition: origin.partition,
+                offset: origin.offset,
+            }));
+            return Ok(());
+        }
+
+        s.counters.accepted += 1;
+        let advanced = s.watermark.observe(origin.partition, event.ts, now);
+        let accepted = Accepted {
+            series,
+            label: &s.series.labels[series as usize],
+            ts: event.ts,
+            value: event.value,
+            seq,
+        };
+        for op in &mut s.operators {
+            op.on_event(&accepted, out);
+        }
+        for &(join, side, by_field) in &s.joins {
+            let key = if by_field {
+                event.join_key.as_deref().unwrap_or_default()
+            } else {
+                &event.series
+            };
+            let input = JoinInput {
+                key,
+                ts: event.ts,
+                seq,
+                value: event.value,
+                id: event.id.as_deref(),
+            };
+            self.joins[join].join.on_event(side, &input, out);
+        }
+        if advanced {
+            self.advance(stream, out);
+        }
+        Ok(())
+    }
+
+    /// Advances processing time: idle partitions stop holding watermarks back.
+    pub fn tick(&mut self, now: i64, out: &mut Vec<Record>) {
+        for stream in 0..self.streams.len() {
+            if self.streams[stream].watermark.tick(now) {
+                self.advance(stream, out);
+            }
+        }
+    }
+
+    /// End of input: closes every window, releases every point, evicts every join row.
+    pub fn finish(&mut self, out: &mut Vec<Record>) {
+        for stream in 0..self.streams.len() {
+            self.streams[stream].watermark.finish();
+            self.advance(stream, out);
+        }
+    }
+
+    /// Lets the operators, dedup and joins of a stream catch up with its new watermark.
+    fn advance(&mut self, stream: usize, out: &mut Vec<Record>) {
+        let s = &mut self.streams[stream];
+        let watermark = s.watermark.current();
+        for op in &mut s.operators {
+            op.on_watermark(watermark, out);
+        }
+        if let Some(dedup) = s.dedup.as_mut() {
+            dedup.evict(watermark);
+        }
+        for k in 0..self.streams[stream].joins.len() {
+            let join = self.streams[stream].joins[k].0;
+            let j = &mut self.joins[join];
+            let joint = self.streams[j.left]
+                .watermark
+                .current()
+                .min(self.streams[j.right].watermark.current());
+            if joint > j.watermark {
+                j.watermark = joint;
+                j.join.on_watermark(joint, out);
+            }
+        }
+    }
+
+    /// Index of the stream with this name.
+    pub fn stream_index(&self, name: &str) -> Option<usize> {
+        self.streams.iter().position(|s| &*s.name == name)
+    }
+
+    pub fn stream_name(&self, stream: usize) -> Option<&Arc<str>> {
+        self.streams.get(stream).map(|s| &s.name)
+    }
+
+    /// The stream's current watermark (`i64::MIN` before any event).
+    pub fn watermark(&self, stream: usize) -> Option<i64> {
+        self.streams.get(stream).map(|s| s.watermark.current())
+    }
+
+    pub fn counters(&self, stream: usize) -> Option<StreamCounters> {
+        self.streams.get(stream).map(|s| s.counters)
+    }
+
+    /// Per-series counters of a stream, by label.
+    pub fn series_counters(
+        &self,
+        stream: usize,
+    ) -> impl Iterator<Item = (&Arc<str>, SeriesCounters)> + '_ {
+        self.streams.get(stream).into_iter().flat_map(|s| {
+            s.series
+                .labels
+                .iter()
+                .zip(s.series.counters.iter().copied())
+        })
+    }
+
+    /// Ids the dedup of a stream remembers now (0 without dedup): to check it stays bounded.
+    pub fn dedup_entries(&self, stream: usize) -> usize {
+        self.streams
+            .get(stream)
+            .and_then(|s| s.dedup.as_ref())
+            .map_or(0, Dedup::len)
+    }
+
+    /// Rows buffered in all joins.
+    pub fn join_rows(&self) -> usize {
+        self.joins.iter().map(|j| j.join.buffered()).sum()
+    }
+}

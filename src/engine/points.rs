@@ -1,0 +1,181 @@
+//! Per-point analytics: a reorder buffer per series that releases events in event-time order
+//! once the watermark passes them, then SMA, EWMA, trend slope, z-score and alert episodes.
+//!
+//! Releasing in `(event time, arrival)` order is what makes these results independent of the
+//! arrival order within the allowed lateness: by the time a point is computed, every event that
+//! precedes it in event time has either arrived or is late.
+
+use std::cmp::{Ordering, Reverse};
+use std::collections::BinaryHeap;
+use std::sync::Arc;
+
+use super::anomaly::{Baseline, Episodes};
+use super::stats::{Ewma, MovingAverage, SlidingRegression};
+use super::time::SeriesTimers;
+use super::window::slot;
+use super::{Accepted, Operator};
+use crate::config::AnalyticsConfig;
+use crate::record::{PointRecord, Record, Trend};
+
+/// |t| of the slope above which a trend is called rising or falling: about 95 % confidence that
+/// the sign of the slope is real, for a few dozen points.
+pub const TREND_MIN_T: f64 = 2.0;
+
+pub struct PointAnalytics {
+    stream: Arc<str>,
+    config: AnalyticsConfig,
+    series: Vec<Option<SeriesAnalytics>>,
+    timers: SeriesTimers,
+}
+
+struct SeriesAnalytics {
+    label: Arc<str>,
+    buffer: BinaryHeap<Reverse<Buffered>>,
+    sma: MovingAverage,
+    ewma: Ewma,
+    trend: SlidingRegression,
+    baseline: Baseline,
+    episodes: Episodes,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Buffered {
+    ts: i64,
+    seq: u64,
+    value: f64,
+}
+
+impl PartialEq for Buffered {
+    fn eq(&self, other: &Self) -> bool {
+        (self.ts, self.seq) == (other.ts, other.seq)
+    }
+}
+impl Eq for Buffered {}
+impl PartialOrd for Buffered {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Buffered {
+    fn cmp(&self, other: &Self) -> Ordering {
+        (self.ts, self.seq).cmp(&(other.ts, other.seq))
+    }
+}
+
+impl PointAnalytics {
+    pub fn new(stream: Arc<str>, config: AnalyticsConfig) -> Self {
+        PointAnalytics {
+            stream,
+            config,
+            series: Vec::new(),
+            timers: SeriesTimers::default(),
+        }
+    }
+
+    /// Points waiting for the watermark, over all series.
+    pub fn buffered(&self) -> usize {
+        self.series.iter().flatten().map(|s| s.buffer.len()).sum()
+    }
+
+    /// Open anomaly episodes, over all series.
+    pub fn open_episodes(&self) -> usize {
+        self.series
+            .iter()
+            .flatten()
+            .filter(|s| s.episodes.is_open())
+            .count()
+    }
+}
+
+impl SeriesAnalytics {
+    fn compute(
+        &mut self,
+        stream: &Arc<str>,
+        config: &AnalyticsConfig,
+        point: Buffered,
+        out: &mut Vec<Record>,
+    ) {
+        let Buffered { ts, value, .. } = point;
+        let sma = self.sma.push(value);
+        let ewma = self.ewma.push(value);
+        self.trend.push(ts, value);
+        self.trend
+            .evict_before(ts.saturating_sub(config.trend_window_ms));
+        let fit = self.trend.fit();
+        let trend = match fit.and_then(|f| f.t_stat) {
+            Some(t) if t >= TREND_MIN_T => Trend::Rising,
+            Some(t) if t <= -TREND_MIN_T => Trend::Falling,
+            _ => Trend::Flat,
+        };
+        let score = self.baseline.score(ts, value);
+        let anomaly = self.baseline.is_anomalous(score);
+        if !anomaly {
+            self.baseline.admit(ts, value);
+        }
+        self.episodes.on_point(
+            stream,
+            &self.label,
+            ts,
+            value,
+            score.filter(|_| anomaly),
+            out,
+        );
+        out.push(Record::Point(PointRecord {
+            stream: stream.clone(),
+            series: self.label.clone(),
+            ts,
+            value,
+            sma,
+            ewma,
+            slope: fit.map(|f| f.slope),
+            trend,
+            z: score.map(|s| s.z),
+            anomaly,
+        }));
+    }
+}
+
+impl Operator for PointAnalytics {
+    fn on_event(&mut self, ev: &Accepted<'_>, _out: &mut Vec<Record>) {
+        let config = &self.config;
+        let state = slot(&mut self.series, ev.series).get_or_insert_with(|| SeriesAnalytics {
+            label: ev.label.clone(),
+            buffer: BinaryHeap::new(),
+            sma: MovingAverage::new(config.sma_points),
+            ewma: Ewma::new(config.ewma_alpha),
+            trend: SlidingRegression::default(),
+            baseline: Baseline::new(config.zscore),
+            episodes: Episodes::new(&config.zscore),
+        });
+        state.buffer.push(Reverse(Buffered {
+            ts: ev.ts,
+            seq: ev.seq,
+            value: ev.value,
+        }));
+        if let Some(Reverse(first)) = state.buffer.peek() {
+            self.timers.schedule(ev.series, first.ts);
+        }
+    }
+
+    fn on_watermark(&mut self, watermark: i64, out: &mut Vec<Record>) {
+        // Release what the watermark has passed: ts < watermark.
+        let limit = watermark.saturating_sub(1);
+        while let Some(series) = self.timers.pop_due(limit) {
+            let Some(state) = self
+                .series
+                .get_mut(series as usize)
+                .and_then(Option::as_mut)
+            else {
+                continue;
+            };
+            while let Some(&Reverse(next)) = state.buffer.peek() {
+                if next.ts > limit {
+                    self.timers.schedule(series, next.ts);
+                    break;
+                }
+                state.buffer.pop();
+                state.compute(&self.stream, &self.config, next, out);
+            }
+        }
+    }
+}

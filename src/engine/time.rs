@@ -1,0 +1,265 @@
+//! Event time: the per-partition watermark tracker of one stream, and per-series timers.
+//!
+//! Owns the watermark rule (see the engine's module doc); does not own what happens when the
+//! watermark moves — operators react to it through their `on_watermark` hook.
+
+use std::collections::BTreeSet;
+
+/// Watermark before any event: nothing is late, nothing closes.
+pub const WATERMARK_MIN: i64 = i64::MIN;
+/// Watermark at end of input: everything closes.
+pub const WATERMARK_END: i64 = i64::MAX;
+
+/// What one source partition contributes to its stream's watermark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PartitionWatermark {
+    /// Max event time seen minus lateness.
+    Active(i64),
+    /// No event for `idle_timeout` of processing time: ignored until it sends again.
+    Idle(i64),
+}
+
+#[derive(Debug, Clone)]
+struct PartitionClock {
+    id: u32,
+    max_event_time: i64,
+    last_active: i64,
+    idle: bool,
+}
+
+/// Tracks a stream's watermark over its source partitions.
+///
+/// The watermark is the minimum of `max event time − lateness` over the partitions that are not
+/// idle; when all are idle, the maximum over all of them (nothing is holding time back). It
+/// never goes backwards: a partition that appears late or wakes up behind simply finds its events
+/// late until it catches up.
+#[derive(Debug, Clone)]
+pub struct WatermarkTracker {
+    lateness_ms: i64,
+    idle_timeout_ms: i64,
+    partitions: Vec<PartitionClock>,
+    current: i64,
+}
+
+impl WatermarkTracker {
+    pub fn new(lateness_ms: i64, idle_timeout_ms: i64) -> Self {
+        WatermarkTracker {
+            lateness_ms,
+            idle_timeout_ms,
+            partitions: Vec::new(),
+            current: WATERMARK_MIN,
+        }
+    }
+
+    pub fn current(&self) -> i64 {
+        self.current
+    }
+
+    /// Each partition's contribution, for the status page.
+    pub fn partitions(&self) -> impl Iterator<Item = (u32, PartitionWatermark)> + '_ {
+        self.partitions.iter().map(|p| {
+            let wm = p.max_event_time.saturating_sub(self.lateness_ms);
+            let state = if p.idle {
+                PartitionWatermark::Idle(wm)
+            } else {
+                PartitionWatermark::Active(wm)
+            };
+            (p.id, state)
+        })
+    }
+
+    fn clock(&mut self, partition: u32, now: i64) -> &mut PartitionClock {
+        // Linear search: a stream has a handful of partitions, and this beats hashing them.
+        let index = match self.partitions.iter().position(|p| p.id == partition) {
+            Some(i) => i,
+            None => {
+                self.partitions.push(PartitionClock {
+                    id: partition,
+                    max_event_time: WATERMARK_MIN,
+                    last_active: now,
+                    idle: false,
+                });
+                self.partitions.len() - 1
+            }
+        };
+        &mut self.partitions[index]
+    }
+
+    /// Marks the partition as alive at processing time `now` without an event time (a duplicate,
+    /// or a freshly assigned partition). Waking a partition can only hold the watermark back,
+    /// and the watermark never goes back, so this never moves it.
+    pub fn touch(&mut self, partition: u32, now: i64) {
+        let clock = self.clock(partition, now);
+        clock.last_active = clock.last_active.max(now);
+        clock.idle = false;
+    }
+
+    /// Records an event time seen on a partition; returns whether the watermark advanced.
+    pub fn observe(&mut self, partition: u32, event_time: i64, now: i64) -> bool {
+        let clock = self.clock(partition, now);
+        clock.last_active = clock.last_active.max(now);
+        clock.idle = false;
+        if event_time <= clock.max_event_time {
+            return false;
+        }
+        clock.max_event_time = event_time;
+        self.recompute()
+    }
+
+    /// Advances processing time: partitions silent for `idle_timeout` become idle. Returns
+    /// whether the watermark advanced.
+    pub fn tick(&mut self, now: i64) -> bool {
+        let mut changed = false;
+        for p in &mut self.partitions {
+            let idle = now.saturating_sub(p.last_active) >= self.idle_timeout_ms;
+            changed |= idle != p.idle;
+            p.idle = idle;
+        }
+        changed && self.recompute()
+    }
+
+    /// End of input: every window may close.
+    pub fn finish(&mut self) {
+        self.current = WATERMARK_END;
+    }
+
+    fn recompute(&mut self) -> bool {
+        let lateness = self.lateness_ms;
+        let contribution = |p: &PartitionClock| p.max_event_time.saturating_sub(lateness);
+        let active = self
+            .partitions
+            .iter()
+            .filter(|p| !p.idle && p.max_event_time != WATERMARK_MIN)
+            .map(contribution)
+            .min();
+        // A partition that has sent nothing but is not idle yet holds the watermark back:
+        // we cannot know how old its first event will be.
+        let waiting = self
+            .partitions
+            .iter()
+            .any(|p| !p.idle && p.max_event_time == WATERMARK_MIN);
+        let candidate = if waiting {
+            WATERMARK_MIN
+        } else {
+            match active {
+                Some(min) => min,
+                None => self
+                    .partitions
+                    .iter()
+                    .map(contribution)
+                    .max()
+                    .unwrap_or(WATERMARK_MIN),
+            }
+        };
+        if candidate > self.current {
+            self.current = candidate;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// One timer per series, ordered by time: lets an operator find the series due at a watermark
+/// without scanning every series (a stream may have 100,000).
+#[derive(Debug, Clone, Default)]
+pub struct SeriesTimers {
+    queue: BTreeSet<(i64, u32)>,
+    scheduled: Vec<Option<i64>>,
+}
+
+impl SeriesTimers {
+    /// Sets the series' timer to `at`, replacing an earlier setting.
+    pub fn schedule(&mut self, series: u32, at: i64) {
+        let slot = series as usize;
+        if slot >= self.scheduled.len() {
+            self.scheduled.resize(slot + 1, None);
+        }
+        match self.scheduled[slot] {
+            Some(old) if old == at => return,
+            Some(old) => {
+                self.queue.remove(&(old, series));
+            }
+            None => {}
+        }
+        self.scheduled[slot] = Some(at);
+        self.queue.insert((at, series));
+    }
+
+    pub fn cancel(&mut self, series: u32) {
+        if let Some(Some(old)) = self.scheduled.get_mut(series as usize).map(Option::take) {
+            self.queue.remove(&(old, series));
+        }
+    }
+
+    /// Pops the earliest timer set at or before `limit`.
+    pub fn pop_due(&mut self, limit: i64) -> Option<u32> {
+        let &(at, series) = self.queue.first()?;
+        if at > limit {
+            return None;
+        }
+        self.queue.pop_first();
+        self.scheduled[series as usize] = None;
+        Some(series)
+    }
+
+    pub fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn watermark_is_min_over_active_partitions_and_monotonic() {
+        let mut wm = WatermarkTracker::new(10, 1000);
+        assert!(wm.observe(0, 100, 0));
+        assert_eq!(wm.current(), 90);
+        // A new partition that has an older max does not pull the watermark back.
+        assert!(!wm.observe(1, 50, 0));
+        assert_eq!(wm.current(), 90);
+        assert!(!wm.observe(0, 200, 0));
+        assert!(wm.observe(1, 150, 0));
+        assert_eq!(wm.current(), 140);
+    }
+
+    #[test]
+    fn idle_partitions_are_skipped_until_they_speak() {
+        let mut wm = WatermarkTracker::new(0, 1000);
+        // Known partitions that have sent nothing yet hold the watermark.
+        wm.touch(0, 0);
+        wm.touch(1, 0);
+        assert!(!wm.observe(0, 100, 0));
+        assert_eq!(wm.current(), WATERMARK_MIN);
+        wm.observe(1, 10, 0);
+        assert_eq!(wm.current(), 10);
+        wm.observe(0, 500, 900);
+        assert!(!wm.tick(999));
+        assert!(wm.tick(1000)); // partition 1 silent for 1000 ms
+        assert_eq!(wm.current(), 500);
+        wm.observe(1, 20, 1100); // wakes up, behind: holds nothing back
+        assert_eq!(wm.current(), 500);
+        assert!(!wm.tick(5000)); // all idle: the most advanced partition, 500, still rules
+        assert_eq!(wm.current(), 500);
+        wm.finish();
+        assert_eq!(wm.current(), WATERMARK_END);
+    }
+
+    #[test]
+    fn timers_fire_in_order_and_reschedule() {
+        let mut t = SeriesTimers::default();
+        t.schedule(3, 50);
+        t.schedule(1, 20);
+        t.schedule(3, 10);
+        assert_eq!(t.pop_due(15), Some(3));
+        assert_eq!(t.pop_due(15), None);
+        t.cancel(1);
+        assert!(t.is_empty());
+    }
+}

@@ -1,0 +1,432 @@
+//! Window operators: epoch-aligned tumbling and sliding windows (one pane-based implementation)
+//! and session windows, each keeping per-series state and emitting a window once, when closed.
+//!
+//! Sliding windows aggregate each event into one pane of `gcd(size, slide)` and combine the
+//! `size / pane` panes only when a window closes, so an event costs the same as in a tumbling
+//! window however many windows overlap it. Tumbling is the case `slide == size` (one pane).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::stats::Moments;
+use super::time::SeriesTimers;
+use super::{Accepted, Operator};
+use crate::config::gcd;
+use crate::record::{Record, WindowKind, WindowRecord};
+
+/// Count, sum, mean, min, max, sample stddev, first and last of a set of events.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Aggregate {
+    moments: Moments,
+    sum: f64,
+    min: f64,
+    max: f64,
+    /// (event time, arrival sequence, value) of the earliest and latest event.
+    first: (i64, u64, f64),
+    last: (i64, u64, f64),
+}
+
+impl Aggregate {
+    pub fn of(ts: i64, seq: u64, value: f64) -> Self {
+        let mut moments = Moments::default();
+        moments.add(value);
+        Aggregate {
+            moments,
+            sum: value,
+            min: value,
+            max: value,
+            first: (ts, seq, value),
+            last: (ts, seq, value),
+        }
+    }
+
+    pub fn add(&mut self, ts: i64, seq: u64, value: f64) {
+        self.merge(&Aggregate::of(ts, seq, value));
+    }
+
+    pub fn merge(&mut self, other: &Aggregate) {
+        self.moments.merge(&other.moments);
+        self.sum += other.sum;
+        self.min = self.min.min(other.min);
+        self.max = self.max.max(other.max);
+        if (other.first.0, other.first.1) < (self.first.0, self.first.1) {
+            self.first = other.first;
+        }
+        if (other.last.0, other.last.1) > (self.last.0, self.last.1) {
+            self.last = other.last;
+        }
+    }
+
+    pub fn count(&self) -> u64 {
+        self.moments.count
+    }
+
+    fn record(
+        &self,
+        stream: &Arc<str>,
+        series: &Arc<str>,
+        kind: WindowKind,
+        window_start: i64,
+        window_end: i64,
+    ) -> Record {
+        Record::Window(WindowRecord {
+            stream: stream.clone(),
+            series: series.clone(),
+            kind,
+            window_start,
+            window_end,
+            count: self.moments.count,
+            sum: self.sum,
+            mean: self.sum / self.moments.count as f64,
+            min: self.min,
+            max: self.max,
+            stddev: self.moments.sample_stddev(),
+            first: self.first.2,
+            last: self.last.2,
+            is_final: true,
+        })
+    }
+}
+
+/// Grows a per-series vector so `series` is a valid index, and returns its slot.
+pub(crate) fn slot<T>(states: &mut Vec<Option<T>>, series: u32) -> &mut Option<T> {
+    let index = series as usize;
+    if index >= states.len() {
+        states.resize_with(index + 1, || None);
+    }
+    &mut states[index]
+}
+
+/// Tumbling (`slide == size`) and sliding windows aligned to the Unix epoch: `[k·slide, k·slide + size)`.
+pub struct AlignedWindows {
+    stream: Arc<str>,
+    kind: WindowKind,
+    size: i64,
+    slide: i64,
+    pane: i64,
+    series: Vec<Option<AlignedSeries>>,
+    timers: SeriesTimers,
+}
+
+struct AlignedSeries {
+    label: Arc<str>,
+    /// Pane start → aggregate of the events in `[start, start + pane)`.
+    panes: BTreeMap<i64, Aggregate>,
+    /// Windows starting before this have been emitted (or were empty).
+    cursor: i64,
+}
+
+impl AlignedWindows {
+    pub fn tumbling(stream: Arc<str>, size: i64) -> Self {
+        Self::new(stream, WindowKind::Tumbling, size, size)
+    }
+
+    pub fn sliding(stream: Arc<str>, size: i64, slide: i64) -> Self {
+        Self::new(stream, WindowKind::Sliding, size, slide)
+    }
+
+    fn new(stream: Arc<str>, kind: WindowKind, size: i64, slide: i64) -> Self {
+        AlignedWindows {
+            stream,
+            kind,
+            size,
+            slide,
+            pane: gcd(size, slide),
+            series: Vec::new(),
+            timers: SeriesTimers::default(),
+        }
+    }
+
+    /// Start of the first window (a multiple of `slide`) that contains time `t`.
+    fn first_window_containing(&self, t: i64) -> i64 {
+        (t - self.size).div_euclid(self.slide) * self.slide + self.slide
+    }
+
+    /// End of the earliest window of the series that still has to be emitted.
+    fn next_due(&self, state: &AlignedSeries) -> Option<i64> {
+        let (&first_pane, _) = state.panes.first_key_value()?;
+        let start = self.first_window_containing(first_pane).max(state.cursor);
+        Some(start + self.size)
+    }
+
+    fn emit_closed(&mut self, series: u32, watermark: i64, out: &mut Vec<Record>) {
+        let (size, slide) = (self.size, self.slide);
+        let Some(state) = self
+            .series
+            .get_mut(series as usize)
+            .and_then(Option::as_mut)
+        else {
+            return;
+        };
+        loop {
+            let Some((&first_pane, _)) = state.panes.first_key_value() else {
+                return;
+            };
+            let start = ((first_pane - size).div_euclid(slide) * slide + slide).max(state.cursor);
+            let end = start + size;
+            if end > watermark {
+                self.timers.schedule(series, end);
+                return;
+            }
+            let mut panes = state.panes.range(start..end).map(|(_, agg)| agg);
+            // The window holds `first_pane`, so it is never empty.
+            if let Some(first) = panes.next() {
+                let mut total = *first;
+                panes.for_each(|agg| total.merge(agg));
+                out.push(total.record(&self.stream, &state.label, self.kind, start, end));
+            }
+            state.cursor = start + slide;
+            // Panes before the next window's start belong to no window still open.
+            while let Some(entry) = state.panes.first_entry() {
+                if *entry.key() >= state.cursor {
+                    break;
+                }
+                entry.remove();
+            }
+        }
+    }
+
+    /// Open panes over all series, for the memory figures.
+    pub fn open_panes(&self) -> usize {
+        self.series.iter().flatten().map(|s| s.panes.len()).sum()
+    }
+}
+
+impl Operator for AlignedWindows {
+    fn on_event(&mut self, ev: &Accepted<'_>, _out: &mut Vec<Record>) {
+        let pane_start = ev.ts.div_euclid(self.pane) * self.pane;
+        let state = slot(&mut self.series, ev.series).get_or_insert_with(|| AlignedSeries {
+            label: ev.label.clone(),
+            panes: BTreeMap::new(),
+            cursor: i64::MIN,
+        });
+        state
+            .panes
+            .entry(pane_start)
+            .and_modify(|agg| agg.add(ev.ts, ev.seq, ev.value))
+            .or_insert_with(|| Aggregate::of(ev.ts, ev.seq, ev.value));
+        let state = self.series[ev.series as usize].as_ref();
+        if let Some(due) = state.and_then(|s| self.next_due(s)) {
+            self.timers.schedule(ev.series, due);
+        }
+    }
+
+    fn on_watermark(&mut self, watermark: i64, out: &mut Vec<Record>) {
+        while let Some(series) = self.timers.pop_due(watermark) {
+            self.emit_closed(series, watermark, out);
+        }
+    }
+}
+
+/// Session windows: events of a series less than or exactly `gap` apart share a session.
+///
+/// A session spans `[first event, last event + gap)` and closes once the watermark passes its
+/// end (`watermark > last + gap`): only then can no future event — at or after the watermark —
+/// fall within `gap` of its last event. An out-of-order event can bridge two sessions into one.
+pub struct SessionWindows {
+    stream: Arc<str>,
+    gap: i64,
+    series: Vec<Option<SessionSeries>>,
+    timers: SeriesTimers,
+}
+
+struct SessionSeries {
+    label: Arc<str>,
+    /// Session start → session; sessions of a series are disjoint and more than `gap` apart.
+    sessions: BTreeMap<i64, Session>,
+}
+
+struct Session {
+    last: i64,
+    agg: Aggregate,
+}
+
+impl SessionWindows {
+    pub fn new(stream: Arc<str>, gap: i64) -> Self {
+        SessionWindows {
+            stream,
+            gap,
+            series: Vec::new(),
+            timers: SeriesTimers::default(),
+        }
+    }
+
+    pub fn open_sessions(&self) -> usize {
+        self.series.iter().flatten().map(|s| s.sessions.len()).sum()
+    }
+}
+
+impl Operator for SessionWindows {
+    fn on_event(&mut self, ev: &Accepted<'_>, _out: &mut Vec<Record>) {
+        let gap = self.gap;
+        let state = slot(&mut self.series, ev.series).get_or_insert_with(|| SessionSeries {
+            label: ev.label.clone(),
+            sessions: BTreeMap::new(),
+        });
+        let mut start = ev.ts;
+        let mut merged = Session {
+            last: ev.ts,
+            agg: Aggregate::of(ev.ts, ev.seq, ev.value),
+        };
+        // Sessions are sorted and disjoint, so the ones this event touches are contiguous and
+        // end with the last one starting within `gap` after it.
+        let touching: Vec<i64> = state
+            .sessions
+            .range(..=ev.ts.saturating_add(gap))
+            .rev()
+            .take_while(|(_, s)| s.last.saturating_add(gap) >= ev.ts)
+            .map(|(&start, _)| start)
+            .collect();
+        for key in touching {
+            if let Some(session) = state.sessions.remove(&key) {
+                start = start.min(key);
+                merged.last = merged.last.max(session.last);
+                merged.agg.merge(&session.agg);
+            }
+        }
+        state.sessions.insert(start, merged);
+        if let Some((_, first)) = state.sessions.first_key_value() {
+            // Sessions are disjoint, so the first one also ends first.
+            self.timers
+                .schedule(ev.series, first.last.saturating_add(gap));
+        }
+    }
+
+    fn on_watermark(&mut self, watermark: i64, out: &mut Vec<Record>) {
+        // A session closes when the watermark is strictly past its end.
+        let limit = watermark.saturating_sub(1);
+        while let Some(series) = self.timers.pop_due(limit) {
+            let Some(state) = self
+                .series
+                .get_mut(series as usize)
+                .and_then(Option::as_mut)
+            else {
+                continue;
+            };
+            while let Some(entry) = state.sessions.first_entry() {
+                let end = entry.get().last.saturating_add(self.gap);
+                if end > limit {
+                    self.timers.schedule(series, end);
+                    break;
+                }
+                let start = *entry.key();
+                let session = entry.remove();
+                out.push(session.agg.record(
+                    &self.stream,
+                    &state.label,
+                    WindowKind::Session,
+                    start,
+                    end,
+                ));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn feed(op: &mut dyn Operator, events: &[(i64, f64)], out: &mut Vec<Record>) {
+        let label: Arc<str> = "a".into();
+        for (seq, &(ts, value)) in events.iter().enumerate() {
+            op.on_event(
+                &Accepted {
+                    series: 0,
+                    label: &label,
+                    ts,
+                    value,
+                    seq: seq as u64,
+                },
+                out,
+            );
+        }
+    }
+
+    fn windows(out: &[Record]) -> Vec<(i64, i64, u64, f64)> {
+        out.iter()
+            .map(|r| match r {
+                Record::Window(w) => (w.window_start, w.window_end, w.count, w.sum),
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn tumbling_emits_each_window_once_when_the_watermark_reaches_its_end() {
+        let mut op = AlignedWindows::tumbling("s".into(), 10);
+        let mut out = Vec::new();
+        feed(
+            &mut op,
+            &[(1, 1.0), (12, 2.0), (9, 3.0), (-3, 4.0)],
+            &mut out,
+        );
+        op.on_watermark(-1, &mut out);
+        assert!(out.is_empty());
+        op.on_watermark(9, &mut out);
+        assert_eq!(windows(&out), vec![(-10, 0, 1, 4.0)]);
+        op.on_watermark(10, &mut out);
+        assert_eq!(windows(&out), vec![(-10, 0, 1, 4.0), (0, 10, 2, 4.0)]);
+        op.on_watermark(10, &mut out);
+        op.on_watermark(i64::MAX, &mut out);
+        assert_eq!(windows(&out)[2..], [(10, 20, 1, 2.0)]);
+        assert_eq!(op.open_panes(), 0);
+    }
+
+    #[test]
+    fn sliding_windows_combine_panes_and_skip_empty_ranges() {
+        let mut op = AlignedWindows::sliding("s".into(), 30, 10);
+        let mut out = Vec::new();
+        feed(&mut op, &[(5, 1.0), (15, 2.0), (1000, 5.0)], &mut out);
+        op.on_watermark(i64::MAX, &mut out);
+        assert_eq!(
+            windows(&out),
+            vec![
+                (-20, 10, 1, 1.0),
+                (-10, 20, 2, 3.0),
+                (0, 30, 2, 3.0),
+                (10, 40, 1, 2.0),
+                (980, 1010, 1, 5.0),
+                (990, 1020, 1, 5.0),
+                (1000, 1030, 1, 5.0),
+            ]
+        );
+    }
+
+    #[test]
+    fn sessions_merge_within_gap_and_bridge_out_of_order() {
+        let mut op = SessionWindows::new("s".into(), 10);
+        let mut out = Vec::new();
+        feed(&mut op, &[(0, 1.0), (25, 2.0), (10, 3.0)], &mut out);
+        // 0 and 10 are exactly `gap` apart: one session [0, 20); 25 is 15 after 10: its own.
+        op.on_watermark(20, &mut out);
+        assert!(
+            out.is_empty(),
+            "closes only when the watermark passes the end"
+        );
+        op.on_watermark(21, &mut out);
+        assert_eq!(windows(&out), vec![(0, 20, 2, 4.0)]);
+        feed(&mut op, &[(30, 1.0), (44, 1.0), (36, 1.0)], &mut out);
+        op.on_watermark(i64::MAX, &mut out);
+        assert_eq!(windows(&out)[1..], [(25, 54, 4, 5.0)]);
+        assert_eq!(op.open_sessions(), 0);
+    }
+
+    #[test]
+    fn first_and_last_follow_event_time_then_arrival() {
+        let mut op = AlignedWindows::tumbling("s".into(), 100);
+        let mut out = Vec::new();
+        feed(
+            &mut op,
+            &[(50, 1.0), (10, 2.0), (50, 3.0), (10, 4.0)],
+            &mut out,
+        );
+        op.on_watermark(i64::MAX, &mut out);
+        let Record::Window(w) = &out[0] else { panic!() };
+        assert_eq!((w.first, w.last), (2.0, 3.0));
+        assert_eq!(
+            w.stddev.map(|s| (s * 1e9).round()),
+            Some((1.2909944487358056f64 * 1e9).round())
+        );
+    }
+}

@@ -1,0 +1,22 @@
+//! Tidewatch: real-time analytics for event streams in one binary.
+//!
+//! Modules, in the order data flows through them:
+//!
+//! - [`config`]: the pipeline's TOML file, validated into typed values; errors name the key.
+//! - [`source`]: where raw messages come from (files today; Kafka, socket, demo next).
+//! - [`event`]: decoding JSON bytes into events with a field mapping; bad input is a typed error.
+//! - [`engine`]: the pure, deterministic event-time core — watermarks, dedup, windows,
+//!   per-point analytics, anomaly alerts, joins. Its module doc states the semantics.
+//! - [`record`]: the output records every sink writes (the public contract).
+//! - [`sink`]: where records go (NDJSON files today).
+//! - [`pipeline`]: wires sources → decode → engine → sinks.
+//! - [`bench`]: the generated workload and throughput measurement behind `tidewatch bench`.
+
+pub mod bench;
+pub mod config;
+pub mod engine;
+pub mod event;
+pub mod pipeline;
+pub mod record;
+pub mod sink;
+pub mod source;

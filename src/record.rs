@@ -1,0 +1,282 @@
+//! Output records: the public contract every sink writes (see ARCHITECTURE.md, "Output records").
+//!
+//! Field names here are the NDJSON/Kafka field names and the DB/Parquet column names, so renaming
+//! one is a breaking change. Times are epoch milliseconds. Stream and series names are `Arc<str>`
+//! because the engine emits a point record per event and must not allocate a label for each.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+
+/// One output of the engine or of decoding, routed by kind to the sinks.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "record", rename_all = "snake_case")]
+pub enum Record {
+    Window(WindowRecord),
+    Point(PointRecord),
+    Alert(AlertRecord),
+    Late(LateRecord),
+    DeadLetter(DeadLetterRecord),
+    Join(JoinRecord),
+}
+
+impl Record {
+    /// The record kind as a plain name: the NDJSON file stem and, later, the table name.
+    pub fn kind(&self) -> RecordKind {
+        match self {
+            Record::Window(_) => RecordKind::Window,
+            Record::Point(_) => RecordKind::Point,
+            Record::Alert(_) => RecordKind::Alert,
+            Record::Late(_) => RecordKind::Late,
+            Record::DeadLetter(_) => RecordKind::DeadLetter,
+            Record::Join(_) => RecordKind::Join,
+        }
+    }
+}
+
+/// The kinds of record, in the order sinks list them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RecordKind {
+    Window,
+    Point,
+    Alert,
+    Late,
+    DeadLetter,
+    Join,
+}
+
+impl RecordKind {
+    pub const ALL: [RecordKind; 6] = [
+        RecordKind::Window,
+        RecordKind::Point,
+        RecordKind::Alert,
+        RecordKind::Late,
+        RecordKind::DeadLetter,
+        RecordKind::Join,
+    ];
+
+    /// File stem used by file-based sinks: `windows.ndjson`, `points.ndjson`, ...
+    pub fn file_stem(self) -> &'static str {
+        match self {
+            RecordKind::Window => "windows",
+            RecordKind::Point => "points",
+            RecordKind::Alert => "alerts",
+            RecordKind::Late => "late",
+            RecordKind::DeadLetter => "dead_letters",
+            RecordKind::Join => "joins",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WindowKind {
+    Tumbling,
+    Sliding,
+    Session,
+}
+
+/// The aggregate of one closed window of one series.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WindowRecord {
+    pub stream: Arc<str>,
+    pub series: Arc<str>,
+    pub kind: WindowKind,
+    pub window_start: i64,
+    pub window_end: i64,
+    pub count: u64,
+    pub sum: f64,
+    pub mean: f64,
+    pub min: f64,
+    pub max: f64,
+    /// Sample standard deviation; `null` for a window of one event.
+    pub stddev: Option<f64>,
+    /// Value of the earliest event by event time (ties: first to arrive).
+    pub first: f64,
+    /// Value of the latest event by event time (ties: last to arrive).
+    pub last: f64,
+    /// Always true today: windows are emitted once, when the watermark closes them.
+    #[serde(rename = "final")]
+    pub is_final: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Trend {
+    Rising,
+    Falling,
+    Flat,
+}
+
+/// Per-event analytics, computed in event-time order once the watermark passes the event.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PointRecord {
+    pub stream: Arc<str>,
+    pub series: Arc<str>,
+    pub ts: i64,
+    pub value: f64,
+    pub sma: f64,
+    pub ewma: f64,
+    /// Least-squares slope in units per second; `null` with fewer than two distinct times.
+    pub slope: Option<f64>,
+    pub trend: Trend,
+    /// `null` when the baseline is too small or has zero spread.
+    pub z: Option<f64>,
+    pub anomaly: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    High,
+    Low,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Warning,
+    Critical,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertState {
+    Open,
+    Acknowledged,
+    Resolved,
+}
+
+/// One anomaly episode of a series. Emitted when it opens, each time a more extreme point joins
+/// it, and when it resolves: consumers upsert on `id` (the last record of an id is its state).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AlertRecord {
+    /// Stable across replays: derived from (stream, series, episode_start).
+    pub id: String,
+    pub stream: Arc<str>,
+    pub series: Arc<str>,
+    /// Time of the most extreme point of the episode so far.
+    pub ts: i64,
+    pub value: f64,
+    /// Baseline centre (mean or median) the point was compared with.
+    pub expected: f64,
+    /// Baseline spread (stddev, or MAD × 1.4826 for the robust method).
+    pub stddev: f64,
+    pub z: f64,
+    pub direction: Direction,
+    pub severity: Severity,
+    pub episode_start: i64,
+    pub state: AlertState,
+    pub acked_by: Option<String>,
+    pub acked_at: Option<i64>,
+    pub note: Option<String>,
+}
+
+/// An event that arrived behind the watermark: it went to no window and no analytics.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LateRecord {
+    pub stream: Arc<str>,
+    pub series: Arc<str>,
+    pub ts: i64,
+    pub watermark: i64,
+    pub lateness_ms: i64,
+    pub source: Arc<str>,
+    pub partition: u32,
+    pub offset: u64,
+}
+
+/// Input that could not become an event, kept with the reason so nothing is lost silently.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeadLetterRecord {
+    pub stream: Arc<str>,
+    pub source: Arc<str>,
+    pub partition: u32,
+    pub offset: u64,
+    pub reason: String,
+    /// The raw input, lossily decoded as UTF-8 and cut at [`DEAD_LETTER_PAYLOAD_LIMIT`] bytes.
+    pub payload: String,
+}
+
+/// How much of a bad payload a dead letter keeps: enough to see what went wrong, bounded so a
+/// flood of huge bad messages cannot fill the store.
+pub const DEAD_LETTER_PAYLOAD_LIMIT: usize = 1024;
+
+impl DeadLetterRecord {
+    pub fn new(
+        stream: Arc<str>,
+        source: Arc<str>,
+        partition: u32,
+        offset: u64,
+        reason: String,
+        payload: &[u8],
+    ) -> Self {
+        let cut = &payload[..payload.len().min(DEAD_LETTER_PAYLOAD_LIMIT)];
+        let mut text = String::from_utf8_lossy(cut).into_owned();
+        if payload.len() > DEAD_LETTER_PAYLOAD_LIMIT {
+            text.push('…');
+        }
+        DeadLetterRecord {
+            stream,
+            source,
+            partition,
+            offset,
+            reason,
+            payload: text,
+        }
+    }
+}
+
+/// One result of a stream-stream interval join. The right side is `null` for a left-outer row
+/// whose left event found no match before the watermark passed `left_ts + within`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct JoinRecord {
+    pub join: Arc<str>,
+    pub key: Arc<str>,
+    pub left_stream: Arc<str>,
+    pub right_stream: Arc<str>,
+    pub left_ts: i64,
+    pub left_value: f64,
+    pub left_id: Option<Arc<str>>,
+    pub right_ts: Option<i64>,
+    pub right_value: Option<f64>,
+    pub right_id: Option<Arc<str>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dead_letter_payload_is_cut_on_bytes_and_marked() {
+        let long = vec![b'x'; DEAD_LETTER_PAYLOAD_LIMIT + 10];
+        let dl = DeadLetterRecord::new("s".into(), "f".into(), 0, 1, "bad".into(), &long);
+        assert_eq!(dl.payload.chars().count(), DEAD_LETTER_PAYLOAD_LIMIT + 1);
+        assert!(dl.payload.ends_with('…'));
+        let short = DeadLetterRecord::new("s".into(), "f".into(), 0, 1, "bad".into(), b"\xff{");
+        assert_eq!(short.payload, "\u{fffd}{");
+    }
+
+    #[test]
+    fn window_record_uses_contract_field_names() {
+        let rec = WindowRecord {
+            stream: "s".into(),
+            series: "a".into(),
+            kind: WindowKind::Tumbling,
+            window_start: 0,
+            window_end: 60_000,
+            count: 1,
+            sum: 2.0,
+            mean: 2.0,
+            min: 2.0,
+            max: 2.0,
+            stddev: None,
+            first: 2.0,
+            last: 2.0,
+            is_final: true,
+        };
+        let json = serde_json::to_value(&rec).unwrap();
+        assert_eq!(json["final"], true);
+        assert_eq!(json["kind"], "tumbling");
+        assert!(json["stddev"].is_null());
+    }
+}

@@ -1,0 +1,39 @@
+//! Sinks: where records go. Every sink receives every record kind and writes the same logical
+//! records (field names of `record.rs`).
+
+mod ndjson;
+
+pub use ndjson::NdjsonSink;
+
+use thiserror::Error;
+
+use crate::config::SinkConfig;
+use crate::record::Record;
+
+#[derive(Debug, Error)]
+pub enum SinkError {
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+pub trait Sink {
+    fn write(&mut self, records: &[Record]) -> Result<(), SinkError>;
+    /// Makes everything written so far durable (or at least handed to the OS).
+    fn flush(&mut self) -> Result<(), SinkError>;
+}
+
+/// Builds the sinks a config lists.
+pub fn build(configs: &[SinkConfig]) -> Result<Vec<Box<dyn Sink>>, SinkError> {
+    configs
+        .iter()
+        .map(|config| match config {
+            SinkConfig::Ndjson { path } => {
+                NdjsonSink::create(path).map(|s| Box::new(s) as Box<dyn Sink>)
+            }
+        })
+        .collect()
+}
