@@ -1,0 +1,5 @@
+//! The one integration-test binary (one link of the whole crate, not one per file).
+
+mod cli;
+mod golden;
+mod props;
