@@ -1,29 +1,34 @@
-//! Deduplication by event id within an event-time horizon, with state evicted by the watermark.
+//! Deduplication by event id within an event-time horizon, with state bounded by the watermark.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::collections::HashMap;
 
-/// Expiry buckets per horizon: eviction runs a bucket at a time, so an entry may outlive its
-/// expiry by a bucket's width. That costs a little memory, never correctness: the duplicate
-/// test compares event times exactly.
-const BUCKETS_PER_HORIZON: i64 = 64;
+use smol_str::SmolStr;
+
+/// Sweeps never run more often than every this many new ids, so tiny maps do not sweep
+/// constantly.
+const MIN_SWEEP_INTERVAL: usize = 1024;
 
 /// Remembers the ids of accepted events.
 ///
 /// An event is a duplicate when an earlier accepted event had the same id and an event time at
-/// most `horizon` away. An entry `(id, t)` is forgotten once the watermark is past `t + horizon`:
-/// any event still to come has a time at or after the watermark, so it is too far from `t` to
-/// be its duplicate. That makes eviction exact, not an approximation, and bounds the state to
-/// the ids of about `horizon + lateness` of event time.
-#[derive(Debug, Default)]
+/// most `horizon` away. An entry `(id, t)` is no longer needed once the watermark is past
+/// `t + horizon`: any event still to come has a time at or after the watermark, so it is too far
+/// from `t` to be its duplicate.
+///
+/// Such stale entries are not removed one by one (a random lookup each); instead the whole map
+/// is swept in one sequential pass whenever it has taken in as many new ids as it held after the
+/// previous sweep. A stale entry may so outlive its expiry for a while, which changes no result
+/// (the duplicate test compares times exactly) and bounds the map at about twice the ids of the
+/// last `horizon + lateness` of event time.
+#[derive(Debug)]
 pub struct Dedup {
     horizon_ms: i64,
-    bucket_ms: i64,
-    seen: HashMap<Arc<str>, SeenAt>,
-    /// Expiry bucket (`(t + horizon) / bucket_ms`) → the `(t, id)` entries expiring in it.
-    /// Event times are nearly ordered, so this stays a short map of long vectors: much cheaper
-    /// than a heap of every entry.
-    expiry: BTreeMap<i64, Vec<(i64, Arc<str>)>>,
+    /// Ids are short in practice: `SmolStr` keeps up to 23 bytes inline, no allocation and no
+    /// pointer to follow on compare.
+    seen: HashMap<SmolStr, SeenAt, foldhash::fast::RandomState>,
+    inserted_since_sweep: usize,
+    sweep_after: usize,
+    watermark: i64,
 }
 
 /// Event times an id was accepted at. Almost always one; several only when a producer reuses an
@@ -34,12 +39,23 @@ enum SeenAt {
     Many(Vec<i64>),
 }
 
+impl SeenAt {
+    fn any(&self, mut f: impl FnMut(i64) -> bool) -> bool {
+        match self {
+            SeenAt::One(t) => f(*t),
+            SeenAt::Many(times) => times.iter().any(|&t| f(t)),
+        }
+    }
+}
+
 impl Dedup {
     pub fn new(horizon_ms: i64) -> Self {
         Dedup {
             horizon_ms,
-            bucket_ms: (horizon_ms / BUCKETS_PER_HORIZON).max(1),
-            ..Dedup::default()
+            seen: HashMap::default(),
+            inserted_since_sweep: 0,
+            sweep_after: MIN_SWEEP_INTERVAL,
+            watermark: i64::MIN,
         }
     }
 
@@ -47,62 +63,55 @@ impl Dedup {
     pub fn check_and_insert(&mut self, id: &str, ts: i64) -> bool {
         let horizon = self.horizon_ms;
         let near = |t0: i64| (ts - t0).abs() <= horizon;
-        let key: Arc<str> = match self.seen.get_mut(id) {
-            Some(SeenAt::One(t0)) if near(*t0) => return true,
-            Some(SeenAt::Many(times)) if times.iter().any(|&t0| near(t0)) => return true,
-            Some(entry) => {
-                match entry {
-                    SeenAt::One(t0) => *entry = SeenAt::Many(vec![*t0, ts]),
-                    SeenAt::Many(times) => times.push(ts),
+        match self.seen.entry(SmolStr::new(id)) {
+            std::collections::hash_map::Entry::Occupied(mut entry) => {
+                if entry.get().any(near) {
+                    return true;
                 }
-                // The id is stored already: share its allocation with the expiry entry.
-                match self.seen.get_key_value(id) {
-                    Some((key, _)) => key.clone(),
-                    None => Arc::from(id),
+                // A reused id: keep only the times that can still match something.
+                let live_after = self.watermark.saturating_sub(horizon);
+                let mut times = match entry.get() {
+                    SeenAt::One(t) => vec![*t],
+                    SeenAt::Many(times) => times.clone(),
+                };
+                times.retain(|&t| t >= live_after);
+                times.push(ts);
+                entry.insert(SeenAt::Many(times));
+            }
+            std::collections::hash_map::Entry::Vacant(entry) => {
+                entry.insert(SeenAt::One(ts));
+                self.inserted_since_sweep += 1;
+                if self.inserted_since_sweep >= self.sweep_after {
+                    self.sweep();
                 }
             }
-            None => {
-                let key: Arc<str> = Arc::from(id);
-                self.seen.insert(key.clone(), SeenAt::One(ts));
-                key
-            }
-        };
-        let bucket = ts.saturating_add(horizon).div_euclid(self.bucket_ms);
-        self.expiry.entry(bucket).or_default().push((ts, key));
+        }
         false
     }
 
-    /// Forgets entries whose `t + horizon` is below the watermark, a bucket at a time.
+    /// Records the stream's watermark; entries with `t + horizon < watermark` become removable.
     pub fn evict(&mut self, watermark: i64) {
-        while let Some(entry) = self.expiry.first_entry() {
-            // Every expiry in the bucket is below its end; all are passed once the end is.
-            let bucket_end = entry.key().saturating_add(1).saturating_mul(self.bucket_ms);
-            if bucket_end > watermark {
-                break;
-            }
-            for (ts, id) in entry.remove() {
-                self.forget(&id, ts);
-            }
+        self.watermark = self.watermark.max(watermark);
+        if watermark == i64::MAX {
+            // End of input: nothing can be a duplicate any more.
+            self.seen.clear();
         }
     }
 
-    fn forget(&mut self, id: &Arc<str>, ts: i64) {
-        let now_empty = match self.seen.get_mut(id) {
-            Some(SeenAt::One(t0)) => *t0 == ts,
-            Some(SeenAt::Many(times)) => {
-                if let Some(i) = times.iter().position(|&t0| t0 == ts) {
-                    times.swap_remove(i);
-                }
-                times.is_empty()
+    fn sweep(&mut self) {
+        let live_after = self.watermark.saturating_sub(self.horizon_ms);
+        self.seen.retain(|_, seen| match seen {
+            SeenAt::One(t) => *t >= live_after,
+            SeenAt::Many(times) => {
+                times.retain(|&t| t >= live_after);
+                !times.is_empty()
             }
-            None => false,
-        };
-        if now_empty {
-            self.seen.remove(id);
-        }
+        });
+        self.inserted_since_sweep = 0;
+        self.sweep_after = self.seen.len().max(MIN_SWEEP_INTERVAL);
     }
 
-    /// Ids remembered now.
+    /// Ids remembered now (live and not yet swept).
     pub fn len(&self) -> usize {
         self.seen.len()
     }
@@ -117,19 +126,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn duplicates_within_horizon_and_exact_eviction() {
+    fn duplicates_within_horizon_and_reused_ids() {
         let mut d = Dedup::new(100);
         assert!(!d.check_and_insert("a", 1000));
         assert!(d.check_and_insert("a", 1100));
         assert!(d.check_and_insert("a", 900));
         assert!(!d.check_and_insert("a", 1101)); // too far: a new event with a reused id
         assert!(d.check_and_insert("a", 1201));
-        d.evict(1100); // 1000 + 100 is not below 1100
-        assert!(d.check_and_insert("a", 1100));
-        d.evict(1101);
-        assert_eq!(d.len(), 1);
-        d.evict(1202);
+        assert!(d.check_and_insert("a", 1000));
+        d.evict(i64::MAX);
         assert!(d.is_empty());
-        assert!(!d.check_and_insert("a", 5000));
+    }
+
+    #[test]
+    fn sweeps_keep_the_map_bounded_by_the_live_horizon() {
+        let mut d = Dedup::new(100);
+        // One new id per ms for a long time; the watermark trails by 10 ms.
+        let mut peak = 0;
+        for t in 0..200_000i64 {
+            assert!(!d.check_and_insert(&format!("id-{t}"), t));
+            d.evict(t - 10);
+            peak = peak.max(d.len());
+        }
+        // Live ids: the last horizon + lateness = 110 ms, so ~110; sweeps every 1024 inserts.
+        assert!(peak <= 110 + MIN_SWEEP_INTERVAL + 1, "peak {peak}");
+        // A stale entry never makes a later event a duplicate.
+        assert!(!d.check_and_insert("id-199000", 199_900));
     }
 }

@@ -12,7 +12,7 @@
 //! 1. **Dedup** (when the stream has `dedup`): an event whose `id` was already accepted for an
 //!    event at most `horizon` away in event time is a duplicate: dropped and counted per series.
 //!    It still counts as activity of its partition. Dedup state is evicted by the watermark
-//!    (see [`dedup::Dedup`]), so it stays bounded.
+//!    (see [`dedup::Dedup`]), so it stays bounded. Events without an id are never duplicates.
 //! 2. **Watermark and lateness**: per source partition, `max event time seen − lateness`. A
 //!    stream's watermark is the minimum over its partitions that are not idle; a partition with
 //!    no event for `idle_timeout` of processing time (measured by the ticks) is idle and ignored
@@ -54,9 +54,10 @@
 //! pane (~90 B) per `gcd(size, slide)` of event time within `size + lateness`; per session spec,
 //! one open session (~80 B) per gap-separated burst within `gap + lateness`; for analytics,
 //! `sma_points` values, the points of `trend_window` and of `zscore.window` (16 B each), and the
-//! reorder buffer (24 B per event within `lateness`). Dedup keeps each id of the last
-//! `horizon + lateness` of event time (~60 B + the id). Nothing grows with the length of the
-//! stream; the number of series is capped by `max_series`.
+//! reorder buffer (32 B per event within `lateness`). Dedup keeps each id of the last
+//! `horizon + lateness` of event time, at most about twice that between its sweeps (~48 B per
+//! id; ids longer than 23 bytes add their length). Nothing grows with the length of the stream;
+//! the number of series is capped by `max_series`.
 
 pub mod anomaly;
 pub mod dedup;
@@ -133,7 +134,7 @@ pub struct SeriesCounters {
 /// Labels of a stream's series, interned to dense ids so operators index vectors, not maps.
 #[derive(Debug, Default)]
 struct SeriesRegistry {
-    ids: HashMap<Arc<str>, u32>,
+    ids: HashMap<Arc<str>, u32, foldhash::fast::RandomState>,
     labels: Vec<Arc<str>>,
     counters: Vec<SeriesCounters>,
 }

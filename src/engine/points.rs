@@ -11,7 +11,6 @@ use std::sync::Arc;
 
 use super::anomaly::{Baseline, Episodes};
 use super::stats::{Ewma, MovingAverage, SlidingRegression};
-use super::time::SeriesTimers;
 use super::window::slot;
 use super::{Accepted, Operator};
 use crate::config::AnalyticsConfig;
@@ -25,12 +24,14 @@ pub struct PointAnalytics {
     stream: Arc<str>,
     config: AnalyticsConfig,
     series: Vec<Option<SeriesAnalytics>>,
-    timers: SeriesTimers,
+    /// The reorder buffer of every series at once, ordered by (event time, arrival): one push
+    /// and one pop per event, where per-series buffers would also need a timer per series.
+    /// Popping in global order keeps each series in its own event-time order.
+    buffer: BinaryHeap<Reverse<Buffered>>,
 }
 
 struct SeriesAnalytics {
     label: Arc<str>,
-    buffer: BinaryHeap<Reverse<Buffered>>,
     sma: MovingAverage,
     ewma: Ewma,
     trend: SlidingRegression,
@@ -42,6 +43,7 @@ struct SeriesAnalytics {
 struct Buffered {
     ts: i64,
     seq: u64,
+    series: u32,
     value: f64,
 }
 
@@ -68,13 +70,13 @@ impl PointAnalytics {
             stream,
             config,
             series: Vec::new(),
-            timers: SeriesTimers::default(),
+            buffer: BinaryHeap::new(),
         }
     }
 
     /// Points waiting for the watermark, over all series.
     pub fn buffered(&self) -> usize {
-        self.series.iter().flatten().map(|s| s.buffer.len()).sum()
+        self.buffer.len()
     }
 
     /// Open anomaly episodes, over all series.
@@ -138,42 +140,34 @@ impl SeriesAnalytics {
 impl Operator for PointAnalytics {
     fn on_event(&mut self, ev: &Accepted<'_>, _out: &mut Vec<Record>) {
         let config = &self.config;
-        let state = slot(&mut self.series, ev.series).get_or_insert_with(|| SeriesAnalytics {
+        slot(&mut self.series, ev.series).get_or_insert_with(|| SeriesAnalytics {
             label: ev.label.clone(),
-            buffer: BinaryHeap::new(),
             sma: MovingAverage::new(config.sma_points),
             ewma: Ewma::new(config.ewma_alpha),
             trend: SlidingRegression::default(),
             baseline: Baseline::new(config.zscore),
             episodes: Episodes::new(&config.zscore),
         });
-        state.buffer.push(Reverse(Buffered {
+        self.buffer.push(Reverse(Buffered {
             ts: ev.ts,
             seq: ev.seq,
+            series: ev.series,
             value: ev.value,
         }));
-        if let Some(Reverse(first)) = state.buffer.peek() {
-            self.timers.schedule(ev.series, first.ts);
-        }
     }
 
     fn on_watermark(&mut self, watermark: i64, out: &mut Vec<Record>) {
         // Release what the watermark has passed: ts < watermark.
-        let limit = watermark.saturating_sub(1);
-        while let Some(series) = self.timers.pop_due(limit) {
-            let Some(state) = self
+        while let Some(&Reverse(next)) = self.buffer.peek() {
+            if next.ts >= watermark {
+                break;
+            }
+            self.buffer.pop();
+            if let Some(state) = self
                 .series
-                .get_mut(series as usize)
+                .get_mut(next.series as usize)
                 .and_then(Option::as_mut)
-            else {
-                continue;
-            };
-            while let Some(&Reverse(next)) = state.buffer.peek() {
-                if next.ts > limit {
-                    self.timers.schedule(series, next.ts);
-                    break;
-                }
-                state.buffer.pop();
+            {
                 state.compute(&self.stream, &self.config, next, out);
             }
         }

@@ -41,7 +41,16 @@ impl Aggregate {
     }
 
     pub fn add(&mut self, ts: i64, seq: u64, value: f64) {
-        self.merge(&Aggregate::of(ts, seq, value));
+        self.moments.add(value);
+        self.sum += value;
+        self.min = self.min.min(value);
+        self.max = self.max.max(value);
+        if (ts, seq) < (self.first.0, self.first.1) {
+            self.first = (ts, seq, value);
+        }
+        if (ts, seq) > (self.last.0, self.last.1) {
+            self.last = (ts, seq, value);
+        }
     }
 
     pub fn merge(&mut self, other: &Aggregate) {
