@@ -1,8 +1,6 @@
 //! `tidewatch bench`: engine throughput on a deterministic, generated workload.
 //!
-//! The workload is built in memory before the clock starts: N JSON lines over S series, event
-//! time advancing one second per round of series, up to 5 s out of order, 1 % exact duplicates,
-//! 0.1 % late events (30–60 s behind) and a few planted +8σ anomalies. The timed part is
+//! The workload is built in memory before the clock starts (see [`generate`]). The timed part is
 //! everything a real event costs: decode from JSON bytes, dedup, watermark, a tumbling 1 m and a
 //! sliding 1 m / 10 s window, and per-point SMA/EWMA/slope/z-score, on one thread.
 
@@ -11,6 +9,7 @@ use std::time::{Duration, Instant};
 use crate::config::Config;
 use crate::engine::{Engine, Origin};
 use crate::event::Decoder;
+use crate::generator::{Faults, Generator, Kind};
 use crate::record::{Record, RecordKind};
 
 /// The pipeline the benchmark runs (the file source path is never opened).
@@ -32,42 +31,6 @@ kind = "ndjson"
 path = "unused/"
 "#;
 
-/// Deterministic SplitMix64: a few lines, reproducible across platforms, good enough for
-/// synthetic data (also used by tests and, later, the demo source).
-#[derive(Debug, Clone)]
-pub struct SplitMix64(u64);
-
-impl SplitMix64 {
-    pub fn new(seed: u64) -> Self {
-        SplitMix64(seed)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `[0, 1)`.
-    pub fn next_f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    /// Uniform in `[0, n)`; `n` must be positive.
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n.max(1)
-    }
-
-    /// Standard normal (Box–Muller).
-    pub fn normal(&mut self) -> f64 {
-        let u1 = self.next_f64().max(f64::MIN_POSITIVE);
-        let u2 = self.next_f64();
-        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
-    }
-}
-
 /// Shape of the generated workload.
 #[derive(Debug, Clone, Copy)]
 pub struct Workload {
@@ -87,44 +50,36 @@ pub struct Planted {
 /// Event time of the first round of the generated data: 2023-11-14T22:13:20Z.
 pub const WORKLOAD_START_MS: i64 = 1_700_000_000_000;
 
-/// Generates the workload as NDJSON lines.
+/// Generates the workload as NDJSON lines: one event per series per second of event time, up to
+/// 5 s out of order, 1 % duplicates, 0.1 % events 30–60 s late, about ten +8σ anomalies.
 pub fn generate(workload: Workload) -> (Vec<Vec<u8>>, Planted) {
-    let mut rng = SplitMix64::new(workload.seed);
     let series = workload.series.max(1);
-    let levels: Vec<f64> = (0..series).map(|_| 50.0 + rng.next_f64() * 100.0).collect();
+    let faults = Faults {
+        duplicate: 0.01,
+        late: 0.001,
+        anomaly: 10.0 / workload.events.max(1) as f64,
+        max_disorder_ms: 5_000,
+        late_by_ms: 30_000,
+        anomaly_sigmas: 8.0,
+    };
+    let mut generator = Generator::new(series, workload.seed, faults);
     let mut lines = Vec::with_capacity(workload.events);
     let mut planted = Planted::default();
-    let mut previous: Option<Vec<u8>> = None;
-    let mut id = 0u64;
+    let mut fresh = 0i64;
     while lines.len() < workload.events {
-        if let Some(prev) = previous.take() {
-            if rng.below(100) == 0 {
-                planted.duplicates += 1;
-                lines.push(prev);
-                continue;
-            }
+        let (round, slot) = (fresh / series as i64, fresh % series as i64);
+        let now = WORKLOAD_START_MS + round * 1000 + slot * 1000 / series as i64;
+        let event = generator.next_event(now);
+        match event.kind {
+            Kind::Duplicate => planted.duplicates += 1,
+            Kind::Late => planted.late += 1,
+            Kind::Anomaly => planted.anomalies += 1,
+            Kind::Normal => {}
         }
-        let round = id / series as u64;
-        let s = (id % series as u64) as usize;
-        let base = WORKLOAD_START_MS + round as i64 * 1000 + s as i64 * 1000 / series as i64;
-        let mut ts = base - rng.below(5000) as i64;
-        // Late only once the watermark exists (after the first minute of event time).
-        if round > 60 && rng.below(1000) == 0 {
-            ts = base - 30_000 - rng.below(30_000) as i64;
-            planted.late += 1;
+        if event.kind != Kind::Duplicate {
+            fresh += 1;
         }
-        let seasonal = 5.0 * (round as f64 / 600.0 * std::f64::consts::TAU).sin();
-        let mut value = levels[s] + seasonal + rng.normal();
-        // Plant a +8σ spike once the baseline has its 30 samples.
-        if round > 120 && id % 200_003 == 0 {
-            value += 8.0 * 5.2; // noise σ = 1, seasonal swing adds to the window's σ
-            planted.anomalies += 1;
-        }
-        let line = format!(r#"{{"ts":{ts},"series":"s{s:04}","value":{value:.4},"id":"e{id}"}}"#)
-            .into_bytes();
-        id += 1;
-        previous = Some(line.clone());
-        lines.push(line);
+        lines.push(event.line);
     }
     (lines, planted)
 }
@@ -208,6 +163,7 @@ pub fn run(workload: Workload) -> BenchReport {
     for (offset, line) in lines.iter().enumerate() {
         let origin = Origin {
             source: "bench",
+            split: 0,
             partition: 0,
             offset: offset as u64,
         };

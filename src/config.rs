@@ -5,7 +5,7 @@
 //! checked ranges, cross-references resolved). Every error names the key it is about, as a path
 //! such as `streams[0].windows[1].slide`, so `tidewatch check-config` can point at the line.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use thiserror::Error;
@@ -72,8 +72,40 @@ pub struct StreamConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub enum SourceConfig {
     /// A `.ndjson`/`.jsonl` file, or every such file of a directory in name order.
-    File { path: PathBuf },
+    File {
+        path: PathBuf,
+    },
+    Kafka(KafkaSourceConfig),
 }
+
+/// A Kafka consumer in a consumer group.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KafkaSourceConfig {
+    /// `bootstrap.servers`.
+    pub brokers: String,
+    pub topics: Vec<String>,
+    /// Consumer group; default `tidewatch-<stream name>`.
+    pub group: String,
+    /// Where a partition without a committed offset starts.
+    pub start: StartFrom,
+    /// Extra librdkafka properties (SASL/SSL, ...), passed through as they are.
+    pub properties: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartFrom {
+    Earliest,
+    Latest,
+}
+
+/// librdkafka properties Tidewatch sets itself: overriding them would break delivery guarantees.
+const MANAGED_KAFKA_PROPERTIES: [&str; 5] = [
+    "bootstrap.servers",
+    "group.id",
+    "enable.auto.commit",
+    "enable.auto.offset.store",
+    "auto.offset.reset",
+];
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct WatermarkConfig {
@@ -199,6 +231,7 @@ fn duration_ms(key: &str, text: &str, allow_zero: bool) -> Result<i64, ConfigErr
 
 /// The file's shape. Field doc comments are the user documentation of each key.
 mod raw {
+    use std::collections::BTreeMap;
     use std::path::PathBuf;
 
     use serde::Deserialize;
@@ -234,7 +267,23 @@ mod raw {
     #[derive(Debug, Deserialize)]
     #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
     pub enum Source {
-        File { path: PathBuf },
+        File {
+            path: PathBuf,
+        },
+        Kafka {
+            brokers: String,
+            topics: Vec<String>,
+            group: Option<String>,
+            #[serde(default = "default_start")]
+            start: String,
+            /// librdkafka properties, e.g. `{ "security.protocol" = "SASL_SSL" }`.
+            #[serde(default)]
+            kafka: BTreeMap<String, String>,
+        },
+    }
+
+    fn default_start() -> String {
+        "earliest".into()
     }
 
     #[derive(Debug, Deserialize)]
@@ -466,6 +515,53 @@ impl raw::Stream {
         }
         let source = match self.source {
             raw::Source::File { path } => SourceConfig::File { path },
+            raw::Source::Kafka {
+                brokers,
+                topics,
+                group,
+                start,
+                kafka,
+            } => {
+                let skey = format!("{key}.source");
+                if brokers.trim().is_empty() {
+                    return Err(ConfigError::invalid(
+                        format!("{skey}.brokers"),
+                        "must list at least one broker, e.g. \"localhost:9092\"",
+                    ));
+                }
+                if topics.is_empty() || topics.iter().any(|t| t.trim().is_empty()) {
+                    return Err(ConfigError::invalid(
+                        format!("{skey}.topics"),
+                        "must list at least one non-empty topic name",
+                    ));
+                }
+                let start = match start.as_str() {
+                    "earliest" => StartFrom::Earliest,
+                    "latest" => StartFrom::Latest,
+                    other => {
+                        return Err(ConfigError::invalid(
+                            format!("{skey}.start"),
+                            format!("unknown start {other:?}; expected \"earliest\" or \"latest\""),
+                        ))
+                    }
+                };
+                if let Some(managed) = kafka
+                    .keys()
+                    .find(|k| MANAGED_KAFKA_PROPERTIES.contains(&k.as_str()))
+                {
+                    return Err(ConfigError::invalid(
+                        format!("{skey}.kafka.\"{managed}\""),
+                        "Tidewatch sets this property itself (use brokers, group and start)",
+                    ));
+                }
+                SourceConfig::Kafka(KafkaSourceConfig {
+                    brokers,
+                    topics,
+                    group: group.unwrap_or_else(|| format!("tidewatch-{}", self.name)),
+                    start,
+                    properties: kafka,
+                })
+            }
         };
         let fields = self.fields.validate(&format!("{key}.fields"))?;
         let watermark = WatermarkConfig {
@@ -800,6 +896,27 @@ path = "out/"
             error_of("[[streams]\n").contains("TOML parse error")
                 || !error_of("[[streams]\n").is_empty()
         );
+    }
+
+    #[test]
+    fn kafka_sources_validate_their_keys() {
+        let kafka = ISSUE_EXAMPLE.replace(
+            "source = { kind = \"file\", path = \"data/\" }",
+            "source = { kind = \"kafka\", brokers = \"127.0.0.1:9092\", topics = [\"events\"], kafka = { \"client.id\" = \"tw\" } }",
+        );
+        let config = Config::from_toml_str(&kafka).unwrap();
+        let SourceConfig::Kafka(k) = &config.streams[0].source else {
+            panic!("not kafka")
+        };
+        assert_eq!(k.group, "tidewatch-sensors");
+        assert_eq!(k.start, StartFrom::Earliest);
+        assert_eq!(k.properties["client.id"], "tw");
+        let managed = kafka.replace("\"client.id\"", "\"group.id\"");
+        assert!(error_of(&managed).starts_with("streams[0].source.kafka.\"group.id\":"));
+        let no_topics = kafka.replace("[\"events\"]", "[]");
+        assert!(error_of(&no_topics).starts_with("streams[0].source.topics:"));
+        let start = kafka.replace("topics = [", "start = \"middle\", topics = [");
+        assert!(error_of(&start).starts_with("streams[0].source.start:"));
     }
 
     #[test]

@@ -3,20 +3,24 @@
 //! Modules, in the order data flows through them:
 //!
 //! - [`config`]: the pipeline's TOML file, validated into typed values; errors name the key.
-//! - [`source`]: where raw messages come from (files today; Kafka, socket, demo next).
+//! - [`source`]: where raw messages come from (files, Kafka; socket and demo next).
 //! - [`event`]: decoding JSON bytes into events with a field mapping; bad input is a typed error.
 //! - [`engine`]: the pure, deterministic event-time core — watermarks, dedup, windows,
 //!   per-point analytics, anomaly alerts, joins. Its module doc states the semantics.
 //! - [`record`]: the output records every sink writes (the public contract).
 //! - [`sink`]: where records go (NDJSON files today).
 //! - [`pipeline`]: wires sources → decode → engine → sinks.
+//! - [`generator`]: synthetic events with anomalies, duplicates and late data (bench, produce).
+//! - [`produce`]: `tidewatch produce`, the load generator that writes to Kafka.
 //! - [`bench`]: the generated workload and throughput measurement behind `tidewatch bench`.
 
 pub mod bench;
 pub mod config;
 pub mod engine;
 pub mod event;
+pub mod generator;
 pub mod pipeline;
+pub mod produce;
 pub mod record;
 pub mod sink;
 pub mod source;

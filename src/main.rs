@@ -7,7 +7,9 @@ use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use tidewatch::bench::{self, Workload};
 use tidewatch::config::Config;
+use tidewatch::generator::Faults;
 use tidewatch::pipeline;
+use tidewatch::produce::{self, ProduceOptions};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Debug, Parser)]
@@ -32,6 +34,36 @@ enum Command {
     CheckConfig {
         /// Pipeline config (TOML).
         file: PathBuf,
+    },
+    /// Write generated events (with anomalies, duplicates and late data) to a Kafka topic.
+    Produce {
+        /// Kafka bootstrap servers.
+        #[arg(long, default_value = "127.0.0.1:9092")]
+        brokers: String,
+        #[arg(long, default_value = "events")]
+        topic: String,
+        /// Events per second; 0 sends as fast as the broker takes them.
+        #[arg(long, default_value_t = 1000.0)]
+        rate: f64,
+        #[arg(long, default_value_t = 10)]
+        series: usize,
+        /// Stop after this many events.
+        #[arg(long, required_unless_present = "duration")]
+        events: Option<u64>,
+        /// Stop after this long, e.g. "60s" or "5m".
+        #[arg(long, value_parser = humantime::parse_duration)]
+        duration: Option<std::time::Duration>,
+        /// Share of events whose value jumps by 8 noise deviations.
+        #[arg(long, default_value_t = 0.0005)]
+        anomaly_rate: f64,
+        /// Share of events stamped a minute or more in the past.
+        #[arg(long, default_value_t = 0.001)]
+        late_rate: f64,
+        /// Share of events sent twice.
+        #[arg(long, default_value_t = 0.01)]
+        dup_rate: f64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
     },
     /// Measure engine throughput on a generated in-memory workload (one thread).
     Bench {
@@ -84,6 +116,54 @@ fn run(command: Command) -> anyhow::Result<()> {
                 parsed.streams.len(),
                 parsed.joins.len(),
                 parsed.sinks.len()
+            );
+        }
+        Command::Produce {
+            brokers,
+            topic,
+            rate,
+            series,
+            events,
+            duration,
+            anomaly_rate,
+            late_rate,
+            dup_rate,
+            seed,
+        } => {
+            for (flag, value) in [
+                ("--anomaly-rate", anomaly_rate),
+                ("--late-rate", late_rate),
+                ("--dup-rate", dup_rate),
+            ] {
+                if !(0.0..=1.0).contains(&value) {
+                    bail!("{flag} must be between 0 and 1, got {value}");
+                }
+            }
+            if !(rate >= 0.0 && rate.is_finite()) || series == 0 {
+                bail!("--rate must be 0 or more and --series at least 1");
+            }
+            let options = ProduceOptions {
+                brokers,
+                topic,
+                rate,
+                series,
+                events,
+                duration,
+                seed,
+                faults: Faults {
+                    duplicate: dup_rate,
+                    late: late_rate,
+                    anomaly: anomaly_rate,
+                    ..Faults::default()
+                },
+            };
+            let report = produce::produce(&options)?;
+            println!(
+                "produced {} events to {:?} in {:.2} s: {:.0} events/s acknowledged",
+                report.delivered,
+                options.topic,
+                report.elapsed.as_secs_f64(),
+                report.rate()
             );
         }
         Command::Bench {

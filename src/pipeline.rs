@@ -15,7 +15,7 @@ use crate::engine::{Engine, Origin};
 use crate::event::Decoder;
 use crate::record::{DeadLetterRecord, Record, RecordKind};
 use crate::sink::{self, Sink, SinkError};
-use crate::source::{FileSource, Source, SourceError};
+use crate::source::{FileSource, KafkaSource, Source, SourceError};
 
 /// Messages read from one source before the pipeline turns to the next one and drains output.
 const BATCH: usize = 1024;
@@ -91,15 +91,21 @@ pub fn run_once_into(
     let mut engine = Engine::new(config);
     let mut inputs = Vec::with_capacity(config.streams.len());
     for (index, stream) in config.streams.iter().enumerate() {
-        let source: Box<dyn Source> =
-            match &stream.source {
-                SourceConfig::File { path } => Box::new(FileSource::open(path).map_err(
-                    |source| PipelineError::Source {
-                        stream: stream.name.clone(),
-                        source,
-                    },
-                )?),
-            };
+        let opened: Result<Box<dyn Source>, SourceError> = match &stream.source {
+            SourceConfig::File { path } => {
+                FileSource::open(path).map(|s| Box::new(s) as Box<dyn Source>)
+            }
+            SourceConfig::Kafka(kafka) => {
+                KafkaSource::open_to_end(kafka).map(|s| Box::new(s) as Box<dyn Source>)
+            }
+        };
+        let source = opened.map_err(|source| PipelineError::Source {
+            stream: stream.name.clone(),
+            source,
+        })?;
+        for split in source.splits() {
+            engine.assign_split(index, split, 0);
+        }
         inputs.push(StreamInput {
             index,
             name: Arc::from(stream.name.as_str()),
@@ -135,6 +141,7 @@ pub fn run_once_into(
                 input.messages += 1;
                 let origin = Origin {
                     source: message.source,
+                    split: message.split,
                     partition: message.partition,
                     offset: message.offset,
                 };
@@ -164,6 +171,16 @@ pub fn run_once_into(
     drain(&mut out, sinks, &mut written)?;
     for sink in sinks.iter_mut() {
         sink.flush()?;
+    }
+    // Only now is everything read durably written: commit the sources' positions.
+    for input in &mut inputs {
+        input
+            .source
+            .commit()
+            .map_err(|source| PipelineError::Source {
+                stream: input.name.to_string(),
+                source,
+            })?;
     }
 
     let streams = inputs

@@ -103,6 +103,8 @@ pub trait Operator: Send {
 #[derive(Debug, Clone, Copy)]
 pub struct Origin<'a> {
     pub source: &'a str,
+    /// What the watermark is tracked per: a file, a Kafka topic-partition.
+    pub split: u32,
     pub partition: u32,
     pub offset: u64,
 }
@@ -275,7 +277,7 @@ impl Engine {
 
         if let (Some(dedup), Some(id)) = (s.dedup.as_mut(), event.id.as_deref()) {
             if dedup.check_and_insert(id, event.ts) {
-                s.watermark.touch(origin.partition, now);
+                s.watermark.touch(origin.split, now);
                 s.counters.duplicates += 1;
                 s.series.counters[series as usize].duplicates += 1;
                 return Ok(());
@@ -284,7 +286,7 @@ impl Engine {
 
         let watermark = s.watermark.current();
         if event.ts < watermark {
-            s.watermark.observe(origin.partition, event.ts, now);
+            s.watermark.observe(origin.split, event.ts, now);
             s.counters.late += 1;
             s.series.counters[series as usize].late += 1;
             out.push(Record::Late(LateRecord {
@@ -301,7 +303,7 @@ impl Engine {
         }
 
         s.counters.accepted += 1;
-        let advanced = s.watermark.observe(origin.partition, event.ts, now);
+        let advanced = s.watermark.observe(origin.split, event.ts, now);
         let accepted = Accepted {
             series,
             label: &s.series.labels[series as usize],
@@ -331,6 +333,14 @@ impl Engine {
             self.advance(stream, out);
         }
         Ok(())
+    }
+
+    /// Declares a split (source partition) of a stream before it delivers anything: until its
+    /// first event it holds the stream's watermark where it is.
+    pub fn assign_split(&mut self, stream: usize, split: u32, now: i64) {
+        if let Some(s) = self.streams.get_mut(stream) {
+            s.watermark.touch(split, now);
+        }
     }
 
     /// Advances processing time: idle partitions stop holding watermarks back.

@@ -113,6 +113,7 @@ impl Source for FileSource {
         }
         Ok(Some(RawMessage {
             source: &self.name,
+            split: 0,
             partition: 0,
             offset: self.line_number,
             payload: &self.buffer[self.line.clone()],

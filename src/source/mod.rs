@@ -2,16 +2,21 @@
 //! (source name, partition, offset); decoding them is the pipeline's job, not the source's.
 
 mod file;
+mod kafka;
 
 pub use file::FileSource;
+pub use kafka::KafkaSource;
 
 use thiserror::Error;
 
 /// One raw message, borrowed from the source's buffer until the next call.
 #[derive(Debug, Clone, Copy)]
 pub struct RawMessage<'a> {
-    /// Where it came from: a file path, later a topic.
+    /// Where it came from: a file path or a topic.
     pub source: &'a str,
+    /// The unit the engine tracks a watermark for: 0 for a file source, one per topic-partition
+    /// for Kafka (see [`Source::splits`]).
+    pub split: u32,
     pub partition: u32,
     /// Position within the source: the 1-based line number for files, the offset for Kafka.
     pub offset: u64,
@@ -28,10 +33,32 @@ pub enum SourceError {
     },
     #[error("{path}: no .ndjson or .jsonl files found")]
     Empty { path: String },
+    #[error("kafka: {0}")]
+    Kafka(String),
+    #[error("kafka: topic {topic:?} does not exist or has no partitions")]
+    MissingTopic { topic: String },
+    #[error(
+        "kafka: no message for {waited:?} while {remaining} partition(s) still had data to read"
+    )]
+    Stalled {
+        remaining: usize,
+        waited: std::time::Duration,
+    },
 }
 
 /// A source read to its end (`run --once`).
 pub trait Source {
     /// The next message, or `None` at the end of the input.
     fn next_message(&mut self) -> Result<Option<RawMessage<'_>>, SourceError>;
+
+    /// Every split this source will read, known before the first message, so a split that has
+    /// not delivered yet holds the watermark back instead of finding its events late.
+    fn splits(&self) -> Vec<u32> {
+        vec![0]
+    }
+
+    /// Records that everything read so far is durably written (Kafka commits its offsets).
+    fn commit(&mut self) -> Result<(), SourceError> {
+        Ok(())
+    }
 }

@@ -3,27 +3,10 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
-use std::process::{Command, Output};
 
-use serde_json::Value;
-use tidewatch::bench::SplitMix64;
+use tidewatch::generator::SplitMix64;
 
-fn tidewatch(args: &[&str], dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tidewatch"))
-        .args(args)
-        .current_dir(dir)
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("the tidewatch binary runs")
-}
-
-fn read_ndjson(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
+use crate::support::{read_ndjson, tidewatch};
 
 /// What the generator put in the file, to check the outputs against.
 struct Generated {

@@ -20,8 +20,9 @@ fn run_case(name: &str) {
     let case = golden_dir().join(name);
     let mut config = Config::from_file(&case.join("config.toml")).expect("case config is valid");
     for stream in &mut config.streams {
-        let SourceConfig::File { path } = &mut stream.source;
-        *path = case.join(&*path);
+        if let SourceConfig::File { path } = &mut stream.source {
+            *path = case.join(&*path);
+        }
     }
     let out = tempfile::tempdir().unwrap();
     config.sinks = vec![SinkConfig::Ndjson {

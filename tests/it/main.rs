@@ -2,4 +2,6 @@
 
 mod cli;
 mod golden;
+mod kafka;
 mod props;
+mod support;

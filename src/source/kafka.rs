@@ -1,0 +1,227 @@
+//! The Kafka source, batch flavour: reads each partition of the configured topics from the
+//! group's committed offset (or `start`) up to the end offset it had when the run began — like
+//! Spark's `availableNow` trigger — and commits the offsets it read once the sinks have flushed.
+//!
+//! Partitions are assigned directly (no group rebalance to wait for); the group is used for its
+//! committed offsets, so `kafka-consumer-groups` shows progress and lag as usual.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use tracing::{debug, info};
+
+use super::{RawMessage, Source, SourceError};
+use crate::config::{KafkaSourceConfig, StartFrom};
+
+/// How long metadata, offset and commit requests may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+/// A run that receives nothing for this long while partitions still have data to read fails
+/// instead of hanging: the broker is gone, or the data was deleted under us.
+const STALL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// One topic-partition to read, `[next, end)`.
+#[derive(Debug, Clone)]
+struct Split {
+    topic: String,
+    partition: i32,
+    next: i64,
+    end: i64,
+}
+
+pub struct KafkaSource {
+    consumer: BaseConsumer,
+    /// Index = the split id the engine tracks watermarks by.
+    splits: Vec<Split>,
+    by_partition: BTreeMap<(String, i32), usize>,
+    remaining: usize,
+    /// The current message, copied out of librdkafka's buffer so no `BorrowedMessage` outlives
+    /// a call (dropping a consumer while one is alive blocks forever).
+    payload: Vec<u8>,
+    topic: String,
+    current: (u32, i32, i64),
+}
+
+impl KafkaSource {
+    /// Connects, finds every partition's range to read, and assigns the non-empty ones.
+    pub fn open_to_end(config: &KafkaSourceConfig) -> Result<Self, SourceError> {
+        let mut client = ClientConfig::new();
+        for (key, value) in &config.properties {
+            client.set(key, value);
+        }
+        client
+            .set("bootstrap.servers", &config.brokers)
+            .set("group.id", &config.group)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set(
+                "auto.offset.reset",
+                match config.start {
+                    StartFrom::Earliest => "earliest",
+                    StartFrom::Latest => "latest",
+                },
+            );
+        let consumer: BaseConsumer = client.create().map_err(kafka_error)?;
+
+        let mut wanted = TopicPartitionList::new();
+        for topic in &config.topics {
+            let metadata = consumer
+                .fetch_metadata(Some(topic), REQUEST_TIMEOUT)
+                .map_err(kafka_error)?;
+            let Some(found) = metadata.topics().iter().find(|t| t.name() == topic) else {
+                return Err(SourceError::MissingTopic {
+                    topic: topic.clone(),
+                });
+            };
+            if found.error().is_some() || found.partitions().is_empty() {
+                return Err(SourceError::MissingTopic {
+                    topic: topic.clone(),
+                });
+            }
+            for partition in found.partitions() {
+                wanted
+                    .add_partition_offset(topic, partition.id(), Offset::Invalid)
+                    .map_err(kafka_error)?;
+            }
+        }
+        let committed = consumer
+            .committed_offsets(wanted, REQUEST_TIMEOUT)
+            .map_err(kafka_error)?;
+
+        let mut splits = Vec::new();
+        let mut assign = TopicPartitionList::new();
+        for element in committed.elements() {
+            let (topic, partition) = (element.topic().to_owned(), element.partition());
+            let (low, high) = consumer
+                .fetch_watermarks(&topic, partition, REQUEST_TIMEOUT)
+                .map_err(kafka_error)?;
+            let start = match element.offset() {
+                // A committed offset below the low watermark was deleted by retention.
+                Offset::Offset(committed) => committed.clamp(low, high),
+                _ => match config.start {
+                    StartFrom::Earliest => low,
+                    StartFrom::Latest => high,
+                },
+            };
+            debug!(%topic, partition, start, end = high, "Partition range.");
+            if start < high {
+                assign
+                    .add_partition_offset(&topic, partition, Offset::Offset(start))
+                    .map_err(kafka_error)?;
+                splits.push(Split {
+                    topic,
+                    partition,
+                    next: start,
+                    end: high,
+                });
+            }
+        }
+        drop(committed);
+        consumer.assign(&assign).map_err(kafka_error)?;
+        let by_partition = splits
+            .iter()
+            .enumerate()
+            .map(|(i, s)| ((s.topic.clone(), s.partition), i))
+            .collect();
+        let to_read: i64 = splits.iter().map(|s| s.end - s.next).sum();
+        info!(
+            partitions = splits.len(),
+            messages = to_read,
+            group = %config.group,
+            "Reading Kafka to the end offsets."
+        );
+        Ok(KafkaSource {
+            consumer,
+            remaining: splits.len(),
+            splits,
+            by_partition,
+            payload: Vec::new(),
+            topic: String::new(),
+            current: (0, 0, 0),
+        })
+    }
+
+    /// Polls until a message inside a split's range arrives; `false` when every split is done.
+    fn advance(&mut self) -> Result<bool, SourceError> {
+        let mut last_progress = Instant::now();
+        while self.remaining > 0 {
+            let Some(result) = self.consumer.poll(Duration::from_millis(500)) else {
+                if last_progress.elapsed() > STALL_TIMEOUT {
+                    return Err(SourceError::Stalled {
+                        remaining: self.remaining,
+                        waited: STALL_TIMEOUT,
+                    });
+                }
+                continue;
+            };
+            let message = result.map_err(kafka_error)?;
+            last_progress = Instant::now();
+            let key = (message.topic().to_owned(), message.partition());
+            let Some(&index) = self.by_partition.get(&key) else {
+                continue;
+            };
+            let split = &mut self.splits[index];
+            let offset = message.offset();
+            if offset < split.next || split.next >= split.end {
+                continue; // already read, or past the end offset of this run
+            }
+            split.next = offset + 1;
+            if split.next >= split.end {
+                self.remaining -= 1;
+            }
+            self.payload.clear();
+            self.payload
+                .extend_from_slice(message.payload().unwrap_or_default());
+            self.topic.clear();
+            self.topic.push_str(message.topic());
+            self.current = (index as u32, message.partition(), offset);
+            return Ok(true);
+        }
+        Ok(false)
+    }
+}
+
+impl Source for KafkaSource {
+    fn next_message(&mut self) -> Result<Option<RawMessage<'_>>, SourceError> {
+        if !self.advance()? {
+            return Ok(None);
+        }
+        let (split, partition, offset) = self.current;
+        Ok(Some(RawMessage {
+            source: &self.topic,
+            split,
+            partition: partition.max(0) as u32,
+            offset: offset.max(0) as u64,
+            payload: &self.payload,
+        }))
+    }
+
+    fn splits(&self) -> Vec<u32> {
+        (0..self.splits.len() as u32).collect()
+    }
+
+    /// Commits the next offset of every partition read; call only after the sinks flushed.
+    fn commit(&mut self) -> Result<(), SourceError> {
+        let mut offsets = TopicPartitionList::new();
+        for split in &self.splits {
+            offsets
+                .add_partition_offset(&split.topic, split.partition, Offset::Offset(split.next))
+                .map_err(kafka_error)?;
+        }
+        if offsets.count() == 0 {
+            return Ok(());
+        }
+        self.consumer
+            .commit(&offsets, CommitMode::Sync)
+            .map_err(kafka_error)?;
+        info!(partitions = offsets.count(), "Offsets committed.");
+        Ok(())
+    }
+}
+
+fn kafka_error(error: KafkaError) -> SourceError {
+    SourceError::Kafka(error.to_string())
+}
