@@ -35,6 +35,12 @@ PY
   echo "$BROKER_VERSION" > "$BROKER_DIR/VERSION"
 fi
 
+# PostgreSQL server binaries for the database-sink tests (each test starts its own cluster).
+if ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then
+  log "Installing PostgreSQL (Debian package)"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+fi
+
 log "Toolchain components"
 rustup component list --installed 2>/dev/null | grep -qE '^(rustfmt|clippy)' || rustup component add rustfmt clippy
 

@@ -178,6 +178,8 @@ pub enum JoinKind {
 pub enum SinkConfig {
     /// One NDJSON file per record kind in a directory.
     Ndjson { path: PathBuf },
+    /// SQLite (`sqlite://PATH`) or PostgreSQL (`postgres://...`).
+    Db { url: String },
 }
 
 impl Config {
@@ -428,7 +430,17 @@ mod raw {
     #[derive(Debug, Deserialize)]
     #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
     pub enum Sink {
-        Ndjson { path: PathBuf },
+        Ndjson {
+            path: PathBuf,
+        },
+        Db {
+            #[serde(default = "default_db_url")]
+            url: String,
+        },
+    }
+
+    fn default_db_url() -> String {
+        "sqlite://tidewatch.db".into()
     }
 }
 
@@ -493,10 +505,22 @@ impl raw::Config {
         let sinks = self
             .sinks
             .into_iter()
-            .map(|sink| match sink {
-                raw::Sink::Ndjson { path } => SinkConfig::Ndjson { path },
+            .enumerate()
+            .map(|(i, sink)| match sink {
+                raw::Sink::Ndjson { path } => Ok(SinkConfig::Ndjson { path }),
+                raw::Sink::Db { url } => {
+                    let known = ["sqlite:", "postgres://", "postgresql://"];
+                    if known.iter().any(|prefix| url.starts_with(prefix)) {
+                        Ok(SinkConfig::Db { url })
+                    } else {
+                        Err(ConfigError::invalid(
+                            format!("sinks[{i}].url"),
+                            "expected sqlite://PATH or postgres://USER:PASSWORD@HOST/DB",
+                        ))
+                    }
+                }
             })
-            .collect();
+            .collect::<Result<_, _>>()?;
         Ok(Config {
             streams,
             joins,

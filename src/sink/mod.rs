@@ -1,8 +1,10 @@
 //! Sinks: where records go. Every sink receives every record kind and writes the same logical
 //! records (field names of `record.rs`).
 
+mod db;
 mod ndjson;
 
+pub use db::{DbError, DbSink};
 pub use ndjson::NdjsonSink;
 
 use thiserror::Error;
@@ -18,6 +20,8 @@ pub enum SinkError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Db(#[from] DbError),
 }
 
 pub trait Sink {
@@ -34,6 +38,9 @@ pub fn build(configs: &[SinkConfig]) -> Result<Vec<Box<dyn Sink>>, SinkError> {
             SinkConfig::Ndjson { path } => {
                 NdjsonSink::create(path).map(|s| Box::new(s) as Box<dyn Sink>)
             }
+            SinkConfig::Db { url } => DbSink::connect(url)
+                .map(|s| Box::new(s) as Box<dyn Sink>)
+                .map_err(SinkError::from),
         })
         .collect()
 }

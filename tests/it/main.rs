@@ -4,4 +4,5 @@ mod cli;
 mod golden;
 mod kafka;
 mod props;
+mod store;
 mod support;

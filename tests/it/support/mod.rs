@@ -1,6 +1,7 @@
 //! Helpers that start real components for the integration tests, and stop them on drop.
 
 pub mod broker;
+pub mod postgres;
 
 use std::net::TcpListener;
 
