@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::event::{FieldMapping, TimeFormat};
@@ -54,6 +55,15 @@ pub struct Config {
     pub streams: Vec<StreamConfig>,
     pub joins: Vec<JoinConfig>,
     pub sinks: Vec<SinkConfig>,
+    pub checkpoint: CheckpointConfig,
+}
+
+/// When and under which name checkpoints are written (to the first `db` sink).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckpointConfig {
+    pub interval_ms: i64,
+    /// Checkpoint row name: two pipelines sharing a database need different names.
+    pub pipeline: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -125,7 +135,7 @@ pub enum WindowSpec {
     Session { gap_ms: i64 },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct AnalyticsConfig {
     pub sma_points: usize,
     pub ewma_alpha: f64,
@@ -133,7 +143,7 @@ pub struct AnalyticsConfig {
     pub zscore: ZScoreConfig,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ZScoreMethod {
     /// Sample mean and standard deviation.
     Mean,
@@ -141,7 +151,7 @@ pub enum ZScoreMethod {
     Robust,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct ZScoreConfig {
     pub window_ms: i64,
     pub threshold: f64,
@@ -168,7 +178,7 @@ pub enum JoinOn {
     Field(String),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum JoinKind {
     Inner,
     LeftOuter,
@@ -247,6 +257,35 @@ mod raw {
         pub joins: Vec<Join>,
         #[serde(default)]
         pub sinks: Vec<Sink>,
+        #[serde(default)]
+        pub checkpoint: Checkpoint,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Checkpoint {
+        /// How often (processing time) to checkpoint; default "10s".
+        #[serde(default = "default_checkpoint_interval")]
+        pub interval: String,
+        /// Name of this pipeline's checkpoint row; default "default".
+        #[serde(default = "default_pipeline_name")]
+        pub pipeline: String,
+    }
+
+    impl Default for Checkpoint {
+        fn default() -> Self {
+            Checkpoint {
+                interval: default_checkpoint_interval(),
+                pipeline: default_pipeline_name(),
+            }
+        }
+    }
+
+    fn default_checkpoint_interval() -> String {
+        "10s".into()
+    }
+    fn default_pipeline_name() -> String {
+        "default".into()
     }
 
     #[derive(Debug, Deserialize)]
@@ -521,10 +560,21 @@ impl raw::Config {
                 }
             })
             .collect::<Result<_, _>>()?;
+        if self.checkpoint.pipeline.trim().is_empty() {
+            return Err(ConfigError::invalid(
+                "checkpoint.pipeline",
+                "must not be empty",
+            ));
+        }
+        let checkpoint = CheckpointConfig {
+            interval_ms: duration_ms("checkpoint.interval", &self.checkpoint.interval, false)?,
+            pipeline: self.checkpoint.pipeline,
+        };
         Ok(Config {
             streams,
             joins,
             sinks,
+            checkpoint,
         })
     }
 }

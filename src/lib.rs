@@ -9,12 +9,14 @@
 //!   per-point analytics, anomaly alerts, joins. Its module doc states the semantics.
 //! - [`record`]: the output records every sink writes (the public contract).
 //! - [`sink`]: where records go (NDJSON files today).
+//! - [`checkpoint`]: engine state plus source positions, stored atomically for exact restarts.
 //! - [`pipeline`]: wires sources → decode → engine → sinks.
 //! - [`generator`]: synthetic events with anomalies, duplicates and late data (bench, produce).
 //! - [`produce`]: `tidewatch produce`, the load generator that writes to Kafka.
 //! - [`bench`]: the generated workload and throughput measurement behind `tidewatch bench`.
 
 pub mod bench;
+pub mod checkpoint;
 pub mod config;
 pub mod engine;
 pub mod event;

@@ -1,15 +1,17 @@
-//! Wires sources → decode → engine → sinks. Today: batch mode (`run --once`), which reads every
-//! stream's source to its end, closes everything and flushes.
+//! Wires sources → decode → engine → sinks, with checkpoints. Today: batch mode (`run --once`),
+//! which reads every stream's source to its end, closes everything and flushes.
 //!
 //! A batch run is a replay: processing time does not advance (every event is processed at
 //! processing time 0), so no partition turns idle; at the end every watermark moves to +∞.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use thiserror::Error;
-use tracing::{debug, info_span};
+use tracing::{debug, info, info_span};
 
+use crate::checkpoint::{self, Checkpoint};
 use crate::config::{Config, SourceConfig};
 use crate::engine::{Engine, Origin};
 use crate::event::Decoder;
@@ -30,6 +32,8 @@ pub enum PipelineError {
     },
     #[error("sink: {0}")]
     Sink(#[from] SinkError),
+    #[error("checkpoint: {0}")]
+    Checkpoint(String),
 }
 
 /// What a run did, per stream and per record kind.
@@ -84,19 +88,60 @@ pub fn run_once(config: &Config) -> Result<RunSummary, PipelineError> {
 }
 
 /// [`run_once`] into sinks the caller built (tests collect records in memory this way).
+///
+/// With a sink that stores checkpoints (`db`), the run resumes from the pipeline's checkpoint,
+/// writes one every `checkpoint.interval`, and a final one (positions only: every window is
+/// closed) at the end. A run killed at any point and started again so ends with the same rows.
 pub fn run_once_into(
     config: &Config,
     sinks: &mut [Box<dyn Sink>],
 ) -> Result<RunSummary, PipelineError> {
-    let mut engine = Engine::new(config);
+    let fingerprint = checkpoint::fingerprint(config);
+    let pipeline = config.checkpoint.pipeline.as_str();
+    let mut restored = None;
+    for sink in sinks.iter_mut() {
+        if let Some(found) = sink.load_checkpoint(pipeline)? {
+            restored = Some(found);
+            break;
+        }
+    }
+    let (mut engine, positions, resumed) = match restored {
+        Some(found) if found.fingerprint != fingerprint => {
+            return Err(PipelineError::Checkpoint(format!(
+                "checkpoint {pipeline:?} was written by a pipeline with other streams, windows or \
+                 analytics (fingerprint {} ≠ {fingerprint}); use another checkpoint.pipeline name \
+                 or delete its row from the checkpoints table to start over",
+                found.fingerprint
+            )))
+        }
+        Some(found) => {
+            let engine = match &found.engine {
+                Some(state) => {
+                    Engine::restore(state).map_err(|e| PipelineError::Checkpoint(e.to_string()))?
+                }
+                None => Engine::new(config),
+            };
+            info!(
+                pipeline,
+                written_at = found.written_at,
+                "Resuming from checkpoint."
+            );
+            (engine, found.positions, true)
+        }
+        None => (Engine::new(config), Vec::new(), false),
+    };
+    for sink in sinks.iter_mut() {
+        sink.begin(resumed)?;
+    }
+
     let mut inputs = Vec::with_capacity(config.streams.len());
     for (index, stream) in config.streams.iter().enumerate() {
+        let resume = positions.get(index).map(Vec::as_slice).unwrap_or_default();
         let opened: Result<Box<dyn Source>, SourceError> = match &stream.source {
-            SourceConfig::File { path } => {
-                FileSource::open(path).map(|s| Box::new(s) as Box<dyn Source>)
-            }
+            SourceConfig::File { path } => FileSource::open(path, resume.first().cloned())
+                .map(|s| Box::new(s) as Box<dyn Source>),
             SourceConfig::Kafka(kafka) => {
-                KafkaSource::open_to_end(kafka).map(|s| Box::new(s) as Box<dyn Source>)
+                KafkaSource::open_to_end(kafka, resume).map(|s| Box::new(s) as Box<dyn Source>)
             }
         };
         let source = opened.map_err(|source| PipelineError::Source {
@@ -119,69 +164,24 @@ pub fn run_once_into(
 
     let mut out: Vec<Record> = Vec::with_capacity(BATCH * 4);
     let mut written: BTreeMap<RecordKind, u64> = BTreeMap::new();
+    let interval = Duration::from_millis(config.checkpoint.interval_ms.max(1) as u64);
+    let mut last_checkpoint = Instant::now();
     // Round-robin over the streams in batches, so joined streams advance together and the
     // join state does not have to hold all of one side.
     while inputs.iter().any(|i| !i.done) {
         for input in inputs.iter_mut().filter(|i| !i.done) {
             let _span = info_span!("stream", name = %input.name).entered();
-            for _ in 0..BATCH {
-                let message =
-                    input
-                        .source
-                        .next_message()
-                        .map_err(|source| PipelineError::Source {
-                            stream: input.name.to_string(),
-                            source,
-                        })?;
-                let Some(message) = message else {
-                    debug!("Source exhausted.");
-                    input.done = true;
-                    break;
-                };
-                input.messages += 1;
-                let origin = Origin {
-                    source: message.source,
-                    split: message.split,
-                    partition: message.partition,
-                    offset: message.offset,
-                };
-                let reason = match input.decoder.decode(message.payload) {
-                    Ok(event) => match engine.process(input.index, &event, origin, 0, &mut out) {
-                        Ok(()) => None,
-                        Err(rejected) => Some(rejected.to_string()),
-                    },
-                    Err(bad) => Some(bad.to_string()),
-                };
-                if let Some(reason) = reason {
-                    input.dead_letters += 1;
-                    out.push(Record::DeadLetter(DeadLetterRecord::new(
-                        input.name.clone(),
-                        Arc::from(message.source),
-                        message.partition,
-                        message.offset,
-                        reason,
-                        message.payload,
-                    )));
-                }
-            }
+            read_batch(input, &mut engine, &mut out)?;
             drain(&mut out, sinks, &mut written)?;
+        }
+        if last_checkpoint.elapsed() >= interval {
+            checkpoint(config, &fingerprint, Some(&engine), &mut inputs, sinks)?;
+            last_checkpoint = Instant::now();
         }
     }
     engine.finish(&mut out);
     drain(&mut out, sinks, &mut written)?;
-    for sink in sinks.iter_mut() {
-        sink.flush()?;
-    }
-    // Only now is everything read durably written: commit the sources' positions.
-    for input in &mut inputs {
-        input
-            .source
-            .commit()
-            .map_err(|source| PipelineError::Source {
-                stream: input.name.to_string(),
-                source,
-            })?;
-    }
+    checkpoint(config, &fingerprint, None, &mut inputs, sinks)?;
 
     let streams = inputs
         .iter()
@@ -203,6 +203,100 @@ pub fn run_once_into(
     };
     debug!(%summary, "Run finished.");
     Ok(summary)
+}
+
+/// Reads up to [`BATCH`] messages of one stream through decode and the engine.
+fn read_batch(
+    input: &mut StreamInput,
+    engine: &mut Engine,
+    out: &mut Vec<Record>,
+) -> Result<(), PipelineError> {
+    for _ in 0..BATCH {
+        let message = input
+            .source
+            .next_message()
+            .map_err(|source| PipelineError::Source {
+                stream: input.name.to_string(),
+                source,
+            })?;
+        let Some(message) = message else {
+            debug!("Source exhausted.");
+            input.done = true;
+            break;
+        };
+        input.messages += 1;
+        let origin = Origin {
+            source: message.source,
+            split: message.split,
+            partition: message.partition,
+            offset: message.offset,
+        };
+        let reason = match input.decoder.decode(message.payload) {
+            Ok(event) => match engine.process(input.index, &event, origin, 0, out) {
+                Ok(()) => None,
+                Err(rejected) => Some(rejected.to_string()),
+            },
+            Err(bad) => Some(bad.to_string()),
+        };
+        if let Some(reason) = reason {
+            input.dead_letters += 1;
+            out.push(Record::DeadLetter(DeadLetterRecord::new(
+                input.name.clone(),
+                Arc::from(message.source),
+                message.partition,
+                message.offset,
+                reason,
+                message.payload,
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Flushes the sinks, stores the engine state with the positions it reflects, then lets the
+/// sources commit (Kafka offsets). The order is the delivery guarantee: nothing is marked read
+/// before what it produced is durable.
+fn checkpoint(
+    config: &Config,
+    fingerprint: &str,
+    engine: Option<&Engine>,
+    inputs: &mut [StreamInput],
+    sinks: &mut [Box<dyn Sink>],
+) -> Result<(), PipelineError> {
+    for sink in sinks.iter_mut() {
+        sink.flush()?;
+    }
+    let state = match engine {
+        Some(engine) => Some(
+            engine
+                .snapshot()
+                .map_err(|e| PipelineError::Checkpoint(e.to_string()))?,
+        ),
+        None => None,
+    };
+    let checkpoint = Checkpoint {
+        fingerprint: fingerprint.to_owned(),
+        engine: state,
+        positions: inputs.iter().map(|i| i.source.positions()).collect(),
+        written_at: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64),
+    };
+    let mut stored = false;
+    for sink in sinks.iter_mut() {
+        stored |= sink.save_checkpoint(&config.checkpoint.pipeline, &checkpoint)?;
+    }
+    debug!(stored, "Checkpoint.");
+    for input in inputs.iter_mut() {
+        input
+            .source
+            .commit()
+            .map_err(|source| PipelineError::Source {
+                stream: input.name.to_string(),
+                source,
+            })?;
+    }
+    Ok(())
 }
 
 fn drain(

@@ -6,10 +6,10 @@
 
 use std::sync::Arc;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// One output of the engine or of decoding, routed by kind to the sinks.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "record", rename_all = "snake_case")]
 pub enum Record {
     Window(WindowRecord),
@@ -68,7 +68,7 @@ impl RecordKind {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum WindowKind {
     Tumbling,
@@ -77,7 +77,7 @@ pub enum WindowKind {
 }
 
 /// The aggregate of one closed window of one series.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WindowRecord {
     pub stream: Arc<str>,
     pub series: Arc<str>,
@@ -100,7 +100,7 @@ pub struct WindowRecord {
     pub is_final: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Trend {
     Rising,
@@ -109,7 +109,7 @@ pub enum Trend {
 }
 
 /// Per-event analytics, computed in event-time order once the watermark passes the event.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PointRecord {
     pub stream: Arc<str>,
     pub series: Arc<str>,
@@ -125,21 +125,21 @@ pub struct PointRecord {
     pub anomaly: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Direction {
     High,
     Low,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Severity {
     Warning,
     Critical,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AlertState {
     Open,
@@ -149,7 +149,7 @@ pub enum AlertState {
 
 /// One anomaly episode of a series. Emitted when it opens, each time a more extreme point joins
 /// it, and when it resolves: consumers upsert on `id` (the last record of an id is its state).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AlertRecord {
     /// Stable across replays: derived from (stream, series, episode_start).
     pub id: String,
@@ -173,7 +173,7 @@ pub struct AlertRecord {
 }
 
 /// An event that arrived behind the watermark: it went to no window and no analytics.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LateRecord {
     pub stream: Arc<str>,
     pub series: Arc<str>,
@@ -186,7 +186,7 @@ pub struct LateRecord {
 }
 
 /// Input that could not become an event, kept with the reason so nothing is lost silently.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeadLetterRecord {
     pub stream: Arc<str>,
     pub source: Arc<str>,
@@ -228,7 +228,7 @@ impl DeadLetterRecord {
 
 /// One result of a stream-stream interval join. The right side is `null` for a left-outer row
 /// whose left event found no match before the watermark passed `left_ts + within`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JoinRecord {
     pub join: Arc<str>,
     pub key: Arc<str>,

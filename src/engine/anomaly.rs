@@ -7,6 +7,8 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use serde::{Deserialize, Serialize};
+
 use super::stats::{Moments, RollingMedian};
 use crate::config::{ZScoreConfig, ZScoreMethod};
 use crate::record::{AlertRecord, AlertState, Direction, Record, Severity};
@@ -31,7 +33,7 @@ pub struct Score {
 ///
 /// Points at the current time are held in `pending` and join the baseline only when time moves
 /// past them: a point is never part of its own baseline, nor of that of a tie at the same time.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Baseline {
     config: ZScoreConfig,
     points: VecDeque<(i64, f64)>,
@@ -137,14 +139,14 @@ impl Baseline {
 
 /// The anomaly episode of one series: consecutive anomalous points, ended by `resolve_after`
 /// normal points in a row. An anomalous point during that normal run continues the episode.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Episodes {
     threshold: f64,
     resolve_after: u32,
     open: Option<Episode>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Episode {
     alert: AlertRecord,
     normal_run: u32,
@@ -242,20 +244,13 @@ fn fill_worst(alert: &mut AlertRecord, threshold: f64, ts: i64, value: f64, scor
 /// A stable alert id: FNV-1a over (stream, series, episode start), so a replay of the same input
 /// produces the same ids and sinks can upsert on them.
 pub fn alert_id(stream: &str, series: &str, episode_start: i64) -> String {
-    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-    const PRIME: u64 = 0x0000_0100_0000_01b3;
-    let mut hash = OFFSET;
     let bytes = stream
         .bytes()
         .chain([0xff])
         .chain(series.bytes())
         .chain([0xff])
         .chain(episode_start.to_le_bytes());
-    for b in bytes {
-        hash ^= u64::from(b);
-        hash = hash.wrapping_mul(PRIME);
-    }
-    format!("{hash:016x}")
+    format!("{:016x}", crate::checkpoint::fnv1a(bytes))
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 
+use serde::{Deserialize, Serialize};
 use smol_str::SmolStr;
 
 /// Sweeps never run more often than every this many new ids, so tiny maps do not sweep
@@ -20,7 +21,7 @@ const MIN_SWEEP_INTERVAL: usize = 1024;
 /// previous sweep. A stale entry may so outlive its expiry for a while, which changes no result
 /// (the duplicate test compares times exactly) and bounds the map at about twice the ids of the
 /// last `horizon + lateness` of event time.
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Dedup {
     horizon_ms: i64,
     /// Ids are short in practice: `SmolStr` keeps up to 23 bytes inline, no allocation and no
@@ -33,7 +34,7 @@ pub struct Dedup {
 
 /// Event times an id was accepted at. Almost always one; several only when a producer reuses an
 /// id for events further apart than the horizon.
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 enum SeenAt {
     One(i64),
     Many(Vec<i64>),

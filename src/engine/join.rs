@@ -4,23 +4,25 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
+use serde::{Deserialize, Serialize};
+
 use crate::config::JoinKind;
 use crate::record::{JoinRecord, Record};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Side {
     Left,
     Right,
 }
 
 /// One side's buffered events: by time for eviction, by key for matching.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 struct Rows {
     by_time: BTreeMap<(i64, u64), Row>,
     by_key: HashMap<Arc<str>, BTreeSet<(i64, u64)>>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 struct Row {
     key: Arc<str>,
     value: f64,
@@ -82,6 +84,7 @@ pub struct JoinInput<'a> {
 /// still to come on either side is at or after its own stream's watermark, so at or after the
 /// joint one. Once the joint watermark is past `t + within` the row can match nothing more: it is
 /// dropped, and a left row that never matched is emitted with an empty right side (left-outer).
+#[derive(Serialize, Deserialize)]
 pub struct IntervalJoin {
     name: Arc<str>,
     left_stream: Arc<str>,

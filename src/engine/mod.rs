@@ -70,6 +70,7 @@ pub mod window;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::config::{Config, JoinOn, WindowSpec};
@@ -99,6 +100,25 @@ pub trait Operator: Send {
     fn on_watermark(&mut self, watermark: i64, out: &mut Vec<Record>);
 }
 
+/// The operators a stream can run. An enum rather than trait objects so the whole engine state
+/// can be checkpointed with serde.
+#[derive(Serialize, Deserialize)]
+enum StreamOperator {
+    Aligned(AlignedWindows),
+    Session(SessionWindows),
+    Points(PointAnalytics),
+}
+
+impl StreamOperator {
+    fn as_operator(&mut self) -> &mut dyn Operator {
+        match self {
+            StreamOperator::Aligned(op) => op,
+            StreamOperator::Session(op) => op,
+            StreamOperator::Points(op) => op,
+        }
+    }
+}
+
 /// Where an event came from, for late records and dead letters.
 #[derive(Debug, Clone, Copy)]
 pub struct Origin<'a> {
@@ -118,8 +138,13 @@ pub enum RejectError {
     UnknownStream(usize),
 }
 
+/// A checkpoint could not be written or read back.
+#[derive(Debug, Error)]
+#[error("engine snapshot: {0}")]
+pub struct SnapshotError(#[source] postcard::Error);
+
 /// Counters of one stream, for the status page and `/metrics`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StreamCounters {
     pub accepted: u64,
     pub late: u64,
@@ -127,21 +152,32 @@ pub struct StreamCounters {
 }
 
 /// Counters of one series.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SeriesCounters {
     pub late: u64,
     pub duplicates: u64,
 }
 
 /// Labels of a stream's series, interned to dense ids so operators index vectors, not maps.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 struct SeriesRegistry {
+    /// Rebuilt from `labels` after a restore rather than stored twice.
+    #[serde(skip)]
     ids: HashMap<Arc<str>, u32, foldhash::fast::RandomState>,
     labels: Vec<Arc<str>>,
     counters: Vec<SeriesCounters>,
 }
 
 impl SeriesRegistry {
+    fn rebuild_index(&mut self) {
+        self.ids = self
+            .labels
+            .iter()
+            .enumerate()
+            .map(|(i, label)| (label.clone(), i as u32))
+            .collect();
+    }
+
     fn intern(&mut self, label: &str, max: usize) -> Option<u32> {
         if let Some(&id) = self.ids.get(label) {
             return Some(id);
@@ -158,18 +194,20 @@ impl SeriesRegistry {
     }
 }
 
+#[derive(Serialize, Deserialize)]
 struct StreamRuntime {
     name: Arc<str>,
     max_series: usize,
     watermark: WatermarkTracker,
     dedup: Option<Dedup>,
     series: SeriesRegistry,
-    operators: Vec<Box<dyn Operator>>,
+    operators: Vec<StreamOperator>,
     /// Joins this stream feeds, with its side and whether the join keys on a named field.
     joins: Vec<(usize, Side, bool)>,
     counters: StreamCounters,
 }
 
+#[derive(Serialize, Deserialize)]
 struct JoinRuntime {
     join: IntervalJoin,
     left: usize,
@@ -178,6 +216,7 @@ struct JoinRuntime {
 }
 
 /// The engine of a whole pipeline: every stream and join of a [`Config`].
+#[derive(Serialize, Deserialize)]
 pub struct Engine {
     streams: Vec<StreamRuntime>,
     joins: Vec<JoinRuntime>,
@@ -191,22 +230,25 @@ impl Engine {
             .iter()
             .map(|s| {
                 let name: Arc<str> = Arc::from(s.name.as_str());
-                let mut operators: Vec<Box<dyn Operator>> = Vec::new();
+                let mut operators: Vec<StreamOperator> = Vec::new();
                 for spec in &s.windows {
                     operators.push(match *spec {
                         WindowSpec::Tumbling { size_ms } => {
-                            Box::new(AlignedWindows::tumbling(name.clone(), size_ms))
+                            StreamOperator::Aligned(AlignedWindows::tumbling(name.clone(), size_ms))
                         }
-                        WindowSpec::Sliding { size_ms, slide_ms } => {
-                            Box::new(AlignedWindows::sliding(name.clone(), size_ms, slide_ms))
-                        }
+                        WindowSpec::Sliding { size_ms, slide_ms } => StreamOperator::Aligned(
+                            AlignedWindows::sliding(name.clone(), size_ms, slide_ms),
+                        ),
                         WindowSpec::Session { gap_ms } => {
-                            Box::new(SessionWindows::new(name.clone(), gap_ms))
+                            StreamOperator::Session(SessionWindows::new(name.clone(), gap_ms))
                         }
                     });
                 }
                 if let Some(analytics) = s.analytics {
-                    operators.push(Box::new(PointAnalytics::new(name.clone(), analytics)));
+                    operators.push(StreamOperator::Points(PointAnalytics::new(
+                        name.clone(),
+                        analytics,
+                    )));
                 }
                 StreamRuntime {
                     name,
@@ -312,7 +354,7 @@ impl Engine {
             seq,
         };
         for op in &mut s.operators {
-            op.on_event(&accepted, out);
+            op.as_operator().on_event(&accepted, out);
         }
         for &(join, side, by_field) in &s.joins {
             let key = if by_field {
@@ -365,7 +407,7 @@ impl Engine {
         let s = &mut self.streams[stream];
         let watermark = s.watermark.current();
         for op in &mut s.operators {
-            op.on_watermark(watermark, out);
+            op.as_operator().on_watermark(watermark, out);
         }
         if let Some(dedup) = s.dedup.as_mut() {
             dedup.evict(watermark);
@@ -382,6 +424,21 @@ impl Engine {
                 j.join.on_watermark(joint, out);
             }
         }
+    }
+
+    /// The whole engine state, for a checkpoint. Binary (postcard), not JSON: compact, and
+    /// floats round-trip bit for bit, which a restored engine needs to give identical results.
+    pub fn snapshot(&self) -> Result<Vec<u8>, SnapshotError> {
+        postcard::to_stdvec(self).map_err(SnapshotError)
+    }
+
+    /// An engine exactly as [`Engine::snapshot`] left it.
+    pub fn restore(snapshot: &[u8]) -> Result<Engine, SnapshotError> {
+        let mut engine: Engine = postcard::from_bytes(snapshot).map_err(SnapshotError)?;
+        for stream in &mut engine.streams {
+            stream.series.rebuild_index();
+        }
+        Ok(engine)
     }
 
     /// Index of the stream with this name.

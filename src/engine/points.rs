@@ -9,6 +9,8 @@ use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
 use std::sync::Arc;
 
+use serde::{Deserialize, Serialize};
+
 use super::anomaly::{Baseline, Episodes};
 use super::stats::{Ewma, MovingAverage, SlidingRegression};
 use super::window::slot;
@@ -20,6 +22,7 @@ use crate::record::{PointRecord, Record, Trend};
 /// the sign of the slope is real, for a few dozen points.
 pub const TREND_MIN_T: f64 = 2.0;
 
+#[derive(Serialize, Deserialize)]
 pub struct PointAnalytics {
     stream: Arc<str>,
     config: AnalyticsConfig,
@@ -30,6 +33,7 @@ pub struct PointAnalytics {
     buffer: BinaryHeap<Reverse<Buffered>>,
 }
 
+#[derive(Serialize, Deserialize)]
 struct SeriesAnalytics {
     label: Arc<str>,
     sma: MovingAverage,
@@ -39,7 +43,7 @@ struct SeriesAnalytics {
     episodes: Episodes,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 struct Buffered {
     ts: i64,
     seq: u64,

@@ -8,11 +8,13 @@
 
 use std::collections::VecDeque;
 
+use serde::{Deserialize, Serialize};
+
 /// Removals after which a sliding statistic recomputes from scratch to shed rounding drift.
 const REBUILD_EVERY: u32 = 4096;
 
 /// Count, mean and sum of squared deviations, with add, remove and merge (Welford / Chan et al.).
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Moments {
     pub count: u64,
     pub mean: f64,
@@ -75,7 +77,7 @@ impl Moments {
 ///
 /// Times are taken in seconds relative to the first point ever added, so their squares stay
 /// small: regressing on raw epoch seconds (~1.7e9, squared ~3e18) would cancel catastrophically.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct SlidingRegression {
     points: VecDeque<(i64, f64)>,
     origin_ms: Option<i64>,
@@ -205,9 +207,10 @@ impl SlidingRegression {
 ///
 /// O(n) per update (a memmove) and per MAD (a selection), which for the few hundred points of a
 /// typical baseline is cheaper than a pair of heaps with lazy deletion, and exact.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct RollingMedian {
     sorted: Vec<f64>,
+    #[serde(skip)]
     scratch: Vec<f64>,
 }
 
@@ -266,7 +269,7 @@ fn median_of_sorted(sorted: &[f64]) -> Option<f64> {
 }
 
 /// Mean of the last `capacity` values.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MovingAverage {
     values: VecDeque<f64>,
     capacity: usize,
@@ -303,7 +306,7 @@ impl MovingAverage {
 }
 
 /// Exponentially weighted moving average, seeded with the first value.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct Ewma {
     alpha: f64,
     value: Option<f64>,

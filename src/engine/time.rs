@@ -5,6 +5,8 @@
 
 use std::collections::BTreeSet;
 
+use serde::{Deserialize, Serialize};
+
 /// Watermark before any event: nothing is late, nothing closes.
 pub const WATERMARK_MIN: i64 = i64::MIN;
 /// Watermark at end of input: everything closes.
@@ -19,7 +21,7 @@ pub enum PartitionWatermark {
     Idle(i64),
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct PartitionClock {
     id: u32,
     max_event_time: i64,
@@ -33,7 +35,7 @@ struct PartitionClock {
 /// idle; when all are idle, the maximum over all of them (nothing is holding time back). It
 /// never goes backwards: a partition that appears late or wakes up behind simply finds its events
 /// late until it catches up.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct WatermarkTracker {
     lateness_ms: i64,
     idle_timeout_ms: i64,
@@ -162,7 +164,7 @@ impl WatermarkTracker {
 
 /// One timer per series, ordered by time: lets an operator find the series due at a watermark
 /// without scanning every series (a stream may have 100,000).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct SeriesTimers {
     queue: BTreeSet<(i64, u32)>,
     scheduled: Vec<Option<i64>>,

@@ -8,6 +8,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use serde::{Deserialize, Serialize};
+
 use super::stats::Moments;
 use super::time::SeriesTimers;
 use super::{Accepted, Operator};
@@ -15,7 +17,7 @@ use crate::config::gcd;
 use crate::record::{Record, WindowKind, WindowRecord};
 
 /// Count, sum, mean, min, max, sample stddev, first and last of a set of events.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Aggregate {
     moments: Moments,
     sum: f64,
@@ -107,6 +109,7 @@ pub(crate) fn slot<T>(states: &mut Vec<Option<T>>, series: u32) -> &mut Option<T
 }
 
 /// Tumbling (`slide == size`) and sliding windows aligned to the Unix epoch: `[k·slide, k·slide + size)`.
+#[derive(Serialize, Deserialize)]
 pub struct AlignedWindows {
     stream: Arc<str>,
     kind: WindowKind,
@@ -117,6 +120,7 @@ pub struct AlignedWindows {
     timers: SeriesTimers,
 }
 
+#[derive(Serialize, Deserialize)]
 struct AlignedSeries {
     label: Arc<str>,
     /// Pane start → aggregate of the events in `[start, start + pane)`.
@@ -232,6 +236,7 @@ impl Operator for AlignedWindows {
 /// A session spans `[first event, last event + gap)` and closes once the watermark passes its
 /// end (`watermark > last + gap`): only then can no future event — at or after the watermark —
 /// fall within `gap` of its last event. An out-of-order event can bridge two sessions into one.
+#[derive(Serialize, Deserialize)]
 pub struct SessionWindows {
     stream: Arc<str>,
     gap: i64,
@@ -239,12 +244,14 @@ pub struct SessionWindows {
     timers: SeriesTimers,
 }
 
+#[derive(Serialize, Deserialize)]
 struct SessionSeries {
     label: Arc<str>,
     /// Session start → session; sessions of a series are disjoint and more than `gap` apart.
     sessions: BTreeMap<i64, Session>,
 }
 
+#[derive(Serialize, Deserialize)]
 struct Session {
     last: i64,
     agg: Aggregate,

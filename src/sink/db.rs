@@ -6,7 +6,8 @@
 //! itself derived from stream, series and episode start), `late_events` and `dead_letters` (key:
 //! source, partition, offset). Point records are not stored (one row per event would dwarf
 //! everything else; the dashboard keeps recent points in memory and history comes from
-//! windows); join records go to the other sinks.
+//! windows); join records go to the other sinks. The `checkpoints` table holds one row per
+//! pipeline (see `checkpoint.rs`).
 //!
 //! The pipeline is synchronous today, so the sink drives sqlx on a runtime of its own.
 
@@ -18,6 +19,7 @@ use thiserror::Error;
 use tracing::info;
 
 use super::{Sink, SinkError};
+use crate::checkpoint::Checkpoint;
 use crate::record::{AlertRecord, DeadLetterRecord, LateRecord, Record, WindowRecord};
 
 /// Rows per INSERT statement: well under SQLite's 32766 and PostgreSQL's 65535 bind limits.
@@ -38,7 +40,8 @@ pub enum DbError {
 }
 
 /// Schema changes in order; `schema_version` records how many have been applied.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE IF NOT EXISTS windows (
     stream TEXT NOT NULL,
     series TEXT NOT NULL,
@@ -95,7 +98,17 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     payload TEXT NOT NULL,
     PRIMARY KEY (source, "partition", "offset")
 )
-"#];
+"#,
+    r#"
+CREATE TABLE IF NOT EXISTS checkpoints (
+    pipeline TEXT PRIMARY KEY,
+    fingerprint TEXT NOT NULL,
+    engine {BLOB},
+    positions TEXT NOT NULL,
+    written_at BIGINT NOT NULL
+)
+"#,
+];
 
 pub struct DbSink {
     runtime: tokio::runtime::Runtime,
@@ -128,7 +141,7 @@ impl DbSink {
                     .execute(&pool)
                     .await?;
             }
-            migrate(&pool).await?;
+            migrate(&pool, connect_url.starts_with("postgres")).await?;
             Ok::<_, sqlx::Error>(pool)
         });
         let pool = pool.map_err(sqlx_error)?;
@@ -148,6 +161,13 @@ impl DbSink {
                 url: self.url.clone(),
                 source,
             })
+    }
+
+    fn error(&self, source: sqlx::Error) -> SinkError {
+        SinkError::Db(DbError::Sqlx {
+            url: self.url.clone(),
+            source,
+        })
     }
 
     async fn write_all(pool: &AnyPool, records: &[Record]) -> Result<(), sqlx::Error> {
@@ -183,15 +203,57 @@ impl DbSink {
 }
 
 impl Sink for DbSink {
+    fn save_checkpoint(
+        &mut self,
+        pipeline: &str,
+        checkpoint: &Checkpoint,
+    ) -> Result<bool, SinkError> {
+        let positions = serde_json::to_string(&checkpoint.positions)
+            .map_err(|e| SinkError::Checkpoint(e.to_string()))?;
+        let query = sqlx::query(
+            "INSERT INTO checkpoints (pipeline, fingerprint, engine, positions, written_at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (pipeline) DO UPDATE SET \
+             fingerprint = excluded.fingerprint, engine = excluded.engine, \
+             positions = excluded.positions, written_at = excluded.written_at",
+        )
+        .bind(pipeline.to_owned())
+        .bind(checkpoint.fingerprint.clone())
+        .bind(checkpoint.engine.clone())
+        .bind(positions)
+        .bind(checkpoint.written_at);
+        self.runtime
+            .block_on(query.execute(&self.pool))
+            .map_err(|source| self.error(source))?;
+        Ok(true)
+    }
+
+    fn load_checkpoint(&mut self, pipeline: &str) -> Result<Option<Checkpoint>, SinkError> {
+        let query = sqlx::query(
+            "SELECT fingerprint, engine, positions, written_at FROM checkpoints WHERE pipeline = $1",
+        )
+        .bind(pipeline.to_owned());
+        let row = self
+            .runtime
+            .block_on(query.fetch_optional(&self.pool))
+            .map_err(|source| self.error(source))?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let read = |e: sqlx::Error| SinkError::Checkpoint(e.to_string());
+        let positions: String = row.try_get(2).map_err(read)?;
+        Ok(Some(Checkpoint {
+            fingerprint: row.try_get(0).map_err(read)?,
+            engine: row.try_get(1).map_err(read)?,
+            positions: serde_json::from_str(&positions)
+                .map_err(|e| SinkError::Checkpoint(e.to_string()))?,
+            written_at: row.try_get(3).map_err(read)?,
+        }))
+    }
+
     fn write(&mut self, records: &[Record]) -> Result<(), SinkError> {
         self.runtime
             .block_on(Self::write_all(&self.pool, records))
-            .map_err(|source| {
-                SinkError::Db(DbError::Sqlx {
-                    url: self.url.clone(),
-                    source,
-                })
-            })
+            .map_err(|source| self.error(source))
     }
 
     /// Every `write` commits its transaction, so there is nothing left to flush.
@@ -237,7 +299,7 @@ pub fn redact(url: &str) -> String {
     }
 }
 
-async fn migrate(pool: &AnyPool) -> Result<(), sqlx::Error> {
+async fn migrate(pool: &AnyPool, postgres: bool) -> Result<(), sqlx::Error> {
     sqlx::query("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")
         .execute(pool)
         .await?;
@@ -246,6 +308,8 @@ async fn migrate(pool: &AnyPool) -> Result<(), sqlx::Error> {
         .await?
         .try_get(0)?;
     for (index, migration) in MIGRATIONS.iter().enumerate().skip(applied.max(0) as usize) {
+        // The one type the two dialects spell differently.
+        let migration = migration.replace("{BLOB}", if postgres { "BYTEA" } else { "BLOB" });
         let mut tx = pool.begin().await?;
         for statement in migration.split(';').filter(|s| !s.trim().is_empty()) {
             sqlx::query(statement).execute(&mut *tx).await?;

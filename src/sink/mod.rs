@@ -9,6 +9,7 @@ pub use ndjson::NdjsonSink;
 
 use thiserror::Error;
 
+use crate::checkpoint::Checkpoint;
 use crate::config::SinkConfig;
 use crate::record::Record;
 
@@ -22,12 +23,34 @@ pub enum SinkError {
     },
     #[error(transparent)]
     Db(#[from] DbError),
+    #[error("checkpoint: {0}")]
+    Checkpoint(String),
 }
 
 pub trait Sink {
+    /// Called once before the first write: `resumed` says the run continues from a checkpoint,
+    /// so a file sink appends instead of starting its files over.
+    fn begin(&mut self, _resumed: bool) -> Result<(), SinkError> {
+        Ok(())
+    }
+
     fn write(&mut self, records: &[Record]) -> Result<(), SinkError>;
     /// Makes everything written so far durable (or at least handed to the OS).
     fn flush(&mut self) -> Result<(), SinkError>;
+
+    /// Stores a checkpoint atomically; `false` when this sink cannot hold checkpoints.
+    fn save_checkpoint(
+        &mut self,
+        _pipeline: &str,
+        _checkpoint: &Checkpoint,
+    ) -> Result<bool, SinkError> {
+        Ok(false)
+    }
+
+    /// The pipeline's last checkpoint, if this sink holds one.
+    fn load_checkpoint(&mut self, _pipeline: &str) -> Result<Option<Checkpoint>, SinkError> {
+        Ok(None)
+    }
 }
 
 /// Builds the sinks a config lists.

@@ -1,8 +1,10 @@
 //! The NDJSON sink: one file per record kind in a directory (`windows.ndjson`, `points.ndjson`,
 //! `alerts.ndjson`, `late.ndjson`, `dead_letters.ndjson`, `joins.ndjson`).
 //!
-//! Files are truncated when the sink opens, so re-running `run --once` over the same input
-//! rewrites the same files rather than appending a second copy. Alerts are a changelog: the last
+//! A fresh run truncates the files, so re-running `run --once` over the same input rewrites them
+//! rather than appending a second copy; a run resuming from a checkpoint appends. Across a crash
+//! this sink is at-least-once: what was written after the last checkpoint is written again (the
+//! `db` sink upserts and is exactly-once). Alerts are a changelog: the last
 //! line of an `id` is that alert's state.
 
 use std::fs::File;
@@ -14,25 +16,20 @@ use crate::record::{Record, RecordKind};
 
 pub struct NdjsonSink {
     dir: PathBuf,
+    /// Opened by `begin`: truncated for a fresh run, appended to when resuming.
     files: Vec<(RecordKind, BufWriter<File>)>,
 }
 
 impl NdjsonSink {
+    /// Creates the directory; the files are opened when the run begins.
     pub fn create(dir: &Path) -> Result<Self, SinkError> {
-        let io = |path: &Path| {
-            let path = path.display().to_string();
-            move |source| SinkError::Io { path, source }
-        };
-        std::fs::create_dir_all(dir).map_err(io(dir))?;
-        let mut files = Vec::new();
-        for kind in RecordKind::ALL {
-            let path = dir.join(format!("{}.ndjson", kind.file_stem()));
-            let file = File::create(&path).map_err(io(&path))?;
-            files.push((kind, BufWriter::with_capacity(1 << 16, file)));
-        }
+        std::fs::create_dir_all(dir).map_err(|source| SinkError::Io {
+            path: dir.display().to_string(),
+            source,
+        })?;
         Ok(NdjsonSink {
             dir: dir.to_owned(),
-            files,
+            files: Vec::new(),
         })
     }
 
@@ -49,6 +46,22 @@ impl NdjsonSink {
 }
 
 impl Sink for NdjsonSink {
+    fn begin(&mut self, resumed: bool) -> Result<(), SinkError> {
+        self.files.clear();
+        for kind in RecordKind::ALL {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .write(true)
+                .append(resumed)
+                .truncate(!resumed)
+                .open(self.dir.join(format!("{}.ndjson", kind.file_stem())))
+                .map_err(|e| self.error(kind, e))?;
+            self.files
+                .push((kind, BufWriter::with_capacity(1 << 16, file)));
+        }
+        Ok(())
+    }
+
     fn write(&mut self, records: &[Record]) -> Result<(), SinkError> {
         for record in records {
             let kind = record.kind();

@@ -6,6 +6,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
 use super::{RawMessage, Source, SourceError};
+use crate::checkpoint::SplitPosition;
 
 /// Reads NDJSON lines. Blank lines are skipped; the offset of a message is its line number.
 pub struct FileSource {
@@ -16,11 +17,15 @@ pub struct FileSource {
     buffer: Vec<u8>,
     /// The current line within `buffer`, without surrounding white space.
     line: std::ops::Range<usize>,
+    /// From a checkpoint: files before this one are done, and in it lines before this number.
+    resume: Option<SplitPosition>,
+    skip_below_line: u64,
 }
 
 impl FileSource {
-    /// Opens a file, or lists a directory's `.ndjson`/`.jsonl` files (sorted by name).
-    pub fn open(path: &Path) -> Result<Self, SourceError> {
+    /// Opens a file, or lists a directory's `.ndjson`/`.jsonl` files (sorted by name), and
+    /// skips what a checkpoint's position says was read already.
+    pub fn open(path: &Path, resume: Option<SplitPosition>) -> Result<Self, SourceError> {
         let io = |source| SourceError::Io {
             path: path.display().to_string(),
             source,
@@ -55,6 +60,8 @@ impl FileSource {
             line_number: 0,
             buffer: Vec::with_capacity(4096),
             line: 0..0,
+            resume,
+            skip_below_line: 0,
         })
     }
 
@@ -68,6 +75,15 @@ impl FileSource {
                         return Ok(false);
                     };
                     self.name = path.display().to_string();
+                    self.skip_below_line = 0;
+                    if let Some(resume) = &self.resume {
+                        match self.name.as_str().cmp(resume.source.as_str()) {
+                            std::cmp::Ordering::Less => continue,
+                            std::cmp::Ordering::Equal => self.skip_below_line = resume.next_offset,
+                            std::cmp::Ordering::Greater => {}
+                        }
+                        self.resume = None;
+                    }
                     let file = File::open(&path).map_err(|source| SourceError::Io {
                         path: self.name.clone(),
                         source,
@@ -88,6 +104,9 @@ impl FileSource {
                 continue;
             }
             self.line_number += 1;
+            if self.line_number < self.skip_below_line {
+                continue;
+            }
             let start = self
                 .buffer
                 .iter()
@@ -107,6 +126,20 @@ impl FileSource {
 }
 
 impl Source for FileSource {
+    fn positions(&self) -> Vec<SplitPosition> {
+        if let Some(resume) = &self.resume {
+            return vec![resume.clone()];
+        }
+        if self.name.is_empty() {
+            return Vec::new();
+        }
+        vec![SplitPosition {
+            source: self.name.clone(),
+            partition: 0,
+            next_offset: self.line_number + 1,
+        }]
+    }
+
     fn next_message(&mut self) -> Result<Option<RawMessage<'_>>, SourceError> {
         if !self.advance()? {
             return Ok(None);
@@ -131,7 +164,7 @@ mod tests {
         std::fs::write(dir.path().join("b.ndjson"), "{\"n\":3}\n").unwrap();
         std::fs::write(dir.path().join("a.jsonl"), "{\"n\":1}\r\n\n  \n{\"n\":2}").unwrap();
         std::fs::write(dir.path().join("notes.txt"), "ignored").unwrap();
-        let mut source = FileSource::open(dir.path()).unwrap();
+        let mut source = FileSource::open(dir.path(), None).unwrap();
         let mut seen = Vec::new();
         while let Some(msg) = source.next_message().unwrap() {
             let file = Path::new(msg.source)
@@ -159,11 +192,11 @@ mod tests {
     fn missing_paths_and_empty_directories_are_errors() {
         let dir = tempfile::tempdir().unwrap();
         assert!(matches!(
-            FileSource::open(dir.path()),
+            FileSource::open(dir.path(), None),
             Err(SourceError::Empty { .. })
         ));
         assert!(matches!(
-            FileSource::open(&dir.path().join("nope.ndjson")),
+            FileSource::open(&dir.path().join("nope.ndjson"), None),
             Err(SourceError::Io { .. })
         ));
     }

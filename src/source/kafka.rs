@@ -15,6 +15,7 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use tracing::{debug, info};
 
 use super::{RawMessage, Source, SourceError};
+use crate::checkpoint::SplitPosition;
 use crate::config::{KafkaSourceConfig, StartFrom};
 
 /// How long metadata, offset and commit requests may take.
@@ -47,7 +48,15 @@ pub struct KafkaSource {
 
 impl KafkaSource {
     /// Connects, finds every partition's range to read, and assigns the non-empty ones.
-    pub fn open_to_end(config: &KafkaSourceConfig) -> Result<Self, SourceError> {
+    ///
+    /// A partition starts at its `resume` position when there is one (a checkpoint wins over the
+    /// group), else at the group's committed offset, else at `start`. Split ids are the
+    /// partitions' indexes in (topic, partition) order, stable across restarts even when a
+    /// partition has nothing left to read, because checkpointed watermarks are keyed by them.
+    pub fn open_to_end(
+        config: &KafkaSourceConfig,
+        resume: &[SplitPosition],
+    ) -> Result<Self, SourceError> {
         let mut client = ClientConfig::new();
         for (key, value) in &config.properties {
             client.set(key, value);
@@ -98,10 +107,14 @@ impl KafkaSource {
             let (low, high) = consumer
                 .fetch_watermarks(&topic, partition, REQUEST_TIMEOUT)
                 .map_err(kafka_error)?;
-            let start = match element.offset() {
-                // A committed offset below the low watermark was deleted by retention.
-                Offset::Offset(committed) => committed.clamp(low, high),
-                _ => match config.start {
+            let resumed = resume
+                .iter()
+                .find(|p| p.source == topic && i64::from(p.partition) == i64::from(partition))
+                .map(|p| p.next_offset as i64);
+            let start = match (resumed, element.offset()) {
+                // Offsets below the low watermark were deleted by retention.
+                (Some(next), _) | (None, Offset::Offset(next)) => next.clamp(low, high),
+                (None, _) => match config.start {
                     StartFrom::Earliest => low,
                     StartFrom::Latest => high,
                 },
@@ -111,13 +124,13 @@ impl KafkaSource {
                 assign
                     .add_partition_offset(&topic, partition, Offset::Offset(start))
                     .map_err(kafka_error)?;
-                splits.push(Split {
-                    topic,
-                    partition,
-                    next: start,
-                    end: high,
-                });
             }
+            splits.push(Split {
+                topic,
+                partition,
+                next: start,
+                end: high,
+            });
         }
         drop(committed);
         consumer.assign(&assign).map_err(kafka_error)?;
@@ -126,7 +139,7 @@ impl KafkaSource {
             .enumerate()
             .map(|(i, s)| ((s.topic.clone(), s.partition), i))
             .collect();
-        let to_read: i64 = splits.iter().map(|s| s.end - s.next).sum();
+        let to_read: i64 = splits.iter().map(|s| (s.end - s.next).max(0)).sum();
         info!(
             partitions = splits.len(),
             messages = to_read,
@@ -135,7 +148,7 @@ impl KafkaSource {
         );
         Ok(KafkaSource {
             consumer,
-            remaining: splits.len(),
+            remaining: splits.iter().filter(|s| s.next < s.end).count(),
             splits,
             by_partition,
             payload: Vec::new(),
@@ -200,7 +213,20 @@ impl Source for KafkaSource {
     }
 
     fn splits(&self) -> Vec<u32> {
-        (0..self.splits.len() as u32).collect()
+        (0..self.splits.len() as u32)
+            .filter(|&i| self.splits[i as usize].next < self.splits[i as usize].end)
+            .collect()
+    }
+
+    fn positions(&self) -> Vec<SplitPosition> {
+        self.splits
+            .iter()
+            .map(|s| SplitPosition {
+                source: s.topic.clone(),
+                partition: s.partition.max(0) as u32,
+                next_offset: s.next.max(0) as u64,
+            })
+            .collect()
     }
 
     /// Commits the next offset of every partition read; call only after the sinks flushed.

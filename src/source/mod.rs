@@ -9,6 +9,8 @@ pub use kafka::KafkaSource;
 
 use thiserror::Error;
 
+use crate::checkpoint::SplitPosition;
+
 /// One raw message, borrowed from the source's buffer until the next call.
 #[derive(Debug, Clone, Copy)]
 pub struct RawMessage<'a> {
@@ -56,6 +58,9 @@ pub trait Source {
     fn splits(&self) -> Vec<u32> {
         vec![0]
     }
+
+    /// Where each split is: what a checkpoint stores to resume from.
+    fn positions(&self) -> Vec<SplitPosition>;
 
     /// Records that everything read so far is durably written (Kafka commits its offsets).
     fn commit(&mut self) -> Result<(), SourceError> {

@@ -1,6 +1,7 @@
 //! The one integration-test binary (one link of the whole crate, not one per file).
 
 mod cli;
+mod crash;
 mod golden;
 mod kafka;
 mod props;

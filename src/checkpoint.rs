@@ -1,0 +1,61 @@
+//! Checkpoints: the engine state together with the source positions it reflects, written
+//! atomically to the store after the sinks have flushed everything derived from those positions.
+//!
+//! On start, a checkpoint's positions win over the consumer group's committed offsets, and its
+//! engine state replaces a fresh engine, so a run killed at any point and restarted produces the
+//! same rows as one that never stopped: what was written after the checkpoint is written again,
+//! and every sink upserts on natural keys.
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::Config;
+
+/// Where a source split is: the next message to read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SplitPosition {
+    /// File path or topic.
+    pub source: String,
+    pub partition: u32,
+    /// Next offset (Kafka) or next line number (files) to read.
+    pub next_offset: u64,
+}
+
+/// One pipeline's checkpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// The checkpoint belongs to this pipeline shape (see [`fingerprint`]).
+    pub fingerprint: String,
+    /// `Engine::snapshot()`; `None` once a batch run has finished and closed every window: the
+    /// next run starts a fresh engine from the positions.
+    pub engine: Option<Vec<u8>>,
+    /// Positions per stream, in the config's stream order.
+    pub positions: Vec<Vec<SplitPosition>>,
+    /// Processing time it was written at (epoch ms), for the status page.
+    pub written_at: i64,
+}
+
+/// A stable digest of everything that shapes engine state (streams without their sources,
+/// joins): a checkpoint taken under another shape cannot be restored into this one.
+pub fn fingerprint(config: &Config) -> String {
+    let shape: Vec<String> = config
+        .streams
+        .iter()
+        .map(|s| {
+            format!(
+                "{}|{:?}|{:?}|{:?}|{:?}|{:?}|{}",
+                s.name, s.fields, s.watermark, s.dedup, s.windows, s.analytics, s.max_series
+            )
+        })
+        .chain(config.joins.iter().map(|j| format!("{j:?}")))
+        .collect();
+    format!("{:016x}", fnv1a(shape.join("\n").bytes()))
+}
+
+/// FNV-1a, 64 bit: stable across Rust versions and platforms, unlike `DefaultHasher`.
+pub(crate) fn fnv1a(bytes: impl IntoIterator<Item = u8>) -> u64 {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    bytes
+        .into_iter()
+        .fold(OFFSET, |hash, b| (hash ^ u64::from(b)).wrapping_mul(PRIME))
+}

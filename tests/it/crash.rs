@@ -1,0 +1,179 @@
+//! Exactly-once results across a crash: a run killed with SIGKILL right after a mid-run
+//! checkpoint, then started again, ends with the same database rows as a run that never stopped.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use sqlx::Row;
+use tidewatch::generator::{Faults, Generator};
+use tidewatch::sink::DbSink;
+
+use crate::support::broker::Broker;
+use crate::support::{assert_success, tidewatch, unique_name};
+
+fn pipeline(broker: &str, topic: &str, group: &str, db: &Path) -> String {
+    format!(
+        r#"
+checkpoint = {{ interval = "100ms" }}
+
+[[streams]]
+name = "sensors"
+source = {{ kind = "kafka", brokers = "{broker}", topics = ["{topic}"], group = "{group}", kafka = {{ "session.timeout.ms" = "6000" }} }}
+fields = {{ time = "ts", series = "series", value = "value", id = "id" }}
+watermark = {{ lateness = "10s" }}
+dedup = {{ horizon = "2m" }}
+windows = [
+  {{ kind = "tumbling", size = "1m" }},
+  {{ kind = "sliding", size = "1m", slide = "15s" }},
+  {{ kind = "session", gap = "20s" }},
+]
+analytics = {{ sma_points = 10, trend_window = "2m", zscore = {{ window = "2m", min_samples = 20 }} }}
+
+[[sinks]]
+kind = "db"
+url = "sqlite://{}"
+"#,
+        db.display()
+    )
+}
+
+/// Every row of the result tables, in key order, as text.
+fn dump(db_path: &Path) -> Vec<String> {
+    let db = DbSink::connect(&format!("sqlite://{}", db_path.display())).unwrap();
+    let queries = [
+        "SELECT stream, series, kind, window_start, window_end, count, sum, mean, min, max, \
+         COALESCE(stddev, -1.0), first, last FROM windows \
+         ORDER BY stream, series, kind, window_start, window_end",
+        "SELECT id, ts, value, expected, stddev, z, direction, severity, episode_start, state \
+         FROM alerts ORDER BY id",
+        "SELECT source, \"partition\", \"offset\", ts, watermark FROM late_events \
+         ORDER BY source, \"partition\", \"offset\"",
+        "SELECT source, \"partition\", \"offset\", reason FROM dead_letters \
+         ORDER BY source, \"partition\", \"offset\"",
+    ];
+    let mut rows = Vec::new();
+    for query in queries {
+        for row in db.fetch_all(query).unwrap() {
+            let cells: Vec<String> = (0..row.len())
+                .map(|i| {
+                    if let Ok(v) = row.try_get::<i64, _>(i) {
+                        v.to_string()
+                    } else if let Ok(v) = row.try_get::<f64, _>(i) {
+                        format!("{v:?}")
+                    } else {
+                        row.try_get::<String, _>(i)
+                            .unwrap_or_else(|e| format!("<{e}>"))
+                    }
+                })
+                .collect();
+            rows.push(cells.join("|"));
+        }
+    }
+    rows
+}
+
+fn has_mid_run_checkpoint(db_path: &Path) -> bool {
+    if !db_path.exists() {
+        return false;
+    }
+    let Ok(db) = DbSink::connect(&format!("sqlite://{}", db_path.display())) else {
+        return false;
+    };
+    db.fetch_all("SELECT pipeline FROM checkpoints WHERE engine IS NOT NULL")
+        .map(|rows| !rows.is_empty())
+        .unwrap_or(false)
+}
+
+#[test]
+fn kill_9_and_restart_gives_the_rows_of_an_uninterrupted_run() {
+    let broker = Broker::start();
+    let topic = unique_name("crash");
+    broker.create_topic(&topic, 3);
+    let faults = Faults {
+        duplicate: 0.01,
+        late: 0.0,
+        anomaly: 0.001,
+        max_disorder_ms: 4_000,
+        ..Faults::default()
+    };
+    let mut generator = Generator::new(12, 9, faults);
+    let messages: Vec<(String, Vec<u8>)> = (0..120_000i64)
+        .map(|i| {
+            let e = generator.next_event(1_764_000_000_000 + i * 100);
+            (e.series, e.line)
+        })
+        .chain((0..5).map(|i| (format!("bad{i}"), b"not json".to_vec())))
+        .collect();
+    broker.produce(&topic, &messages);
+
+    let dir = tempfile::tempdir().unwrap();
+    // The reference: one uninterrupted run.
+    let reference_db = dir.path().join("reference.db");
+    std::fs::write(
+        dir.path().join("reference.toml"),
+        pipeline(
+            &broker.bootstrap,
+            &topic,
+            &unique_name("ref"),
+            &reference_db,
+        ),
+    )
+    .unwrap();
+    assert_success(&tidewatch(
+        &["run", "--once", "--config", "reference.toml"],
+        dir.path(),
+    ));
+
+    // The crash: kill -9 as soon as a checkpoint with engine state exists.
+    let crash_db = dir.path().join("crash.db");
+    std::fs::write(
+        dir.path().join("crash.toml"),
+        pipeline(&broker.bootstrap, &topic, &unique_name("crash"), &crash_db),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tidewatch"))
+        .args(["run", "--once", "--config", "crash.toml"])
+        .current_dir(dir.path())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if has_mid_run_checkpoint(&crash_db) {
+            child.kill().unwrap(); // SIGKILL
+            break;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the run finished ({status}) before a mid-run checkpoint was seen; make the data set larger");
+        }
+        assert!(Instant::now() < deadline, "no checkpoint within 120 s");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "the run was killed, not finished");
+    let partial = dump(&crash_db);
+    let reference = dump(&reference_db);
+    assert!(
+        partial.len() < reference.len(),
+        "killed midway: {} of {} rows",
+        partial.len(),
+        reference.len()
+    );
+
+    assert_success(&tidewatch(
+        &["run", "--once", "--config", "crash.toml"],
+        dir.path(),
+    ));
+    let recovered = dump(&crash_db);
+    assert_eq!(recovered.len(), reference.len());
+    let first_difference = recovered.iter().zip(&reference).position(|(a, b)| a != b);
+    assert_eq!(
+        first_difference,
+        None,
+        "row differs: {:?}",
+        first_difference.map(|i| (&recovered[i], &reference[i]))
+    );
+}
