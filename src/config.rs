@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::event::{FieldMapping, TimeFormat};
+use crate::record::RecordKind;
 
 /// Longest duration any setting accepts: a year. Keeps every `time + duration` far from overflow.
 const MAX_DURATION_MS: i64 = 366 * 24 * 3600 * 1000;
@@ -190,6 +191,14 @@ pub enum SinkConfig {
     Ndjson { path: PathBuf },
     /// SQLite (`sqlite://PATH`) or PostgreSQL (`postgres://...`).
     Db { url: String },
+    /// Records as JSON to Kafka topics, one per record kind.
+    Kafka {
+        brokers: String,
+        topics: BTreeMap<RecordKind, String>,
+        properties: BTreeMap<String, String>,
+    },
+    /// Closed windows and alerts as readable lines on standard output.
+    Console,
 }
 
 impl Config {
@@ -476,6 +485,15 @@ mod raw {
             #[serde(default = "default_db_url")]
             url: String,
         },
+        Kafka {
+            brokers: String,
+            /// Record kind (`windows`, `alerts`, `points`, `late`, `dead_letters`, `joins`) →
+            /// topic; kinds not listed are not sent.
+            topics: BTreeMap<String, String>,
+            #[serde(default)]
+            kafka: BTreeMap<String, String>,
+        },
+        Console {},
     }
 
     fn default_db_url() -> String {
@@ -547,6 +565,49 @@ impl raw::Config {
             .enumerate()
             .map(|(i, sink)| match sink {
                 raw::Sink::Ndjson { path } => Ok(SinkConfig::Ndjson { path }),
+                raw::Sink::Console {} => Ok(SinkConfig::Console),
+                raw::Sink::Kafka {
+                    brokers,
+                    topics,
+                    kafka,
+                } => {
+                    if brokers.trim().is_empty() {
+                        return Err(ConfigError::invalid(
+                            format!("sinks[{i}].brokers"),
+                            "must list at least one broker",
+                        ));
+                    }
+                    if topics.is_empty() {
+                        return Err(ConfigError::invalid(
+                            format!("sinks[{i}].topics"),
+                            "name at least one record kind's topic, e.g. { alerts = \"tidewatch.alerts\" }",
+                        ));
+                    }
+                    let mut by_kind = BTreeMap::new();
+                    for (name, topic) in topics {
+                        let kind = RecordKind::ALL
+                            .into_iter()
+                            .find(|k| k.file_stem() == name)
+                            .ok_or_else(|| {
+                                ConfigError::invalid(
+                                    format!("sinks[{i}].topics.{name}"),
+                                    "unknown record kind; expected one of windows, points, alerts, late, dead_letters, joins",
+                                )
+                            })?;
+                        if topic.trim().is_empty() {
+                            return Err(ConfigError::invalid(
+                                format!("sinks[{i}].topics.{name}"),
+                                "topic name must not be empty",
+                            ));
+                        }
+                        by_kind.insert(kind, topic);
+                    }
+                    Ok(SinkConfig::Kafka {
+                        brokers,
+                        topics: by_kind,
+                        properties: kafka,
+                    })
+                }
                 raw::Sink::Db { url } => {
                     let known = ["sqlite:", "postgres://", "postgresql://"];
                     if known.iter().any(|prefix| url.starts_with(prefix)) {

@@ -1,10 +1,14 @@
 //! Sinks: where records go. Every sink receives every record kind and writes the same logical
 //! records (field names of `record.rs`).
 
+mod console;
 mod db;
+mod kafka;
 mod ndjson;
 
+pub use console::ConsoleSink;
 pub use db::{DbError, DbSink};
+pub use kafka::KafkaSink;
 pub use ndjson::NdjsonSink;
 
 use thiserror::Error;
@@ -25,6 +29,8 @@ pub enum SinkError {
     Db(#[from] DbError),
     #[error("checkpoint: {0}")]
     Checkpoint(String),
+    #[error("kafka: {0}")]
+    Kafka(String),
 }
 
 pub trait Sink {
@@ -61,6 +67,13 @@ pub fn build(configs: &[SinkConfig]) -> Result<Vec<Box<dyn Sink>>, SinkError> {
             SinkConfig::Ndjson { path } => {
                 NdjsonSink::create(path).map(|s| Box::new(s) as Box<dyn Sink>)
             }
+            SinkConfig::Console => Ok(Box::new(ConsoleSink::new()) as Box<dyn Sink>),
+            SinkConfig::Kafka {
+                brokers,
+                topics,
+                properties,
+            } => KafkaSink::create(brokers, topics.clone(), properties)
+                .map(|s| Box::new(s) as Box<dyn Sink>),
             SinkConfig::Db { url } => DbSink::connect(url)
                 .map(|s| Box::new(s) as Box<dyn Sink>)
                 .map_err(SinkError::from),

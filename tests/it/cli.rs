@@ -256,3 +256,24 @@ fn the_example_config_is_valid_and_runs() {
         );
     }
 }
+
+#[test]
+fn console_sink_prints_windows_late_events_and_dead_letters() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let case = root.join("tests/golden/late_data");
+    let config = std::fs::read_to_string(case.join("config.toml"))
+        .unwrap()
+        .replace(
+            "input.ndjson",
+            &case.join("input.ndjson").display().to_string(),
+        )
+        .replace("kind = \"ndjson\"\npath = \"out\"", "kind = \"console\"");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("c.toml"), config).unwrap();
+    let output = tidewatch(&["run", "--once", "--config", "c.toml"], dir.path());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(stdout.contains("window s/a Tumbling [1970-01-01T00:00:00Z .. 1970-01-01T00:00:00.01Z)  count 2  mean 2.5000"), "{stdout}");
+    assert_eq!(stdout.matches("late s/a").count(), 2, "{stdout}");
+    assert!(stdout.contains("dead letter s ("), "{stdout}");
+}

@@ -222,3 +222,74 @@ fn a_missing_topic_is_a_clear_error() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("no-such-topic"), "{stderr}");
 }
+
+#[test]
+fn kafka_sink_sends_each_record_kind_to_its_topic_keyed_by_series() {
+    let broker = Broker::start();
+    let windows_topic = unique_name("windows");
+    let alerts_topic = unique_name("alerts");
+    let dead_topic = unique_name("dead");
+    for topic in [&windows_topic, &alerts_topic, &dead_topic] {
+        broker.create_topic(topic, 2);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        r#"
+[[streams]]
+name = "sensors"
+source = {{ kind = "file", path = "{root}/config/data/sensors.ndjson" }}
+fields = {{ time = "ts", series = "series", value = "value", id = "id" }}
+watermark = {{ lateness = "10s" }}
+windows = [{{ kind = "tumbling", size = "1m" }}]
+analytics = {{}}
+
+[[sinks]]
+kind = "ndjson"
+path = "out"
+
+[[sinks]]
+kind = "kafka"
+brokers = "{brokers}"
+topics = {{ windows = "{windows_topic}", alerts = "{alerts_topic}", dead_letters = "{dead_topic}" }}
+"#,
+        root = env!("CARGO_MANIFEST_DIR"),
+        brokers = broker.bootstrap,
+    );
+    std::fs::write(dir.path().join("p.toml"), config).unwrap();
+    assert_success(&tidewatch(
+        &["run", "--once", "--config", "p.toml"],
+        dir.path(),
+    ));
+
+    for (topic, file) in [
+        (&windows_topic, "windows.ndjson"),
+        (&alerts_topic, "alerts.ndjson"),
+        (&dead_topic, "dead_letters.ndjson"),
+    ] {
+        let mut expected: Vec<String> = read_ndjson(&dir.path().join("out").join(file))
+            .iter()
+            .map(Value::to_string)
+            .collect();
+        let sent = broker.read_all(topic);
+        for (key, payload) in &sent {
+            let record: Value = serde_json::from_slice(payload).unwrap();
+            let owner = record
+                .get("series")
+                .or_else(|| record.get("source"))
+                .unwrap();
+            assert_eq!(
+                owner.as_str(),
+                Some(key.as_str()),
+                "{topic}: key is the series"
+            );
+        }
+        let mut actual: Vec<String> = sent
+            .iter()
+            .map(|(_, p)| serde_json::from_slice::<Value>(p).unwrap().to_string())
+            .collect();
+        expected.sort();
+        actual.sort();
+        assert!(!expected.is_empty(), "{file}");
+        assert_eq!(actual, expected, "{topic} holds the records of {file}");
+    }
+}

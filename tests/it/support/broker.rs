@@ -121,6 +121,48 @@ impl Broker {
             .expect("all messages acknowledged");
     }
 
+    /// Every message of a topic as (key, payload), partition by partition.
+    pub fn read_all(&self, topic: &str) -> Vec<(String, Vec<u8>)> {
+        use rdkafka::message::Message;
+        use rdkafka::{Offset, TopicPartitionList};
+        let consumer: BaseConsumer = self.client().set("group.id", "reader").create().unwrap();
+        let metadata = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .unwrap();
+        let partitions: Vec<i32> = metadata.topics()[0]
+            .partitions()
+            .iter()
+            .map(|p| p.id())
+            .collect();
+        let mut assignment = TopicPartitionList::new();
+        let mut remaining = 0;
+        for &p in &partitions {
+            let (low, high) = consumer
+                .fetch_watermarks(topic, p, Duration::from_secs(10))
+                .unwrap();
+            remaining += high - low;
+            assignment
+                .add_partition_offset(topic, p, Offset::Offset(low))
+                .unwrap();
+        }
+        consumer.assign(&assignment).unwrap();
+        let mut messages = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while remaining > 0 {
+            assert!(
+                Instant::now() < deadline,
+                "{remaining} messages of {topic} not read within 30 s"
+            );
+            if let Some(result) = consumer.poll(Duration::from_millis(200)) {
+                let m = result.expect("a message");
+                let key = String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned();
+                messages.push((key, m.payload().unwrap_or_default().to_vec()));
+                remaining -= 1;
+            }
+        }
+        messages
+    }
+
     /// Sum of the partitions' high watermarks: how many messages the topic holds.
     pub fn message_count(&self, topic: &str, partitions: i32) -> i64 {
         let consumer: BaseConsumer = self.client().create().unwrap();

@@ -1,0 +1,121 @@
+//! The console sink: closed windows and alert changes as readable lines on standard output, like
+//! Spark's console sink. For watching a pipeline by eye, not for machines (use `ndjson`).
+
+use std::io::{BufWriter, Stdout, Write};
+
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use super::{Sink, SinkError};
+use crate::record::{AlertState, Record};
+
+pub struct ConsoleSink {
+    out: BufWriter<Stdout>,
+}
+
+impl ConsoleSink {
+    pub fn new() -> Self {
+        ConsoleSink {
+            out: BufWriter::new(std::io::stdout()),
+        }
+    }
+}
+
+impl Default for ConsoleSink {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Epoch milliseconds as RFC 3339 UTC, or the number when it is out of range.
+pub fn format_ms(ms: i64) -> String {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_else(|| ms.to_string())
+}
+
+fn line(record: &Record) -> Option<String> {
+    Some(match record {
+        Record::Window(w) => format!(
+            "window {}/{} {:?} [{} .. {})  count {}  mean {:.4}  min {:.4}  max {:.4}  stddev {}",
+            w.stream,
+            w.series,
+            w.kind,
+            format_ms(w.window_start),
+            format_ms(w.window_end),
+            w.count,
+            w.mean,
+            w.min,
+            w.max,
+            w.stddev.map_or("-".to_owned(), |s| format!("{s:.4}"))
+        ),
+        Record::Alert(a) => format!(
+            "ALERT {} {}/{} at {}  value {:.4}  expected {:.4} ± {:.4}  z {:+.2}  {:?} {:?}{}",
+            match a.state {
+                AlertState::Open => "open    ",
+                AlertState::Acknowledged => "acked   ",
+                AlertState::Resolved => "resolved",
+            },
+            a.stream,
+            a.series,
+            format_ms(a.ts),
+            a.value,
+            a.expected,
+            a.stddev,
+            a.z,
+            a.direction,
+            a.severity,
+            if a.ts == a.episode_start {
+                String::new()
+            } else {
+                format!("  (episode since {})", format_ms(a.episode_start))
+            }
+        ),
+        Record::Late(l) => format!(
+            "late {}/{} at {}  {} ms behind the watermark  ({} partition {} offset {})",
+            l.stream,
+            l.series,
+            format_ms(l.ts),
+            l.lateness_ms,
+            l.source,
+            l.partition,
+            l.offset
+        ),
+        Record::DeadLetter(d) => format!(
+            "dead letter {} ({} partition {} offset {}): {}",
+            d.stream, d.source, d.partition, d.offset, d.reason
+        ),
+        Record::Point(_) | Record::Join(_) => return None,
+    })
+}
+
+impl Sink for ConsoleSink {
+    fn write(&mut self, records: &[Record]) -> Result<(), SinkError> {
+        for text in records.iter().filter_map(line) {
+            writeln!(self.out, "{text}").map_err(|source| SinkError::Io {
+                path: "stdout".into(),
+                source,
+            })?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), SinkError> {
+        self.out.flush().map_err(|source| SinkError::Io {
+            path: "stdout".into(),
+            source,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_print_as_rfc3339() {
+        assert_eq!(format_ms(1_764_000_000_000), "2025-11-24T16:00:00Z");
+        assert_eq!(format_ms(i64::MAX), i64::MAX.to_string());
+    }
+}

@@ -1,0 +1,144 @@
+//! The Kafka sink: records as JSON to output topics, one topic per record kind, keyed by series
+//! (dead letters by their source), so every record of a series lands in one partition in order.
+//!
+//! Kafka topics are logs, not tables: a replay after a crash appends what was written after the
+//! last checkpoint again (at-least-once). Keys and stable ids (window bounds, alert ids) let a
+//! compacted topic or an upserting consumer converge to exactly the rows of the `db` sink. The
+//! producer is idempotent, so librdkafka's own retries never duplicate.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rdkafka::client::ClientContext;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::ClientConfig;
+
+use super::{Sink, SinkError};
+use crate::record::{Record, RecordKind};
+
+/// How long a flush waits for the broker to acknowledge everything sent.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Counts failed deliveries and keeps the first error, reported at the next flush.
+#[derive(Default)]
+struct Deliveries {
+    failed: AtomicU64,
+    first_error: Mutex<Option<String>>,
+}
+
+impl ClientContext for Deliveries {}
+
+impl ProducerContext for Deliveries {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Err((error, _)) = result {
+            self.failed.fetch_add(1, Ordering::Relaxed);
+            if let Ok(mut first) = self.first_error.lock() {
+                first.get_or_insert_with(|| error.to_string());
+            }
+        }
+    }
+}
+
+pub struct KafkaSink {
+    producer: ThreadedProducer<Deliveries>,
+    topics: BTreeMap<RecordKind, String>,
+    buffer: Vec<u8>,
+}
+
+impl KafkaSink {
+    /// `topics` maps record kinds to topic names; kinds without a topic are not sent.
+    pub fn create(
+        brokers: &str,
+        topics: BTreeMap<RecordKind, String>,
+        properties: &BTreeMap<String, String>,
+    ) -> Result<Self, SinkError> {
+        let mut config = ClientConfig::new();
+        for (key, value) in properties {
+            config.set(key, value);
+        }
+        let producer = config
+            .set("bootstrap.servers", brokers)
+            .set("enable.idempotence", "true")
+            .set("linger.ms", "20")
+            .create_with_context(Deliveries::default())
+            .map_err(|e| SinkError::Kafka(e.to_string()))?;
+        Ok(KafkaSink {
+            producer,
+            topics,
+            buffer: Vec::with_capacity(512),
+        })
+    }
+}
+
+fn key_of(record: &Record) -> &str {
+    match record {
+        Record::Window(r) => &r.series,
+        Record::Point(r) => &r.series,
+        Record::Alert(r) => &r.series,
+        Record::Late(r) => &r.series,
+        Record::DeadLetter(r) => &r.source,
+        Record::Join(r) => &r.key,
+    }
+}
+
+impl Sink for KafkaSink {
+    fn write(&mut self, records: &[Record]) -> Result<(), SinkError> {
+        for record in records {
+            let Some(topic) = self.topics.get(&record.kind()) else {
+                continue;
+            };
+            self.buffer.clear();
+            let encoded = match record {
+                Record::Window(r) => serde_json::to_writer(&mut self.buffer, r),
+                Record::Point(r) => serde_json::to_writer(&mut self.buffer, r),
+                Record::Alert(r) => serde_json::to_writer(&mut self.buffer, r),
+                Record::Late(r) => serde_json::to_writer(&mut self.buffer, r),
+                Record::DeadLetter(r) => serde_json::to_writer(&mut self.buffer, r),
+                Record::Join(r) => serde_json::to_writer(&mut self.buffer, r),
+            };
+            encoded.map_err(|e| SinkError::Kafka(e.to_string()))?;
+            let mut message = BaseRecord::to(topic)
+                .key(key_of(record))
+                .payload(&self.buffer[..]);
+            loop {
+                match self.producer.send(message) {
+                    Ok(()) => break,
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                        // Backpressure: wait for acknowledgements to free the local queue.
+                        message = back;
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    Err((error, _)) => return Err(SinkError::Kafka(error.to_string())),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits until the broker acknowledged everything; a failed delivery fails the flush, so the
+    /// checkpoint is not written and the records are sent again on restart.
+    fn flush(&mut self) -> Result<(), SinkError> {
+        self.producer
+            .flush(FLUSH_TIMEOUT)
+            .map_err(|e| SinkError::Kafka(format!("flush: {e}")))?;
+        let context = self.producer.context();
+        let failed = context.failed.swap(0, Ordering::Relaxed);
+        if failed > 0 {
+            let first = context
+                .first_error
+                .lock()
+                .ok()
+                .and_then(|mut e| e.take())
+                .unwrap_or_default();
+            return Err(SinkError::Kafka(format!(
+                "{failed} record(s) were not delivered: {first}"
+            )));
+        }
+        Ok(())
+    }
+}
