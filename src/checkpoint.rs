@@ -30,6 +30,8 @@ pub struct Checkpoint {
     pub engine: Option<Vec<u8>>,
     /// Positions per stream, in the config's stream order.
     pub positions: Vec<Vec<SplitPosition>>,
+    /// Counts the checkpoints of this pipeline: file sinks name their files by it.
+    pub epoch: u64,
     /// Processing time it was written at (epoch ms), for the status page.
     pub written_at: i64,
 }

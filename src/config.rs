@@ -199,6 +199,8 @@ pub enum SinkConfig {
     },
     /// Closed windows and alerts as readable lines on standard output.
     Console,
+    /// Parquet files partitioned by kind, date and hour on an object store.
+    Parquet { url: String, max_rows: usize },
 }
 
 impl Config {
@@ -494,6 +496,17 @@ mod raw {
             kafka: BTreeMap<String, String>,
         },
         Console {},
+        Parquet {
+            /// `file:///abs/path`, a plain (relative) directory, or `s3://bucket/prefix`.
+            url: String,
+            /// Rows per partition after which a file is written before the next checkpoint.
+            #[serde(default = "default_max_rows")]
+            max_rows: usize,
+        },
+    }
+
+    fn default_max_rows() -> usize {
+        1_000_000
     }
 
     fn default_db_url() -> String {
@@ -566,6 +579,20 @@ impl raw::Config {
             .map(|(i, sink)| match sink {
                 raw::Sink::Ndjson { path } => Ok(SinkConfig::Ndjson { path }),
                 raw::Sink::Console {} => Ok(SinkConfig::Console),
+                raw::Sink::Parquet { url, max_rows } => {
+                    if max_rows == 0 {
+                        return Err(ConfigError::invalid(
+                            format!("sinks[{i}].max_rows"),
+                            "must be at least 1",
+                        ));
+                    }
+                    Ok(SinkConfig::Parquet {
+                        url: lake_url(&url).map_err(|message| {
+                            ConfigError::invalid(format!("sinks[{i}].url"), message)
+                        })?,
+                        max_rows,
+                    })
+                }
                 raw::Sink::Kafka {
                     brokers,
                     topics,
@@ -945,6 +972,19 @@ impl raw::Join {
             kind,
         })
     }
+}
+
+/// A lake location as a URL: URLs pass through, a plain path becomes an absolute `file://` URL.
+fn lake_url(text: &str) -> Result<String, String> {
+    if text.contains("://") {
+        return url::Url::parse(text)
+            .map(|u| u.to_string())
+            .map_err(|e| format!("invalid URL {text:?}: {e}"));
+    }
+    let absolute = std::path::absolute(text).map_err(|e| format!("{text:?}: {e}"))?;
+    url::Url::from_directory_path(&absolute)
+        .map(|u| u.to_string())
+        .map_err(|()| format!("{text:?} is not a usable directory path"))
 }
 
 pub(crate) fn gcd(mut a: i64, mut b: i64) -> i64 {

@@ -83,7 +83,7 @@ struct StreamInput {
 
 /// Runs every stream of `config` to the end of its input and writes all records to the sinks.
 pub fn run_once(config: &Config) -> Result<RunSummary, PipelineError> {
-    let mut sinks = sink::build(&config.sinks)?;
+    let mut sinks = sink::build(&config.sinks, &config.checkpoint.pipeline)?;
     run_once_into(config, &mut sinks)
 }
 
@@ -105,7 +105,7 @@ pub fn run_once_into(
             break;
         }
     }
-    let (mut engine, positions, resumed) = match restored {
+    let (mut engine, positions, resume_epoch) = match restored {
         Some(found) if found.fingerprint != fingerprint => {
             return Err(PipelineError::Checkpoint(format!(
                 "checkpoint {pipeline:?} was written by a pipeline with other streams, windows or \
@@ -126,13 +126,14 @@ pub fn run_once_into(
                 written_at = found.written_at,
                 "Resuming from checkpoint."
             );
-            (engine, found.positions, true)
+            (engine, found.positions, Some(found.epoch))
         }
-        None => (Engine::new(config), Vec::new(), false),
+        None => (Engine::new(config), Vec::new(), None),
     };
     for sink in sinks.iter_mut() {
-        sink.begin(resumed)?;
+        sink.begin(resume_epoch)?;
     }
+    let mut epoch = resume_epoch.unwrap_or(0);
 
     let mut inputs = Vec::with_capacity(config.streams.len());
     for (index, stream) in config.streams.iter().enumerate() {
@@ -175,13 +176,15 @@ pub fn run_once_into(
             drain(&mut out, sinks, &mut written)?;
         }
         if last_checkpoint.elapsed() >= interval {
-            checkpoint(config, &fingerprint, Some(&engine), &mut inputs, sinks)?;
+            epoch += 1;
+            checkpoint(config, &fingerprint, epoch, Some(&engine), &mut inputs, sinks)?;
             last_checkpoint = Instant::now();
         }
     }
     engine.finish(&mut out);
     drain(&mut out, sinks, &mut written)?;
-    checkpoint(config, &fingerprint, None, &mut inputs, sinks)?;
+    epoch += 1;
+    checkpoint(config, &fingerprint, epoch, None, &mut inputs, sinks)?;
 
     let streams = inputs
         .iter()
@@ -259,6 +262,7 @@ fn read_batch(
 fn checkpoint(
     config: &Config,
     fingerprint: &str,
+    epoch: u64,
     engine: Option<&Engine>,
     inputs: &mut [StreamInput],
     sinks: &mut [Box<dyn Sink>],
@@ -278,6 +282,7 @@ fn checkpoint(
         fingerprint: fingerprint.to_owned(),
         engine: state,
         positions: inputs.iter().map(|i| i.source.positions()).collect(),
+        epoch,
         written_at: SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64),

@@ -105,6 +105,7 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     fingerprint TEXT NOT NULL,
     engine {BLOB},
     positions TEXT NOT NULL,
+    epoch BIGINT NOT NULL,
     written_at BIGINT NOT NULL
 )
 "#,
@@ -211,15 +212,17 @@ impl Sink for DbSink {
         let positions = serde_json::to_string(&checkpoint.positions)
             .map_err(|e| SinkError::Checkpoint(e.to_string()))?;
         let query = sqlx::query(
-            "INSERT INTO checkpoints (pipeline, fingerprint, engine, positions, written_at) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (pipeline) DO UPDATE SET \
+            "INSERT INTO checkpoints (pipeline, fingerprint, engine, positions, epoch, written_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (pipeline) DO UPDATE SET \
              fingerprint = excluded.fingerprint, engine = excluded.engine, \
-             positions = excluded.positions, written_at = excluded.written_at",
+             positions = excluded.positions, epoch = excluded.epoch, \
+             written_at = excluded.written_at",
         )
         .bind(pipeline.to_owned())
         .bind(checkpoint.fingerprint.clone())
         .bind(checkpoint.engine.clone())
         .bind(positions)
+        .bind(checkpoint.epoch as i64)
         .bind(checkpoint.written_at);
         self.runtime
             .block_on(query.execute(&self.pool))
@@ -229,7 +232,7 @@ impl Sink for DbSink {
 
     fn load_checkpoint(&mut self, pipeline: &str) -> Result<Option<Checkpoint>, SinkError> {
         let query = sqlx::query(
-            "SELECT fingerprint, engine, positions, written_at FROM checkpoints WHERE pipeline = $1",
+            "SELECT fingerprint, engine, positions, epoch, written_at FROM checkpoints WHERE pipeline = $1",
         )
         .bind(pipeline.to_owned());
         let row = self
@@ -246,7 +249,8 @@ impl Sink for DbSink {
             engine: row.try_get(1).map_err(read)?,
             positions: serde_json::from_str(&positions)
                 .map_err(|e| SinkError::Checkpoint(e.to_string()))?,
-            written_at: row.try_get(3).map_err(read)?,
+            epoch: row.try_get::<i64, _>(3).map_err(read)?.max(0) as u64,
+            written_at: row.try_get(4).map_err(read)?,
         }))
     }
 

@@ -5,11 +5,13 @@ mod console;
 mod db;
 mod kafka;
 mod ndjson;
+mod parquet;
 
 pub use console::ConsoleSink;
 pub use db::{DbError, DbSink};
 pub use kafka::KafkaSink;
 pub use ndjson::NdjsonSink;
+pub use parquet::{ParquetError, ParquetSink};
 
 use thiserror::Error;
 
@@ -31,12 +33,15 @@ pub enum SinkError {
     Checkpoint(String),
     #[error("kafka: {0}")]
     Kafka(String),
+    #[error("parquet: {0}")]
+    Parquet(String),
 }
 
 pub trait Sink {
-    /// Called once before the first write: `resumed` says the run continues from a checkpoint,
-    /// so a file sink appends instead of starting its files over.
-    fn begin(&mut self, _resumed: bool) -> Result<(), SinkError> {
+    /// Called once before the first write. `resume` is the epoch of the checkpoint the run
+    /// continues from (`None`: a fresh start), so file sinks know whether to start over or to
+    /// continue, and what a crashed run wrote after that checkpoint.
+    fn begin(&mut self, _resume: Option<u64>) -> Result<(), SinkError> {
         Ok(())
     }
 
@@ -59,8 +64,8 @@ pub trait Sink {
     }
 }
 
-/// Builds the sinks a config lists.
-pub fn build(configs: &[SinkConfig]) -> Result<Vec<Box<dyn Sink>>, SinkError> {
+/// Builds the sinks a config lists; `pipeline` names this pipeline's files and checkpoint.
+pub fn build(configs: &[SinkConfig], pipeline: &str) -> Result<Vec<Box<dyn Sink>>, SinkError> {
     configs
         .iter()
         .map(|config| match config {
@@ -68,6 +73,9 @@ pub fn build(configs: &[SinkConfig]) -> Result<Vec<Box<dyn Sink>>, SinkError> {
                 NdjsonSink::create(path).map(|s| Box::new(s) as Box<dyn Sink>)
             }
             SinkConfig::Console => Ok(Box::new(ConsoleSink::new()) as Box<dyn Sink>),
+            SinkConfig::Parquet { url, max_rows } => ParquetSink::create(url, pipeline, *max_rows)
+                .map(|s| Box::new(s) as Box<dyn Sink>)
+                .map_err(SinkError::from),
             SinkConfig::Kafka {
                 brokers,
                 topics,

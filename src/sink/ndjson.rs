@@ -46,7 +46,8 @@ impl NdjsonSink {
 }
 
 impl Sink for NdjsonSink {
-    fn begin(&mut self, resumed: bool) -> Result<(), SinkError> {
+    fn begin(&mut self, resume: Option<u64>) -> Result<(), SinkError> {
+        let resumed = resume.is_some();
         self.files.clear();
         for kind in RecordKind::ALL {
             let file = std::fs::OpenOptions::new()

@@ -9,10 +9,13 @@ use sqlx::Row;
 use tidewatch::generator::{Faults, Generator};
 use tidewatch::sink::DbSink;
 
+use tidewatch::record::{AlertRecord, PointRecord, WindowRecord};
+
+use crate::lake::lake_rows;
 use crate::support::broker::Broker;
 use crate::support::{assert_success, tidewatch, unique_name};
 
-fn pipeline(broker: &str, topic: &str, group: &str, db: &Path) -> String {
+fn pipeline(broker: &str, topic: &str, group: &str, db: &Path, lake: &Path) -> String {
     format!(
         r#"
 checkpoint = {{ interval = "100ms" }}
@@ -33,8 +36,14 @@ analytics = {{ sma_points = 10, trend_window = "2m", zscore = {{ window = "2m", 
 [[sinks]]
 kind = "db"
 url = "sqlite://{}"
+
+[[sinks]]
+kind = "parquet"
+url = "{}"
+max_rows = 5000
 "#,
-        db.display()
+        db.display(),
+        lake.display()
     )
 }
 
@@ -98,9 +107,11 @@ fn kill_9_and_restart_gives_the_rows_of_an_uninterrupted_run() {
         ..Faults::default()
     };
     let mut generator = Generator::new(12, 9, faults);
+    let mut duplicates = 0;
     let messages: Vec<(String, Vec<u8>)> = (0..120_000i64)
         .map(|i| {
             let e = generator.next_event(1_764_000_000_000 + i * 100);
+            duplicates += usize::from(e.kind == tidewatch::generator::Kind::Duplicate);
             (e.series, e.line)
         })
         .chain((0..5).map(|i| (format!("bad{i}"), b"not json".to_vec())))
@@ -117,6 +128,7 @@ fn kill_9_and_restart_gives_the_rows_of_an_uninterrupted_run() {
             &topic,
             &unique_name("ref"),
             &reference_db,
+            &dir.path().join("reference-lake"),
         ),
     )
     .unwrap();
@@ -129,7 +141,13 @@ fn kill_9_and_restart_gives_the_rows_of_an_uninterrupted_run() {
     let crash_db = dir.path().join("crash.db");
     std::fs::write(
         dir.path().join("crash.toml"),
-        pipeline(&broker.bootstrap, &topic, &unique_name("crash"), &crash_db),
+        pipeline(
+            &broker.bootstrap,
+            &topic,
+            &unique_name("crash"),
+            &crash_db,
+            &dir.path().join("crash-lake"),
+        ),
     )
     .unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_tidewatch"))
@@ -175,5 +193,23 @@ fn kill_9_and_restart_gives_the_rows_of_an_uninterrupted_run() {
         None,
         "row differs: {:?}",
         first_difference.map(|i| (&recovered[i], &reference[i]))
+    );
+
+    // The lake too: files the crashed run wrote after its checkpoint were replaced, not doubled.
+    let crash_lake = dir.path().join("crash-lake");
+    let reference_lake = dir.path().join("reference-lake");
+    assert_eq!(
+        lake_rows::<WindowRecord>(&crash_lake, "window"),
+        lake_rows::<WindowRecord>(&reference_lake, "window")
+    );
+    assert_eq!(
+        lake_rows::<AlertRecord>(&crash_lake, "alert"),
+        lake_rows::<AlertRecord>(&reference_lake, "alert")
+    );
+    let points = lake_rows::<PointRecord>(&crash_lake, "point");
+    assert_eq!(points.len(), 120_000 - duplicates);
+    assert!(
+        points == lake_rows::<PointRecord>(&reference_lake, "point"),
+        "point rows differ"
     );
 }

@@ -4,6 +4,7 @@ mod cli;
 mod crash;
 mod golden;
 mod kafka;
+mod lake;
 mod props;
 mod store;
 mod support;

@@ -1,0 +1,306 @@
+//! The Parquet sink: a data lake of Parquet files per record kind, partitioned by the date and
+//! hour of event time, on any object store (`file:///...` here; `s3://...` with the `s3` cargo
+//! feature). Layout:
+//!
+//! ```text
+//! <url>/kind=window/date=2026-11-24/hour=13/part-<pipeline>-<epoch>-<n>.parquet
+//! <url>/kind=dead_letter/part-<pipeline>-<epoch>-<n>.parquet        (no event time)
+//! ```
+//!
+//! Windows are placed by `window_start`, points and late events by `ts`, alerts by
+//! `episode_start` (every version of an alert in one place), joins by `left_ts`.
+//!
+//! **Files and exactly-once.** Records are buffered and written when the pipeline checkpoints
+//! (that is the time-based roll) or when a partition's buffer reaches `max_rows` (the size-based
+//! roll). Each file is uploaded whole with one `put` — a local file is written under a temporary
+//! name and renamed, an S3 object appears complete — so a reader never sees half a file. File
+//! names carry the checkpoint epoch they belong to. When a run resumes from checkpoint `k`, it
+//! first deletes this pipeline's files of epochs after `k` (written by the crashed run after its
+//! last checkpoint), then writes them again: the lake ends with exactly the rows of a run that
+//! never stopped. A run that starts without a checkpoint deletes all of this pipeline's files.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow_array::RecordBatch;
+use arrow_schema::FieldRef;
+use futures_util::TryStreamExt;
+use object_store::path::Path as StorePath;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::Compression;
+use parquet::file::properties::WriterProperties;
+use serde::{Deserialize, Serialize};
+use serde_arrow::schema::{SchemaLike, TracingOptions};
+use thiserror::Error;
+use tracing::{debug, info};
+
+use super::{Sink, SinkError};
+use crate::record::{
+    AlertRecord, DeadLetterRecord, JoinRecord, LateRecord, PointRecord, Record, RecordKind,
+    WindowRecord,
+};
+
+#[derive(Debug, Error)]
+pub enum ParquetError {
+    #[error("parquet sink URL {url:?}: {reason}")]
+    Url { url: String, reason: String },
+    #[error("object store: {0}")]
+    Store(#[from] object_store::Error),
+    #[error("arrow conversion: {0}")]
+    Arrow(#[from] serde_arrow::Error),
+    #[error("parquet: {0}")]
+    Parquet(#[from] parquet::errors::ParquetError),
+    #[error("cannot start the object-store runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+impl From<ParquetError> for SinkError {
+    fn from(e: ParquetError) -> Self {
+        SinkError::Parquet(e.to_string())
+    }
+}
+
+/// Where in the lake a record goes.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Partition {
+    kind: RecordKind,
+    /// `date=.../hour=..`, empty for dead letters.
+    time: String,
+}
+
+pub struct ParquetSink {
+    runtime: tokio::runtime::Runtime,
+    store: Arc<dyn ObjectStore>,
+    root: StorePath,
+    pipeline: String,
+    max_rows: usize,
+    /// Epoch of the files being written: one more than the last checkpoint's.
+    epoch: u64,
+    /// Files written so far in this epoch, per partition (the `<n>` of the name).
+    files_in_epoch: BTreeMap<Partition, u32>,
+    pending: BTreeMap<Partition, Vec<Record>>,
+    schemas: BTreeMap<RecordKind, Vec<FieldRef>>,
+}
+
+impl ParquetSink {
+    pub fn create(url: &str, pipeline: &str, max_rows: usize) -> Result<Self, ParquetError> {
+        let parsed = url::Url::parse(url).map_err(|e| ParquetError::Url {
+            url: url.to_owned(),
+            reason: e.to_string(),
+        })?;
+        if parsed.scheme() == "file" {
+            // object_store's local store wants the directory to exist.
+            let dir = parsed.to_file_path().map_err(|()| ParquetError::Url {
+                url: url.to_owned(),
+                reason: "not an absolute file path".into(),
+            })?;
+            std::fs::create_dir_all(&dir).map_err(|e| ParquetError::Url {
+                url: url.to_owned(),
+                reason: format!("cannot create {}: {e}", dir.display()),
+            })?;
+        }
+        let (store, root) = object_store::parse_url(&parsed).map_err(|e| ParquetError::Url {
+            url: url.to_owned(),
+            reason: format!("{e} (supported: file:///PATH; s3://BUCKET/PREFIX with the s3 feature)"),
+        })?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(ParquetError::Runtime)?;
+        let options = TracingOptions::default().enums_without_data_as_strings(true);
+        let mut schemas = BTreeMap::new();
+        schemas.insert(RecordKind::Window, fields::<WindowRecord>(&options)?);
+        schemas.insert(RecordKind::Point, fields::<PointRecord>(&options)?);
+        schemas.insert(RecordKind::Alert, fields::<AlertRecord>(&options)?);
+        schemas.insert(RecordKind::Late, fields::<LateRecord>(&options)?);
+        schemas.insert(RecordKind::DeadLetter, fields::<DeadLetterRecord>(&options)?);
+        schemas.insert(RecordKind::Join, fields::<JoinRecord>(&options)?);
+        Ok(ParquetSink {
+            runtime,
+            store: Arc::from(store),
+            root,
+            pipeline: pipeline.to_owned(),
+            max_rows: max_rows.max(1),
+            epoch: 1,
+            files_in_epoch: BTreeMap::new(),
+            pending: BTreeMap::new(),
+            schemas,
+        })
+    }
+
+    fn partition_of(record: &Record) -> Partition {
+        let at = match record {
+            Record::Window(r) => Some(r.window_start),
+            Record::Point(r) => Some(r.ts),
+            Record::Alert(r) => Some(r.episode_start),
+            Record::Late(r) => Some(r.ts),
+            Record::Join(r) => Some(r.left_ts),
+            Record::DeadLetter(_) => None,
+        };
+        Partition {
+            kind: record.kind(),
+            time: at.map(date_hour).unwrap_or_default(),
+        }
+    }
+
+    /// This pipeline's files, with the epoch in their name.
+    fn list_own_files(&self) -> Result<Vec<(StorePath, u64)>, ParquetError> {
+        let prefix = format!("part-{}-", self.pipeline);
+        let objects: Vec<_> = self
+            .runtime
+            .block_on(self.store.list(Some(&self.root)).try_collect::<Vec<_>>())?;
+        Ok(objects
+            .into_iter()
+            .filter_map(|meta| {
+                let name = meta.location.filename()?;
+                let rest = name.strip_prefix(&prefix)?.strip_suffix(".parquet")?;
+                let epoch = rest.split('-').next()?.parse().ok()?;
+                Some((meta.location.clone(), epoch))
+            })
+            .collect())
+    }
+
+    /// Writes one partition's buffered records as one file.
+    fn write_file(&mut self, partition: &Partition, records: &[Record]) -> Result<(), ParquetError> {
+        let batch = self.batch(partition.kind, records)?;
+        let props = WriterProperties::builder()
+            .set_compression(Compression::SNAPPY)
+            .build();
+        let mut bytes = Vec::new();
+        let mut writer = ArrowWriter::try_new(&mut bytes, batch.schema(), Some(props))?;
+        writer.write(&batch)?;
+        writer.close()?;
+
+        let n = self.files_in_epoch.entry(partition.clone()).or_insert(0);
+        let name = format!("part-{}-{:010}-{:04}.parquet", self.pipeline, self.epoch, *n);
+        *n += 1;
+        let mut path = self.root.clone();
+        for part in std::iter::once(format!("kind={}", kind_dir(partition.kind)))
+            .chain(partition.time.split('/').filter(|p| !p.is_empty()).map(str::to_owned))
+            .chain(std::iter::once(name))
+        {
+            path = path.join(part.as_str());
+        }
+        let rows = records.len();
+        self.runtime
+            .block_on(self.store.put(&path, PutPayload::from(bytes)))?;
+        debug!(%path, rows, "Parquet file written.");
+        Ok(())
+    }
+
+    fn batch(&self, kind: RecordKind, records: &[Record]) -> Result<RecordBatch, ParquetError> {
+        let fields = &self.schemas[&kind];
+        macro_rules! rows {
+            ($variant:ident) => {{
+                let rows: Vec<_> = records
+                    .iter()
+                    .filter_map(|r| match r {
+                        Record::$variant(x) => Some(x),
+                        _ => None,
+                    })
+                    .collect();
+                serde_arrow::to_record_batch(fields, &rows)?
+            }};
+        }
+        Ok(match kind {
+            RecordKind::Window => rows!(Window),
+            RecordKind::Point => rows!(Point),
+            RecordKind::Alert => rows!(Alert),
+            RecordKind::Late => rows!(Late),
+            RecordKind::DeadLetter => rows!(DeadLetter),
+            RecordKind::Join => rows!(Join),
+        })
+    }
+}
+
+fn fields<'de, T: Deserialize<'de> + Serialize>(
+    options: &TracingOptions,
+) -> Result<Vec<FieldRef>, ParquetError> {
+    Ok(Vec::<FieldRef>::from_type::<T>(options.clone())?)
+}
+
+fn kind_dir(kind: RecordKind) -> &'static str {
+    match kind {
+        RecordKind::Window => "window",
+        RecordKind::Point => "point",
+        RecordKind::Alert => "alert",
+        RecordKind::Late => "late",
+        RecordKind::DeadLetter => "dead_letter",
+        RecordKind::Join => "join",
+    }
+}
+
+/// `date=YYYY-MM-DD/hour=HH` of an epoch-millisecond time, in UTC.
+fn date_hour(ms: i64) -> String {
+    match time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000) {
+        Ok(t) => format!(
+            "date={:04}-{:02}-{:02}/hour={:02}",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour()
+        ),
+        Err(_) => "date=out-of-range".to_owned(),
+    }
+}
+
+impl Sink for ParquetSink {
+    fn begin(&mut self, resume: Option<u64>) -> Result<(), SinkError> {
+        let keep_through = resume.unwrap_or(0);
+        let stale: Vec<StorePath> = self
+            .list_own_files()?
+            .into_iter()
+            .filter(|(_, epoch)| *epoch > keep_through)
+            .map(|(path, _)| path)
+            .collect();
+        for path in &stale {
+            self.runtime
+                .block_on(self.store.delete(path))
+                .map_err(ParquetError::from)?;
+        }
+        if !stale.is_empty() {
+            info!(files = stale.len(), after_epoch = keep_through, "Removed files written after the checkpoint.");
+        }
+        self.epoch = keep_through + 1;
+        self.files_in_epoch.clear();
+        Ok(())
+    }
+
+    fn write(&mut self, records: &[Record]) -> Result<(), SinkError> {
+        for record in records {
+            let partition = Self::partition_of(record);
+            let buffer = self.pending.entry(partition.clone()).or_default();
+            buffer.push(record.clone());
+            if buffer.len() >= self.max_rows {
+                let full = std::mem::take(buffer);
+                self.write_file(&partition, &full)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes every buffered partition and starts the next epoch: called once per checkpoint.
+    fn flush(&mut self) -> Result<(), SinkError> {
+        let pending = std::mem::take(&mut self.pending);
+        for (partition, records) in &pending {
+            if !records.is_empty() {
+                self.write_file(partition, records)?;
+            }
+        }
+        self.epoch += 1;
+        self.files_in_epoch.clear();
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partitions_by_utc_date_and_hour() {
+        assert_eq!(date_hour(1_764_000_000_000), "date=2025-11-24/hour=16");
+        assert_eq!(date_hour(0), "date=1970-01-01/hour=00");
+    }
+}
