@@ -177,7 +177,14 @@ pub fn run_once_into(
         }
         if last_checkpoint.elapsed() >= interval {
             epoch += 1;
-            checkpoint(config, &fingerprint, epoch, Some(&engine), &mut inputs, sinks)?;
+            checkpoint(
+                config,
+                &fingerprint,
+                epoch,
+                Some(&engine),
+                &mut inputs,
+                sinks,
+            )?;
             last_checkpoint = Instant::now();
         }
     }

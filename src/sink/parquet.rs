@@ -102,7 +102,9 @@ impl ParquetSink {
         }
         let (store, root) = object_store::parse_url(&parsed).map_err(|e| ParquetError::Url {
             url: url.to_owned(),
-            reason: format!("{e} (supported: file:///PATH; s3://BUCKET/PREFIX with the s3 feature)"),
+            reason: format!(
+                "{e} (supported: file:///PATH; s3://BUCKET/PREFIX with the s3 feature)"
+            ),
         })?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -114,7 +116,10 @@ impl ParquetSink {
         schemas.insert(RecordKind::Point, fields::<PointRecord>(&options)?);
         schemas.insert(RecordKind::Alert, fields::<AlertRecord>(&options)?);
         schemas.insert(RecordKind::Late, fields::<LateRecord>(&options)?);
-        schemas.insert(RecordKind::DeadLetter, fields::<DeadLetterRecord>(&options)?);
+        schemas.insert(
+            RecordKind::DeadLetter,
+            fields::<DeadLetterRecord>(&options)?,
+        );
         schemas.insert(RecordKind::Join, fields::<JoinRecord>(&options)?);
         Ok(ParquetSink {
             runtime,
@@ -162,7 +167,11 @@ impl ParquetSink {
     }
 
     /// Writes one partition's buffered records as one file.
-    fn write_file(&mut self, partition: &Partition, records: &[Record]) -> Result<(), ParquetError> {
+    fn write_file(
+        &mut self,
+        partition: &Partition,
+        records: &[Record],
+    ) -> Result<(), ParquetError> {
         let batch = self.batch(partition.kind, records)?;
         let props = WriterProperties::builder()
             .set_compression(Compression::SNAPPY)
@@ -173,11 +182,20 @@ impl ParquetSink {
         writer.close()?;
 
         let n = self.files_in_epoch.entry(partition.clone()).or_insert(0);
-        let name = format!("part-{}-{:010}-{:04}.parquet", self.pipeline, self.epoch, *n);
+        let name = format!(
+            "part-{}-{:010}-{:04}.parquet",
+            self.pipeline, self.epoch, *n
+        );
         *n += 1;
         let mut path = self.root.clone();
         for part in std::iter::once(format!("kind={}", kind_dir(partition.kind)))
-            .chain(partition.time.split('/').filter(|p| !p.is_empty()).map(str::to_owned))
+            .chain(
+                partition
+                    .time
+                    .split('/')
+                    .filter(|p| !p.is_empty())
+                    .map(str::to_owned),
+            )
             .chain(std::iter::once(name))
         {
             path = path.join(part.as_str());
@@ -260,7 +278,11 @@ impl Sink for ParquetSink {
                 .map_err(ParquetError::from)?;
         }
         if !stale.is_empty() {
-            info!(files = stale.len(), after_epoch = keep_through, "Removed files written after the checkpoint.");
+            info!(
+                files = stale.len(),
+                after_epoch = keep_through,
+                "Removed files written after the checkpoint."
+            );
         }
         self.epoch = keep_through + 1;
         self.files_in_epoch.clear();
