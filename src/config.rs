@@ -87,6 +87,17 @@ pub enum SourceConfig {
         path: PathBuf,
     },
     Kafka(KafkaSourceConfig),
+    /// Newline-delimited JSON over TCP.
+    Socket {
+        listen: String,
+    },
+    /// The built-in generator.
+    Demo {
+        rate: f64,
+        series: usize,
+        seed: u64,
+        faults: crate::generator::Faults,
+    },
 }
 
 /// A Kafka consumer in a consumer group.
@@ -332,6 +343,42 @@ mod raw {
             #[serde(default)]
             kafka: BTreeMap<String, String>,
         },
+        Socket {
+            listen: String,
+        },
+        Demo {
+            #[serde(default = "default_demo_rate")]
+            rate: f64,
+            #[serde(default = "default_demo_series")]
+            series: usize,
+            #[serde(default = "default_demo_seed")]
+            seed: u64,
+            #[serde(default = "default_demo_anomaly_rate")]
+            anomaly_rate: f64,
+            #[serde(default = "default_demo_late_rate")]
+            late_rate: f64,
+            #[serde(default = "default_demo_dup_rate")]
+            dup_rate: f64,
+        },
+    }
+
+    fn default_demo_rate() -> f64 {
+        50.0
+    }
+    fn default_demo_series() -> usize {
+        6
+    }
+    fn default_demo_seed() -> u64 {
+        1
+    }
+    fn default_demo_anomaly_rate() -> f64 {
+        0.003
+    }
+    fn default_demo_late_rate() -> f64 {
+        0.002
+    }
+    fn default_demo_dup_rate() -> f64 {
+        0.01
     }
 
     fn default_start() -> String {
@@ -677,6 +724,60 @@ impl raw::Stream {
         }
         let source = match self.source {
             raw::Source::File { path } => SourceConfig::File { path },
+            raw::Source::Socket { listen } => {
+                if listen.parse::<std::net::SocketAddr>().is_err() {
+                    return Err(ConfigError::invalid(
+                        format!("{key}.source.listen"),
+                        format!("expected an address such as \"127.0.0.1:9999\", got {listen:?}"),
+                    ));
+                }
+                SourceConfig::Socket { listen }
+            }
+            raw::Source::Demo {
+                rate,
+                series,
+                seed,
+                anomaly_rate,
+                late_rate,
+                dup_rate,
+            } => {
+                let skey = format!("{key}.source");
+                if !(rate > 0.0 && rate <= 1_000_000.0) {
+                    return Err(ConfigError::invalid(
+                        format!("{skey}.rate"),
+                        "must be between 0 and 1000000 events per second",
+                    ));
+                }
+                if series == 0 || series > 100_000 {
+                    return Err(ConfigError::invalid(
+                        format!("{skey}.series"),
+                        "must be between 1 and 100000",
+                    ));
+                }
+                for (name, value) in [
+                    ("anomaly_rate", anomaly_rate),
+                    ("late_rate", late_rate),
+                    ("dup_rate", dup_rate),
+                ] {
+                    if !(0.0..=1.0).contains(&value) {
+                        return Err(ConfigError::invalid(
+                            format!("{skey}.{name}"),
+                            "must be a share between 0 and 1",
+                        ));
+                    }
+                }
+                SourceConfig::Demo {
+                    rate,
+                    series,
+                    seed,
+                    faults: crate::generator::Faults {
+                        duplicate: dup_rate,
+                        late: late_rate,
+                        anomaly: anomaly_rate,
+                        ..crate::generator::Faults::default()
+                    },
+                }
+            }
             raw::Source::Kafka {
                 brokers,
                 topics,

@@ -2,13 +2,15 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use tidewatch::bench::{self, Workload};
 use tidewatch::config::Config;
 use tidewatch::generator::Faults;
-use tidewatch::pipeline;
+use tidewatch::pipeline::{self, Mode};
 use tidewatch::produce::{self, ProduceOptions};
 use tracing_subscriber::EnvFilter;
 
@@ -27,6 +29,7 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
         /// Read every source to its end, close all windows, write everything and exit.
+        /// Without it, follow the sources until SIGINT/SIGTERM.
         #[arg(long)]
         once: bool,
     },
@@ -94,6 +97,20 @@ fn main() -> ExitCode {
     }
 }
 
+/// A flag set by the first SIGINT or SIGTERM; a second SIGINT exits at once (status 130).
+fn stop_on_signals() -> anyhow::Result<Arc<AtomicBool>> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [SIGINT, SIGTERM] {
+        // Registered first, so it sees the flag before the second registration sets it.
+        signal_hook::flag::register_conditional_shutdown(signal, 130, stop.clone())
+            .context("installing the signal handler")?;
+        signal_hook::flag::register(signal, stop.clone())
+            .context("installing the signal handler")?;
+    }
+    Ok(stop)
+}
+
 /// The error and its causes on one line, skipping a cause whose text its parent already shows
 /// (our error types embed their source in their own message).
 fn error_chain(err: &anyhow::Error) -> String {
@@ -112,13 +129,14 @@ fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Run { config, once } => {
             let parsed = Config::from_file(&config)?;
-            if !once {
-                bail!(
-                    "continuous mode (following sources, serving the dashboard) is not available yet; \
-                     pass --once to read the sources to their end"
-                );
-            }
-            let summary = pipeline::run_once(&parsed)
+            let mode = if once {
+                Mode::Once
+            } else {
+                Mode::Continuous {
+                    stop: stop_on_signals()?,
+                }
+            };
+            let summary = pipeline::run(&parsed, mode)
                 .with_context(|| format!("running {}", config.display()))?;
             println!("{summary}");
         }

@@ -1,23 +1,27 @@
-//! Wires sources → decode → engine → sinks, with checkpoints. Today: batch mode (`run --once`),
-//! which reads every stream's source to its end, closes everything and flushes.
+//! Wires sources → decode → engine → sinks, with checkpoints, in batch mode (`run --once`: read
+//! every source to its end, close everything, flush) or continuously (`run`: follow the sources
+//! until stopped).
 //!
 //! A batch run is a replay: processing time does not advance (every event is processed at
 //! processing time 0), so no partition turns idle; at the end every watermark moves to +∞.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use thiserror::Error;
-use tracing::{debug, info, info_span};
+use tracing::{debug, info, info_span, warn};
 
-use crate::checkpoint::{self, Checkpoint};
+use crate::checkpoint::{self, Checkpoint, SplitPosition};
 use crate::config::{Config, SourceConfig};
 use crate::engine::{Engine, Origin};
 use crate::event::Decoder;
 use crate::record::{DeadLetterRecord, Record, RecordKind};
 use crate::sink::{self, Sink, SinkError};
-use crate::source::{FileSource, KafkaSource, Source, SourceError};
+use crate::source::{
+    DemoSource, FileSource, KafkaSource, Polled, SocketSource, Source, SourceError,
+};
 
 /// Messages read from one source before the pipeline turns to the next one and drains output.
 const BATCH: usize = 1024;
@@ -81,20 +85,46 @@ struct StreamInput {
     messages: u64,
 }
 
+/// How a run ends.
+#[derive(Debug, Clone)]
+pub enum Mode {
+    /// Read every source to its end (Kafka: the end offsets at start), close every window,
+    /// write everything, and return.
+    Once,
+    /// Follow the sources until `stop` is set (SIGINT/SIGTERM), then flush, checkpoint (windows
+    /// stay open in the checkpoint) and return.
+    Continuous { stop: Arc<AtomicBool> },
+}
+
 /// Runs every stream of `config` to the end of its input and writes all records to the sinks.
 pub fn run_once(config: &Config) -> Result<RunSummary, PipelineError> {
+    run(config, Mode::Once)
+}
+
+/// Runs the pipeline of `config` in `mode` with the sinks it lists.
+pub fn run(config: &Config, mode: Mode) -> Result<RunSummary, PipelineError> {
     let mut sinks = sink::build(&config.sinks, &config.checkpoint.pipeline)?;
-    run_once_into(config, &mut sinks)
+    run_into(config, &mut sinks, mode)
 }
 
 /// [`run_once`] into sinks the caller built (tests collect records in memory this way).
-///
-/// With a sink that stores checkpoints (`db`), the run resumes from the pipeline's checkpoint,
-/// writes one every `checkpoint.interval`, and a final one (positions only: every window is
-/// closed) at the end. A run killed at any point and started again so ends with the same rows.
 pub fn run_once_into(
     config: &Config,
     sinks: &mut [Box<dyn Sink>],
+) -> Result<RunSummary, PipelineError> {
+    run_into(config, sinks, Mode::Once)
+}
+
+/// The run loop.
+///
+/// With a sink that stores checkpoints (`db`), the run resumes from the pipeline's checkpoint,
+/// writes one every `checkpoint.interval`, and a last one when it ends (after a batch run:
+/// positions only, every window being closed). A run killed at any point and started again so
+/// ends with the same rows.
+pub fn run_into(
+    config: &Config,
+    sinks: &mut [Box<dyn Sink>],
+    mode: Mode,
 ) -> Result<RunSummary, PipelineError> {
     let fingerprint = checkpoint::fingerprint(config);
     let pipeline = config.checkpoint.pipeline.as_str();
@@ -134,23 +164,19 @@ pub fn run_once_into(
         sink.begin(resume_epoch)?;
     }
     let mut epoch = resume_epoch.unwrap_or(0);
+    let following = matches!(mode, Mode::Continuous { .. });
 
     let mut inputs = Vec::with_capacity(config.streams.len());
     for (index, stream) in config.streams.iter().enumerate() {
         let resume = positions.get(index).map(Vec::as_slice).unwrap_or_default();
-        let opened: Result<Box<dyn Source>, SourceError> = match &stream.source {
-            SourceConfig::File { path } => FileSource::open(path, resume.first().cloned())
-                .map(|s| Box::new(s) as Box<dyn Source>),
-            SourceConfig::Kafka(kafka) => {
-                KafkaSource::open_to_end(kafka, resume).map(|s| Box::new(s) as Box<dyn Source>)
+        let source = open_source(&stream.source, resume, following).map_err(|source| {
+            PipelineError::Source {
+                stream: stream.name.clone(),
+                source,
             }
-        };
-        let source = opened.map_err(|source| PipelineError::Source {
-            stream: stream.name.clone(),
-            source,
         })?;
         for split in source.splits() {
-            engine.assign_split(index, split, 0);
+            engine.assign_split(index, split, processing_time(&mode));
         }
         inputs.push(StreamInput {
             index,
@@ -167,31 +193,73 @@ pub fn run_once_into(
     let mut written: BTreeMap<RecordKind, u64> = BTreeMap::new();
     let interval = Duration::from_millis(config.checkpoint.interval_ms.max(1) as u64);
     let mut last_checkpoint = Instant::now();
-    // Round-robin over the streams in batches, so joined streams advance together and the
-    // join state does not have to hold all of one side.
-    while inputs.iter().any(|i| !i.done) {
+    let mut idle_rounds = 0u32;
+    loop {
+        if let Mode::Continuous { stop } = &mode {
+            if stop.load(Ordering::Relaxed) {
+                info!("Stopping: flushing and checkpointing.");
+                break;
+            }
+        }
+        if inputs.iter().all(|i| i.done) {
+            break;
+        }
+        // Round-robin over the streams in batches, so joined streams advance together and the
+        // join state does not have to hold all of one side.
+        let mut read = 0;
         for input in inputs.iter_mut().filter(|i| !i.done) {
             let _span = info_span!("stream", name = %input.name).entered();
-            read_batch(input, &mut engine, &mut out)?;
-            drain(&mut out, sinks, &mut written)?;
+            // Wait a little only when every source was idle last round.
+            let wait = if idle_rounds > 0 {
+                Duration::from_millis(50) / inputs_len(config)
+            } else {
+                Duration::ZERO
+            };
+            read += read_batch(input, &mut engine, &mut out, &mode, wait)?;
         }
+        idle_rounds = if read == 0 { idle_rounds + 1 } else { 0 };
+        if following {
+            engine.tick(processing_time(&mode), &mut out);
+        }
+        write_out(&mut out, sinks, &mut written, &mode)?;
         if last_checkpoint.elapsed() >= interval {
             epoch += 1;
-            checkpoint(
+            let stored = checkpoint(
                 config,
                 &fingerprint,
                 epoch,
                 Some(&engine),
                 &mut inputs,
                 sinks,
-            )?;
+            );
+            match stored {
+                Ok(()) => {}
+                // Following, a failed checkpoint is retried at the next interval.
+                Err(error) if following => {
+                    epoch -= 1;
+                    warn!(%error, "Checkpoint failed; retrying at the next interval.");
+                }
+                Err(error) => return Err(error),
+            }
             last_checkpoint = Instant::now();
         }
     }
-    engine.finish(&mut out);
-    drain(&mut out, sinks, &mut written)?;
-    epoch += 1;
-    checkpoint(config, &fingerprint, epoch, None, &mut inputs, sinks)?;
+    if following {
+        epoch += 1;
+        checkpoint(
+            config,
+            &fingerprint,
+            epoch,
+            Some(&engine),
+            &mut inputs,
+            sinks,
+        )?;
+    } else {
+        engine.finish(&mut out);
+        write_out(&mut out, sinks, &mut written, &mode)?;
+        epoch += 1;
+        checkpoint(config, &fingerprint, epoch, None, &mut inputs, sinks)?;
+    }
 
     let streams = inputs
         .iter()
@@ -215,25 +283,109 @@ pub fn run_once_into(
     Ok(summary)
 }
 
-/// Reads up to [`BATCH`] messages of one stream through decode and the engine.
+fn inputs_len(config: &Config) -> u32 {
+    config.streams.len().max(1) as u32
+}
+
+fn open_source(
+    config: &SourceConfig,
+    resume: &[SplitPosition],
+    following: bool,
+) -> Result<Box<dyn Source>, SourceError> {
+    Ok(match config {
+        SourceConfig::File { path } => {
+            let source = FileSource::open(path, resume.first().cloned())?;
+            Box::new(if following { source.follow() } else { source })
+        }
+        SourceConfig::Kafka(kafka) if following => {
+            Box::new(KafkaSource::open_following(kafka, resume)?)
+        }
+        SourceConfig::Kafka(kafka) => Box::new(KafkaSource::open_to_end(kafka, resume)?),
+        SourceConfig::Socket { .. } | SourceConfig::Demo { .. } if !following => {
+            return Err(SourceError::NeverEnds)
+        }
+        SourceConfig::Socket { listen } => Box::new(SocketSource::bind(listen)?),
+        SourceConfig::Demo {
+            rate,
+            series,
+            seed,
+            faults,
+        } => Box::new(DemoSource::new(*rate, *series, *seed, *faults)),
+    })
+}
+
+/// Processing time for the engine: the wall clock when following; 0 in a batch run, which is a
+/// replay (no partition turns idle, results depend on the input alone).
+fn processing_time(mode: &Mode) -> i64 {
+    match mode {
+        Mode::Once => 0,
+        Mode::Continuous { .. } => SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64),
+    }
+}
+
+/// Writes the pending records. Following, a failing sink pauses the pipeline and is retried
+/// with backoff (nothing is dropped; the status says so in the log) until it recovers or the
+/// run is stopped; in a batch run the error ends the run.
+fn write_out(
+    out: &mut Vec<Record>,
+    sinks: &mut [Box<dyn Sink>],
+    written: &mut BTreeMap<RecordKind, u64>,
+    mode: &Mode,
+) -> Result<(), PipelineError> {
+    let Mode::Continuous { stop } = mode else {
+        return Ok(drain(out, sinks, written)?);
+    };
+    let mut backoff = Duration::from_millis(100);
+    let mut retries_after_stop = 0;
+    loop {
+        match drain(out, sinks, written) {
+            Ok(()) => return Ok(()),
+            Err(error) => {
+                if stop.load(Ordering::Relaxed) {
+                    retries_after_stop += 1;
+                    if retries_after_stop > 5 {
+                        return Err(error.into());
+                    }
+                }
+                warn!(%error, retry_in = ?backoff, "Sink failed; pipeline paused.");
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
+}
+
+/// Reads up to [`BATCH`] messages of one stream through decode and the engine; returns how
+/// many were read.
 fn read_batch(
     input: &mut StreamInput,
     engine: &mut Engine,
     out: &mut Vec<Record>,
-) -> Result<(), PipelineError> {
-    for _ in 0..BATCH {
-        let message = input
+    mode: &Mode,
+    wait: Duration,
+) -> Result<usize, PipelineError> {
+    let now = processing_time(mode);
+    let mut read = 0;
+    for i in 0..BATCH {
+        let polled = input
             .source
-            .next_message()
+            .poll_message(if i == 0 { wait } else { Duration::ZERO })
             .map_err(|source| PipelineError::Source {
                 stream: input.name.to_string(),
                 source,
             })?;
-        let Some(message) = message else {
-            debug!("Source exhausted.");
-            input.done = true;
-            break;
+        let message = match polled {
+            Polled::Message(message) => message,
+            Polled::Idle => break,
+            Polled::End => {
+                debug!("Source exhausted.");
+                input.done = true;
+                break;
+            }
         };
+        read += 1;
         input.messages += 1;
         let origin = Origin {
             source: message.source,
@@ -242,7 +394,7 @@ fn read_batch(
             offset: message.offset,
         };
         let reason = match input.decoder.decode(message.payload) {
-            Ok(event) => match engine.process(input.index, &event, origin, 0, out) {
+            Ok(event) => match engine.process(input.index, &event, origin, now, out) {
                 Ok(()) => None,
                 Err(rejected) => Some(rejected.to_string()),
             },
@@ -260,7 +412,7 @@ fn read_batch(
             )));
         }
     }
-    Ok(())
+    Ok(read)
 }
 
 /// Flushes the sinks, stores the engine state with the positions it reflects, then lets the

@@ -5,7 +5,7 @@ use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
-use super::{RawMessage, Source, SourceError};
+use super::{Polled, RawMessage, Source, SourceError};
 use crate::checkpoint::SplitPosition;
 
 /// Reads NDJSON lines. Blank lines are skipped; the offset of a message is its line number.
@@ -20,6 +20,11 @@ pub struct FileSource {
     /// From a checkpoint: files before this one are done, and in it lines before this number.
     resume: Option<SplitPosition>,
     skip_below_line: u64,
+    /// Following (`run`): the directory to rescan for new files, `None` for a single file.
+    follow_dir: Option<PathBuf>,
+    following: bool,
+    /// Bytes of a line whose newline has not been written yet (following only).
+    partial: Vec<u8>,
 }
 
 impl FileSource {
@@ -62,10 +67,59 @@ impl FileSource {
             line: 0..0,
             resume,
             skip_below_line: 0,
+            follow_dir: path.is_dir().then(|| path.to_owned()),
+            following: false,
+            partial: Vec::new(),
         })
     }
 
-    /// Reads up to the next non-blank line; `false` at the end of the last file.
+    /// Keeps reading after the end: lines appended to the last file, and files added to the
+    /// directory whose names sort after it (like Spark's file source, files are expected to be
+    /// added in name order).
+    pub fn follow(mut self) -> Self {
+        self.following = true;
+        self
+    }
+
+    /// New files of the followed directory that sort after the current one.
+    fn rescan(&mut self) -> Result<bool, SourceError> {
+        let Some(dir) = &self.follow_dir else {
+            return Ok(false);
+        };
+        let io = |source| SourceError::Io {
+            path: dir.display().to_string(),
+            source,
+        };
+        let mut newer: Vec<PathBuf> = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(io)? {
+            let file = entry.map_err(io)?.path();
+            let wanted = file
+                .extension()
+                .is_some_and(|ext| ext == "ndjson" || ext == "jsonl");
+            if wanted && file.is_file() && file.display().to_string() > self.name {
+                newer.push(file);
+            }
+        }
+        newer.sort();
+        let found = !newer.is_empty();
+        if found {
+            self.files = newer.into_iter();
+        }
+        Ok(found)
+    }
+
+    fn current_message(&self) -> RawMessage<'_> {
+        RawMessage {
+            source: &self.name,
+            split: 0,
+            partition: 0,
+            offset: self.line_number,
+            payload: &self.buffer[self.line.clone()],
+        }
+    }
+
+    /// Reads up to the next non-blank line; `false` at the end of the last file (for now, when
+    /// following).
     fn advance(&mut self) -> Result<bool, SourceError> {
         loop {
             let reader = match self.reader.as_mut() {
@@ -93,13 +147,25 @@ impl FileSource {
                 }
             };
             self.buffer.clear();
+            self.buffer.append(&mut self.partial);
             let read = reader
                 .read_until(b'\n', &mut self.buffer)
                 .map_err(|source| SourceError::Io {
                     path: self.name.clone(),
                     source,
                 })?;
-            if read == 0 {
+            let complete = self.buffer.last() == Some(&b'\n');
+            if self.following && !complete {
+                // At the end for now: a newer file ends this one, otherwise wait for more.
+                if self.files.len() == 0 && !self.rescan()? {
+                    std::mem::swap(&mut self.partial, &mut self.buffer);
+                    return Ok(false);
+                }
+                if self.buffer.is_empty() {
+                    self.reader = None;
+                    continue;
+                }
+            } else if read == 0 && self.buffer.is_empty() {
                 self.reader = None;
                 continue;
             }
@@ -126,6 +192,21 @@ impl FileSource {
 }
 
 impl Source for FileSource {
+    fn poll_message(&mut self, timeout: std::time::Duration) -> Result<Polled<'_>, SourceError> {
+        if !self.following {
+            return Ok(match self.next_message()? {
+                Some(message) => Polled::Message(message),
+                None => Polled::End,
+            });
+        }
+        if !self.advance()? {
+            // Nothing new: do not spin on the file system.
+            std::thread::sleep(timeout.min(std::time::Duration::from_millis(200)));
+            return Ok(Polled::Idle);
+        }
+        Ok(Polled::Message(self.current_message()))
+    }
+
     fn positions(&self) -> Vec<SplitPosition> {
         if let Some(resume) = &self.resume {
             return vec![resume.clone()];
@@ -144,13 +225,7 @@ impl Source for FileSource {
         if !self.advance()? {
             return Ok(None);
         }
-        Ok(Some(RawMessage {
-            source: &self.name,
-            split: 0,
-            partition: 0,
-            offset: self.line_number,
-            payload: &self.buffer[self.line.clone()],
-        }))
+        Ok(Some(self.current_message()))
     }
 }
 

@@ -57,6 +57,23 @@ impl KafkaSource {
         config: &KafkaSourceConfig,
         resume: &[SplitPosition],
     ) -> Result<Self, SourceError> {
+        Self::open(config, resume, false)
+    }
+
+    /// Like [`KafkaSource::open_to_end`], but keeps reading new messages for ever (`run`).
+    /// The partitions are those the topics have at start; each one is its own split.
+    pub fn open_following(
+        config: &KafkaSourceConfig,
+        resume: &[SplitPosition],
+    ) -> Result<Self, SourceError> {
+        Self::open(config, resume, true)
+    }
+
+    fn open(
+        config: &KafkaSourceConfig,
+        resume: &[SplitPosition],
+        follow: bool,
+    ) -> Result<Self, SourceError> {
         let mut client = ClientConfig::new();
         for (key, value) in &config.properties {
             client.set(key, value);
@@ -119,6 +136,7 @@ impl KafkaSource {
                     StartFrom::Latest => high,
                 },
             };
+            let high = if follow { i64::MAX } else { high };
             debug!(%topic, partition, start, end = high, "Partition range.");
             if start < high {
                 assign
@@ -159,10 +177,21 @@ impl KafkaSource {
 
     /// Polls until a message inside a split's range arrives; `false` when every split is done.
     fn advance(&mut self) -> Result<bool, SourceError> {
-        let mut last_progress = Instant::now();
+        Ok(self.advance_within(STALL_TIMEOUT)? == Progress::Message)
+    }
+
+    /// Polls for up to `patience` (a stall is an error only in batch mode, where `patience`
+    /// is the stall timeout); in follow mode running out of patience is just idleness.
+    fn advance_within(&mut self, patience: Duration) -> Result<Progress, SourceError> {
+        let started = Instant::now();
+        let batch = patience == STALL_TIMEOUT;
         while self.remaining > 0 {
-            let Some(result) = self.consumer.poll(Duration::from_millis(500)) else {
-                if last_progress.elapsed() > STALL_TIMEOUT {
+            let slice = patience.min(Duration::from_millis(500));
+            let Some(result) = self.consumer.poll(slice) else {
+                if !batch && started.elapsed() >= patience {
+                    return Ok(Progress::Idle);
+                }
+                if batch && started.elapsed() > STALL_TIMEOUT {
                     return Err(SourceError::Stalled {
                         remaining: self.remaining,
                         waited: STALL_TIMEOUT,
@@ -171,7 +200,6 @@ impl KafkaSource {
                 continue;
             };
             let message = result.map_err(kafka_error)?;
-            last_progress = Instant::now();
             let key = (message.topic().to_owned(), message.partition());
             let Some(&index) = self.by_partition.get(&key) else {
                 continue;
@@ -191,25 +219,46 @@ impl KafkaSource {
             self.topic.clear();
             self.topic.push_str(message.topic());
             self.current = (index as u32, message.partition(), offset);
-            return Ok(true);
+            return Ok(Progress::Message);
         }
-        Ok(false)
+        Ok(Progress::End)
     }
 }
 
-impl Source for KafkaSource {
-    fn next_message(&mut self) -> Result<Option<RawMessage<'_>>, SourceError> {
-        if !self.advance()? {
-            return Ok(None);
-        }
+impl KafkaSource {
+    fn current_message(&self) -> RawMessage<'_> {
         let (split, partition, offset) = self.current;
-        Ok(Some(RawMessage {
+        RawMessage {
             source: &self.topic,
             split,
             partition: partition.max(0) as u32,
             offset: offset.max(0) as u64,
             payload: &self.payload,
-        }))
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Progress {
+    Message,
+    Idle,
+    End,
+}
+
+impl Source for KafkaSource {
+    fn poll_message(&mut self, timeout: Duration) -> Result<super::Polled<'_>, SourceError> {
+        Ok(match self.advance_within(timeout)? {
+            Progress::Message => super::Polled::Message(self.current_message()),
+            Progress::Idle => super::Polled::Idle,
+            Progress::End => super::Polled::End,
+        })
+    }
+
+    fn next_message(&mut self) -> Result<Option<RawMessage<'_>>, SourceError> {
+        if !self.advance()? {
+            return Ok(None);
+        }
+        Ok(Some(self.current_message()))
     }
 
     fn splits(&self) -> Vec<u32> {

@@ -1,11 +1,15 @@
 //! Sources: where raw messages come from. Each yields payload bytes with their position
 //! (source name, partition, offset); decoding them is the pipeline's job, not the source's.
 
+mod demo;
 mod file;
 mod kafka;
+mod socket;
 
+pub use demo::DemoSource;
 pub use file::FileSource;
 pub use kafka::KafkaSource;
+pub use socket::SocketSource;
 
 use thiserror::Error;
 
@@ -35,6 +39,8 @@ pub enum SourceError {
     },
     #[error("{path}: no .ndjson or .jsonl files found")]
     Empty { path: String },
+    #[error("this source never ends: run without --once")]
+    NeverEnds,
     #[error("kafka: {0}")]
     Kafka(String),
     #[error("kafka: topic {topic:?} does not exist or has no partitions")]
@@ -48,10 +54,29 @@ pub enum SourceError {
     },
 }
 
-/// A source read to its end (`run --once`).
+/// What a poll of a following source found.
+#[derive(Debug)]
+pub enum Polled<'a> {
+    Message(RawMessage<'a>),
+    /// Nothing new within the timeout; try again later.
+    Idle,
+    /// The source has ended for good.
+    End,
+}
+
+/// A source of raw messages: read to its end (`run --once`) or followed (`run`).
 pub trait Source {
-    /// The next message, or `None` at the end of the input.
+    /// The next message, or `None` at the end of the input (batch mode).
     fn next_message(&mut self) -> Result<Option<RawMessage<'_>>, SourceError>;
+
+    /// The next message, waiting at most `timeout` for one (continuous mode). Batch-only
+    /// sources end where `next_message` ends.
+    fn poll_message(&mut self, _timeout: std::time::Duration) -> Result<Polled<'_>, SourceError> {
+        Ok(match self.next_message()? {
+            Some(message) => Polled::Message(message),
+            None => Polled::End,
+        })
+    }
 
     /// Every split this source will read, known before the first message, so a split that has
     /// not delivered yet holds the watermark back instead of finding its events late.

@@ -2,6 +2,7 @@
 
 mod cli;
 mod crash;
+mod follow;
 mod golden;
 mod kafka;
 mod lake;
