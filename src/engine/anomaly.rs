@@ -42,6 +42,11 @@ pub struct Baseline {
     pending_ts: i64,
     pending: Vec<f64>,
     removals: u32,
+    /// Sliding minimum and maximum (monotonic deques of (time, value)): the exact test for
+    /// zero spread. Welford's removals leave a rounding residue on a constant baseline, and
+    /// dividing by that would turn noise-free data into enormous z-scores.
+    minimum: VecDeque<(i64, f64)>,
+    maximum: VecDeque<(i64, f64)>,
 }
 
 impl Baseline {
@@ -54,6 +59,8 @@ impl Baseline {
             pending_ts: i64::MIN,
             pending: Vec::new(),
             removals: 0,
+            minimum: VecDeque::new(),
+            maximum: VecDeque::new(),
         }
     }
 
@@ -74,7 +81,19 @@ impl Baseline {
             self.points.pop_front();
             self.erase(v);
         }
+        for extreme in [&mut self.minimum, &mut self.maximum] {
+            while extreme.front().is_some_and(|&(ts, _)| ts < oldest) {
+                extreme.pop_front();
+            }
+        }
         if self.points.len() < self.config.min_samples {
+            return None;
+        }
+        let constant = match (self.minimum.front(), self.maximum.front()) {
+            (Some(min), Some(max)) => min.1 == max.1,
+            _ => true,
+        };
+        if constant {
             return None;
         }
         let (expected, spread) = match self.config.method {
@@ -105,6 +124,14 @@ impl Baseline {
 
     fn insert(&mut self, t: i64, x: f64) {
         self.points.push_back((t, x));
+        while self.minimum.back().is_some_and(|&(_, v)| v >= x) {
+            self.minimum.pop_back();
+        }
+        self.minimum.push_back((t, x));
+        while self.maximum.back().is_some_and(|&(_, v)| v <= x) {
+            self.maximum.pop_back();
+        }
+        self.maximum.push_back((t, x));
         match self.config.method {
             ZScoreMethod::Mean => self.moments.add(x),
             ZScoreMethod::Robust => self.median.insert(x),

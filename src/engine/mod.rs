@@ -9,18 +9,21 @@
 //!
 //! Times are epoch milliseconds. Each event passes, in this order:
 //!
-//! 1. **Dedup** (when the stream has `dedup`): an event whose `id` was already accepted for an
-//!    event at most `horizon` away in event time is a duplicate: dropped and counted per series.
-//!    It still counts as activity of its partition. Dedup state is evicted by the watermark
-//!    (see [`dedup::Dedup`]), so it stays bounded. Events without an id are never duplicates.
-//! 2. **Watermark and lateness**: per source partition, `max event time seen − lateness`. A
+//! 1. **Watermark and lateness**: per source partition, `max event time seen − lateness`. A
 //!    stream's watermark is the minimum over its partitions that are not idle; a partition with
 //!    no event for `idle_timeout` of processing time (measured by the ticks) is idle and ignored
 //!    until it sends again; when all are idle, the maximum over all. A partition that has been
 //!    seen but sent no event time yet holds the watermark at its start. The watermark never goes
 //!    backwards. An event whose time is **below** the watermark when it arrives (`ts <
-//!    watermark`) is *late*: it goes to no window, no analytics and no join, but becomes a
-//!    `late` record (with `watermark − ts`) and is counted per series. Never dropped silently.
+//!    watermark`) is *late*: it goes to no dedup, window, analytics or join, but becomes a
+//!    `late` record (with `watermark − ts`) and is counted per series. Never dropped silently —
+//!    a re-sent late event is reported late again.
+//! 2. **Dedup** (when the stream has `dedup`), for events that are not late: an event whose `id`
+//!    was already accepted for an event at most `horizon` away in event time is a duplicate:
+//!    dropped and counted per series. It still counts as activity of its partition. Because
+//!    only events at or after the watermark are checked, state can be evicted by the watermark
+//!    exactly (see [`dedup::Dedup`]), so it stays bounded. Events without an id are never
+//!    duplicates.
 //! 3. **Windows**, per (stream, series): tumbling and sliding windows aligned to the Unix epoch,
 //!    half-open `[start, end)`, sliding built from `gcd(size, slide)` panes; session windows in
 //!    which events at most `gap` apart share a session `[first, last + gap)`. Aggregates: count,
@@ -317,15 +320,6 @@ impl Engine {
         let seq = self.seq;
         self.seq += 1;
 
-        if let (Some(dedup), Some(id)) = (s.dedup.as_mut(), event.id.as_deref()) {
-            if dedup.check_and_insert(id, event.ts) {
-                s.watermark.touch(origin.split, now);
-                s.counters.duplicates += 1;
-                s.series.counters[series as usize].duplicates += 1;
-                return Ok(());
-            }
-        }
-
         let watermark = s.watermark.current();
         if event.ts < watermark {
             s.watermark.observe(origin.split, event.ts, now);
@@ -342,6 +336,15 @@ impl Engine {
                 offset: origin.offset,
             }));
             return Ok(());
+        }
+
+        if let (Some(dedup), Some(id)) = (s.dedup.as_mut(), event.id.as_deref()) {
+            if dedup.check_and_insert(id, event.ts) {
+                s.watermark.touch(origin.split, now);
+                s.counters.duplicates += 1;
+                s.series.counters[series as usize].duplicates += 1;
+                return Ok(());
+            }
         }
 
         s.counters.accepted += 1;

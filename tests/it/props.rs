@@ -1,0 +1,549 @@
+//! Property tests: the engine against brute-force models of the rules in `src/engine/mod.rs`,
+//! written plainly here (whole-list recomputation, no incremental tricks), on random
+//! out-of-order inputs.
+
+use std::collections::BTreeMap;
+
+use proptest::prelude::*;
+use tidewatch::config::Config;
+use tidewatch::engine::{Engine, Origin};
+use tidewatch::event::{Decoder, Event, FieldMapping, TimeFormat};
+use tidewatch::record::{JoinRecord, PointRecord, Record, Trend, WindowKind, WindowRecord};
+
+/// One input event: series index, event time, value, id, partition.
+#[derive(Debug, Clone)]
+struct In {
+    series: usize,
+    ts: i64,
+    value: f64,
+    id: u32,
+    partition: u32,
+}
+
+fn config(stream_body: &str, extra: &str) -> Config {
+    Config::from_toml_str(&format!(
+        "[[streams]]\nname = \"s\"\nsource = {{ kind = \"file\", path = \"unused\" }}\n{stream_body}\n{extra}\n[[sinks]]\nkind = \"ndjson\"\npath = \"unused\"\n"
+    ))
+    .unwrap()
+}
+
+fn label(series: usize) -> String {
+    format!("k{series}")
+}
+
+/// Feeds events (arrival order) to stream `stream`, at processing time 0, then finishes.
+fn run(engine: &mut Engine, stream: usize, events: &[In]) -> Vec<Record> {
+    let mut out = Vec::new();
+    for (i, e) in events.iter().enumerate() {
+        let series = label(e.series);
+        let id = e.id.to_string();
+        let event = Event {
+            ts: e.ts,
+            series: series.as_str().into(),
+            value: e.value,
+            id: Some(id.as_str().into()),
+            join_key: None,
+        };
+        let origin = Origin {
+            source: "test",
+            split: e.partition,
+            partition: e.partition,
+            offset: i as u64,
+        };
+        engine.process(stream, &event, origin, 0, &mut out).unwrap();
+    }
+    engine.finish(&mut out);
+    out
+}
+
+/// The late rule on one partition: late iff `ts < watermark`, watermark = max seen − lateness.
+fn late_flags(events: &[In], lateness: i64) -> Vec<bool> {
+    let mut max = i64::MIN;
+    let mut watermark = i64::MIN;
+    events
+        .iter()
+        .map(|e| {
+            let late = e.ts < watermark;
+            max = max.max(e.ts);
+            watermark = watermark.max(max.saturating_sub(lateness));
+            late
+        })
+        .collect()
+}
+
+fn close(a: f64, b: f64, tolerance: f64) -> bool {
+    (a - b).abs() <= tolerance * (1.0 + a.abs().max(b.abs()))
+}
+
+fn sample_stddev(values: &[f64]) -> Option<f64> {
+    (values.len() >= 2).then(|| {
+        let mean = values.iter().sum::<f64>() / values.len() as f64;
+        (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (values.len() - 1) as f64).sqrt()
+    })
+}
+
+/// A window computed from its members, given as (ts, arrival, value).
+fn expected_window(
+    kind: WindowKind,
+    series: usize,
+    start: i64,
+    end: i64,
+    members: &[(i64, usize, f64)],
+) -> WindowRecord {
+    let values: Vec<f64> = members.iter().map(|m| m.2).collect();
+    let first = members.iter().min_by_key(|m| (m.0, m.1)).unwrap().2;
+    let last = members.iter().max_by_key(|m| (m.0, m.1)).unwrap().2;
+    let sum: f64 = values.iter().sum();
+    WindowRecord {
+        stream: "s".into(),
+        series: label(series).into(),
+        kind,
+        window_start: start,
+        window_end: end,
+        count: values.len() as u64,
+        sum,
+        mean: sum / values.len() as f64,
+        min: values.iter().copied().fold(f64::INFINITY, f64::min),
+        max: values.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+        stddev: sample_stddev(&values),
+        first,
+        last,
+        is_final: true,
+    }
+}
+
+fn assert_windows_match(
+    mut actual: Vec<WindowRecord>,
+    mut expected: Vec<WindowRecord>,
+) -> Result<(), TestCaseError> {
+    let key = |w: &WindowRecord| (w.series.to_string(), w.window_start, w.window_end);
+    actual.sort_by_key(key);
+    expected.sort_by_key(key);
+    prop_assert_eq!(actual.len(), expected.len(), "window count");
+    for (a, e) in actual.iter().zip(&expected) {
+        prop_assert_eq!(key(a), key(e));
+        prop_assert_eq!(a.count, e.count);
+        prop_assert!(
+            close(a.sum, e.sum, 1e-9) && close(a.mean, e.mean, 1e-9),
+            "{:?} vs {:?}",
+            a,
+            e
+        );
+        prop_assert_eq!(
+            (a.min, a.max, a.first, a.last),
+            (e.min, e.max, e.first, e.last)
+        );
+        match (a.stddev, e.stddev) {
+            (Some(x), Some(y)) => prop_assert!(close(x, y, 1e-7), "stddev {} vs {}", x, y),
+            (x, y) => prop_assert_eq!(x, y),
+        }
+    }
+    Ok(())
+}
+
+fn windows_of(records: &[Record]) -> Vec<WindowRecord> {
+    records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Window(w) => Some(w.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn points_of(records: &[Record]) -> Vec<PointRecord> {
+    records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Point(p) => Some(p.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Events in arrival order: times drift upwards with random disorder, a few far behind.
+fn arrivals(max_len: usize) -> impl Strategy<Value = Vec<In>> {
+    prop::collection::vec(
+        (
+            0usize..3,
+            0i64..60,
+            -40i64..40,
+            0u32..12,
+            prop::bool::weighted(0.08),
+        ),
+        1..max_len,
+    )
+    .prop_map(|raw| {
+        raw.into_iter()
+            .enumerate()
+            .map(|(i, (series, jitter, value, id, far_behind))| In {
+                series,
+                ts: i as i64 * 10 - jitter - if far_behind { 300 } else { 0 },
+                value: value as f64,
+                id,
+                partition: 0,
+            })
+            .collect()
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+    #[test]
+    fn aligned_windows_match_brute_force(events in arrivals(120), lateness in 0i64..120, size in 20i64..200, slide_div in 1i64..5) {
+        // Slides that divide the size and slides that do not (pane = gcd).
+        let slide = (size / slide_div).max(7);
+        let slide = slide.min(size);
+        let mut engine = Engine::new(&config(
+            &format!("fields = {{ time = \"ts\", series = \"series\", value = \"value\" }}\nwatermark = {{ lateness = \"{lateness}ms\" }}\nwindows = [{{ kind = \"tumbling\", size = \"{size}ms\" }}, {{ kind = \"sliding\", size = \"{size}ms\", slide = \"{slide}ms\" }}]"),
+            "",
+        ));
+        let out = run(&mut engine, 0, &events);
+        let late = late_flags(&events, lateness);
+        for (kind, step) in [(WindowKind::Tumbling, size), (WindowKind::Sliding, slide)] {
+            let mut expected = Vec::new();
+            for series in 0..3 {
+                let members: Vec<(i64, usize, f64)> = events.iter().enumerate()
+                    .filter(|(i, e)| e.series == series && !late[*i])
+                    .map(|(i, e)| (e.ts, i, e.value)).collect();
+                let (Some(lo), Some(hi)) = (members.iter().map(|m| m.0).min(), members.iter().map(|m| m.0).max()) else { continue };
+                let mut start = (lo - size).div_euclid(step) * step;
+                while start <= hi {
+                    let inside: Vec<_> = members.iter().copied().filter(|m| m.0 >= start && m.0 < start + size).collect();
+                    if !inside.is_empty() {
+                        expected.push(expected_window(kind, series, start, start + size, &inside));
+                    }
+                    start += step;
+                }
+            }
+            let actual: Vec<WindowRecord> = windows_of(&out).into_iter().filter(|w| w.kind == kind).collect();
+            assert_windows_match(actual, expected)?;
+        }
+    }
+
+    #[test]
+    fn session_windows_match_brute_force(events in arrivals(120), lateness in 0i64..120, gap in 1i64..60) {
+        let mut engine = Engine::new(&config(
+            &format!("fields = {{ time = \"ts\", series = \"series\", value = \"value\" }}\nwatermark = {{ lateness = \"{lateness}ms\" }}\nwindows = [{{ kind = \"session\", gap = \"{gap}ms\" }}]"),
+            "",
+        ));
+        let out = run(&mut engine, 0, &events);
+        let late = late_flags(&events, lateness);
+        let mut expected = Vec::new();
+        for series in 0..3 {
+            let mut members: Vec<(i64, usize, f64)> = events.iter().enumerate()
+                .filter(|(i, e)| e.series == series && !late[*i])
+                .map(|(i, e)| (e.ts, i, e.value)).collect();
+            members.sort_by_key(|m| (m.0, m.1));
+            // Sorted by time, a new session starts where the step exceeds `gap`.
+            let mut session: Vec<(i64, usize, f64)> = Vec::new();
+            for m in members {
+                if let Some(last) = session.last() {
+                    if m.0 - last.0 > gap {
+                        let (start, end) = (session[0].0, session[session.len() - 1].0 + gap);
+                        expected.push(expected_window(WindowKind::Session, series, start, end, &session));
+                        session.clear();
+                    }
+                }
+                session.push(m);
+            }
+            if !session.is_empty() {
+                let (start, end) = (session[0].0, session[session.len() - 1].0 + gap);
+                expected.push(expected_window(WindowKind::Session, series, start, end, &session));
+            }
+        }
+        assert_windows_match(windows_of(&out), expected)?;
+    }
+
+    #[test]
+    fn results_do_not_depend_on_arrival_order_within_the_lateness(
+        seed_values in prop::collection::vec((-50i64..50, 0i64..40), 5..80),
+    ) {
+        // Distinct times 10 ms apart, shuffled by sorting on time + a jitter below 40 ms: no
+        // event moves more than 40 ms, well within the 100 ms lateness, so nothing is late.
+        let sorted: Vec<In> = seed_values.iter().enumerate()
+            .map(|(i, (v, _))| In { series: i % 2, ts: i as i64 * 10, value: *v as f64, id: i as u32, partition: 0 })
+            .collect();
+        let mut order: Vec<(i64, usize)> = seed_values.iter().enumerate().map(|(i, (_, j))| (i as i64 * 10 + j, i)).collect();
+        order.sort();
+        let shuffled: Vec<In> = order.iter().map(|&(_, i)| sorted[i].clone()).collect();
+        let body = "fields = { time = \"ts\", series = \"series\", value = \"value\", id = \"id\" }\nwatermark = { lateness = \"100ms\" }\ndedup = { horizon = \"1s\" }\nwindows = [{ kind = \"tumbling\", size = \"50ms\" }, { kind = \"sliding\", size = \"60ms\", slide = \"20ms\" }, { kind = \"session\", gap = \"15ms\" }]\nanalytics = { sma_points = 4, ewma_alpha = 0.3, trend_window = \"80ms\", zscore = { window = \"200ms\", min_samples = 3, threshold = 1.5 } }";
+        let a = run(&mut Engine::new(&config(body, "")), 0, &sorted);
+        let b = run(&mut Engine::new(&config(body, "")), 0, &shuffled);
+        let key = |w: &WindowRecord| (w.kind as u8, w.series.to_string(), w.window_start);
+        let (mut wa, mut wb) = (windows_of(&a), windows_of(&b));
+        wa.sort_by_key(key);
+        wb.sort_by_key(key);
+        prop_assert_eq!(wa.len(), wb.len());
+        for (x, y) in wa.iter().zip(&wb) {
+            prop_assert_eq!((key(x), x.count, x.min, x.max, x.first, x.last), (key(y), y.count, y.min, y.max, y.first, y.last));
+            prop_assert!(close(x.sum, y.sum, 1e-12));
+        }
+        let (mut pa, mut pb) = (points_of(&a), points_of(&b));
+        pa.sort_by_key(|p| p.ts);
+        pb.sort_by_key(|p| p.ts);
+        prop_assert_eq!(pa, pb);
+    }
+
+    #[test]
+    fn dedup_matches_the_rule_and_is_idempotent(events in arrivals(120), lateness in 0i64..100, horizon in 1i64..200) {
+        let body = format!("fields = {{ time = \"ts\", series = \"series\", value = \"value\", id = \"id\" }}\nwatermark = {{ lateness = \"{lateness}ms\" }}\ndedup = {{ horizon = \"{horizon}ms\" }}\nanalytics = {{}}");
+        // Values carry the arrival index so the output tells which events got through.
+        let events: Vec<In> = events.into_iter().enumerate().map(|(i, e)| In { value: i as f64, ..e }).collect();
+        let mut engine = Engine::new(&config(&body, ""));
+        let out = run(&mut engine, 0, &events);
+        prop_assert_eq!(engine.dedup_entries(0), 0, "dedup state is empty after the end");
+
+        // Reference, in arrival order: late iff `ts < watermark`; otherwise a duplicate iff an
+        // earlier accepted event has the same id and a time at most `horizon` away; only
+        // accepted events move the watermark.
+        let (mut max, mut watermark) = (i64::MIN, i64::MIN);
+        let mut accepted: Vec<(u32, i64)> = Vec::new();
+        let (mut expected_points, mut expected_late, mut passed) = (Vec::new(), Vec::new(), Vec::new());
+        for (i, e) in events.iter().enumerate() {
+            if e.ts < watermark {
+                expected_late.push(i);
+                continue;
+            }
+            if accepted.iter().any(|&(id, t)| id == e.id && (e.ts - t).abs() <= horizon) {
+                continue;
+            }
+            accepted.push((e.id, e.ts));
+            expected_points.push(i);
+            passed.push(e.clone());
+            max = max.max(e.ts);
+            watermark = watermark.max(max - lateness);
+        }
+        let mut points: Vec<usize> = points_of(&out).iter().map(|p| p.value as usize).collect();
+        let mut lates: Vec<usize> = out.iter().filter_map(|r| match r { Record::Late(l) => Some(l.offset as usize), _ => None }).collect();
+        points.sort();
+        lates.sort();
+        prop_assert_eq!(points, expected_points);
+        prop_assert_eq!(lates, expected_late.clone());
+        prop_assert_eq!(engine.counters(0).unwrap().duplicates as usize, events.len() - passed.len() - expected_late.len());
+
+        // Idempotent: what got through has no duplicates left in it.
+        let mut again = Engine::new(&config(&body, ""));
+        run(&mut again, 0, &passed);
+        prop_assert_eq!(again.counters(0).unwrap().duplicates, 0);
+    }
+
+    #[test]
+    fn watermark_and_late_rule_with_partitions_and_idleness(
+        steps in prop::collection::vec((0u32..3, 0i64..40, 0i64..30, prop::bool::weighted(0.2)), 1..150),
+        lateness in 0i64..50,
+        idle in 1i64..200,
+    ) {
+        let mut engine = Engine::new(&config(
+            &format!("fields = {{ time = \"ts\", series = \"series\", value = \"value\" }}\nwatermark = {{ lateness = \"{lateness}ms\", idle_timeout = \"{idle}ms\" }}"),
+            "",
+        ));
+        // Model: per partition (max, last activity, idle).
+        let mut parts: BTreeMap<u32, (i64, i64, bool)> = BTreeMap::new();
+        let mut watermark = i64::MIN;
+        let mut now = 0i64;
+        let mut out = Vec::new();
+        let recompute = |parts: &BTreeMap<u32, (i64, i64, bool)>, watermark: i64| {
+            let active = parts.values().filter(|p| !p.2).map(|p| p.0 - lateness).min();
+            let candidate = active.or_else(|| parts.values().map(|p| p.0 - lateness).max()).unwrap_or(i64::MIN);
+            watermark.max(candidate)
+        };
+        for (i, (partition, advance_ts, advance_now, tick)) in steps.into_iter().enumerate() {
+            now += advance_now;
+            if tick {
+                for p in parts.values_mut() { p.2 = now - p.1 >= idle; }
+                watermark = recompute(&parts, watermark);
+                engine.tick(now, &mut out);
+            } else {
+                let ts = i as i64 * 10 - advance_ts;
+                let late = ts < watermark;
+                let p = parts.entry(partition).or_insert((i64::MIN, now, false));
+                p.0 = p.0.max(ts);
+                p.1 = p.1.max(now);
+                p.2 = false;
+                watermark = recompute(&parts, watermark);
+                let before = out.len();
+                let event = Event { ts, series: "a".into(), value: 1.0, id: None, join_key: None };
+                engine.process(0, &event, Origin { source: "t", split: partition, partition, offset: i as u64 }, now, &mut out).unwrap();
+                let late_record = out[before..].iter().find_map(|r| match r { Record::Late(l) => Some(l.clone()), _ => None });
+                prop_assert_eq!(late_record.is_some(), late, "step {}: ts {}", i, ts);
+                if let Some(l) = late_record {
+                    prop_assert_eq!(l.lateness_ms, l.watermark - ts);
+                }
+            }
+            prop_assert_eq!(engine.watermark(0), Some(watermark), "step {}", i);
+        }
+    }
+
+    #[test]
+    fn interval_join_matches_brute_force(
+        raw in prop::collection::vec((prop::bool::ANY, 0usize..3, 0i64..40), 1..120),
+        within in 0i64..60,
+        lateness in 0i64..60,
+        left_outer in prop::bool::ANY,
+    ) {
+        let kind = if left_outer { "left" } else { "inner" };
+        let two = format!(
+            "[[streams]]\nname = \"l\"\nsource = {{ kind = \"file\", path = \"u\" }}\nfields = {{ time = \"ts\", series = \"series\", value = \"value\" }}\nwatermark = {{ lateness = \"{lateness}ms\" }}\n\
+             [[streams]]\nname = \"r\"\nsource = {{ kind = \"file\", path = \"u\" }}\nfields = {{ time = \"ts\", series = \"series\", value = \"value\" }}\nwatermark = {{ lateness = \"{lateness}ms\" }}\n\
+             [[joins]]\nname = \"j\"\nleft = \"l\"\nright = \"r\"\nwithin = \"{within}ms\"\nkind = \"{kind}\"\n[[sinks]]\nkind = \"ndjson\"\npath = \"u\"\n"
+        );
+        let mut engine = Engine::new(&Config::from_toml_str(&two).unwrap());
+        let mut out = Vec::new();
+        let events: Vec<(bool, usize, i64, f64)> = raw.iter().enumerate()
+            .map(|(i, &(left, key, jitter))| (left, key, i as i64 * 5 - jitter, i as f64)).collect();
+        for (i, &(left, key, ts, value)) in events.iter().enumerate() {
+            let series = label(key);
+            let event = Event { ts, series: series.as_str().into(), value, id: None, join_key: None };
+            engine.process(usize::from(!left), &event, Origin { source: "t", split: 0, partition: 0, offset: i as u64 }, 0, &mut out).unwrap();
+        }
+        engine.finish(&mut out);
+        prop_assert_eq!(engine.join_rows(), 0);
+
+        // Each side's late rule on its own, then all pairs.
+        let side = |left: bool| -> Vec<(usize, i64, f64)> {
+            let mine: Vec<&(bool, usize, i64, f64)> = events.iter().filter(|e| e.0 == left).collect();
+            let as_in: Vec<In> = mine.iter().map(|e| In { series: e.1, ts: e.2, value: e.3, id: 0, partition: 0 }).collect();
+            let late = late_flags(&as_in, lateness);
+            mine.iter().zip(late).filter(|(_, l)| !l).map(|(e, _)| (e.1, e.2, e.3)).collect()
+        };
+        let (lefts, rights) = (side(true), side(false));
+        let mut expected: Vec<(i64, u64, Option<i64>, Option<u64>)> = Vec::new();
+        for l in &lefts {
+            let matches: Vec<_> = rights.iter().filter(|r| r.0 == l.0 && (r.1 - l.1).abs() <= within).collect();
+            for r in &matches {
+                expected.push((l.1, l.2 as u64, Some(r.1), Some(r.2 as u64)));
+            }
+            if matches.is_empty() && left_outer {
+                expected.push((l.1, l.2 as u64, None, None));
+            }
+        }
+        let mut actual: Vec<(i64, u64, Option<i64>, Option<u64>)> = out.iter().filter_map(|r| match r {
+            Record::Join(JoinRecord { left_ts, left_value, right_ts, right_value, .. }) =>
+                Some((*left_ts, *left_value as u64, *right_ts, right_value.map(|v| v as u64))),
+            _ => None,
+        }).collect();
+        expected.sort();
+        actual.sort();
+        prop_assert_eq!(actual, expected);
+    }
+
+    #[test]
+    fn point_analytics_match_brute_force(
+        events in arrivals(150),
+        lateness in 0i64..100,
+        sma_points in 1usize..8,
+        alpha in 0.05f64..1.0,
+        trend_window in 10i64..300,
+        z_window in 20i64..400,
+        min_samples in 2usize..10,
+        threshold in 0.8f64..3.0,
+        robust in prop::bool::ANY,
+    ) {
+        let method = if robust { "robust" } else { "mean" };
+        let mut engine = Engine::new(&config(
+            &format!("fields = {{ time = \"ts\", series = \"series\", value = \"value\" }}\nwatermark = {{ lateness = \"{lateness}ms\" }}\n\
+                      analytics = {{ sma_points = {sma_points}, ewma_alpha = {alpha}, trend_window = \"{trend_window}ms\", zscore = {{ window = \"{z_window}ms\", threshold = {threshold}, min_samples = {min_samples}, method = \"{method}\" }} }}"),
+            "",
+        ));
+        let out = run(&mut engine, 0, &events);
+        let late = late_flags(&events, lateness);
+        let points = points_of(&out);
+        for series in 0..3 {
+            // Released order: event time, then arrival.
+            let mut mine: Vec<(i64, usize, f64)> = events.iter().enumerate()
+                .filter(|(i, e)| e.series == series && !late[*i])
+                .map(|(i, e)| (e.ts, i, e.value)).collect();
+            mine.sort_by_key(|m| (m.0, m.1));
+            let actual: Vec<&PointRecord> = points.iter().filter(|p| *p.series == *label(series)).collect();
+            prop_assert_eq!(actual.len(), mine.len());
+            let mut anomalous: Vec<bool> = Vec::new();
+            let mut ewma = None;
+            for (i, &(ts, _, value)) in mine.iter().enumerate() {
+                let p = actual[i];
+                prop_assert_eq!((p.ts, p.value), (ts, value));
+                let recent: Vec<f64> = mine[i.saturating_sub(sma_points - 1)..=i].iter().map(|m| m.2).collect();
+                prop_assert!(close(p.sma, recent.iter().sum::<f64>() / recent.len() as f64, 1e-9), "sma");
+                let e = match ewma { None => value, Some(prev) => alpha * value + (1.0 - alpha) * prev };
+                ewma = Some(e);
+                prop_assert!(close(p.ewma, e, 1e-9), "ewma {} vs {}", p.ewma, e);
+
+                // Least squares over [ts - trend_window, ts] among released points.
+                let pts: Vec<(f64, f64)> = mine[..=i].iter().filter(|m| m.0 >= ts - trend_window).map(|m| (m.0 as f64 / 1000.0, m.2)).collect();
+                let n = pts.len() as f64;
+                let mx = pts.iter().map(|q| q.0).sum::<f64>() / n;
+                let my = pts.iter().map(|q| q.1).sum::<f64>() / n;
+                let sxx: f64 = pts.iter().map(|q| (q.0 - mx).powi(2)).sum();
+                let sxy: f64 = pts.iter().map(|q| (q.0 - mx) * (q.1 - my)).sum();
+                let syy: f64 = pts.iter().map(|q| (q.1 - my).powi(2)).sum();
+                if sxx > 1e-12 {
+                    let slope = sxy / sxx;
+                    let Some(got) = p.slope else { return Err(TestCaseError::fail("slope missing")) };
+                    prop_assert!(close(got, slope, 1e-6), "slope {} vs {}", got, slope);
+                    if pts.len() >= 3 {
+                        let se = ((syy - slope * sxy).max(0.0) / (n - 2.0) / sxx).sqrt();
+                        let t = if se > 0.0 { slope / se } else if slope == 0.0 { 0.0 } else { slope.signum() * f64::INFINITY };
+                        if (t.abs() - 2.0).abs() > 1e-6 {
+                            let trend = if t >= 2.0 { Trend::Rising } else if t <= -2.0 { Trend::Falling } else { Trend::Flat };
+                            prop_assert_eq!(p.trend, trend, "t = {}", t);
+                        }
+                    } else {
+                        prop_assert_eq!(p.trend, Trend::Flat);
+                    }
+                } else {
+                    prop_assert_eq!(p.slope, None);
+                }
+
+                // Baseline: earlier, strictly older points in [ts - window, ts), not anomalous.
+                let baseline: Vec<f64> = (0..i).filter(|&j| !anomalous[j] && mine[j].0 < ts && mine[j].0 >= ts - z_window).map(|j| mine[j].2).collect();
+                let expected_z = if baseline.len() < min_samples { None } else {
+                    let (centre, spread) = if robust {
+                        let median = |v: &mut Vec<f64>| { v.sort_by(f64::total_cmp); let n = v.len(); if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 } };
+                        let mut b = baseline.clone();
+                        let m = median(&mut b);
+                        let mut dev: Vec<f64> = baseline.iter().map(|v| (v - m).abs()).collect();
+                        (m, median(&mut dev) * 1.4826)
+                    } else {
+                        let mean = baseline.iter().sum::<f64>() / baseline.len() as f64;
+                        (mean, sample_stddev(&baseline).unwrap_or(0.0))
+                    };
+                    (spread > 1e-9).then(|| (value - centre) / spread)
+                };
+                match (p.z, expected_z) {
+                    (Some(a), Some(b)) => prop_assert!(close(a, b, 1e-6), "z {} vs {}", a, b),
+                    (a, b) => prop_assert_eq!(a, b, "z presence"),
+                }
+                let flagged = expected_z.is_some_and(|z| z.abs() >= threshold);
+                prop_assert_eq!(p.anomaly, flagged);
+                anomalous.push(flagged);
+            }
+        }
+    }
+
+    #[test]
+    fn the_decoder_never_panics_on_random_bytes(bytes in prop::collection::vec(any::<u8>(), 0..200)) {
+        let decoder = decoder();
+        let _ = decoder.decode(&bytes);
+    }
+
+    #[test]
+    fn the_decoder_never_panics_on_json_like_text(text in "[{}\\[\\]\":,0-9a-z .eE+\\-\\\\tsvi]{0,120}") {
+        let decoder = decoder();
+        if let Ok(event) = decoder.decode(text.as_bytes()) {
+            prop_assert!(event.value.is_finite());
+        }
+    }
+}
+
+fn decoder() -> Decoder {
+    Decoder::new(FieldMapping {
+        time: "ts".into(),
+        time_format: TimeFormat::EpochMillis,
+        series: Some("s".into()),
+        group_by: vec!["g".into()],
+        value: Some("v".into()),
+        id: Some("i".into()),
+        join_key: None,
+    })
+}
