@@ -51,7 +51,18 @@ log "Lints (cargo clippy --all-targets)"
 cargo clippy --all-targets --locked -- -D warnings
 
 log "Tests (cargo test)"
-cargo test --all-targets --locked
+results=$(mktemp)
+trap 'rm -f "$results"' EXIT
+set +e
+cargo test --all-targets --locked 2>&1 | tee "$results"
+status=${PIPESTATUS[0]}
+set -e
 
-log "Doc tests"
-cargo test --doc --locked
+# One closing line over every test binary (unit, integration).
+awk '/^test result:/ {
+  for (i = 1; i < NF; i++) {
+    if ($(i + 1) ~ /^passed;/) passed += $i
+    if ($(i + 1) ~ /^failed;/) failed += $i
+  }
+} END { printf "\ntests: %d passed, %d failed\n", passed, failed }' "$results"
+exit "$status"

@@ -10,7 +10,7 @@ use crate::config::Config;
 use crate::engine::{Engine, Origin};
 use crate::event::Decoder;
 use crate::generator::{Faults, Generator, Kind};
-use crate::record::{Record, RecordKind};
+use crate::record::{describe_counts, Record, RecordKind};
 
 /// The pipeline the benchmark runs (the file source path is never opened).
 pub const BENCH_CONFIG: &str = r#"
@@ -128,12 +128,11 @@ impl std::fmt::Display for BenchReport {
             "duplicates:        {} (planted {})",
             self.duplicates, self.planted.duplicates
         )?;
-        let records: Vec<String> = self
-            .records
-            .iter()
-            .map(|(kind, n)| format!("{} {n}", kind.file_stem()))
-            .collect();
-        write!(f, "records:           {}", records.join(", "))
+        write!(
+            f,
+            "records:           {}",
+            describe_counts(self.records.iter().copied())
+        )
     }
 }
 

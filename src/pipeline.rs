@@ -17,7 +17,7 @@ use crate::checkpoint::{self, Checkpoint, SplitPosition};
 use crate::config::{Config, SourceConfig};
 use crate::engine::{Engine, Origin};
 use crate::event::Decoder;
-use crate::record::{DeadLetterRecord, Record, RecordKind};
+use crate::record::{describe_counts, DeadLetterRecord, Record, RecordKind};
 use crate::sink::{self, Sink, SinkError};
 use crate::source::{
     DemoSource, FileSource, KafkaSource, Polled, SocketSource, Source, SourceError,
@@ -66,12 +66,11 @@ impl std::fmt::Display for RunSummary {
                 s.name, s.messages, s.accepted, s.late, s.duplicates, s.dead_letters
             )?;
         }
-        let records: Vec<String> = self
-            .records
-            .iter()
-            .map(|(kind, n)| format!("{} {n}", kind.file_stem()))
-            .collect();
-        write!(f, "records written: {}", records.join(", "))
+        write!(
+            f,
+            "records written: {}",
+            describe_counts(self.records.iter().map(|(k, n)| (*k, *n)))
+        )
     }
 }
 
@@ -234,9 +233,9 @@ pub fn run_into(
             );
             match stored {
                 Ok(()) => {}
-                // Following, a failed checkpoint is retried at the next interval.
+                // Following, a failed checkpoint is retried at the next interval (with the
+                // next epoch: epochs are never reused).
                 Err(error) if following => {
-                    epoch -= 1;
                     warn!(%error, "Checkpoint failed; retrying at the next interval.");
                 }
                 Err(error) => return Err(error),
@@ -427,7 +426,7 @@ fn checkpoint(
     sinks: &mut [Box<dyn Sink>],
 ) -> Result<(), PipelineError> {
     for sink in sinks.iter_mut() {
-        sink.flush()?;
+        sink.flush(epoch)?;
     }
     let state = match engine {
         Some(engine) => Some(

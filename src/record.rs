@@ -68,6 +68,15 @@ impl RecordKind {
     }
 }
 
+/// Record counts for a summary line: `windows 3, points 10, ...`.
+pub fn describe_counts(counts: impl IntoIterator<Item = (RecordKind, u64)>) -> String {
+    counts
+        .into_iter()
+        .map(|(kind, n)| format!("{} {n}", kind.file_stem()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum WindowKind {

@@ -330,7 +330,7 @@ impl Engine {
                 series: s.series.labels[series as usize].clone(),
                 ts: event.ts,
                 watermark,
-                lateness_ms: watermark - event.ts,
+                lateness_ms: watermark.saturating_sub(event.ts),
                 source: Arc::from(origin.source),
                 partition: origin.partition,
                 offset: origin.offset,

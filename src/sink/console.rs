@@ -101,7 +101,7 @@ impl Sink for ConsoleSink {
         Ok(())
     }
 
-    fn flush(&mut self) -> Result<(), SinkError> {
+    fn flush(&mut self, _epoch: u64) -> Result<(), SinkError> {
         self.out.flush().map_err(|source| SinkError::Io {
             path: "stdout".into(),
             source,

@@ -261,7 +261,7 @@ impl Sink for DbSink {
     }
 
     /// Every `write` commits its transaction, so there is nothing left to flush.
-    fn flush(&mut self) -> Result<(), SinkError> {
+    fn flush(&mut self, _epoch: u64) -> Result<(), SinkError> {
         Ok(())
     }
 }

@@ -122,7 +122,7 @@ impl Sink for KafkaSink {
 
     /// Waits until the broker acknowledged everything; a failed delivery fails the flush, so the
     /// checkpoint is not written and the records are sent again on restart.
-    fn flush(&mut self) -> Result<(), SinkError> {
+    fn flush(&mut self, _epoch: u64) -> Result<(), SinkError> {
         self.producer
             .flush(FLUSH_TIMEOUT)
             .map_err(|e| SinkError::Kafka(format!("flush: {e}")))?;

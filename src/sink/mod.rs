@@ -46,8 +46,10 @@ pub trait Sink {
     }
 
     fn write(&mut self, records: &[Record]) -> Result<(), SinkError>;
-    /// Makes everything written so far durable (or at least handed to the OS).
-    fn flush(&mut self) -> Result<(), SinkError>;
+    /// Makes everything written so far durable (or at least handed to the OS). It belongs to
+    /// checkpoint `epoch`; epochs only grow (a failed checkpoint's epoch is skipped, not reused),
+    /// which file sinks rely on to name their files.
+    fn flush(&mut self, epoch: u64) -> Result<(), SinkError>;
 
     /// Stores a checkpoint atomically; `false` when this sink cannot hold checkpoints.
     fn save_checkpoint(

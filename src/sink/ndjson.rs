@@ -85,7 +85,7 @@ impl Sink for NdjsonSink {
         Ok(())
     }
 
-    fn flush(&mut self) -> Result<(), SinkError> {
+    fn flush(&mut self, _epoch: u64) -> Result<(), SinkError> {
         for i in 0..self.files.len() {
             let (kind, out) = &mut self.files[i];
             let kind = *kind;

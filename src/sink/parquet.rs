@@ -302,15 +302,22 @@ impl Sink for ParquetSink {
         Ok(())
     }
 
-    /// Writes every buffered partition and starts the next epoch: called once per checkpoint.
-    fn flush(&mut self) -> Result<(), SinkError> {
+    /// Writes every buffered partition as files of checkpoint `epoch`, then names later files
+    /// after the epoch that follows. Files rolled by size before this flush carry an epoch no
+    /// greater than `epoch`, so they are kept if this checkpoint is stored and removed on
+    /// restore if it is not.
+    fn flush(&mut self, epoch: u64) -> Result<(), SinkError> {
+        if epoch != self.epoch {
+            self.epoch = epoch;
+            self.files_in_epoch.clear();
+        }
         let pending = std::mem::take(&mut self.pending);
         for (partition, records) in &pending {
             if !records.is_empty() {
                 self.write_file(partition, records)?;
             }
         }
-        self.epoch += 1;
+        self.epoch = epoch + 1;
         self.files_in_epoch.clear();
         Ok(())
     }
