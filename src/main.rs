@@ -67,6 +67,9 @@ enum Command {
         dup_rate: f64,
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Create the topic with this many partitions if it does not exist.
+        #[arg(long)]
+        partitions: Option<i32>,
     },
     /// Measure engine throughput on a generated in-memory workload (one thread).
     Bench {
@@ -161,6 +164,7 @@ fn run(command: Command) -> anyhow::Result<()> {
             late_rate,
             dup_rate,
             seed,
+            partitions,
         } => {
             for (flag, value) in [
                 ("--anomaly-rate", anomaly_rate),
@@ -188,6 +192,7 @@ fn run(command: Command) -> anyhow::Result<()> {
                     anomaly: anomaly_rate,
                     ..Faults::default()
                 },
+                partitions,
             };
             let report = produce::produce(&options)?;
             println!(

@@ -21,6 +21,8 @@ use crate::generator::{Faults, Generator};
 pub enum ProduceError {
     #[error("kafka: {0}")]
     Kafka(#[from] KafkaError),
+    #[error("kafka: {0}")]
+    Topic(String),
     #[error(
         "{undelivered} of {sent} messages were not acknowledged by the broker within {waited:?}"
     )]
@@ -45,6 +47,8 @@ pub struct ProduceOptions {
     pub duration: Option<Duration>,
     pub seed: u64,
     pub faults: Faults,
+    /// Create the topic with this many partitions when it does not exist yet.
+    pub partitions: Option<i32>,
 }
 
 /// What the broker acknowledged.
@@ -86,7 +90,36 @@ impl ProducerContext for Acks {
 /// How long the final flush may wait for acknowledgements.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Creates `topic` with `partitions` partitions; an existing topic is left as it is.
+fn ensure_topic(brokers: &str, topic: &str, partitions: i32) -> Result<(), ProduceError> {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| ProduceError::Topic(e.to_string()))?;
+    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    let results = runtime.block_on(admin.create_topics(&[new], &AdminOptions::new()))?;
+    for result in results {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => {
+                return Err(ProduceError::Topic(format!(
+                    "cannot create {topic}: {code}"
+                )))
+            }
+        }
+    }
+    Ok(())
+}
+
 pub fn produce(options: &ProduceOptions) -> Result<ProduceReport, ProduceError> {
+    if let Some(partitions) = options.partitions {
+        ensure_topic(&options.brokers, &options.topic, partitions)?;
+    }
     let producer: ThreadedProducer<Acks> = ClientConfig::new()
         .set("bootstrap.servers", &options.brokers)
         .set("linger.ms", "5")
