@@ -50,6 +50,26 @@ impl ConfigError {
     }
 }
 
+/// The pipeline `tidewatch` runs when given no command: the demo generator into SQLite
+/// (`./tidewatch.db`), closed windows and alerts on the console.
+pub const DEFAULT_PIPELINE: &str = r#"
+[[streams]]
+name = "demo"
+source = { kind = "demo", rate = 50, series = 6 }
+fields = { time = "ts", series = "series", value = "value", id = "id" }
+watermark = { lateness = "6s", idle_timeout = "30s" }
+dedup = { horizon = "5m" }
+windows = [{ kind = "tumbling", size = "1m" }]
+analytics = { sma_points = 20, ewma_alpha = 0.1, trend_window = "5m", zscore = { window = "5m", threshold = 3.5, min_samples = 30, method = "robust" } }
+
+[[sinks]]
+kind = "db"
+url = "sqlite://tidewatch.db"
+
+[[sinks]]
+kind = "console"
+"#;
+
 /// A validated pipeline.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -1117,6 +1137,15 @@ analytics = { sma_points = 20, ewma_alpha = 0.1, trend_window = "5m", zscore = {
 kind = "ndjson"
 path = "out/"
 "#;
+
+    #[test]
+    fn the_default_pipeline_is_valid() {
+        let config = Config::from_toml_str(DEFAULT_PIPELINE).unwrap();
+        assert!(matches!(
+            config.streams[0].source,
+            SourceConfig::Demo { .. }
+        ));
+    }
 
     #[test]
     fn the_documented_shape_parses() {

@@ -8,17 +8,19 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use tidewatch::bench::{self, Workload};
-use tidewatch::config::Config;
+use tidewatch::config::{Config, DEFAULT_PIPELINE};
 use tidewatch::generator::Faults;
 use tidewatch::pipeline::{self, Mode};
 use tidewatch::produce::{self, ProduceOptions};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Debug, Parser)]
-#[command(name = "tidewatch", version, about, arg_required_else_help = true)]
+#[command(name = "tidewatch", version, about)]
 struct Cli {
+    /// Without a command: run the built-in demo pipeline (demo source → ./tidewatch.db, and
+    /// windows and alerts on the console) until Ctrl-C.
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -91,7 +93,11 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    match run(cli.command) {
+    let outcome = match cli.command {
+        Some(command) => run(command),
+        None => run_default(),
+    };
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {}", error_chain(&err));
@@ -126,6 +132,24 @@ fn error_chain(err: &anyhow::Error) -> String {
         }
     }
     text
+}
+
+/// The built-in demo pipeline, continuously.
+fn run_default() -> anyhow::Result<()> {
+    let config = Config::from_toml_str(DEFAULT_PIPELINE).context("the built-in pipeline")?;
+    eprintln!(
+        "Running the built-in demo pipeline: generated events -> ./tidewatch.db, windows and \
+         alerts below. Ctrl-C stops (state is checkpointed). Your own pipeline: \
+         tidewatch run --config FILE (see config/example.toml). The web dashboard is not built yet."
+    );
+    let summary = pipeline::run(
+        &config,
+        Mode::Continuous {
+            stop: stop_on_signals()?,
+        },
+    )?;
+    println!("{summary}");
+    Ok(())
 }
 
 fn run(command: Command) -> anyhow::Result<()> {

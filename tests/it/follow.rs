@@ -263,3 +263,32 @@ path = "out"
     assert!(points.len() > 100, "{} points", points.len());
     assert!(run.terminate().success());
 }
+
+#[test]
+fn no_command_runs_the_built_in_demo_pipeline_into_sqlite() {
+    use sqlx::Row;
+    let dir = tempfile::tempdir().unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_tidewatch"))
+        .current_dir(dir.path())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let run = Running(child);
+    let db = dir.path().join("tidewatch.db");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !db.exists() {
+        assert!(Instant::now() < deadline, "no tidewatch.db within 20 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(run.terminate().success());
+    // The stop wrote a checkpoint with the engine state of a live pipeline.
+    let store = tidewatch::sink::DbSink::connect(&format!("sqlite://{}", db.display())).unwrap();
+    let rows = store
+        .fetch_all("SELECT pipeline, epoch FROM checkpoints WHERE engine IS NOT NULL")
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    assert!(rows[0].try_get::<i64, _>(1).unwrap() >= 1);
+}
