@@ -50,8 +50,8 @@ impl ConfigError {
     }
 }
 
-/// The pipeline `tidewatch` runs when given no command: the demo generator into SQLite
-/// (`./tidewatch.db`), closed windows and alerts on the console.
+/// The pipeline `tidewatch` serves when given no command: the demo generator into SQLite
+/// (`./tidewatch.db`), shown on the dashboard.
 pub const DEFAULT_PIPELINE: &str = r#"
 [[streams]]
 name = "demo"
@@ -65,9 +65,6 @@ analytics = { sma_points = 20, ewma_alpha = 0.1, trend_window = "5m", zscore = {
 [[sinks]]
 kind = "db"
 url = "sqlite://tidewatch.db"
-
-[[sinks]]
-kind = "console"
 "#;
 
 /// A validated pipeline.

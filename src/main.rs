@@ -8,23 +8,45 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use tidewatch::bench::{self, Workload};
-use tidewatch::config::{Config, DEFAULT_PIPELINE};
+use tidewatch::config::{Config, SinkConfig, DEFAULT_PIPELINE};
 use tidewatch::generator::Faults;
+use tidewatch::live::{LiveSink, LiveState};
 use tidewatch::pipeline::{self, Mode};
 use tidewatch::produce::{self, ProduceOptions};
+use tidewatch::sink;
+use tidewatch::store::Store;
+use tidewatch::web;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Debug, Parser)]
 #[command(name = "tidewatch", version, about)]
 struct Cli {
-    /// Without a command: run the built-in demo pipeline (demo source → ./tidewatch.db, and
-    /// windows and alerts on the console) until Ctrl-C.
+    /// Without a command: `serve` the built-in demo pipeline (demo source → ./tidewatch.db)
+    /// with the dashboard on http://127.0.0.1:8080, until Ctrl-C.
     #[command(subcommand)]
     command: Option<Command>,
 }
 
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    /// Pipeline config (TOML); without it, the built-in demo pipeline.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Address of the dashboard.
+    #[arg(long, env = "TIDEWATCH_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: std::net::SocketAddr,
+    /// Token that acknowledging alerts requires (Authorization: Bearer).
+    #[arg(long, env = "TIDEWATCH_AUTH_TOKEN", hide_env_values = true)]
+    auth_token: Option<String>,
+    /// Allow a non-loopback address without an auth token.
+    #[arg(long)]
+    insecure: bool,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the pipelines and serve the dashboard (the default command).
+    Serve(ServeArgs),
     /// Run the pipelines of a config file.
     Run {
         /// Pipeline config (TOML); see config/example.toml.
@@ -95,7 +117,15 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
         Some(command) => run(command),
-        None => run_default(),
+        None => serve(ServeArgs {
+            config: None,
+            listen: std::env::var("TIDEWATCH_LISTEN")
+                .ok()
+                .and_then(|l| l.parse().ok())
+                .unwrap_or_else(|| ([127, 0, 0, 1], 8080).into()),
+            auth_token: std::env::var("TIDEWATCH_AUTH_TOKEN").ok(),
+            insecure: false,
+        }),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -134,26 +164,82 @@ fn error_chain(err: &anyhow::Error) -> String {
     text
 }
 
-/// The built-in demo pipeline, continuously.
-fn run_default() -> anyhow::Result<()> {
-    let config = Config::from_toml_str(DEFAULT_PIPELINE).context("the built-in pipeline")?;
-    eprintln!(
-        "Running the built-in demo pipeline: generated events -> ./tidewatch.db, windows and \
-         alerts below. Ctrl-C stops (state is checkpointed). Your own pipeline: \
-         tidewatch run --config FILE (see config/example.toml). The web dashboard is not built yet."
-    );
-    let summary = pipeline::run(
-        &config,
-        Mode::Continuous {
-            stop: stop_on_signals()?,
-        },
-    )?;
+/// Runs the pipeline on its own thread and the dashboard on the async runtime, until a signal
+/// (or the pipeline ending) stops both.
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let config = match &args.config {
+        Some(path) => Config::from_file(path)?,
+        None => {
+            eprintln!(
+                "Running the built-in demo pipeline (generated events -> ./tidewatch.db). \
+                 Your own pipeline: tidewatch serve --config FILE (see config/example.toml)."
+            );
+            Config::from_toml_str(DEFAULT_PIPELINE).context("the built-in pipeline")?
+        }
+    };
+    let token = args.auth_token.filter(|t| !t.is_empty());
+    web::check_listen(args.listen, token.is_some(), args.insecure)?;
+    let stop = stop_on_signals()?;
+    let live = LiveState::new();
+    let mut sinks = sink::build(&config.sinks, &config.checkpoint.pipeline)?;
+    sinks.push(Box::new(LiveSink::new(live.clone())));
+    let store_url = config.sinks.iter().find_map(|s| match s {
+        SinkConfig::Db { url } => Some(url.clone()),
+        _ => None,
+    });
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let store = match store_url {
+        Some(url) => Some(runtime.block_on(Store::connect(&url))?),
+        None => None,
+    };
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind(args.listen))
+        .with_context(|| format!("listening on {}", args.listen))?;
+    let address = listener.local_addr()?;
+    eprintln!("Dashboard on http://{address}/ (Ctrl-C stops)");
+
+    let pipeline_stop = stop.clone();
+    let pipeline = std::thread::Builder::new()
+        .name("pipeline".into())
+        .spawn(move || {
+            let result = pipeline::run_into(
+                &config,
+                &mut sinks,
+                Mode::Continuous {
+                    stop: pipeline_stop.clone(),
+                },
+            );
+            // Whatever ended the pipeline ends the server too.
+            pipeline_stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            result
+        })
+        .context("starting the pipeline thread")?;
+    let state = web::AppState {
+        live,
+        store,
+        auth_token: token.map(Arc::from),
+    };
+    let server_stop = stop.clone();
+    runtime.block_on(web::serve(listener, state, async move {
+        while !server_stop.load(std::sync::atomic::Ordering::Relaxed) {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }))?;
+    let summary = pipeline
+        .join()
+        .map_err(|_| anyhow::anyhow!("the pipeline thread panicked"))??;
     println!("{summary}");
     Ok(())
 }
 
 fn run(command: Command) -> anyhow::Result<()> {
     match command {
+        Command::Serve(args) => serve(args)?,
         Command::Run { config, once } => {
             let parsed = Config::from_file(&config)?;
             let mode = if once {

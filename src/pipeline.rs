@@ -18,7 +18,7 @@ use crate::config::{Config, SourceConfig};
 use crate::engine::{Engine, Origin};
 use crate::event::Decoder;
 use crate::record::{describe_counts, DeadLetterRecord, Record, RecordKind};
-use crate::sink::{self, Sink, SinkError};
+use crate::sink::{self, Sink, SinkError, StreamProgress};
 use crate::source::{
     DemoSource, FileSource, KafkaSource, Polled, SocketSource, Source, SourceError,
 };
@@ -221,6 +221,12 @@ pub fn run_into(
             engine.tick(processing_time(&mode), &mut out);
         }
         write_out(&mut out, sinks, &mut written, &mode)?;
+        if following {
+            let progress = progress(&engine, &inputs);
+            for sink in sinks.iter_mut() {
+                sink.on_progress(&progress);
+            }
+        }
         if last_checkpoint.elapsed() >= interval {
             epoch += 1;
             let stored = checkpoint(
@@ -280,6 +286,26 @@ pub fn run_into(
     };
     debug!(%summary, "Run finished.");
     Ok(summary)
+}
+
+fn progress(engine: &Engine, inputs: &[StreamInput]) -> Vec<StreamProgress> {
+    inputs
+        .iter()
+        .map(|input| {
+            let counters = engine.counters(input.index).unwrap_or_default();
+            StreamProgress {
+                name: input.name.to_string(),
+                watermark: engine
+                    .watermark(input.index)
+                    .filter(|&w| w != i64::MIN && w != i64::MAX),
+                messages: input.messages,
+                accepted: counters.accepted,
+                late: counters.late,
+                duplicates: counters.duplicates,
+                dead_letters: input.dead_letters,
+            }
+        })
+        .collect()
 }
 
 fn inputs_len(config: &Config) -> u32 {

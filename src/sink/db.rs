@@ -267,7 +267,7 @@ impl Sink for DbSink {
 }
 
 /// sqlx wants `mode=rwc` to create a SQLite file; users should not have to know that.
-fn connection_url(url: &str) -> Result<String, DbError> {
+pub(crate) fn connection_url(url: &str) -> Result<String, DbError> {
     if let Some(rest) = url
         .strip_prefix("sqlite://")
         .or_else(|| url.strip_prefix("sqlite:"))
@@ -303,7 +303,7 @@ pub fn redact(url: &str) -> String {
     }
 }
 
-async fn migrate(pool: &AnyPool, postgres: bool) -> Result<(), sqlx::Error> {
+pub(crate) async fn migrate(pool: &AnyPool, postgres: bool) -> Result<(), sqlx::Error> {
     sqlx::query("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")
         .execute(pool)
         .await?;

@@ -1,8 +1,8 @@
 //! Sinks: where records go. Every sink receives every record kind and writes the same logical
 //! records (field names of `record.rs`).
 
-mod console;
-mod db;
+pub(crate) mod console;
+pub(crate) mod db;
 mod kafka;
 mod ndjson;
 mod parquet;
@@ -37,7 +37,20 @@ pub enum SinkError {
     Parquet(String),
 }
 
-pub trait Sink {
+/// One stream's progress, as the status page shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct StreamProgress {
+    pub name: String,
+    /// `None` before the first event.
+    pub watermark: Option<i64>,
+    pub messages: u64,
+    pub accepted: u64,
+    pub late: u64,
+    pub duplicates: u64,
+    pub dead_letters: u64,
+}
+
+pub trait Sink: Send {
     /// Called once before the first write. `resume` is the epoch of the checkpoint the run
     /// continues from (`None`: a fresh start), so file sinks know whether to start over or to
     /// continue, and what a crashed run wrote after that checkpoint.
@@ -59,6 +72,9 @@ pub trait Sink {
     ) -> Result<bool, SinkError> {
         Ok(false)
     }
+
+    /// The pipeline's progress after each round of reading (status pages, metrics).
+    fn on_progress(&mut self, _progress: &[StreamProgress]) {}
 
     /// The pipeline's last checkpoint, if this sink holds one.
     fn load_checkpoint(&mut self, _pipeline: &str) -> Result<Option<Checkpoint>, SinkError> {

@@ -265,30 +265,66 @@ path = "out"
 }
 
 #[test]
-fn no_command_runs_the_built_in_demo_pipeline_into_sqlite() {
+fn no_command_serves_the_built_in_demo_pipeline_and_dashboard() {
     use sqlx::Row;
+    use std::io::Read;
     let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
     let child = Command::new(env!("CARGO_BIN_EXE_tidewatch"))
         .current_dir(dir.path())
         .env("RUST_LOG", "warn")
+        .env("TIDEWATCH_LISTEN", format!("127.0.0.1:{port}"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let run = Running(child);
-    let db = dir.path().join("tidewatch.db");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !db.exists() {
-        assert!(Instant::now() < deadline, "no tidewatch.db within 20 s");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    std::thread::sleep(Duration::from_secs(2));
+    // The dashboard answers, and shows the demo series once points are released.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let page = loop {
+        let response = TcpStream::connect(("127.0.0.1", port))
+            .ok()
+            .and_then(|mut s| {
+                s.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                    .ok()?;
+                let mut text = String::new();
+                s.read_to_string(&mut text).ok()?;
+                Some(text)
+            });
+        if let Some(text) = response.filter(|t| t.contains("s0005")) {
+            break text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no dashboard with demo series on port {port}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
     assert!(run.terminate().success());
     // The stop wrote a checkpoint with the engine state of a live pipeline.
+    let db = dir.path().join("tidewatch.db");
     let store = tidewatch::sink::DbSink::connect(&format!("sqlite://{}", db.display())).unwrap();
     let rows = store
         .fetch_all("SELECT pipeline, epoch FROM checkpoints WHERE engine IS NOT NULL")
         .unwrap();
     assert_eq!(rows.len(), 1);
     assert!(rows[0].try_get::<i64, _>(1).unwrap() >= 1);
+}
+
+#[test]
+fn serve_refuses_a_public_address_without_a_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_tidewatch"))
+        .args(["serve", "--listen", "0.0.0.0:0"])
+        .current_dir(dir.path())
+        .env_remove("TIDEWATCH_AUTH_TOKEN")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("--insecure") && stderr.contains("0.0.0.0"),
+        "{stderr}"
+    );
 }

@@ -9,3 +9,4 @@ mod lake;
 mod props;
 mod store;
 mod support;
+mod web;

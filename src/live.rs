@@ -1,0 +1,201 @@
+//! The live view of a running pipeline: the latest analytics per series, recent alerts and the
+//! pipeline's progress, kept in memory for the dashboard, plus a broadcast hub of updates.
+//!
+//! It is fed by [`LiveSink`], an ordinary sink, so the pipeline does not know the web exists.
+//! Writing never blocks the pipeline: the state sits behind a `std::sync::Mutex` held only for
+//! a few field updates (never across an `.await`, as mini-redis argues for its `Db`), and
+//! updates go to a bounded broadcast channel whose slow receivers lose old messages instead of
+//! holding anyone up (they resynchronise from a snapshot).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use serde::Serialize;
+use tokio::sync::broadcast;
+
+use crate::record::{AlertRecord, AlertState, PointRecord, Record, WindowRecord};
+use crate::sink::{Sink, SinkError, StreamProgress};
+
+/// Recent points kept per series for sparklines and charts.
+pub const RECENT_POINTS: usize = 600;
+/// Recent alerts kept in memory (the store has all of them).
+const RECENT_ALERTS: usize = 500;
+/// Updates buffered for slow subscribers before they start losing the oldest.
+const HUB_CAPACITY: usize = 4096;
+
+/// One change, as pushed to dashboard clients.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Update {
+    Point(PointRecord),
+    Window(WindowRecord),
+    Alert(AlertRecord),
+    Ack(AlertRecord),
+}
+
+/// What the dashboard shows of one series.
+#[derive(Debug, Clone, Serialize)]
+pub struct SeriesView {
+    pub stream: Arc<str>,
+    pub series: Arc<str>,
+    pub last: PointRecord,
+    /// `(ts, value)`, oldest first.
+    pub recent: VecDeque<(i64, f64)>,
+    /// Processing time of the last point, for staleness.
+    #[serde(skip)]
+    pub updated: Option<Instant>,
+}
+
+/// Everything the dashboard reads.
+#[derive(Debug, Default)]
+pub struct Dashboard {
+    pub series: BTreeMap<(Arc<str>, Arc<str>), SeriesView>,
+    pub alerts: BTreeMap<String, AlertRecord>,
+    pub streams: Vec<StreamProgress>,
+    pub records: BTreeMap<&'static str, u64>,
+    pub late_total: u64,
+    pub dead_letters_total: u64,
+}
+
+impl Dashboard {
+    pub fn open_alerts(&self) -> usize {
+        self.alerts
+            .values()
+            .filter(|a| a.state == AlertState::Open)
+            .count()
+    }
+}
+
+/// Shared between the pipeline (writer) and the web server (readers).
+pub struct LiveState {
+    dashboard: Mutex<Dashboard>,
+    hub: broadcast::Sender<Update>,
+    started: Instant,
+}
+
+impl LiveState {
+    pub fn new() -> Arc<Self> {
+        let (hub, _) = broadcast::channel(HUB_CAPACITY);
+        Arc::new(LiveState {
+            dashboard: Mutex::new(Dashboard::default()),
+            hub,
+            started: Instant::now(),
+        })
+    }
+
+    /// Reads the dashboard. A poisoned lock (a panic elsewhere while holding it) still yields
+    /// the data: it is a view, and a stale view beats a dead dashboard.
+    pub fn read(&self) -> MutexGuard<'_, Dashboard> {
+        self.dashboard
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Update> {
+        self.hub.subscribe()
+    }
+
+    /// Sends an update to every subscriber; no subscriber is not an error.
+    pub fn publish(&self, update: Update) {
+        let _ = self.hub.send(update);
+    }
+
+    /// Events per second accepted since start, over all streams.
+    pub fn events_per_second(&self) -> f64 {
+        let accepted: u64 = self.read().streams.iter().map(|s| s.accepted).sum();
+        accepted as f64 / self.started.elapsed().as_secs_f64().max(1e-3)
+    }
+
+    /// Applies an acknowledgement already stored, and tells every client.
+    pub fn acknowledged(&self, alert: AlertRecord) {
+        self.read().alerts.insert(alert.id.clone(), alert.clone());
+        self.publish(Update::Ack(alert));
+    }
+}
+
+/// The sink that feeds [`LiveState`].
+pub struct LiveSink {
+    live: Arc<LiveState>,
+}
+
+impl LiveSink {
+    pub fn new(live: Arc<LiveState>) -> Self {
+        LiveSink { live }
+    }
+}
+
+impl Sink for LiveSink {
+    fn write(&mut self, records: &[Record]) -> Result<(), SinkError> {
+        let mut updates = Vec::new();
+        {
+            let mut dashboard = self.live.read();
+            for record in records {
+                *dashboard
+                    .records
+                    .entry(record.kind().file_stem())
+                    .or_default() += 1;
+                match record {
+                    Record::Point(p) => {
+                        let key = (p.stream.clone(), p.series.clone());
+                        let view = dashboard.series.entry(key).or_insert_with(|| SeriesView {
+                            stream: p.stream.clone(),
+                            series: p.series.clone(),
+                            last: p.clone(),
+                            recent: VecDeque::with_capacity(RECENT_POINTS),
+                            updated: None,
+                        });
+                        if view.recent.len() == RECENT_POINTS {
+                            view.recent.pop_front();
+                        }
+                        view.recent.push_back((p.ts, p.value));
+                        view.last = p.clone();
+                        view.updated = Some(Instant::now());
+                        updates.push(Update::Point(p.clone()));
+                    }
+                    Record::Window(w) => updates.push(Update::Window(w.clone())),
+                    Record::Alert(a) => {
+                        // The store keeps acknowledgements; a replayed "open" must not hide one.
+                        let kept = dashboard.alerts.get(&a.id).filter(|old| {
+                            old.state == AlertState::Acknowledged && a.state == AlertState::Open
+                        });
+                        let mut alert = a.clone();
+                        if let Some(old) = kept {
+                            alert.state = AlertState::Acknowledged;
+                            alert.acked_by = old.acked_by.clone();
+                            alert.acked_at = old.acked_at;
+                            alert.note = old.note.clone();
+                        }
+                        dashboard.alerts.insert(alert.id.clone(), alert.clone());
+                        if dashboard.alerts.len() > RECENT_ALERTS {
+                            let oldest = dashboard
+                                .alerts
+                                .iter()
+                                .min_by_key(|(_, a)| a.ts)
+                                .map(|(id, _)| id.clone());
+                            if let Some(id) = oldest {
+                                dashboard.alerts.remove(&id);
+                            }
+                        }
+                        updates.push(Update::Alert(alert));
+                    }
+                    Record::Late(_) => dashboard.late_total += 1,
+                    Record::DeadLetter(_) => dashboard.dead_letters_total += 1,
+                    Record::Join(_) => {}
+                }
+            }
+        }
+        for update in updates {
+            self.live.publish(update);
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self, _epoch: u64) -> Result<(), SinkError> {
+        Ok(())
+    }
+
+    fn on_progress(&mut self, progress: &[StreamProgress]) {
+        self.live.read().streams = progress.to_vec();
+    }
+}

@@ -1,0 +1,119 @@
+//! The web server: server-rendered pages and a JSON API over the live state and the store.
+//!
+//! Routes are listed in [`router`]; handlers live beside their resource (`pages.rs`, `api.rs`).
+//! The only write is an alert acknowledgement: stored first, then broadcast.
+
+mod api;
+mod error;
+mod pages;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::routing::{get, post};
+use axum::Router;
+use tower_http::compression::CompressionLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+pub use error::WebError;
+
+use crate::live::LiveState;
+use crate::store::Store;
+
+/// Largest request body accepted (an acknowledgement with its note).
+pub const BODY_LIMIT: usize = 16 * 1024;
+/// Longest acknowledgement note, in characters.
+pub const NOTE_LIMIT: usize = 2000;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub live: Arc<LiveState>,
+    /// Where acknowledgements are stored; without it they are refused.
+    pub store: Option<Store>,
+    /// When set, acknowledging needs `Authorization: Bearer <token>`.
+    pub auth_token: Option<Arc<str>>,
+}
+
+/// All routes, in one place.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(pages::overview))
+        .route("/alerts", get(pages::alerts))
+        .route("/static/app.css", get(pages::stylesheet))
+        .route("/static/app.js", get(pages::script))
+        .route("/healthz", get(api::healthz))
+        .route("/metrics", get(api::metrics))
+        .route("/api/series", get(api::series_list))
+        .route("/api/series/{stream}/{series}", get(api::series_one))
+        .route("/api/alerts", get(api::alerts))
+        .route("/api/alerts/{id}/ack", post(api::acknowledge))
+        .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(15),
+        ))
+        .layer(CompressionLayer::new())
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Why the server refuses to start.
+#[derive(Debug, thiserror::Error)]
+pub enum ListenError {
+    #[error(
+        "refusing to listen on {0}, which is not a loopback address, without an auth token: \
+         set TIDEWATCH_AUTH_TOKEN (acknowledging alerts then needs it), or pass --insecure to \
+         expose the dashboard without one"
+    )]
+    NeedsToken(SocketAddr),
+}
+
+/// Anyone who can reach a non-loopback address could acknowledge alerts: require a token there
+/// unless the user says `--insecure`.
+pub fn check_listen(addr: SocketAddr, has_token: bool, insecure: bool) -> Result<(), ListenError> {
+    if addr.ip().is_loopback() || has_token || insecure {
+        Ok(())
+    } else {
+        Err(ListenError::NeedsToken(addr))
+    }
+}
+
+/// Serves on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// `Cache-Control` for assets embedded in the binary: they change only with it.
+fn asset_cache() -> (header::HeaderName, HeaderValue) {
+    (
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=3600"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn non_loopback_needs_a_token_or_insecure() {
+        let public: SocketAddr = "0.0.0.0:8080".parse().unwrap();
+        let local: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        assert!(check_listen(local, false, false).is_ok());
+        let refused = check_listen(public, false, false).unwrap_err().to_string();
+        assert!(refused.contains("--insecure") && refused.contains("TIDEWATCH_AUTH_TOKEN"));
+        assert!(check_listen(public, true, false).is_ok());
+        assert!(check_listen(public, false, true).is_ok());
+    }
+}

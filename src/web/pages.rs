@@ -1,0 +1,264 @@
+//! Server-rendered pages (askama): real data on first paint, escaped everywhere by default.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use askama::Template;
+use axum::extract::{Query, State};
+use axum::http::header;
+use axum::response::{Html, IntoResponse};
+
+use super::api::list_alerts;
+use super::{asset_cache, AppState, WebError};
+use crate::record::{AlertRecord, AlertState, Trend};
+use crate::sink::console::format_ms;
+
+/// A series that has sent nothing for this long is shown as stale.
+const STALE_AFTER: Duration = Duration::from_secs(60);
+
+pub struct SeriesRow {
+    pub stream: String,
+    pub series: String,
+    pub value: String,
+    pub sma: String,
+    pub ewma: String,
+    pub trend: &'static str,
+    pub slope: String,
+    pub z: String,
+    pub status: &'static str,
+    /// SVG polyline points of the recent values, 120×28.
+    pub sparkline: String,
+    score: f64,
+}
+
+pub struct StreamRow {
+    pub name: String,
+    pub messages: u64,
+    pub accepted: u64,
+    pub late: u64,
+    pub duplicates: u64,
+    pub dead_letters: u64,
+    pub watermark: String,
+    pub behind: String,
+}
+
+#[derive(Template)]
+#[template(path = "overview.html")]
+pub struct OverviewPage {
+    pub streams: Vec<StreamRow>,
+    pub series: Vec<SeriesRow>,
+    pub events_per_second: String,
+    pub open_alerts: usize,
+    pub late_total: u64,
+    pub dead_letters_total: u64,
+}
+
+#[derive(Template)]
+#[template(path = "alerts.html")]
+pub struct AlertsPage {
+    pub alerts: Vec<AlertRow>,
+    pub filter: String,
+    pub open_alerts: usize,
+}
+
+pub struct AlertRow {
+    pub id: String,
+    pub stream: String,
+    pub series: String,
+    pub time: String,
+    pub value: String,
+    pub expected: String,
+    pub z: String,
+    pub direction: &'static str,
+    pub severity: &'static str,
+    pub state: &'static str,
+    pub acked: String,
+    pub note: String,
+    pub can_ack: bool,
+}
+
+fn number(v: f64) -> String {
+    if v.abs() >= 1000.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.3}")
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn sparkline(points: &[(i64, f64)]) -> String {
+    let (Some(first), Some(last)) = (points.first(), points.last()) else {
+        return String::new();
+    };
+    let (lo, hi) = points
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), p| {
+            (lo.min(p.1), hi.max(p.1))
+        });
+    let span_t = (last.0 - first.0).max(1) as f64;
+    let span_v = if hi > lo { hi - lo } else { 1.0 };
+    points
+        .iter()
+        .map(|(t, v)| {
+            let x = (t - first.0) as f64 / span_t * 120.0;
+            let y = 27.0 - (v - lo) / span_v * 26.0;
+            format!("{x:.1},{y:.1}")
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+pub async fn overview(State(state): State<AppState>) -> Result<impl IntoResponse, WebError> {
+    let events_per_second = state.live.events_per_second();
+    let page = {
+        let dashboard = state.live.read();
+        let now = now_ms();
+        let mut series: Vec<SeriesRow> = dashboard
+            .series
+            .values()
+            .map(|v| {
+                let recent: Vec<(i64, f64)> =
+                    v.recent.iter().rev().take(120).rev().copied().collect();
+                let stale = v.updated.is_some_and(|t| t.elapsed() > STALE_AFTER);
+                SeriesRow {
+                    stream: v.stream.to_string(),
+                    series: v.series.to_string(),
+                    value: number(v.last.value),
+                    sma: number(v.last.sma),
+                    ewma: number(v.last.ewma),
+                    trend: match v.last.trend {
+                        Trend::Rising => "↗",
+                        Trend::Falling => "↘",
+                        Trend::Flat => "→",
+                    },
+                    slope: v.last.slope.map_or("–".into(), |s| format!("{s:+.4}/s")),
+                    z: v.last.z.map_or("–".into(), |z| format!("{z:+.2}")),
+                    status: if stale {
+                        "stale"
+                    } else if v.last.anomaly {
+                        "anomalous"
+                    } else {
+                        "normal"
+                    },
+                    sparkline: sparkline(&recent),
+                    score: v.last.z.map_or(0.0, f64::abs),
+                }
+            })
+            .collect();
+        // Most anomalous first.
+        series.sort_by(|a, b| b.score.total_cmp(&a.score));
+        OverviewPage {
+            streams: dashboard
+                .streams
+                .iter()
+                .map(|s| StreamRow {
+                    name: s.name.clone(),
+                    messages: s.messages,
+                    accepted: s.accepted,
+                    late: s.late,
+                    duplicates: s.duplicates,
+                    dead_letters: s.dead_letters,
+                    watermark: s.watermark.map_or("–".into(), format_ms),
+                    behind: s.watermark.map_or("–".into(), |w| {
+                        format!("{:.1} s", (now - w) as f64 / 1000.0)
+                    }),
+                })
+                .collect(),
+            series,
+            events_per_second: format!("{events_per_second:.1}"),
+            open_alerts: dashboard.open_alerts(),
+            late_total: dashboard.late_total,
+            dead_letters_total: dashboard.dead_letters_total,
+        }
+    };
+    Ok(Html(page.render()?))
+}
+
+#[derive(serde::Deserialize)]
+pub struct AlertFilter {
+    state: Option<String>,
+}
+
+pub async fn alerts(
+    State(state): State<AppState>,
+    Query(filter): Query<AlertFilter>,
+) -> Result<impl IntoResponse, WebError> {
+    let wanted = match filter.state.as_deref() {
+        None | Some("") | Some("all") => None,
+        Some("open") => Some(AlertState::Open),
+        Some("acknowledged") => Some(AlertState::Acknowledged),
+        Some("resolved") => Some(AlertState::Resolved),
+        Some(other) => return Err(WebError::BadRequest(format!("unknown state {other:?}"))),
+    };
+    let alerts = list_alerts(&state, wanted, 500).await?;
+    let open_alerts = state.live.read().open_alerts();
+    let page = AlertsPage {
+        alerts: alerts.iter().map(alert_row).collect(),
+        filter: filter.state.unwrap_or_else(|| "all".into()),
+        open_alerts,
+    };
+    Ok(Html(page.render()?))
+}
+
+fn alert_row(a: &AlertRecord) -> AlertRow {
+    AlertRow {
+        id: a.id.clone(),
+        stream: a.stream.to_string(),
+        series: a.series.to_string(),
+        time: format_ms(a.ts),
+        value: number(a.value),
+        expected: format!("{} ± {}", number(a.expected), number(a.stddev)),
+        z: format!("{:+.2}", a.z),
+        direction: match a.direction {
+            crate::record::Direction::High => "high",
+            crate::record::Direction::Low => "low",
+        },
+        severity: match a.severity {
+            crate::record::Severity::Warning => "warning",
+            crate::record::Severity::Critical => "critical",
+        },
+        state: match a.state {
+            AlertState::Open => "open",
+            AlertState::Acknowledged => "acknowledged",
+            AlertState::Resolved => "resolved",
+        },
+        acked: match (&a.acked_by, a.acked_at) {
+            (Some(by), Some(at)) => format!("{by}, {}", format_ms(at)),
+            _ => String::new(),
+        },
+        note: a.note.clone().unwrap_or_default(),
+        can_ack: a.state == AlertState::Open,
+    }
+}
+
+pub async fn stylesheet() -> impl IntoResponse {
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                "text/css; charset=utf-8"
+                    .parse()
+                    .unwrap_or(header::HeaderValue::from_static("text/css")),
+            ),
+            asset_cache(),
+        ],
+        include_str!("../../static/app.css"),
+    )
+}
+
+pub async fn script() -> impl IntoResponse {
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("text/javascript; charset=utf-8"),
+            ),
+            asset_cache(),
+        ],
+        include_str!("../../static/app.js"),
+    )
+}

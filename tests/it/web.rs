@@ -1,0 +1,284 @@
+//! The web layer in-process (tower `oneshot`): pages render live data escaped, the JSON API and
+//! `/metrics` answer, and an acknowledgement is checked, stored, then broadcast.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{header, Request, StatusCode};
+use serde_json::Value;
+use tidewatch::live::{LiveSink, LiveState, Update};
+use tidewatch::record::{AlertRecord, AlertState, Direction, PointRecord, Record, Severity, Trend};
+use tidewatch::sink::{DbSink, Sink};
+use tidewatch::store::Store;
+use tidewatch::web::{router, AppState};
+use tower::ServiceExt;
+
+const EVIL: &str = "<script>alert(1)</script>";
+
+fn point(series: &str, ts: i64, value: f64) -> Record {
+    Record::Point(PointRecord {
+        stream: "s".into(),
+        series: series.into(),
+        ts,
+        value,
+        sma: value,
+        ewma: value,
+        slope: Some(0.5),
+        trend: Trend::Rising,
+        z: Some(4.2),
+        anomaly: true,
+    })
+}
+
+fn alert(id: &str) -> AlertRecord {
+    AlertRecord {
+        id: id.into(),
+        stream: "s".into(),
+        series: EVIL.into(),
+        ts: 1_000,
+        value: 9.0,
+        expected: 1.0,
+        stddev: 2.0,
+        z: 4.0,
+        direction: Direction::High,
+        severity: Severity::Warning,
+        episode_start: 1_000,
+        state: AlertState::Open,
+        acked_by: None,
+        acked_at: None,
+        note: None,
+    }
+}
+
+async fn body_text(response: axum::response::Response) -> String {
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    String::from_utf8(bytes.to_vec()).unwrap()
+}
+
+async fn get(app: &axum::Router, uri: &str) -> (StatusCode, String) {
+    let response = app
+        .clone()
+        .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    (response.status(), body_text(response).await)
+}
+
+fn ack_request(id: &str, body: &str) -> axum::http::request::Builder {
+    let _ = body;
+    Request::post(format!("/api/alerts/{id}/ack")).header(header::HOST, "localhost:8080")
+}
+
+/// A live state with two series (one with a hostile name) and a store holding one open alert.
+async fn fixture(token: Option<&str>) -> (axum::Router, Arc<LiveState>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/t.db", dir.path().display());
+    let live = LiveState::new();
+    let mut live_sink = LiveSink::new(live.clone());
+    let records = vec![
+        point(EVIL, 1_000, 1.5),
+        point("plain", 1_000, 2.0),
+        point("plain", 2_000, 3.0),
+        Record::Alert(alert("a1")),
+    ];
+    live_sink.write(&records).unwrap();
+    // The db sink runs its own runtime: create, use and drop it off the async threads.
+    tokio::task::spawn_blocking({
+        let url = url.clone();
+        move || DbSink::connect(&url).unwrap().write(&records).unwrap()
+    })
+    .await
+    .unwrap();
+    let store = Store::connect(&url).await.unwrap();
+    let app = router(AppState {
+        live: live.clone(),
+        store: Some(store),
+        auth_token: token.map(Arc::from),
+    });
+    (app, live, dir)
+}
+
+#[tokio::test]
+async fn pages_render_live_data_and_escape_names() {
+    let (app, _live, _dir) = fixture(None).await;
+    let (status, html) = get(&app, "/").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("plain") && html.contains("3.000"), "{html}");
+    assert!(
+        html.contains("&lt;script&gt;alert(1)&lt;/script&gt;")
+            || html.contains("&#60;script&#62;alert(1)&#60;/script&#62;"),
+        "series name escaped: {html}"
+    );
+    assert!(
+        !html.contains(EVIL),
+        "raw markup from a series name reached the page"
+    );
+    assert!(html.contains("anomalous"));
+    let (status, html) = get(&app, "/alerts").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("data-id=\"a1\"") && html.contains("Acknowledge"));
+    assert!(!html.contains(EVIL));
+    let (status, _) = get(&app, "/alerts?state=bogus").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, css) = get(&app, "/static/app.css").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(css.contains("--accent"));
+}
+
+#[tokio::test]
+async fn api_health_and_metrics_answer() {
+    let (app, _live, _dir) = fixture(None).await;
+    assert_eq!(
+        get(&app, "/healthz").await,
+        (StatusCode::OK, "ok".to_owned())
+    );
+    let (status, json) = get(&app, "/api/series").await;
+    assert_eq!(status, StatusCode::OK);
+    let list: Vec<Value> = serde_json::from_str(&json).unwrap();
+    assert_eq!(list.len(), 2);
+    let (status, json) = get(&app, "/api/series/s/plain").await;
+    assert_eq!(status, StatusCode::OK);
+    let view: Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(view["recent"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        get(&app, "/api/series/s/nope").await.0,
+        StatusCode::NOT_FOUND
+    );
+    let (status, json) = get(&app, "/api/alerts?state=open").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        serde_json::from_str::<Vec<Value>>(&json).unwrap()[0]["id"],
+        "a1"
+    );
+    assert_eq!(
+        get(&app, "/api/alerts?state=maybe").await.0,
+        StatusCode::BAD_REQUEST
+    );
+    let (status, metrics) = get(&app, "/metrics").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(metrics.contains("tidewatch_series 2"), "{metrics}");
+    assert!(
+        metrics.contains("tidewatch_records_total{kind=\"points\"} 3"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("tidewatch_open_alerts 1"), "{metrics}");
+}
+
+#[tokio::test]
+async fn acknowledgement_is_checked_stored_then_broadcast() {
+    let (app, live, _dir) = fixture(None).await;
+    let send = |request: Request<Body>| {
+        let app = app.clone();
+        async move {
+            let response = app.oneshot(request).await.unwrap();
+            let status = response.status();
+            (status, body_text(response).await)
+        }
+    };
+    let json = |id: &str, body: &str| {
+        ack_request(id, body)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body.to_owned()))
+            .unwrap()
+    };
+    // Not JSON (a cross-site form could send this): refused.
+    let form = ack_request("a1", "")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from("note=x"))
+        .unwrap();
+    assert_eq!(send(form).await.0, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    // Another origin: refused.
+    let foreign = ack_request("a1", "{}")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::ORIGIN, "https://evil.example")
+        .body(Body::from("{}"))
+        .unwrap();
+    assert_eq!(send(foreign).await.0, StatusCode::FORBIDDEN);
+    let (status, error) = send(json("a1", "{\"note\": 5}")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(error.contains("invalid body"), "{error}");
+    let long = format!("{{\"note\": \"{}\"}}", "x".repeat(2001));
+    assert_eq!(send(json("a1", &long)).await.0, StatusCode::BAD_REQUEST);
+    let huge = format!("{{\"note\": \"{}\"}}", "x".repeat(40_000));
+    assert_eq!(
+        send(json("a1", &huge)).await.0,
+        StatusCode::PAYLOAD_TOO_LARGE
+    );
+    assert_eq!(send(json("nope", "{}")).await.0, StatusCode::NOT_FOUND);
+
+    let mut updates = live.subscribe();
+    let same_origin = ack_request("a1", "")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::ORIGIN, "http://localhost:8080")
+        .body(Body::from(format!(
+            "{{\"by\": \"ops\", \"note\": \"{EVIL}\"}}"
+        )))
+        .unwrap();
+    let (status, body) = send(same_origin).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let acked: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (acked["state"].as_str(), acked["acked_by"].as_str()),
+        (Some("acknowledged"), Some("ops"))
+    );
+    // Stored: the store answers with it.
+    let (_, stored) = get(&app, "/api/alerts?state=acknowledged").await;
+    let stored: Vec<Value> = serde_json::from_str(&stored).unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0]["note"], EVIL);
+    // Broadcast to every client.
+    match updates.try_recv() {
+        Ok(Update::Ack(a)) => {
+            assert_eq!((a.id.as_str(), a.state), ("a1", AlertState::Acknowledged))
+        }
+        other => panic!("expected an ack broadcast, got {other:?}"),
+    }
+    // The note is shown escaped on the page.
+    let (_, html) = get(&app, "/alerts").await;
+    assert!(
+        (html.contains("&lt;script&gt;") || html.contains("&#60;script&#62;"))
+            && !html.contains(EVIL)
+    );
+}
+
+#[tokio::test]
+async fn with_a_token_acknowledging_needs_it_and_without_a_store_it_is_refused() {
+    let (app, _live, _dir) = fixture(Some("s3cret")).await;
+    let request = |auth: Option<&str>| {
+        let mut builder = ack_request("a1", "{}").header(header::CONTENT_TYPE, "application/json");
+        if let Some(auth) = auth {
+            builder = builder.header(header::AUTHORIZATION, auth);
+        }
+        builder.body(Body::from("{}")).unwrap()
+    };
+    for auth in [None, Some("Bearer wrong"), Some("Basic s3cret")] {
+        let response = app.clone().oneshot(request(auth)).await.unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{auth:?}");
+    }
+    let response = app
+        .clone()
+        .oneshot(request(Some("Bearer s3cret")))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let acked: Value = serde_json::from_str(&body_text(response).await).unwrap();
+    assert_eq!(acked["acked_by"], "api");
+
+    let no_store = router(AppState {
+        live: LiveState::new(),
+        store: None,
+        auth_token: None,
+    });
+    let response = no_store
+        .oneshot(
+            ack_request("a1", "{}")
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from("{}"))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+}
