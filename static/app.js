@@ -1,21 +1,133 @@
-// Tidewatch dashboard script: progressive enhancement over server-rendered pages.
+// Tidewatch dashboard script: progressive enhancement over server-rendered pages. The pages are
+// complete without it; with it they update live over /ws (protocol v1, see src/web/ws.rs).
 "use strict";
 
-// Filter the series table by name.
-const filter = document.getElementById("filter");
-if (filter) {
-  filter.addEventListener("input", () => {
-    const needle = filter.value.toLowerCase();
-    for (const row of document.querySelectorAll("#series tbody tr[data-name]")) {
-      row.hidden = !row.dataset.name.toLowerCase().includes(needle);
-    }
-  });
+const page = document.body.dataset.page;
+const baseTitle = document.title;
+const recent = new Map(); // "stream/series" -> [[ts, value], ...]
+
+const fmt = (v) => (Math.abs(v) >= 1000 ? v.toFixed(0) : v.toFixed(3));
+const arrow = { rising: "↗", falling: "↘", flat: "→" };
+
+function setOpenAlerts(count) {
+  document.title = count > 0 ? `(${count}) ${baseTitle}` : baseTitle;
+  const link = document.querySelector('nav a[href="/alerts"]');
+  let badge = link.querySelector(".badge");
+  if (count > 0 && !badge) {
+    badge = document.createElement("span");
+    badge.className = "badge";
+    link.append(" ", badge);
+  }
+  if (badge) {
+    badge.textContent = count;
+    badge.hidden = count === 0;
+  }
 }
 
-// Acknowledge an alert: JSON POST (CSRF-safe), then reflect the stored state.
-for (const button of document.querySelectorAll("button.ack")) {
+function notice(text) {
+  const box = document.getElementById("notice");
+  box.textContent = text;
+  box.hidden = false;
+  box.onclick = () => (page === "alerts" ? (box.hidden = true) : (location.href = "/alerts"));
+  clearTimeout(notice.timer);
+  notice.timer = setTimeout(() => (box.hidden = true), 8000);
+}
+
+// ---- overview ----
+function sparkline(points) {
+  if (points.length < 2) return "";
+  const t0 = points[0][0], t1 = points[points.length - 1][0];
+  const values = points.map((p) => p[1]);
+  const lo = Math.min(...values), hi = Math.max(...values);
+  const spanT = Math.max(t1 - t0, 1), spanV = hi > lo ? hi - lo : 1;
+  return points.map(([t, v]) => `${((t - t0) / spanT * 120).toFixed(1)},${(27 - (v - lo) / spanV * 26).toFixed(1)}`).join(" ");
+}
+
+function seriesRow(point) {
+  const name = `${point.stream}/${point.series}`;
+  let row = document.querySelector(`#series tr[data-name="${CSS.escape(name)}"]`);
+  if (!row) {
+    const body = document.querySelector("#series tbody");
+    body.querySelector("td.empty")?.closest("tr").remove();
+    row = document.createElement("tr");
+    row.dataset.name = name;
+    row.innerHTML = '<td><span class="stream"></span> <span class="name"></span></td><td class="value"></td><td class="sma"></td><td class="ewma"></td><td class="trend"></td><td class="z"></td><td><span class="status"></span></td><td><svg class="spark" viewBox="0 0 120 28" width="120" height="28" aria-hidden="true"><polyline/></svg></td>';
+    row.querySelector(".stream").textContent = point.stream;
+    row.querySelector(".name").textContent = point.series;
+    body.append(row);
+  }
+  return row;
+}
+
+function applyPoint(point, fromSnapshot = false) {
+  const row = seriesRow(point);
+  const name = row.dataset.name;
+  const points = recent.get(name) ?? [];
+  if (!fromSnapshot) points.push([point.ts, point.value]);
+  while (points.length > 120) points.shift();
+  recent.set(name, points);
+  row.querySelector(".value").textContent = fmt(point.value);
+  row.querySelector(".sma").textContent = fmt(point.sma);
+  row.querySelector(".ewma").textContent = fmt(point.ewma);
+  const slope = point.slope == null ? "–" : `${point.slope >= 0 ? "+" : ""}${point.slope.toFixed(4)}/s`;
+  row.querySelector(".trend").innerHTML = "";
+  row.querySelector(".trend").append(`${arrow[point.trend]} `, Object.assign(document.createElement("small"), { textContent: slope }));
+  row.querySelector(".z").textContent = point.z == null ? "–" : `${point.z >= 0 ? "+" : ""}${point.z.toFixed(2)}`;
+  const status = point.anomaly ? "anomalous" : "normal";
+  row.className = status;
+  const badge = row.querySelector(".status");
+  badge.className = `status ${status}`;
+  badge.textContent = status;
+  row.querySelector("polyline").setAttribute("points", sparkline(points));
+}
+
+// ---- alerts ----
+function alertCells(row, alert) {
+  row.className = alert.state;
+  row.querySelector(".state").textContent = alert.state;
+  const acked = row.querySelector(".acked");
+  acked.textContent = alert.acked_by ? `${alert.acked_by}, ${new Date(alert.acked_at).toISOString()}` : "";
+  if (alert.note) acked.append(document.createElement("br"), Object.assign(document.createElement("small"), { textContent: alert.note }));
+  if (alert.state !== "open") row.querySelector("button.ack")?.remove();
+}
+
+function applyAlert(alert, isNew) {
+  if (page !== "alerts") {
+    if (isNew && alert.state === "open") notice(`New alert: ${alert.stream}/${alert.series} (z ${alert.z.toFixed(1)})`);
+    return;
+  }
+  let row = document.querySelector(`#alerts tr[data-id="${CSS.escape(alert.id)}"]`);
+  if (!row) {
+    if (alert.state !== "open") return;
+    const body = document.querySelector("#alerts tbody");
+    body.querySelector("td.empty")?.closest("tr").remove();
+    row = document.createElement("tr");
+    row.dataset.id = alert.id;
+    row.innerHTML = '<td><span class="stream"></span> <span class="name"></span></td><td class="time"></td><td class="value"></td><td class="expected"></td><td class="zv"></td><td><span class="severity"></span></td><td class="state"></td><td class="acked"></td><td><button class="ack">Acknowledge</button></td>';
+    row.querySelector(".stream").textContent = alert.stream;
+    row.querySelector(".name").textContent = alert.series;
+    row.querySelector(".time").textContent = new Date(alert.ts).toISOString();
+    row.querySelector(".value").textContent = fmt(alert.value);
+    row.querySelector(".expected").textContent = `${fmt(alert.expected)} ± ${fmt(alert.stddev)}`;
+    const z = row.querySelector(".zv");
+    z.textContent = `${alert.z >= 0 ? "+" : ""}${alert.z.toFixed(2)}`;
+    z.classList.add(alert.direction);
+    const severity = row.querySelector(".severity");
+    severity.textContent = alert.severity;
+    severity.classList.add(alert.severity);
+    row.querySelector("button.ack").dataset.id = alert.id;
+    wireAck(row.querySelector("button.ack"));
+    row.classList.add("fresh");
+    body.prepend(row);
+    notice(`New alert: ${alert.stream}/${alert.series}`);
+  }
+  alertCells(row, alert);
+}
+
+// Acknowledge: JSON POST (CSRF-safe); the broadcast then updates every open page, this one too.
+function wireAck(button) {
   button.addEventListener("click", async () => {
-    const note = window.prompt("Note (optional):", "") ?? null;
+    const note = window.prompt("Note (optional):", "");
     if (note === null) return;
     button.disabled = true;
     const response = await fetch(`/api/alerts/${encodeURIComponent(button.dataset.id)}/ack`, {
@@ -29,11 +141,57 @@ for (const button of document.querySelectorAll("button.ack")) {
       button.disabled = false;
       return;
     }
-    const alert = await response.json();
-    const row = button.closest("tr");
-    row.className = alert.state;
-    row.querySelector(".state").textContent = alert.state;
-    row.querySelector(".acked").textContent = alert.acked_by ?? "";
-    button.remove();
+    alertCells(button.closest("tr"), await response.json());
   });
 }
+document.querySelectorAll("button.ack").forEach(wireAck);
+
+// ---- filter ----
+const filter = document.getElementById("filter");
+filter?.addEventListener("input", () => {
+  const needle = filter.value.toLowerCase();
+  for (const row of document.querySelectorAll("#series tbody tr[data-name]")) {
+    row.hidden = !row.dataset.name.toLowerCase().includes(needle);
+  }
+});
+
+// ---- live connection ----
+const known = new Set();
+function connect(delay = 500) {
+  const status = document.getElementById("connection");
+  const socket = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`);
+  socket.onopen = () => {
+    status.className = "connection live";
+    status.textContent = "live";
+    delay = 500;
+  };
+  socket.onmessage = (event) => {
+    const message = JSON.parse(event.data);
+    if (message.type === "snapshot") {
+      for (const s of message.series) {
+        recent.set(`${s.stream}/${s.series}`, s.recent ?? []);
+        if (page === "overview") applyPoint(s, true);
+      }
+      for (const a of message.alerts) known.add(a.id);
+    } else if (message.type === "batch") {
+      for (const update of message.updates) {
+        if (update.type === "point" && page === "overview") applyPoint(update);
+        if (update.type === "alert" || update.type === "ack") {
+          const isNew = !known.has(update.id);
+          known.add(update.id);
+          applyAlert(update, isNew);
+        }
+      }
+    } else if (message.type === "status") {
+      setOpenAlerts(message.open_alerts);
+      const rate = document.getElementById("events-per-second");
+      if (rate) rate.textContent = message.events_per_second.toFixed(1);
+    }
+  };
+  socket.onclose = () => {
+    status.className = "connection offline";
+    status.textContent = "offline, reconnecting…";
+    setTimeout(() => connect(Math.min(delay * 2, 15000)), delay);
+  };
+}
+connect();

@@ -10,7 +10,7 @@ use axum::response::IntoResponse;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
-use super::{AppState, WebError, NOTE_LIMIT};
+use super::{check_same_origin, AppState, WebError, NOTE_LIMIT};
 use crate::live::SeriesView;
 use crate::record::{AlertRecord, AlertState};
 
@@ -207,22 +207,6 @@ fn check_token(state: &AppState, headers: &HeaderMap) -> Result<bool, WebError> 
 /// Compares without an early exit, so response timing does not reveal a matching prefix.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-fn check_same_origin(headers: &HeaderMap) -> Result<(), WebError> {
-    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
-        return Ok(()); // not a browser, or a same-origin GET-style request
-    };
-    let host = headers
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    let origin_host = origin.split_once("://").map_or(origin, |(_, rest)| rest);
-    if origin_host == host {
-        Ok(())
-    } else {
-        Err(WebError::CrossOrigin)
-    }
 }
 
 /// Prometheus text exposition of the pipeline's counters.

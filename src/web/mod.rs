@@ -6,12 +6,15 @@
 mod api;
 mod error;
 mod pages;
+mod ws;
+
+pub use ws::{PROTOCOL_VERSION, SEND_TIMEOUT};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::routing::{get, post};
 use axum::Router;
 use tower_http::compression::CompressionLayer;
@@ -52,6 +55,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/series/{stream}/{series}", get(api::series_one))
         .route("/api/alerts", get(api::alerts))
         .route("/api/alerts/{id}/ack", post(api::acknowledge))
+        .route("/ws", get(ws::upgrade))
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
@@ -92,6 +96,24 @@ pub async fn serve(
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+/// Refuses a browser request whose `Origin` is not this server: cross-site acknowledgements
+/// and cross-site WebSocket connections (which browsers do not restrict by themselves).
+pub(crate) fn check_same_origin(headers: &HeaderMap) -> Result<(), WebError> {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return Ok(()); // not a browser, or a same-origin GET-style request
+    };
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let origin_host = origin.split_once("://").map_or(origin, |(_, rest)| rest);
+    if origin_host == host {
+        Ok(())
+    } else {
+        Err(WebError::CrossOrigin)
+    }
 }
 
 /// `Cache-Control` for assets embedded in the binary: they change only with it.

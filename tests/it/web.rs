@@ -66,8 +66,7 @@ async fn get(app: &axum::Router, uri: &str) -> (StatusCode, String) {
     (response.status(), body_text(response).await)
 }
 
-fn ack_request(id: &str, body: &str) -> axum::http::request::Builder {
-    let _ = body;
+fn ack_request(id: &str, _body: &str) -> axum::http::request::Builder {
     Request::post(format!("/api/alerts/{id}/ack")).header(header::HOST, "localhost:8080")
 }
 
@@ -281,4 +280,166 @@ async fn with_a_token_acknowledging_needs_it_and_without_a_store_it_is_refused()
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+}
+
+mod live_updates {
+    use std::time::{Duration, Instant};
+
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+
+    use super::*;
+
+    type Client = tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >;
+
+    /// Next JSON message whose `type` is `kind` (others skipped), within `limit`.
+    async fn next_of(client: &mut Client, kind: &str, limit: Duration) -> Value {
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let message = tokio::time::timeout(left, client.next())
+                .await
+                .unwrap_or_else(|_| panic!("no {kind} message within {limit:?}"))
+                .expect("socket open")
+                .expect("a message");
+            if let Message::Text(text) = message {
+                let value: Value = serde_json::from_str(&text).unwrap();
+                assert_eq!(value["v"], 1, "protocol version");
+                if value["type"] == kind {
+                    return value;
+                }
+            }
+        }
+    }
+
+    /// A batch containing a point of `series` with `value`.
+    async fn wait_for_point(client: &mut Client, series: &str, value: f64) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let batch = next_of(client, "batch", deadline - Instant::now()).await;
+            let found = batch["updates"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|u| u["type"] == "point" && u["series"] == series && u["value"] == value);
+            if found {
+                return;
+            }
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn clients_get_a_snapshot_then_deltas_and_acks_and_a_stalled_client_blocks_no_one() {
+        let (app, live, _dir) = fixture(None).await;
+        let state_live = live.clone();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            axum::serve(listener, app.clone())
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await
+        });
+        let url = format!("ws://{address}/ws");
+        let (mut first, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+        let (mut second, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+        // Never read from this one.
+        let (_stalled, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+
+        let snapshot = next_of(&mut first, "snapshot", Duration::from_secs(5)).await;
+        assert_eq!(snapshot["series"].as_array().unwrap().len(), 2);
+        assert_eq!(snapshot["alerts"][0]["id"], "a1");
+        next_of(&mut second, "snapshot", Duration::from_secs(5)).await;
+
+        // A new point reaches both.
+        let mut sink = LiveSink::new(state_live.clone());
+        sink.write(&[point("plain", 3_000, 42.0)]).unwrap();
+        wait_for_point(&mut first, "plain", 42.0).await;
+        wait_for_point(&mut second, "plain", 42.0).await;
+
+        // An acknowledgement through the API reaches every client.
+        let ack_app = router(AppState {
+            live: state_live.clone(),
+            store: Some(
+                Store::connect(&format!("sqlite://{}/t.db", _dir.path().display()))
+                    .await
+                    .unwrap(),
+            ),
+            auth_token: None,
+        });
+        let response = ack_app
+            .oneshot(
+                ack_request("a1", "{}")
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .body(Body::from("{\"by\": \"ops\"}"))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        for client in [&mut first, &mut second] {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            loop {
+                let batch = next_of(client, "batch", deadline - Instant::now()).await;
+                if batch["updates"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|u| u["type"] == "ack" && u["acked_by"] == "ops")
+                {
+                    break;
+                }
+            }
+        }
+
+        // A flood, far more than the hub holds, while one client never reads: the pipeline side
+        // never waits, and the reading clients still get the newest point (after a resync).
+        let flood: Vec<Record> = (0..20_000)
+            .map(|i| point("plain", 10_000 + i, i as f64))
+            .collect();
+        let started = Instant::now();
+        for chunk in flood.chunks(1000) {
+            sink.write(chunk).unwrap();
+        }
+        sink.write(&[point("plain", 50_000, -1.0)]).unwrap();
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "publishing waited for clients"
+        );
+        for client in [&mut first, &mut second] {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let message = tokio::time::timeout(deadline - Instant::now(), client.next())
+                    .await
+                    .expect("updates keep coming")
+                    .unwrap()
+                    .unwrap();
+                let Message::Text(text) = message else {
+                    continue;
+                };
+                let value: Value = serde_json::from_str(&text).unwrap();
+                let in_batch = value["type"] == "batch"
+                    && value["updates"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .any(|u| u["value"] == -1.0);
+                let in_snapshot = value["type"] == "snapshot"
+                    && value["series"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .any(|s| s["value"] == -1.0);
+                if in_batch || in_snapshot {
+                    break;
+                }
+            }
+        }
+        let _ = stop.send(());
+        server.abort();
+    }
 }
