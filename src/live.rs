@@ -19,6 +19,8 @@ use crate::sink::{Sink, SinkError, StreamProgress};
 
 /// Recent points kept per series for sparklines and charts.
 pub const RECENT_POINTS: usize = 600;
+/// Closed windows kept per series.
+pub const RECENT_WINDOWS: usize = 20;
 /// Recent alerts kept in memory (the store has all of them).
 const RECENT_ALERTS: usize = 500;
 /// Updates buffered for slow subscribers before they start losing the oldest.
@@ -42,6 +44,12 @@ pub struct SeriesView {
     pub last: PointRecord,
     /// `(ts, value)`, oldest first.
     pub recent: VecDeque<(i64, f64)>,
+    /// The same points with their analytics, for the series chart.
+    #[serde(skip)]
+    pub chart: VecDeque<PointRecord>,
+    /// The latest closed windows, oldest first.
+    #[serde(skip)]
+    pub windows: VecDeque<WindowRecord>,
     /// Processing time of the last point, for staleness.
     #[serde(skip)]
     pub updated: Option<Instant>,
@@ -143,17 +151,30 @@ impl Sink for LiveSink {
                             series: p.series.clone(),
                             last: p.clone(),
                             recent: VecDeque::with_capacity(RECENT_POINTS),
+                            chart: VecDeque::with_capacity(RECENT_POINTS),
+                            windows: VecDeque::new(),
                             updated: None,
                         });
                         if view.recent.len() == RECENT_POINTS {
                             view.recent.pop_front();
+                            view.chart.pop_front();
                         }
                         view.recent.push_back((p.ts, p.value));
+                        view.chart.push_back(p.clone());
                         view.last = p.clone();
                         view.updated = Some(Instant::now());
                         updates.push(Update::Point(p.clone()));
                     }
-                    Record::Window(w) => updates.push(Update::Window(w.clone())),
+                    Record::Window(w) => {
+                        let key = (w.stream.clone(), w.series.clone());
+                        if let Some(view) = dashboard.series.get_mut(&key) {
+                            if view.windows.len() == RECENT_WINDOWS {
+                                view.windows.pop_front();
+                            }
+                            view.windows.push_back(w.clone());
+                        }
+                        updates.push(Update::Window(w.clone()));
+                    }
                     Record::Alert(a) => {
                         // The store keeps acknowledgements; a replayed "open" must not hide one.
                         let kept = dashboard.alerts.get(&a.id).filter(|old| {

@@ -203,6 +203,11 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let address = listener.local_addr()?;
     eprintln!("Dashboard on http://{address}/ (Ctrl-C stops)");
 
+    let thresholds = config
+        .streams
+        .iter()
+        .filter_map(|s| s.analytics.map(|a| (s.name.clone(), a.zscore.threshold)))
+        .collect();
     let pipeline_stop = stop.clone();
     let pipeline = std::thread::Builder::new()
         .name("pipeline".into())
@@ -223,6 +228,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         live,
         store,
         auth_token: token.map(Arc::from),
+        thresholds: Arc::new(thresholds),
     };
     let server_stop = stop.clone();
     runtime.block_on(web::serve(listener, state, async move {

@@ -132,6 +132,9 @@ pub struct PointRecord {
     /// `null` when the baseline is too small or has zero spread.
     pub z: Option<f64>,
     pub anomaly: bool,
+    /// Baseline centre and spread the z-score used (`null` with `z`): the chart's expected band.
+    pub expected: Option<f64>,
+    pub spread: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -92,7 +92,7 @@ function alertCells(row, alert) {
 }
 
 function applyAlert(alert, isNew) {
-  if (page !== "alerts") {
+  if (page !== "alerts" && !(page === "series" && alert.series === chartState.series && alert.stream === chartState.stream)) {
     if (isNew && alert.state === "open") notice(`New alert: ${alert.stream}/${alert.series} (z ${alert.z.toFixed(1)})`);
     return;
   }
@@ -146,6 +146,70 @@ function wireAck(button) {
 }
 document.querySelectorAll("button.ack").forEach(wireAck);
 
+// ---- series page: a live chart ----
+let chart = null;
+const chartState = { data: null, threshold: 3, minutes: 60, stream: "", series: "" };
+
+function visible(data) {
+  const cutoff = Date.now() / 1000 - chartState.minutes * 60;
+  const first = data[0].findIndex((t) => t >= cutoff);
+  return first <= 0 ? data : data.map((column) => column.slice(first));
+}
+
+function setupChart() {
+  const source = document.getElementById("chart-data");
+  const target = document.getElementById("chart");
+  if (!source || !target || typeof uPlot === "undefined") return;
+  const initial = JSON.parse(source.textContent);
+  Object.assign(chartState, { data: initial.data, threshold: initial.threshold, stream: initial.stream, series: initial.series });
+  const options = {
+    width: target.clientWidth || 1000,
+    height: 360,
+    scales: { x: { time: true } },
+    series: [
+      {},
+      { label: "value", stroke: "#1d2330", width: 1 },
+      { label: "SMA", stroke: "#2563eb", width: 1.5 },
+      { label: "EWMA", stroke: "#16a34a", width: 1.5 },
+      { label: "expected −", stroke: "rgba(37,99,235,0.35)", width: 1, dash: [4, 4] },
+      { label: "expected +", stroke: "rgba(37,99,235,0.35)", width: 1, dash: [4, 4] },
+      { label: "anomaly", stroke: "#c62828", width: 0, paths: () => null, points: { show: true, size: 9, fill: "#c62828" } },
+    ],
+    bands: [{ series: [5, 4], fill: "rgba(37,99,235,0.08)" }],
+  };
+  chart = new uPlot(options, visible(chartState.data), target);
+  window.addEventListener("resize", () => chart.setSize({ width: target.clientWidth, height: 360 }));
+  for (const link of document.querySelectorAll("a.range")) {
+    link.addEventListener("click", (event) => {
+      event.preventDefault();
+      chartState.minutes = Number(link.dataset.minutes);
+      document.querySelectorAll("a.range").forEach((l) => l.classList.toggle("current", l === link));
+      chart.setData(visible(chartState.data));
+    });
+  }
+}
+
+function applySeriesPoint(point) {
+  if (!chart || point.stream !== chartState.stream || point.series !== chartState.series) return;
+  const band = point.expected == null || point.spread == null ? [null, null]
+    : [point.expected - chartState.threshold * point.spread, point.expected + chartState.threshold * point.spread];
+  const row = [point.ts / 1000, point.value, point.sma, point.ewma, band[0], band[1], point.anomaly ? point.value : null];
+  chartState.data.forEach((column, i) => {
+    column.push(row[i]);
+    if (column.length > 3600) column.shift();
+  });
+  chart.setData(visible(chartState.data));
+  document.getElementById("series-value").textContent = fmt(point.value);
+  document.getElementById("series-sma").textContent = fmt(point.sma);
+  document.getElementById("series-ewma").textContent = fmt(point.ewma);
+  document.getElementById("series-trend").textContent = `${arrow[point.trend]} ${point.trend}`;
+  document.getElementById("series-z").textContent = point.z == null ? "–" : `${point.z >= 0 ? "+" : ""}${point.z.toFixed(2)}`;
+  const status = document.getElementById("series-status");
+  status.className = `status ${point.anomaly ? "anomalous" : "normal"}`;
+  status.textContent = point.anomaly ? "anomalous" : "normal";
+}
+if (page === "series") setupChart();
+
 // ---- filter ----
 const filter = document.getElementById("filter");
 filter?.addEventListener("input", () => {
@@ -164,6 +228,9 @@ function connect(delay = 500) {
     status.className = "connection live";
     status.textContent = "live";
     delay = 500;
+    if (page === "series" && chartState.stream) {
+      socket.send(JSON.stringify({ subscribe: { stream: chartState.stream, series: chartState.series } }));
+    }
   };
   socket.onmessage = (event) => {
     const message = JSON.parse(event.data);
@@ -176,6 +243,7 @@ function connect(delay = 500) {
     } else if (message.type === "batch") {
       for (const update of message.updates) {
         if (update.type === "point" && page === "overview") applyPoint(update);
+        if (update.type === "point" && page === "series") applySeriesPoint(update);
         if (update.type === "alert" || update.type === "ack") {
           const isNew = !known.has(update.id);
           known.add(update.id);

@@ -137,6 +137,8 @@ impl SeriesAnalytics {
             trend,
             z: score.map(|s| s.z),
             anomaly,
+            expected: score.map(|s| s.expected),
+            spread: score.map(|s| s.spread),
         }));
     }
 }

@@ -40,6 +40,8 @@ pub struct AppState {
     pub store: Option<Store>,
     /// When set, acknowledging needs `Authorization: Bearer <token>`.
     pub auth_token: Option<Arc<str>>,
+    /// The z-score threshold per stream, for the expected band of the charts.
+    pub thresholds: Arc<std::collections::BTreeMap<String, f64>>,
 }
 
 /// All routes, in one place.
@@ -47,6 +49,9 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(pages::overview))
         .route("/alerts", get(pages::alerts))
+        .route("/series/{stream}/{series}", get(pages::series))
+        .route("/static/vendor/uplot.js", get(pages::uplot_script))
+        .route("/static/vendor/uplot.css", get(pages::uplot_style))
         .route("/static/app.css", get(pages::stylesheet))
         .route("/static/app.js", get(pages::script))
         .route("/healthz", get(api::healthz))

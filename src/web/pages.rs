@@ -262,3 +262,148 @@ pub async fn script() -> impl IntoResponse {
         include_str!("../../static/app.js"),
     )
 }
+
+#[derive(Template)]
+#[template(path = "series.html")]
+pub struct SeriesPage {
+    pub stream: String,
+    pub series: String,
+    pub value: String,
+    pub sma: String,
+    pub ewma: String,
+    pub trend: &'static str,
+    pub z: String,
+    pub status: &'static str,
+    /// Chart data as JSON, safe inside a `<script>` element.
+    pub chart_json: String,
+    pub windows: Vec<WindowRow>,
+    pub alerts: Vec<AlertRow>,
+    pub open_alerts: usize,
+}
+
+pub struct WindowRow {
+    pub kind: &'static str,
+    pub start: String,
+    pub end: String,
+    pub count: u64,
+    pub mean: String,
+    pub min: String,
+    pub max: String,
+    pub stddev: String,
+}
+
+/// JSON for a `<script type="application/json">` element: `<` is escaped so no value (a series
+/// name, say) can close the element.
+fn script_json(value: &serde_json::Value) -> String {
+    value.to_string().replace('<', "\\u003c")
+}
+
+pub async fn series(
+    State(state): State<AppState>,
+    axum::extract::Path((stream, series)): axum::extract::Path<(String, String)>,
+) -> Result<impl IntoResponse, WebError> {
+    let threshold = state.thresholds.get(&stream).copied().unwrap_or(3.0);
+    let dashboard = state.live.read();
+    let view = dashboard
+        .series
+        .values()
+        .find(|v| *v.stream == *stream && *v.series == *series)
+        .ok_or_else(|| WebError::NotFound(format!("series {stream}/{series}")))?;
+    // Columns: time (s), value, SMA, EWMA, band low, band high, anomaly marker.
+    let mut columns: [Vec<serde_json::Value>; 7] = Default::default();
+    for p in &view.chart {
+        let band = p.expected.zip(p.spread);
+        let cells = [
+            serde_json::json!(p.ts as f64 / 1000.0),
+            serde_json::json!(p.value),
+            serde_json::json!(p.sma),
+            serde_json::json!(p.ewma),
+            serde_json::json!(band.map(|(e, s)| e - threshold * s)),
+            serde_json::json!(band.map(|(e, s)| e + threshold * s)),
+            serde_json::json!(p.anomaly.then_some(p.value)),
+        ];
+        for (column, cell) in columns.iter_mut().zip(cells) {
+            column.push(cell);
+        }
+    }
+    let chart = serde_json::json!({
+        "stream": *view.stream,
+        "series": *view.series,
+        "threshold": threshold,
+        "data": columns,
+    });
+    let alerts: Vec<AlertRow> = {
+        let mut mine: Vec<&AlertRecord> = dashboard
+            .alerts
+            .values()
+            .filter(|a| a.stream == view.stream && a.series == view.series)
+            .collect();
+        mine.sort_by_key(|a| std::cmp::Reverse(a.ts));
+        mine.into_iter().take(50).map(alert_row).collect()
+    };
+    let last = &view.last;
+    let page = SeriesPage {
+        stream: view.stream.to_string(),
+        series: view.series.to_string(),
+        value: number(last.value),
+        sma: number(last.sma),
+        ewma: number(last.ewma),
+        trend: match last.trend {
+            Trend::Rising => "↗ rising",
+            Trend::Falling => "↘ falling",
+            Trend::Flat => "→ flat",
+        },
+        z: last.z.map_or("–".into(), |z| format!("{z:+.2}")),
+        status: if last.anomaly { "anomalous" } else { "normal" },
+        chart_json: script_json(&chart),
+        windows: view
+            .windows
+            .iter()
+            .rev()
+            .map(|w| WindowRow {
+                kind: match w.kind {
+                    crate::record::WindowKind::Tumbling => "tumbling",
+                    crate::record::WindowKind::Sliding => "sliding",
+                    crate::record::WindowKind::Session => "session",
+                },
+                start: format_ms(w.window_start),
+                end: format_ms(w.window_end),
+                count: w.count,
+                mean: number(w.mean),
+                min: number(w.min),
+                max: number(w.max),
+                stddev: w.stddev.map_or("–".into(), number),
+            })
+            .collect(),
+        alerts,
+        open_alerts: dashboard.open_alerts(),
+    };
+    drop(dashboard);
+    Ok(Html(page.render()?))
+}
+
+pub async fn uplot_script() -> impl IntoResponse {
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("text/javascript; charset=utf-8"),
+            ),
+            asset_cache(),
+        ],
+        include_str!("../../static/vendor/uplot/uPlot.iife.min.js"),
+    )
+}
+
+pub async fn uplot_style() -> impl IntoResponse {
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("text/css; charset=utf-8"),
+            ),
+            asset_cache(),
+        ],
+        include_str!("../../static/vendor/uplot/uPlot.min.css"),
+    )
+}

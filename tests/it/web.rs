@@ -27,6 +27,8 @@ fn point(series: &str, ts: i64, value: f64) -> Record {
         trend: Trend::Rising,
         z: Some(4.2),
         anomaly: true,
+        expected: Some(value - 4.2),
+        spread: Some(1.0),
     })
 }
 
@@ -95,6 +97,7 @@ async fn fixture(token: Option<&str>) -> (axum::Router, Arc<LiveState>, tempfile
         live: live.clone(),
         store: Some(store),
         auth_token: token.map(Arc::from),
+        thresholds: Arc::new([("s".to_owned(), 3.0)].into()),
     });
     (app, live, dir)
 }
@@ -269,6 +272,7 @@ async fn with_a_token_acknowledging_needs_it_and_without_a_store_it_is_refused()
         live: LiveState::new(),
         store: None,
         auth_token: None,
+        thresholds: Default::default(),
     });
     let response = no_store
         .oneshot(
@@ -370,6 +374,7 @@ mod live_updates {
                     .unwrap(),
             ),
             auth_token: None,
+            thresholds: Default::default(),
         });
         let response = ack_app
             .oneshot(
@@ -442,4 +447,41 @@ mod live_updates {
         let _ = stop.send(());
         server.abort();
     }
+}
+
+#[tokio::test]
+async fn series_page_embeds_chart_data_safely() {
+    let (app, _live, _dir) = fixture(None).await;
+    let (status, html) = get(&app, "/series/s/plain").await;
+    assert_eq!(status, StatusCode::OK);
+    let start = html.find("id=\"chart-data\">").unwrap() + "id=\"chart-data\">".len();
+    let end = start + html[start..].find("</script>").unwrap();
+    let chart: Value = serde_json::from_str(&html[start..end]).unwrap();
+    // Columns: time, value, SMA, EWMA, band low, band high, anomaly marker.
+    assert_eq!(chart["data"].as_array().unwrap().len(), 7);
+    assert_eq!(chart["data"][1], serde_json::json!([2.0, 3.0]));
+    // expected = value - 4.2, spread 1, threshold 3: band = expected ± 3.
+    assert_eq!(chart["data"][4][1], serde_json::json!(3.0 - 4.2 - 3.0));
+    assert_eq!(
+        chart["data"][6][0],
+        serde_json::json!(2.0),
+        "anomalous points are marked"
+    );
+    // A hostile name cannot close the script element or inject markup.
+    let evil = format!("/series/s/{}", "%3Cscript%3Ealert(1)%3C%2Fscript%3E");
+    let (status, html) = get(&app, &evil).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(!html.contains(EVIL), "raw markup reached the page");
+    assert_eq!(
+        html.matches("</script>").count(),
+        3,
+        "only the page's own scripts close (chart data, uPlot, app.js)"
+    );
+    assert_eq!(
+        get(&app, "/series/s/unknown").await.0,
+        StatusCode::NOT_FOUND
+    );
+    let (status, js) = get(&app, "/static/vendor/uplot.js").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(js.contains("uPlot"));
 }
