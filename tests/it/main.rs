@@ -1,5 +1,6 @@
 //! The one integration-test binary (one link of the whole crate, not one per file).
 
+mod browser;
 mod cli;
 mod crash;
 mod follow;

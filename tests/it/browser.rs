@@ -1,0 +1,241 @@
+//! The dashboard in a real browser: headless Chromium driven over WebDriver (Debian's chromium
+//! and chromium-driver, installed by scripts/test.sh). A value sent to the pipeline appears on
+//! the open series page without a reload; an alert acknowledged in one browser turns
+//! "acknowledged" in another one without a reload. Screenshots go to target/screenshots/.
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+
+use crate::support::free_port;
+
+/// Kills the child on drop, even when the test fails.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_for_port(port: u16, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not listen on {port} within 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn chromedriver() -> Guard {
+    let binary = ["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .expect("chromedriver not found: run ./scripts/test.sh, which installs Debian's chromium-driver");
+    let port = free_port();
+    let child = Command::new(binary)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chromedriver starts");
+    wait_for_port(port, "chromedriver");
+    std::env::set_var(
+        "TIDEWATCH_TEST_WEBDRIVER",
+        format!("http://127.0.0.1:{port}"),
+    );
+    Guard(child)
+}
+
+async fn browser(webdriver: &str, profile: &std::path::Path) -> Client {
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        json!({
+            "binary": "/usr/bin/chromium",
+            "args": [
+                "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--window-size=1300,900", format!("--user-data-dir={}", profile.display()),
+            ]
+        }),
+    );
+    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(webdriver)
+        .await
+        .expect("a WebDriver session")
+}
+
+/// Polls `check` on the page for up to 15 s.
+async fn eventually(client: &Client, what: &str, script: &str) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let value = client.execute(script, vec![]).await.unwrap();
+        if value.as_bool() != Some(false) && !value.is_null() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn screenshot_dir() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn line(i: i64, value: f64) -> String {
+    format!(
+        "{{\"ts\":{},\"series\":\"pump\",\"value\":{value}}}\n",
+        1_764_000_000_000 + i * 1000
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_values_and_acknowledgement_across_two_browsers() {
+    let dir = tempfile::tempdir().unwrap();
+    let (socket_port, web_port) = (free_port(), free_port());
+    std::fs::write(
+        dir.path().join("p.toml"),
+        format!(
+            r#"
+checkpoint = {{ interval = "1s" }}
+
+[[streams]]
+name = "plant"
+source = {{ kind = "socket", listen = "127.0.0.1:{socket_port}" }}
+fields = {{ time = "ts", series = "series", value = "value" }}
+watermark = {{ lateness = "0s" }}
+analytics = {{ sma_points = 5, zscore = {{ window = "10m", min_samples = 10, threshold = 3.0, resolve_after = 1000 }} }}
+
+[[sinks]]
+kind = "db"
+url = "sqlite://t.db"
+"#
+        ),
+    )
+    .unwrap();
+    let _server = Guard(
+        Command::new(env!("CARGO_BIN_EXE_tidewatch"))
+            .args([
+                "serve",
+                "--config",
+                "p.toml",
+                "--listen",
+                &format!("127.0.0.1:{web_port}"),
+            ])
+            .current_dir(dir.path())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for_port(web_port, "tidewatch");
+    wait_for_port(socket_port, "the socket source");
+    let mut feed = TcpStream::connect(("127.0.0.1", socket_port)).unwrap();
+    for i in 0..30 {
+        feed.write_all(line(i, 10.0 + (i % 3) as f64 * 0.1).as_bytes())
+            .unwrap();
+    }
+    feed.flush().unwrap();
+
+    let _driver = chromedriver();
+    let webdriver = std::env::var("TIDEWATCH_TEST_WEBDRIVER").unwrap();
+    let base = format!("http://127.0.0.1:{web_port}");
+    let profiles = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = browser(&webdriver, profiles.0.path()).await;
+    let b = browser(&webdriver, profiles.1.path()).await;
+
+    // A value sent now shows up on the open series page without a reload.
+    a.goto(&format!("{base}/series/plant/pump")).await.unwrap();
+    eventually(
+        &a,
+        "the live connection",
+        "return document.getElementById('connection').textContent === 'live'",
+    )
+    .await;
+    feed.write_all(format!("{}{}", line(30, 10.125), line(31, 10.1)).as_bytes())
+        .unwrap();
+    eventually(
+        &a,
+        "the new value on the series page",
+        "return document.getElementById('series-value').textContent === '10.125'",
+    )
+    .await;
+    let shot = a.screenshot().await.unwrap();
+    std::fs::write(screenshot_dir().join("series.png"), shot).unwrap();
+
+    // Both browsers on the alerts page; a spike opens an alert, which appears live in both.
+    b.goto(&format!("{base}/alerts")).await.unwrap();
+    a.goto(&format!("{base}/alerts")).await.unwrap();
+    for client in [&a, &b] {
+        eventually(
+            client,
+            "the live connection",
+            "return document.getElementById('connection').textContent === 'live'",
+        )
+        .await;
+    }
+    feed.write_all(format!("{}{}", line(32, 100.0), line(33, 10.0)).as_bytes())
+        .unwrap();
+    for client in [&a, &b] {
+        eventually(
+            client,
+            "the new alert",
+            "return document.querySelector('button.ack') !== null",
+        )
+        .await;
+    }
+    let title = eventually(
+        &b,
+        "the open count in the title",
+        "return document.title.startsWith('(1)') ? document.title : false",
+    )
+    .await;
+    assert!(title.as_str().unwrap().contains("Alerts"));
+
+    // Acknowledge in A (with a note); B sees it without a reload.
+    a.find(Locator::Css("button.ack"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    a.send_alert_text("checked the pump").await.unwrap();
+    a.accept_alert().await.unwrap();
+    eventually(
+        &a,
+        "the acknowledgement in A",
+        "return document.querySelector('#alerts td.state').textContent === 'acknowledged'",
+    )
+    .await;
+    let acked = eventually(&b, "the acknowledgement in B", "const s = document.querySelector('#alerts td.state'); return s && s.textContent === 'acknowledged' ? document.querySelector('#alerts td.acked').textContent : false").await;
+    assert!(acked.as_str().unwrap().starts_with("anonymous"), "{acked}");
+    let shot = b.screenshot().await.unwrap();
+    std::fs::write(screenshot_dir().join("alerts-acknowledged.png"), shot).unwrap();
+
+    // The overview, for the record.
+    b.goto(&format!("{base}/")).await.unwrap();
+    eventually(
+        &b,
+        "the live connection",
+        "return document.getElementById('connection').textContent === 'live'",
+    )
+    .await;
+    let shot = b.screenshot().await.unwrap();
+    std::fs::write(screenshot_dir().join("overview.png"), shot).unwrap();
+
+    a.close().await.unwrap();
+    b.close().await.unwrap();
+}
