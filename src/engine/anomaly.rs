@@ -68,9 +68,12 @@ impl Baseline {
     /// has fewer than `min_samples` points or zero spread.
     pub fn score(&mut self, t: i64, x: f64) -> Option<Score> {
         if t > self.pending_ts {
-            for v in std::mem::take(&mut self.pending) {
+            // Index loop, not `mem::take`: the vector keeps its capacity (no allocation per point).
+            for i in 0..self.pending.len() {
+                let v = self.pending[i];
                 self.insert(self.pending_ts, v);
             }
+            self.pending.clear();
             self.pending_ts = t;
         }
         let oldest = t.saturating_sub(self.config.window_ms);

@@ -5,7 +5,7 @@
 //! `size / pane` panes only when a window closes, so an event costs the same as in a tumbling
 //! window however many windows overlap it. Tumbling is the case `slide == size` (one pane).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -123,8 +123,9 @@ pub struct AlignedWindows {
 #[derive(Serialize, Deserialize)]
 struct AlignedSeries {
     label: Arc<str>,
-    /// Pane start → aggregate of the events in `[start, start + pane)`.
-    panes: BTreeMap<i64, Aggregate>,
+    /// `(pane start, aggregate of [start, start + pane))`, sorted by start. A deque searched
+    /// from the back, not a map: nearly every event lands in the newest pane or the one before.
+    panes: VecDeque<(i64, Aggregate)>,
     /// Windows starting before this have been emitted (or were empty).
     cursor: i64,
 }
@@ -157,7 +158,7 @@ impl AlignedWindows {
 
     /// End of the earliest window of the series that still has to be emitted.
     fn next_due(&self, state: &AlignedSeries) -> Option<i64> {
-        let (&first_pane, _) = state.panes.first_key_value()?;
+        let &(first_pane, _) = state.panes.front()?;
         let start = self.first_window_containing(first_pane).max(state.cursor);
         Some(start + self.size)
     }
@@ -172,7 +173,7 @@ impl AlignedWindows {
             return;
         };
         loop {
-            let Some((&first_pane, _)) = state.panes.first_key_value() else {
+            let Some(&(first_pane, _)) = state.panes.front() else {
                 return;
             };
             let start = ((first_pane - size).div_euclid(slide) * slide + slide).max(state.cursor);
@@ -181,7 +182,12 @@ impl AlignedWindows {
                 self.timers.schedule(series, end);
                 return;
             }
-            let mut panes = state.panes.range(start..end).map(|(_, agg)| agg);
+            let mut panes = state
+                .panes
+                .iter()
+                .skip_while(|(pane, _)| *pane < start)
+                .take_while(|(pane, _)| *pane < end)
+                .map(|(_, agg)| agg);
             // The window holds `first_pane`, so it is never empty.
             if let Some(first) = panes.next() {
                 let mut total = *first;
@@ -190,11 +196,12 @@ impl AlignedWindows {
             }
             state.cursor = start + slide;
             // Panes before the next window's start belong to no window still open.
-            while let Some(entry) = state.panes.first_entry() {
-                if *entry.key() >= state.cursor {
-                    break;
-                }
-                entry.remove();
+            while state
+                .panes
+                .front()
+                .is_some_and(|(pane, _)| *pane < state.cursor)
+            {
+                state.panes.pop_front();
             }
         }
     }
@@ -210,14 +217,25 @@ impl Operator for AlignedWindows {
         let pane_start = ev.ts.div_euclid(self.pane) * self.pane;
         let state = slot(&mut self.series, ev.series).get_or_insert_with(|| AlignedSeries {
             label: ev.label.clone(),
-            panes: BTreeMap::new(),
+            panes: VecDeque::new(),
             cursor: i64::MIN,
         });
-        state
+        // Find the pane from the back; insert in order when it does not exist yet.
+        let at = state
             .panes
-            .entry(pane_start)
-            .and_modify(|agg| agg.add(ev.ts, ev.seq, ev.value))
-            .or_insert_with(|| Aggregate::of(ev.ts, ev.seq, ev.value));
+            .iter()
+            .rposition(|(pane, _)| *pane <= pane_start);
+        match at {
+            Some(i) if state.panes[i].0 == pane_start => {
+                state.panes[i].1.add(ev.ts, ev.seq, ev.value)
+            }
+            Some(i) => state
+                .panes
+                .insert(i + 1, (pane_start, Aggregate::of(ev.ts, ev.seq, ev.value))),
+            None => state
+                .panes
+                .push_front((pane_start, Aggregate::of(ev.ts, ev.seq, ev.value))),
+        }
         let state = self.series[ev.series as usize].as_ref();
         if let Some(due) = state.and_then(|s| self.next_due(s)) {
             self.timers.schedule(ev.series, due);
