@@ -187,7 +187,14 @@ impl SlidingRegression {
         if self.n < 2.0 || self.sxx <= 1e-12 * scale * scale {
             return None;
         }
-        let slope = self.sxy / self.sxx;
+        let mut slope = self.sxy / self.sxx;
+        // Removals leave rounding residue: on a flat series a slope of ~1e-17 with a standard
+        // error of exactly 0 would read as an infinitely certain trend. A slope that explains
+        // nothing measurable against the values' own scale is zero.
+        let scale = self.syy.max(0.0) + self.n * self.mean_y * self.mean_y;
+        if slope * slope * self.sxx <= 1e-20 * scale {
+            slope = 0.0;
+        }
         let t_stat = (self.n >= 3.0).then(|| {
             let sse = (self.syy - slope * self.sxy).max(0.0);
             let se = (sse / (self.n - 2.0) / self.sxx).sqrt();
