@@ -2,6 +2,7 @@
 
 mod browser;
 mod cli;
+mod compose;
 mod crash;
 mod follow;
 mod golden;
