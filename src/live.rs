@@ -14,7 +14,9 @@ use std::time::Instant;
 use serde::Serialize;
 use tokio::sync::broadcast;
 
-use crate::record::{AlertRecord, AlertState, PointRecord, Record, WindowRecord};
+use crate::record::{
+    AlertRecord, AlertState, DeadLetterRecord, LateRecord, PointRecord, Record, WindowRecord,
+};
 use crate::sink::{Sink, SinkError, StreamProgress};
 
 /// Recent points kept per series for sparklines and charts.
@@ -23,6 +25,8 @@ pub const RECENT_POINTS: usize = 600;
 pub const RECENT_WINDOWS: usize = 20;
 /// Recent alerts kept in memory (the store has all of them).
 const RECENT_ALERTS: usize = 500;
+/// Recent late events and dead letters kept for the status page.
+pub const RECENT_PROBLEMS: usize = 50;
 /// Updates buffered for slow subscribers before they start losing the oldest.
 const HUB_CAPACITY: usize = 4096;
 
@@ -64,6 +68,9 @@ pub struct Dashboard {
     pub records: BTreeMap<&'static str, u64>,
     pub late_total: u64,
     pub dead_letters_total: u64,
+    /// The latest late events and dead letters, oldest first.
+    pub recent_late: VecDeque<LateRecord>,
+    pub recent_dead_letters: VecDeque<DeadLetterRecord>,
 }
 
 impl Dashboard {
@@ -200,8 +207,14 @@ impl Sink for LiveSink {
                         }
                         updates.push(Update::Alert(alert));
                     }
-                    Record::Late(_) => dashboard.late_total += 1,
-                    Record::DeadLetter(_) => dashboard.dead_letters_total += 1,
+                    Record::Late(late) => {
+                        dashboard.late_total += 1;
+                        keep_recent(&mut dashboard.recent_late, late);
+                    }
+                    Record::DeadLetter(dead) => {
+                        dashboard.dead_letters_total += 1;
+                        keep_recent(&mut dashboard.recent_dead_letters, dead);
+                    }
                     Record::Join(_) => {}
                 }
             }
@@ -219,4 +232,12 @@ impl Sink for LiveSink {
     fn on_progress(&mut self, progress: &[StreamProgress]) {
         self.live.read().streams = progress.to_vec();
     }
+}
+
+/// Appends to a bounded list of recent records, forgetting the oldest.
+fn keep_recent<T: Clone>(list: &mut VecDeque<T>, record: &T) {
+    if list.len() == RECENT_PROBLEMS {
+        list.pop_front();
+    }
+    list.push_back(record.clone());
 }

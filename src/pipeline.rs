@@ -15,10 +15,11 @@ use tracing::{debug, info, info_span, warn};
 
 use crate::checkpoint::{self, Checkpoint, SplitPosition};
 use crate::config::{Config, SourceConfig};
+use crate::engine::time::PartitionWatermark;
 use crate::engine::{Engine, Origin};
 use crate::event::Decoder;
 use crate::record::{describe_counts, DeadLetterRecord, Record, RecordKind};
-use crate::sink::{self, Sink, SinkError, StreamProgress};
+use crate::sink::{self, PartitionProgress, Sink, SinkError, StreamProgress};
 use crate::source::{
     DemoSource, FileSource, KafkaSource, Polled, SocketSource, Source, SourceError,
 };
@@ -303,9 +304,48 @@ fn progress(engine: &Engine, inputs: &[StreamInput]) -> Vec<StreamProgress> {
                 late: counters.late,
                 duplicates: counters.duplicates,
                 dead_letters: input.dead_letters,
+                partitions: partition_progress(engine, input),
             }
         })
         .collect()
+}
+
+/// The engine's view of each split (watermark, idle) joined with the source's (offset, lag).
+fn partition_progress(engine: &Engine, input: &StreamInput) -> Vec<PartitionProgress> {
+    let status = input.source.split_status();
+    let mut partitions: Vec<PartitionProgress> = status
+        .iter()
+        .map(|s| PartitionProgress {
+            split: s.split,
+            source: s.position.source.clone(),
+            partition: s.position.partition,
+            next_offset: Some(s.position.next_offset),
+            lag: s.lag,
+            ..PartitionProgress::default()
+        })
+        .collect();
+    for (split, watermark) in engine.partition_watermarks(input.index) {
+        let index = match partitions.iter().position(|p| p.split == split) {
+            Some(index) => index,
+            None => {
+                partitions.push(PartitionProgress {
+                    split,
+                    partition: split,
+                    ..PartitionProgress::default()
+                });
+                partitions.len() - 1
+            }
+        };
+        let (value, idle) = match watermark {
+            PartitionWatermark::Active(w) => (w, false),
+            PartitionWatermark::Idle(w) => (w, true),
+        };
+        let known = value != i64::MIN && value != i64::MAX && value > i64::MIN / 2;
+        partitions[index].watermark = known.then_some(value);
+        partitions[index].idle = idle;
+    }
+    partitions.sort_by_key(|p| p.split);
+    partitions
 }
 
 fn inputs_len(config: &Config) -> u32 {

@@ -33,6 +33,44 @@ function notice(text) {
   notice.timer = setTimeout(() => (box.hidden = true), 8000);
 }
 
+// ---- pipeline progress (overview header, status page) ----
+const dash = "–";
+const time = (ms) => (ms == null ? dash : new Date(ms).toISOString());
+const count = (n) => (n == null ? dash : String(n));
+
+function setField(scope, field, text) {
+  const cell = scope.querySelector(`[data-field="${field}"]`);
+  if (cell && cell.textContent !== text) cell.textContent = text;
+}
+
+function applyStreams(streams) {
+  const now = Date.now();
+  for (const s of streams) {
+    const lags = s.partitions.map((p) => p.lag).filter((l) => l != null);
+    const fields = {
+      messages: count(s.messages), accepted: count(s.accepted), late: count(s.late),
+      duplicates: count(s.duplicates), dead_letters: count(s.dead_letters),
+      watermark: time(s.watermark),
+      behind: s.watermark == null ? dash : `${((now - s.watermark) / 1000).toFixed(1)} s`,
+      lag: lags.length ? String(lags.reduce((a, b) => a + b, 0)) : dash,
+    };
+    for (const scope of document.querySelectorAll(`[data-stream="${CSS.escape(s.name)}"]`)) {
+      for (const [field, text] of Object.entries(fields)) setField(scope, field, text);
+    }
+    for (const p of s.partitions) {
+      const row = document.querySelector(`tr[data-partition="${CSS.escape(`${s.name}/${p.split}`)}"]`);
+      if (!row) continue;
+      setField(row, "next_offset", count(p.next_offset));
+      setField(row, "lag", count(p.lag));
+      setField(row, "watermark", time(p.watermark));
+      const state = p.idle ? "idle" : p.watermark == null ? "waiting" : "active";
+      const badge = row.querySelector('[data-field="state"]');
+      badge.className = `state ${state}`;
+      badge.textContent = state;
+    }
+  }
+}
+
 // ---- overview ----
 function sparkline(points) {
   if (points.length < 2) return "";
@@ -252,6 +290,7 @@ function connect(delay = 500) {
       }
     } else if (message.type === "status") {
       setOpenAlerts(message.open_alerts);
+      applyStreams(message.streams);
       const rate = document.getElementById("events-per-second");
       if (rate) rate.textContent = message.events_per_second.toFixed(1);
     }

@@ -458,6 +458,14 @@ impl Engine {
         self.streams.get(stream).map(|s| s.watermark.current())
     }
 
+    /// Each source partition's watermark contribution, for the status page.
+    pub fn partition_watermarks(&self, stream: usize) -> Vec<(u32, time::PartitionWatermark)> {
+        self.streams
+            .get(stream)
+            .map(|s| s.watermark.partitions().collect())
+            .unwrap_or_default()
+    }
+
     pub fn counters(&self, stream: usize) -> Option<StreamCounters> {
         self.streams.get(stream).map(|s| s.counters)
     }

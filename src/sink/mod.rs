@@ -48,6 +48,36 @@ pub struct StreamProgress {
     pub late: u64,
     pub duplicates: u64,
     pub dead_letters: u64,
+    /// Per source partition, in split order.
+    pub partitions: Vec<PartitionProgress>,
+}
+
+impl StreamProgress {
+    /// Consumer lag summed over the partitions that report one.
+    pub fn total_lag(&self) -> Option<u64> {
+        self.partitions
+            .iter()
+            .filter_map(|p| p.lag)
+            .reduce(|a, b| a + b)
+    }
+}
+
+/// One source partition (a Kafka topic-partition, a file) as the status page shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct PartitionProgress {
+    /// The id the engine tracks the partition's watermark by.
+    pub split: u32,
+    /// Topic or file; empty when the source has no name for it (socket, demo).
+    pub source: String,
+    pub partition: u32,
+    /// Next offset (Kafka) or line (file) to read; `None` when the source has no positions.
+    pub next_offset: Option<u64>,
+    /// Messages between the next offset and the newest the broker has reported (Kafka only).
+    pub lag: Option<u64>,
+    /// This partition's contribution: max event time − lateness; `None` before its first event.
+    pub watermark: Option<i64>,
+    /// Silent for `idle_timeout`: not holding the stream's watermark back.
+    pub idle: bool,
 }
 
 pub trait Sink: Send {

@@ -8,13 +8,17 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::statistics::Statistics;
+use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 use tracing::{debug, info};
 
-use super::{RawMessage, Source, SourceError};
+use super::{RawMessage, Source, SourceError, SplitStatus};
 use crate::checkpoint::SplitPosition;
 use crate::config::{KafkaSourceConfig, StartFrom};
 
@@ -33,8 +37,38 @@ struct Split {
     end: i64,
 }
 
+/// How often librdkafka reports statistics while following: the high watermarks lag is
+/// computed from.
+const STATISTICS_INTERVAL: &str = "1000";
+
+/// Keeps the newest high watermark librdkafka reports per partition. Statistics arrive during
+/// `poll`, on the pipeline thread, so the lock is never contended.
+#[derive(Default)]
+pub struct LagContext {
+    high_watermarks: Mutex<HashMap<(String, i32), i64>>,
+}
+
+impl ClientContext for LagContext {
+    fn stats(&self, statistics: Statistics) {
+        let mut high = self
+            .high_watermarks
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        for (topic, t) in statistics.topics {
+            for (partition, p) in t.partitions {
+                // librdkafka lists an internal partition -1 and reports -1 before it knows.
+                if partition >= 0 && p.hi_offset >= 0 {
+                    high.insert((topic.clone(), partition), p.hi_offset);
+                }
+            }
+        }
+    }
+}
+
+impl ConsumerContext for LagContext {}
+
 pub struct KafkaSource {
-    consumer: BaseConsumer,
+    consumer: BaseConsumer<LagContext>,
     /// Index = the split id the engine tracks watermarks by.
     splits: Vec<Split>,
     by_partition: BTreeMap<(String, i32), usize>,
@@ -90,7 +124,12 @@ impl KafkaSource {
                     StartFrom::Latest => "latest",
                 },
             );
-        let consumer: BaseConsumer = client.create().map_err(kafka_error)?;
+        if follow && !config.properties.contains_key("statistics.interval.ms") {
+            client.set("statistics.interval.ms", STATISTICS_INTERVAL);
+        }
+        let consumer: BaseConsumer<LagContext> = client
+            .create_with_context(LagContext::default())
+            .map_err(kafka_error)?;
 
         let mut wanted = TopicPartitionList::new();
         for topic in &config.topics {
@@ -136,6 +175,15 @@ impl KafkaSource {
                     StartFrom::Latest => high,
                 },
             };
+            if follow {
+                // Lag is known from the start, before the first statistics arrive.
+                consumer
+                    .context()
+                    .high_watermarks
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .insert((topic.clone(), partition), high);
+            }
             let high = if follow { i64::MAX } else { high };
             debug!(%topic, partition, start, end = high, "Partition range.");
             if start < high {
@@ -157,13 +205,17 @@ impl KafkaSource {
             .enumerate()
             .map(|(i, s)| ((s.topic.clone(), s.partition), i))
             .collect();
-        let to_read: i64 = splits.iter().map(|s| (s.end - s.next).max(0)).sum();
-        info!(
-            partitions = splits.len(),
-            messages = to_read,
-            group = %config.group,
-            "Reading Kafka to the end offsets."
-        );
+        if follow {
+            info!(partitions = splits.len(), group = %config.group, "Following Kafka.");
+        } else {
+            let to_read: i64 = splits.iter().map(|s| (s.end - s.next).max(0)).sum();
+            info!(
+                partitions = splits.len(),
+                messages = to_read,
+                group = %config.group,
+                "Reading Kafka to the end offsets."
+            );
+        }
         Ok(KafkaSource {
             consumer,
             remaining: splits.iter().filter(|s| s.next < s.end).count(),
@@ -274,6 +326,38 @@ impl Source for KafkaSource {
                 source: s.topic.clone(),
                 partition: s.partition.max(0) as u32,
                 next_offset: s.next.max(0) as u64,
+            })
+            .collect()
+    }
+
+    /// Lag against the end offset found at start (`--once`) or, following, the newest high
+    /// watermark of librdkafka's statistics: no broker request on this path.
+    fn split_status(&self) -> Vec<SplitStatus> {
+        let high = self
+            .consumer
+            .context()
+            .high_watermarks
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.splits
+            .iter()
+            .enumerate()
+            .map(|(split, s)| {
+                let end = if s.end == i64::MAX {
+                    high.get(&(s.topic.clone(), s.partition)).copied()
+                } else {
+                    Some(s.end)
+                };
+                let lag = end.map(|end| (end - s.next).max(0) as u64);
+                SplitStatus {
+                    split: split as u32,
+                    position: SplitPosition {
+                        source: s.topic.clone(),
+                        partition: s.partition.max(0) as u32,
+                        next_offset: s.next.max(0) as u64,
+                    },
+                    lag,
+                }
             })
             .collect()
     }

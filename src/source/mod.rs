@@ -54,6 +54,14 @@ pub enum SourceError {
     },
 }
 
+/// A split's position and, when the source knows it, how many messages remain behind it.
+#[derive(Debug, Clone)]
+pub struct SplitStatus {
+    pub split: u32,
+    pub position: SplitPosition,
+    pub lag: Option<u64>,
+}
+
 /// What a poll of a following source found.
 #[derive(Debug)]
 pub enum Polled<'a> {
@@ -86,6 +94,19 @@ pub trait Source {
 
     /// Where each split is: what a checkpoint stores to resume from.
     fn positions(&self) -> Vec<SplitPosition>;
+
+    /// Where each split is and how far behind the newest message it is, for the status page.
+    fn split_status(&self) -> Vec<SplitStatus> {
+        self.positions()
+            .into_iter()
+            .enumerate()
+            .map(|(split, position)| SplitStatus {
+                split: split as u32,
+                position,
+                lag: None,
+            })
+            .collect()
+    }
 
     /// Records that everything read so far is durably written (Kafka commits its offsets).
     fn commit(&mut self) -> Result<(), SourceError> {

@@ -18,6 +18,17 @@ pub async fn healthz() -> &'static str {
     "ok"
 }
 
+/// `GET /api/status`: the status page's data — streams with their partitions, recent late
+/// events and dead letters.
+pub async fn status(State(state): State<AppState>) -> Json<serde_json::Value> {
+    let dashboard = state.live.read();
+    Json(serde_json::json!({
+        "streams": dashboard.streams,
+        "late": dashboard.recent_late.iter().rev().collect::<Vec<_>>(),
+        "dead_letters": dashboard.recent_dead_letters.iter().rev().collect::<Vec<_>>(),
+    }))
+}
+
 /// Summary of a series for lists: the latest analytics, no history.
 #[derive(Serialize)]
 pub struct SeriesSummary {
@@ -252,6 +263,21 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         "counter",
         "Records written, per kind.",
     );
+    family(
+        "tidewatch_consumer_lag",
+        "gauge",
+        "Messages behind the newest offset, per source partition.",
+    );
+    family(
+        "tidewatch_partition_watermark_ms",
+        "gauge",
+        "Watermark contribution of a source partition, epoch ms.",
+    );
+    family(
+        "tidewatch_partition_idle",
+        "gauge",
+        "1 when the partition is idle and not holding the watermark back.",
+    );
     family("tidewatch_open_alerts", "gauge", "Alerts open now.");
     family("tidewatch_series", "gauge", "Series seen.");
     family(
@@ -274,6 +300,27 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             let _ = writeln!(
                 text,
                 "tidewatch_watermark_ms{{stream=\"{stream}\"}} {watermark}"
+            );
+        }
+        for p in &s.partitions {
+            let labels = format!(
+                "stream=\"{stream}\",source=\"{}\",partition=\"{}\"",
+                escape_label(&p.source),
+                p.partition
+            );
+            if let Some(lag) = p.lag {
+                let _ = writeln!(text, "tidewatch_consumer_lag{{{labels}}} {lag}");
+            }
+            if let Some(watermark) = p.watermark {
+                let _ = writeln!(
+                    text,
+                    "tidewatch_partition_watermark_ms{{{labels}}} {watermark}"
+                );
+            }
+            let _ = writeln!(
+                text,
+                "tidewatch_partition_idle{{{labels}}} {}",
+                u8::from(p.idle)
             );
         }
     }

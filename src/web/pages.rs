@@ -39,6 +39,7 @@ pub struct StreamRow {
     pub dead_letters: u64,
     pub watermark: String,
     pub behind: String,
+    pub lag: String,
 }
 
 #[derive(Template)]
@@ -163,9 +164,8 @@ pub async fn overview(State(state): State<AppState>) -> Result<impl IntoResponse
                     duplicates: s.duplicates,
                     dead_letters: s.dead_letters,
                     watermark: s.watermark.map_or("–".into(), format_ms),
-                    behind: s.watermark.map_or("–".into(), |w| {
-                        format!("{:.1} s", (now - w) as f64 / 1000.0)
-                    }),
+                    behind: s.watermark.map_or("–".into(), |w| seconds(now - w)),
+                    lag: s.total_lag().map_or("–".into(), |lag| lag.to_string()),
                 })
                 .collect(),
             series,
@@ -406,4 +406,137 @@ pub async fn uplot_style() -> impl IntoResponse {
         ],
         include_str!("../../static/vendor/uplot/uPlot.min.css"),
     )
+}
+
+#[derive(Template)]
+#[template(path = "status.html")]
+pub struct StatusPage {
+    pub streams: Vec<StreamStatus>,
+    pub late: Vec<LateRow>,
+    pub dead_letters: Vec<DeadLetterRow>,
+    pub open_alerts: usize,
+}
+
+pub struct StreamStatus {
+    pub name: String,
+    pub watermark: String,
+    pub behind: String,
+    pub lag: String,
+    pub messages: u64,
+    pub late: u64,
+    pub duplicates: u64,
+    pub dead_letters: u64,
+    pub partitions: Vec<PartitionRow>,
+}
+
+pub struct PartitionRow {
+    pub split: u32,
+    pub source: String,
+    pub partition: u32,
+    pub next_offset: String,
+    pub lag: String,
+    pub watermark: String,
+    /// `active`, `idle`, or `waiting` (assigned, nothing read yet: holds the watermark back).
+    pub state: &'static str,
+}
+
+pub struct LateRow {
+    pub stream: String,
+    pub series: String,
+    pub time: String,
+    pub watermark: String,
+    pub late_by: String,
+    pub source: String,
+    pub partition: u32,
+    pub offset: u64,
+}
+
+pub struct DeadLetterRow {
+    pub stream: String,
+    pub source: String,
+    pub partition: u32,
+    pub offset: u64,
+    pub reason: String,
+    pub payload: String,
+}
+
+fn seconds(ms: i64) -> String {
+    format!("{:.1} s", ms as f64 / 1000.0)
+}
+
+/// `/status`: per stream and partition — offsets, lag, watermark, idle or not — and the recent
+/// late events and dead letters with their reasons.
+pub async fn status(State(state): State<AppState>) -> Result<impl IntoResponse, WebError> {
+    let page = {
+        let dashboard = state.live.read();
+        let now = now_ms();
+        let dash = || "–".to_string();
+        StatusPage {
+            streams: dashboard
+                .streams
+                .iter()
+                .map(|s| StreamStatus {
+                    name: s.name.clone(),
+                    watermark: s.watermark.map_or_else(dash, format_ms),
+                    behind: s.watermark.map_or_else(dash, |w| seconds(now - w)),
+                    lag: s.total_lag().map_or_else(dash, |lag| lag.to_string()),
+                    messages: s.messages,
+                    late: s.late,
+                    duplicates: s.duplicates,
+                    dead_letters: s.dead_letters,
+                    partitions: s
+                        .partitions
+                        .iter()
+                        .map(|p| PartitionRow {
+                            split: p.split,
+                            source: if p.source.is_empty() {
+                                format!("split {}", p.split)
+                            } else {
+                                p.source.clone()
+                            },
+                            partition: p.partition,
+                            next_offset: p.next_offset.map_or_else(dash, |o| o.to_string()),
+                            lag: p.lag.map_or_else(dash, |l| l.to_string()),
+                            watermark: p.watermark.map_or_else(dash, format_ms),
+                            state: match (p.idle, p.watermark) {
+                                (true, _) => "idle",
+                                (false, None) => "waiting",
+                                (false, Some(_)) => "active",
+                            },
+                        })
+                        .collect(),
+                })
+                .collect(),
+            late: dashboard
+                .recent_late
+                .iter()
+                .rev()
+                .map(|l| LateRow {
+                    stream: l.stream.to_string(),
+                    series: l.series.to_string(),
+                    time: format_ms(l.ts),
+                    watermark: format_ms(l.watermark),
+                    late_by: seconds(l.lateness_ms),
+                    source: l.source.to_string(),
+                    partition: l.partition,
+                    offset: l.offset,
+                })
+                .collect(),
+            dead_letters: dashboard
+                .recent_dead_letters
+                .iter()
+                .rev()
+                .map(|d| DeadLetterRow {
+                    stream: d.stream.to_string(),
+                    source: d.source.to_string(),
+                    partition: d.partition,
+                    offset: d.offset,
+                    reason: d.reason.clone(),
+                    payload: d.payload.clone(),
+                })
+                .collect(),
+            open_alerts: dashboard.open_alerts(),
+        }
+    };
+    Ok(Html(page.render()?))
 }

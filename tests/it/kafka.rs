@@ -293,3 +293,77 @@ topics = {{ windows = "{windows_topic}", alerts = "{alerts_topic}", dead_letters
         assert_eq!(actual, expected, "{topic} holds the records of {file}");
     }
 }
+
+/// Messages `(key, payload)` spread over keys, so every partition gets some.
+fn keyed_messages(range: std::ops::Range<i64>) -> Vec<(String, Vec<u8>)> {
+    range
+        .map(|i| {
+            let line = format!(
+                r#"{{"ts":{},"series":"s{}","value":1.0}}"#,
+                1_000 + i,
+                i % 7
+            );
+            (format!("s{}", i % 7), line.into_bytes())
+        })
+        .collect()
+}
+
+fn total_lag(source: &dyn tidewatch::source::Source) -> u64 {
+    source.split_status().iter().filter_map(|s| s.lag).sum()
+}
+
+/// Lag per partition: exact from the start (the end offsets found on opening), then kept up
+/// to date while following from librdkafka's statistics, so messages produced after the start
+/// show up as lag before they are read.
+#[test]
+fn consumer_lag_is_tracked_per_partition_while_following() {
+    use tidewatch::config::{KafkaSourceConfig, StartFrom};
+    use tidewatch::source::{KafkaSource, Polled, Source};
+
+    let broker = Broker::start();
+    let topic = unique_name("lag");
+    broker.create_topic(&topic, 2);
+    broker.produce(&topic, &keyed_messages(0..100));
+    let config = KafkaSourceConfig {
+        brokers: broker.bootstrap.clone(),
+        topics: vec![topic.clone()],
+        group: unique_name("lag-group"),
+        start: StartFrom::Earliest,
+        properties: [("statistics.interval.ms".to_owned(), "200".to_owned())].into(),
+    };
+    let mut source = KafkaSource::open_following(&config, &[]).unwrap();
+    assert_eq!(source.split_status().len(), 2, "one status per partition");
+    assert_eq!(total_lag(&source), 100, "lag known before the first read");
+
+    let mut read = 0u64;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while read < 30 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "read only {read} messages"
+        );
+        if let Polled::Message(_) = source.poll_message(Duration::from_millis(200)).unwrap() {
+            read += 1;
+        }
+    }
+    assert_eq!(total_lag(&source), 70);
+
+    // New messages: the statistics report the new high watermarks while we read on slowly.
+    broker.produce(&topic, &keyed_messages(100..150));
+    let mut seen = false;
+    while std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(300));
+        if let Polled::Message(_) = source.poll_message(Duration::from_millis(200)).unwrap() {
+            read += 1;
+        }
+        if total_lag(&source) == 150 - read {
+            seen = true;
+            break;
+        }
+    }
+    assert!(
+        seen,
+        "lag {} after reading {read} of 150 messages",
+        total_lag(&source)
+    );
+}

@@ -485,3 +485,94 @@ async fn series_page_embeds_chart_data_safely() {
     assert_eq!(status, StatusCode::OK);
     assert!(js.contains("uPlot"));
 }
+
+#[tokio::test]
+async fn status_page_shows_partitions_lag_late_events_and_dead_letters() {
+    use tidewatch::record::{DeadLetterRecord, LateRecord};
+    use tidewatch::sink::{PartitionProgress, StreamProgress};
+
+    let (app, live, _dir) = fixture(None).await;
+    let mut live_sink = LiveSink::new(live.clone());
+    live_sink
+        .write(&[
+            Record::Late(LateRecord {
+                stream: "s".into(),
+                series: "plain".into(),
+                ts: 1_764_000_000_000,
+                watermark: 1_764_000_012_500,
+                lateness_ms: 12_500,
+                source: "events".into(),
+                partition: 1,
+                offset: 4242,
+            }),
+            Record::DeadLetter(DeadLetterRecord {
+                stream: "s".into(),
+                source: "events".into(),
+                partition: 0,
+                offset: 77,
+                reason: "missing field `ts`".into(),
+                payload: EVIL.into(),
+            }),
+        ])
+        .unwrap();
+    let partition = |split: u32, lag: u64, watermark: Option<i64>, idle: bool| PartitionProgress {
+        split,
+        source: "events".into(),
+        partition: split,
+        next_offset: Some(1000 + u64::from(split)),
+        lag: Some(lag),
+        watermark,
+        idle,
+    };
+    live_sink.on_progress(&[StreamProgress {
+        name: "s".into(),
+        watermark: Some(1_764_000_010_000),
+        messages: 3001,
+        accepted: 2990,
+        late: 1,
+        duplicates: 10,
+        dead_letters: 1,
+        partitions: vec![
+            partition(0, 5, Some(1_764_000_010_000), false),
+            partition(1, 7, Some(1_763_999_000_000), true),
+            partition(2, 11, None, false),
+        ],
+    }]);
+
+    let (code, html) = get(&app, "/status").await;
+    assert_eq!(code, StatusCode::OK);
+    let row = |split: u32| {
+        let start = html
+            .find(&format!("data-partition=\"s/{split}\""))
+            .unwrap_or_else(|| panic!("no row for split {split}: {html}"));
+        html[start..start + html[start..].find("</tr>").unwrap()].to_string()
+    };
+    assert!(row(0).contains(">1000<") && row(0).contains(">5<") && row(0).contains("active"));
+    assert!(row(1).contains(">7<") && row(1).contains("idle"));
+    assert!(row(2).contains("waiting"), "{}", row(2));
+    assert!(html.contains(">23<"), "total lag 5 + 7 + 11: {html}");
+    assert!(
+        html.contains("12.5 s") && html.contains("4242"),
+        "late event: {html}"
+    );
+    assert!(
+        html.contains("missing field `ts`"),
+        "dead letter reason: {html}"
+    );
+    assert!(!html.contains(EVIL), "a dead letter's payload is escaped");
+
+    let (_, json) = get(&app, "/api/status").await;
+    let status: Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(status["streams"][0]["partitions"][1]["idle"], true);
+    assert_eq!(status["late"][0]["offset"], 4242);
+    assert_eq!(status["dead_letters"][0]["reason"], "missing field `ts`");
+
+    let (_, metrics) = get(&app, "/metrics").await;
+    assert!(
+        metrics
+            .contains("tidewatch_consumer_lag{stream=\"s\",source=\"events\",partition=\"2\"} 11"),
+        "{metrics}"
+    );
+    assert!(metrics
+        .contains("tidewatch_partition_idle{stream=\"s\",source=\"events\",partition=\"1\"} 1"));
+}
