@@ -74,6 +74,16 @@ pub struct Config {
     pub joins: Vec<JoinConfig>,
     pub sinks: Vec<SinkConfig>,
     pub checkpoint: CheckpointConfig,
+    pub auth: AuthConfig,
+}
+
+/// Who may use the dashboard (`serve`); the token may also come from `TIDEWATCH_AUTH_TOKEN`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuthConfig {
+    /// What acknowledging needs (login form or `Authorization: Bearer`).
+    pub token: Option<String>,
+    /// Reading (pages, API, WebSocket, metrics) needs it too.
+    pub read: bool,
 }
 
 /// When and under which name checkpoints are written (to the first `db` sink).
@@ -298,6 +308,18 @@ mod raw {
         pub sinks: Vec<Sink>,
         #[serde(default)]
         pub checkpoint: Checkpoint,
+        #[serde(default)]
+        pub auth: Auth,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Auth {
+        /// Token that acknowledging needs; TIDEWATCH_AUTH_TOKEN overrides it.
+        pub token: Option<String>,
+        /// Reading needs the token too; default false.
+        #[serde(default)]
+        pub read: bool,
     }
 
     #[derive(Debug, Deserialize)]
@@ -727,6 +749,10 @@ impl raw::Config {
             joins,
             sinks,
             checkpoint,
+            auth: AuthConfig {
+                token: self.auth.token.filter(|t| !t.is_empty()),
+                read: self.auth.read,
+            },
         })
     }
 }

@@ -38,6 +38,9 @@ struct ServeArgs {
     /// Token that acknowledging alerts requires (Authorization: Bearer).
     #[arg(long, env = "TIDEWATCH_AUTH_TOKEN", hide_env_values = true)]
     auth_token: Option<String>,
+    /// Reading the dashboard needs the token too (pages, API, WebSocket, metrics).
+    #[arg(long, env = "TIDEWATCH_AUTH_READ")]
+    auth_read: bool,
     /// Allow a non-loopback address without an auth token.
     #[arg(long)]
     insecure: bool,
@@ -124,6 +127,8 @@ fn main() -> ExitCode {
                 .and_then(|l| l.parse().ok())
                 .unwrap_or_else(|| ([127, 0, 0, 1], 8080).into()),
             auth_token: std::env::var("TIDEWATCH_AUTH_TOKEN").ok(),
+            auth_read: std::env::var("TIDEWATCH_AUTH_READ")
+                .is_ok_and(|v| matches!(v.trim(), "1" | "true" | "yes" | "on")),
             insecure: false,
         }),
     };
@@ -177,7 +182,16 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             Config::from_toml_str(DEFAULT_PIPELINE).context("the built-in pipeline")?
         }
     };
-    let token = args.auth_token.filter(|t| !t.is_empty());
+    let token = args
+        .auth_token
+        .filter(|t| !t.is_empty())
+        .or_else(|| config.auth.token.clone());
+    let protect_reads = args.auth_read || config.auth.read;
+    if protect_reads && token.is_none() {
+        anyhow::bail!(
+            "auth.read: protecting reads needs a token: set auth.token or TIDEWATCH_AUTH_TOKEN"
+        );
+    }
     web::check_listen(args.listen, token.is_some(), args.insecure)?;
     let stop = stop_on_signals()?;
     let live = LiveState::new();
@@ -227,7 +241,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let state = web::AppState {
         live,
         store,
-        auth_token: token.map(Arc::from),
+        auth: web::auth::Auth::new(token.as_deref(), protect_reads),
         thresholds: Arc::new(thresholds),
     };
     let server_stop = stop.clone();

@@ -86,26 +86,55 @@ impl Store {
         note: Option<&str>,
         at: i64,
     ) -> Result<Option<AlertRecord>, DbError> {
-        let updated = sqlx::query(
-            "UPDATE alerts SET acked_by = $1, acked_at = $2, note = $3, \
-             state = CASE WHEN state = 'open' THEN 'acknowledged' ELSE state END WHERE id = $4",
-        )
-        .bind(by.to_owned())
-        .bind(at)
-        .bind(note.map(str::to_owned))
-        .bind(id.to_owned())
-        .execute(&self.pool)
-        .await
-        .map_err(|e| self.error(e))?;
-        if updated.rows_affected() == 0 {
-            return Ok(None);
-        }
-        let row = sqlx::query(&format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE id = $1"))
+        let acked = self
+            .acknowledge_many(&[id.to_owned()], by, note, at)
+            .await?;
+        Ok(acked.ok().and_then(|mut alerts| alerts.pop()))
+    }
+}
+
+impl Store {
+    /// Acknowledges several alerts in one transaction: all of them, or none when some id is
+    /// unknown (then `Err` lists those ids).
+    pub async fn acknowledge_many(
+        &self,
+        ids: &[String],
+        by: &str,
+        note: Option<&str>,
+        at: i64,
+    ) -> Result<Result<Vec<AlertRecord>, Vec<String>>, DbError> {
+        let mut tx = self.pool.begin().await.map_err(|e| self.error(e))?;
+        let mut missing = Vec::new();
+        let mut alerts = Vec::with_capacity(ids.len());
+        for id in ids {
+            let updated = sqlx::query(
+                "UPDATE alerts SET acked_by = $1, acked_at = $2, note = $3, \
+                 state = CASE WHEN state = 'open' THEN 'acknowledged' ELSE state END WHERE id = $4",
+            )
+            .bind(by.to_owned())
+            .bind(at)
+            .bind(note.map(str::to_owned))
             .bind(id.to_owned())
-            .fetch_one(&self.pool)
+            .execute(&mut *tx)
             .await
             .map_err(|e| self.error(e))?;
-        alert_of(&row).map(Some).map_err(|e| self.error(e))
+            if updated.rows_affected() == 0 {
+                missing.push(id.clone());
+                continue;
+            }
+            let row = sqlx::query(&format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE id = $1"))
+                .bind(id.to_owned())
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(|e| self.error(e))?;
+            alerts.push(alert_of(&row).map_err(|e| self.error(e))?);
+        }
+        if !missing.is_empty() {
+            tx.rollback().await.map_err(|e| self.error(e))?;
+            return Ok(Err(missing));
+        }
+        tx.commit().await.map_err(|e| self.error(e))?;
+        Ok(Ok(alerts))
     }
 }
 

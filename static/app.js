@@ -37,6 +37,14 @@ function notice(text) {
 const dash = "–";
 const time = (ms) => (ms == null ? dash : new Date(ms).toISOString());
 const count = (n) => (n == null ? dash : String(n));
+// As the server renders it (pages.rs `seconds`): 12.5 s, 4 min 10 s, 3 h 5 min, 2 d 4 h.
+function span(ms) {
+  const sign = ms < 0 ? "-" : "", s = Math.floor(Math.abs(ms) / 1000);
+  if (s < 60) return `${sign}${(Math.abs(ms) / 1000).toFixed(1)} s`;
+  if (s < 3600) return `${sign}${Math.floor(s / 60)} min ${s % 60} s`;
+  if (s < 86400) return `${sign}${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`;
+  return `${sign}${Math.floor(s / 86400)} d ${Math.floor((s % 86400) / 3600)} h`;
+}
 
 function setField(scope, field, text) {
   const cell = scope.querySelector(`[data-field="${field}"]`);
@@ -51,7 +59,7 @@ function applyStreams(streams) {
       messages: count(s.messages), accepted: count(s.accepted), late: count(s.late),
       duplicates: count(s.duplicates), dead_letters: count(s.dead_letters),
       watermark: time(s.watermark),
-      behind: s.watermark == null ? dash : `${((now - s.watermark) / 1000).toFixed(1)} s`,
+      behind: s.watermark == null ? dash : span(now - s.watermark),
       lag: lags.length ? String(lags.reduce((a, b) => a + b, 0)) : dash,
     };
     for (const scope of document.querySelectorAll(`[data-stream="${CSS.escape(s.name)}"]`)) {
@@ -126,8 +134,58 @@ function alertCells(row, alert) {
   const acked = row.querySelector(".acked");
   acked.textContent = alert.acked_by ? `${alert.acked_by}, ${new Date(alert.acked_at).toISOString()}` : "";
   if (alert.note) acked.append(document.createElement("br"), Object.assign(document.createElement("small"), { textContent: alert.note }));
-  if (alert.state !== "open") row.querySelector("button.ack")?.remove();
+  if (alert.state !== "open") {
+    row.querySelector("button.ack")?.remove();
+    row.querySelector("input.pick")?.remove();
+    updateBulk();
+  }
 }
+
+// Without a session where a token is needed, the server says 401: go and log in, then return.
+function toLogin() {
+  location.href = `/login?next=${encodeURIComponent(location.pathname + location.search)}`;
+}
+
+// ---- bulk acknowledgement (alerts page) ----
+const ackSelected = document.getElementById("ack-selected");
+const picked = () => [...document.querySelectorAll("#alerts input.pick:checked")].map((box) => box.value);
+function updateBulk() {
+  if (!ackSelected) return;
+  const n = picked().length;
+  ackSelected.disabled = n === 0;
+  ackSelected.textContent = n ? `Acknowledge ${n} selected` : "Acknowledge selected";
+}
+document.getElementById("alerts")?.addEventListener("change", (event) => {
+  if (event.target.id === "pick-all") {
+    for (const box of document.querySelectorAll("#alerts input.pick")) box.checked = event.target.checked;
+  }
+  updateBulk();
+});
+ackSelected?.addEventListener("click", async () => {
+  const ids = picked();
+  if (!ids.length) return;
+  ackSelected.disabled = true;
+  const response = await fetch("/api/alerts/ack", {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ ids, note: document.getElementById("bulk-note").value }),
+  });
+  if (response.status === 401) return toLogin();
+  if (!response.ok) {
+    const body = await response.json().catch(() => ({}));
+    window.alert(`Could not acknowledge: ${body.error ?? response.status}`);
+    updateBulk();
+    return;
+  }
+  for (const alert of await response.json()) {
+    const row = document.querySelector(`#alerts tr[data-id="${CSS.escape(alert.id)}"]`);
+    if (row) alertCells(row, alert);
+  }
+  const all = document.getElementById("pick-all");
+  if (all) all.checked = false;
+  document.getElementById("bulk-note").value = "";
+  updateBulk();
+});
 
 function applyAlert(alert, isNew) {
   if (page !== "alerts" && !(page === "series" && alert.series === chartState.series && alert.stream === chartState.stream)) {
@@ -141,7 +199,8 @@ function applyAlert(alert, isNew) {
     body.querySelector("td.empty")?.closest("tr").remove();
     row = document.createElement("tr");
     row.dataset.id = alert.id;
-    row.innerHTML = '<td><span class="stream"></span> <span class="name"></span></td><td class="time"></td><td class="value"></td><td class="expected"></td><td class="zv"></td><td><span class="severity"></span></td><td class="state"></td><td class="acked"></td><td><button class="ack">Acknowledge</button></td>';
+    const pick = document.getElementById("pick-all") ? '<input type="checkbox" class="pick" aria-label="Select">' : "";
+    row.innerHTML = '<td>' + pick + '</td><td><span class="stream"></span> <span class="name"></span></td><td class="time"></td><td class="value"></td><td class="expected"></td><td class="zv"></td><td><span class="severity"></span></td><td class="state"></td><td class="acked"></td><td><button class="ack">Acknowledge</button></td>';
     row.querySelector(".stream").textContent = alert.stream;
     row.querySelector(".name").textContent = alert.series;
     row.querySelector(".time").textContent = new Date(alert.ts).toISOString();
@@ -154,6 +213,8 @@ function applyAlert(alert, isNew) {
     severity.textContent = alert.severity;
     severity.classList.add(alert.severity);
     row.querySelector("button.ack").dataset.id = alert.id;
+    const box = row.querySelector("input.pick");
+    if (box) box.value = alert.id;
     wireAck(row.querySelector("button.ack"));
     row.classList.add("fresh");
     body.prepend(row);
@@ -173,6 +234,7 @@ function wireAck(button) {
       headers: { "Content-Type": "application/json" },
       body: JSON.stringify({ note }),
     });
+    if (response.status === 401) return toLogin();
     if (!response.ok) {
       const body = await response.json().catch(() => ({}));
       window.alert(`Could not acknowledge: ${body.error ?? response.status}`);

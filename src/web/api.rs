@@ -10,6 +10,7 @@ use axum::response::IntoResponse;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
+use super::auth::Principal;
 use super::{check_same_origin, AppState, WebError, NOTE_LIMIT};
 use crate::live::SeriesView;
 use crate::record::{AlertRecord, AlertState};
@@ -146,8 +147,63 @@ pub async fn acknowledge(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<AlertRecord>, WebError> {
-    let authenticated = check_token(&state, &headers)?;
-    check_same_origin(&headers)?;
+    let ack: AckBody = parse_ack_body(&state, &headers, &body)?;
+    let (by, note) = ack_fields(&state, &headers, ack.by, ack.note)?;
+    let store = store_of(&state)?;
+    let alert = store
+        .acknowledge(&id, &by, note.as_deref(), now_ms())
+        .await?
+        .ok_or_else(|| WebError::NotFound(format!("alert {id}")))?;
+    // Stored first; only now does every client hear of it.
+    state.live.acknowledged(alert.clone());
+    Ok(Json(alert))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AckManyBody {
+    ids: Vec<String>,
+    by: Option<String>,
+    note: Option<String>,
+}
+
+/// Most alerts one bulk acknowledgement may name.
+const ACK_MANY_LIMIT: usize = 500;
+
+/// `POST /api/alerts/ack` with `{"ids": [...], "by": "...", "note": "..."}`: acknowledges
+/// several alerts at once, all or none (an unknown id is a 404 that acknowledges nothing).
+pub async fn acknowledge_many(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Vec<AlertRecord>>, WebError> {
+    let ack: AckManyBody = parse_ack_body(&state, &headers, &body)?;
+    if ack.ids.is_empty() || ack.ids.len() > ACK_MANY_LIMIT {
+        return Err(WebError::BadRequest(format!(
+            "ids: between 1 and {ACK_MANY_LIMIT} alert ids"
+        )));
+    }
+    let (by, note) = ack_fields(&state, &headers, ack.by, ack.note)?;
+    let store = store_of(&state)?;
+    let alerts = store
+        .acknowledge_many(&ack.ids, &by, note.as_deref(), now_ms())
+        .await?
+        .map_err(|missing| WebError::NotFound(format!("alerts {}", missing.join(", "))))?;
+    for alert in &alerts {
+        state.live.acknowledged(alert.clone());
+    }
+    Ok(Json(alerts))
+}
+
+/// Checks who is asking, where from and in which format, then parses the JSON body (an empty
+/// body is the type's default when it has one).
+fn parse_ack_body<T: serde::de::DeserializeOwned>(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<T, WebError> {
+    state.auth.principal(headers)?;
+    check_same_origin(headers)?;
     let is_json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -159,21 +215,34 @@ pub async fn acknowledge(
     if !is_json {
         return Err(WebError::UnsupportedMediaType);
     }
-    let body: AckBody = if body.iter().all(u8::is_ascii_whitespace) {
-        AckBody::default()
+    let text = if body.iter().all(u8::is_ascii_whitespace) {
+        &b"{}"[..]
     } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| WebError::BadRequest(format!("invalid body: {e}")))?
+        body
     };
-    let by = body
-        .by
-        .map(|b| b.trim().to_owned())
-        .filter(|b| !b.is_empty())
-        .unwrap_or_else(|| if authenticated { "api" } else { "anonymous" }.to_owned());
+    serde_json::from_slice(text).map_err(|e| WebError::BadRequest(format!("invalid body: {e}")))
+}
+
+/// Who acknowledges (a logged-in user is who they logged in as; others may say, else "api" or
+/// "anonymous") and the note, both within their limits.
+fn ack_fields(
+    state: &AppState,
+    headers: &HeaderMap,
+    by: Option<String>,
+    note: Option<String>,
+) -> Result<(String, Option<String>), WebError> {
+    let principal = state.auth.principal(headers)?;
+    let by = match &principal {
+        Principal::User(name) => name.clone(),
+        other => by
+            .map(|b| b.trim().to_owned())
+            .filter(|b| !b.is_empty())
+            .unwrap_or_else(|| other.default_name().to_owned()),
+    };
     if by.chars().count() > 100 {
         return Err(WebError::BadRequest("by: at most 100 characters".into()));
     }
-    let note = body.note.filter(|n| !n.trim().is_empty());
+    let note = note.filter(|n| !n.trim().is_empty());
     if note
         .as_ref()
         .is_some_and(|n| n.chars().count() > NOTE_LIMIT)
@@ -182,42 +251,21 @@ pub async fn acknowledge(
             "note: at most {NOTE_LIMIT} characters"
         )));
     }
-    let Some(store) = &state.store else {
-        return Err(WebError::Unavailable(
+    Ok((by, note))
+}
+
+fn store_of(state: &AppState) -> Result<&crate::store::Store, WebError> {
+    state.store.as_ref().ok_or_else(|| {
+        WebError::Unavailable(
             "acknowledgements are stored in the database: add a db sink to the pipeline".into(),
-        ));
-    };
-    let now = SystemTime::now()
+        )
+    })
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
-    let alert = store
-        .acknowledge(&id, &by, note.as_deref(), now)
-        .await?
-        .ok_or_else(|| WebError::NotFound(format!("alert {id}")))?;
-    // Stored first; only now does every client hear of it.
-    state.live.acknowledged(alert.clone());
-    Ok(Json(alert))
-}
-
-/// `Ok(true)` when a valid token was presented, `Ok(false)` when none is required.
-fn check_token(state: &AppState, headers: &HeaderMap) -> Result<bool, WebError> {
-    let Some(expected) = &state.auth_token else {
-        return Ok(false);
-    };
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    match presented {
-        Some(token) if constant_time_eq(token.as_bytes(), expected.as_bytes()) => Ok(true),
-        _ => Err(WebError::Unauthorized),
-    }
-}
-
-/// Compares without an early exit, so response timing does not reveal a matching prefix.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Prometheus text exposition of the pipeline's counters.

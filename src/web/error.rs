@@ -11,7 +11,7 @@ use tracing::error;
 pub enum WebError {
     #[error("{0}")]
     BadRequest(String),
-    #[error("authentication required: send Authorization: Bearer <token>")]
+    #[error("authentication required: log in at /login, or send Authorization: Bearer <token>")]
     Unauthorized,
     #[error("cross-origin request refused")]
     CrossOrigin,

@@ -4,6 +4,7 @@
 //! The only write is an alert acknowledgement: stored first, then broadcast.
 
 mod api;
+pub mod auth;
 mod error;
 mod pages;
 mod ws;
@@ -38,8 +39,8 @@ pub struct AppState {
     pub live: Arc<LiveState>,
     /// Where acknowledgements are stored; without it they are refused.
     pub store: Option<Store>,
-    /// When set, acknowledging needs `Authorization: Bearer <token>`.
-    pub auth_token: Option<Arc<str>>,
+    /// Who may acknowledge and read (see [`auth`]).
+    pub auth: auth::Auth,
     /// The z-score threshold per stream, for the expected band of the charts.
     pub thresholds: Arc<std::collections::BTreeMap<String, f64>>,
 }
@@ -62,7 +63,14 @@ pub fn router(state: AppState) -> Router {
         .route("/api/alerts", get(api::alerts))
         .route("/api/status", get(api::status))
         .route("/api/alerts/{id}/ack", post(api::acknowledge))
+        .route("/api/alerts/ack", post(api::acknowledge_many))
+        .route("/login", get(pages::login_form).post(pages::login))
+        .route("/logout", post(pages::logout))
         .route("/ws", get(ws::upgrade))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_read_access,
+        ))
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,

@@ -4,13 +4,36 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use askama::Template;
 use axum::extract::{Query, State};
-use axum::http::header;
-use axum::response::{Html, IntoResponse};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::Form;
 
 use super::api::list_alerts;
-use super::{asset_cache, AppState, WebError};
+use super::auth::{safe_next, session_cookie};
+use super::{asset_cache, check_same_origin, AppState, WebError};
 use crate::record::{AlertRecord, AlertState, Trend};
 use crate::sink::console::format_ms;
+
+/// What the page header shows of the person looking, and what they may do.
+pub struct Viewer {
+    /// A token is set: show the login or logout link.
+    pub login_enabled: bool,
+    /// The logged-in user's name; empty when not logged in.
+    pub user: String,
+    /// May acknowledge: no token is set, or logged in.
+    pub can_write: bool,
+}
+
+impl Viewer {
+    fn of(state: &AppState, headers: &HeaderMap) -> Viewer {
+        let user = state.auth.signed_in_user(headers);
+        Viewer {
+            login_enabled: state.auth.token_required(),
+            can_write: !state.auth.token_required() || user.is_some(),
+            user: user.unwrap_or_default(),
+        }
+    }
+}
 
 /// A series that has sent nothing for this long is shown as stale.
 const STALE_AFTER: Duration = Duration::from_secs(60);
@@ -51,6 +74,7 @@ pub struct OverviewPage {
     pub open_alerts: usize,
     pub late_total: u64,
     pub dead_letters_total: u64,
+    pub viewer: Viewer,
 }
 
 #[derive(Template)]
@@ -59,6 +83,7 @@ pub struct AlertsPage {
     pub alerts: Vec<AlertRow>,
     pub filter: String,
     pub open_alerts: usize,
+    pub viewer: Viewer,
 }
 
 pub struct AlertRow {
@@ -113,7 +138,11 @@ fn sparkline(points: &[(i64, f64)]) -> String {
         .join(" ")
 }
 
-pub async fn overview(State(state): State<AppState>) -> Result<impl IntoResponse, WebError> {
+pub async fn overview(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<impl IntoResponse, WebError> {
+    let viewer = Viewer::of(&state, &headers);
     let events_per_second = state.live.events_per_second();
     let page = {
         let dashboard = state.live.read();
@@ -173,6 +202,7 @@ pub async fn overview(State(state): State<AppState>) -> Result<impl IntoResponse
             open_alerts: dashboard.open_alerts(),
             late_total: dashboard.late_total,
             dead_letters_total: dashboard.dead_letters_total,
+            viewer,
         }
     };
     Ok(Html(page.render()?))
@@ -185,6 +215,7 @@ pub struct AlertFilter {
 
 pub async fn alerts(
     State(state): State<AppState>,
+    headers: HeaderMap,
     Query(filter): Query<AlertFilter>,
 ) -> Result<impl IntoResponse, WebError> {
     let wanted = match filter.state.as_deref() {
@@ -200,6 +231,7 @@ pub async fn alerts(
         alerts: alerts.iter().map(alert_row).collect(),
         filter: filter.state.unwrap_or_else(|| "all".into()),
         open_alerts,
+        viewer: Viewer::of(&state, &headers),
     };
     Ok(Html(page.render()?))
 }
@@ -279,6 +311,7 @@ pub struct SeriesPage {
     pub windows: Vec<WindowRow>,
     pub alerts: Vec<AlertRow>,
     pub open_alerts: usize,
+    pub viewer: Viewer,
 }
 
 pub struct WindowRow {
@@ -300,8 +333,10 @@ fn script_json(value: &serde_json::Value) -> String {
 
 pub async fn series(
     State(state): State<AppState>,
+    headers: HeaderMap,
     axum::extract::Path((stream, series)): axum::extract::Path<(String, String)>,
 ) -> Result<impl IntoResponse, WebError> {
+    let viewer = Viewer::of(&state, &headers);
     let threshold = state.thresholds.get(&stream).copied().unwrap_or(3.0);
     let dashboard = state.live.read();
     let view = dashboard
@@ -377,6 +412,7 @@ pub async fn series(
             .collect(),
         alerts,
         open_alerts: dashboard.open_alerts(),
+        viewer,
     };
     drop(dashboard);
     Ok(Html(page.render()?))
@@ -415,6 +451,7 @@ pub struct StatusPage {
     pub late: Vec<LateRow>,
     pub dead_letters: Vec<DeadLetterRow>,
     pub open_alerts: usize,
+    pub viewer: Viewer,
 }
 
 pub struct StreamStatus {
@@ -460,13 +497,25 @@ pub struct DeadLetterRow {
     pub payload: String,
 }
 
+/// A span of time as people read it: `12.5 s`, `4 min 10 s`, `3 h 5 min`, `2 d 4 h`.
 fn seconds(ms: i64) -> String {
-    format!("{:.1} s", ms as f64 / 1000.0)
+    let sign = if ms < 0 { "-" } else { "" };
+    let s = ms.unsigned_abs() / 1000;
+    match s {
+        0..60 => format!("{sign}{:.1} s", ms.unsigned_abs() as f64 / 1000.0),
+        60..3600 => format!("{sign}{} min {} s", s / 60, s % 60),
+        3600..86400 => format!("{sign}{} h {} min", s / 3600, s % 3600 / 60),
+        _ => format!("{sign}{} d {} h", s / 86400, s % 86400 / 3600),
+    }
 }
 
 /// `/status`: per stream and partition — offsets, lag, watermark, idle or not — and the recent
 /// late events and dead letters with their reasons.
-pub async fn status(State(state): State<AppState>) -> Result<impl IntoResponse, WebError> {
+pub async fn status(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<impl IntoResponse, WebError> {
+    let viewer = Viewer::of(&state, &headers);
     let page = {
         let dashboard = state.live.read();
         let now = now_ms();
@@ -536,7 +585,97 @@ pub async fn status(State(state): State<AppState>) -> Result<impl IntoResponse, 
                 })
                 .collect(),
             open_alerts: dashboard.open_alerts(),
+            viewer,
         }
     };
     Ok(Html(page.render()?))
+}
+
+#[derive(Template)]
+#[template(path = "login.html")]
+pub struct LoginPage {
+    pub next: String,
+    pub error: String,
+    pub open_alerts: usize,
+    pub viewer: Viewer,
+}
+
+#[derive(serde::Deserialize)]
+pub struct LoginQuery {
+    next: Option<String>,
+}
+
+/// `GET /login`: the form that exchanges the token for a session cookie.
+pub async fn login_form(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<LoginQuery>,
+) -> Result<Response, WebError> {
+    let next = safe_next(query.next.as_deref());
+    if !state.auth.token_required() {
+        return Ok(Redirect::to(&next).into_response());
+    }
+    let page = LoginPage {
+        next,
+        error: String::new(),
+        open_alerts: 0,
+        viewer: Viewer::of(&state, &headers),
+    };
+    Ok(Html(page.render()?).into_response())
+}
+
+#[derive(serde::Deserialize)]
+pub struct LoginForm {
+    token: String,
+    #[serde(default)]
+    name: String,
+    next: Option<String>,
+}
+
+/// Longest user name an acknowledgement records.
+const NAME_LIMIT: usize = 100;
+
+/// `POST /login`: checks the token, opens a session, and goes back where the user was.
+pub async fn login(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<LoginForm>,
+) -> Result<Response, WebError> {
+    check_same_origin(&headers)?;
+    let next = safe_next(form.next.as_deref());
+    let name: String = match form.name.trim() {
+        "" => "dashboard user".to_owned(),
+        name => name.chars().take(NAME_LIMIT).collect(),
+    };
+    match state.auth.login(&form.token, &name) {
+        Ok(session) => Ok((
+            [(header::SET_COOKIE, session_cookie(Some(&session)))],
+            Redirect::to(&next),
+        )
+            .into_response()),
+        Err(WebError::Unauthorized) => {
+            let page = LoginPage {
+                next,
+                error: "That token is not the one this dashboard was started with.".into(),
+                open_alerts: 0,
+                viewer: Viewer::of(&state, &headers),
+            };
+            Ok((StatusCode::UNAUTHORIZED, Html(page.render()?)).into_response())
+        }
+        Err(other) => Err(other),
+    }
+}
+
+/// `POST /logout`: ends the session and clears the cookie.
+pub async fn logout(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, WebError> {
+    check_same_origin(&headers)?;
+    state.auth.logout(&headers);
+    Ok((
+        [(header::SET_COOKIE, session_cookie(None))],
+        Redirect::to("/"),
+    )
+        .into_response())
 }

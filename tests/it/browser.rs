@@ -236,6 +236,17 @@ url = "sqlite://t.db"
     let shot = b.screenshot().await.unwrap();
     std::fs::write(screenshot_dir().join("overview.png"), shot).unwrap();
 
+    // The status page: the socket's partition with its watermark, updated live.
+    b.goto(&format!("{base}/status")).await.unwrap();
+    eventually(
+        &b,
+        "the partition row",
+        "const s = document.querySelector('tr[data-partition] [data-field=state]'); return s && s.textContent === 'active'",
+    )
+    .await;
+    let shot = b.screenshot().await.unwrap();
+    std::fs::write(screenshot_dir().join("status.png"), shot).unwrap();
+
     a.close().await.unwrap();
     b.close().await.unwrap();
 }

@@ -10,6 +10,7 @@ use tidewatch::live::{LiveSink, LiveState, Update};
 use tidewatch::record::{AlertRecord, AlertState, Direction, PointRecord, Record, Severity, Trend};
 use tidewatch::sink::{DbSink, Sink};
 use tidewatch::store::Store;
+use tidewatch::web::auth::{Auth, SESSION_COOKIE};
 use tidewatch::web::{router, AppState};
 use tower::ServiceExt;
 
@@ -74,6 +75,10 @@ fn ack_request(id: &str, _body: &str) -> axum::http::request::Builder {
 
 /// A live state with two series (one with a hostile name) and a store holding one open alert.
 async fn fixture(token: Option<&str>) -> (axum::Router, Arc<LiveState>, tempfile::TempDir) {
+    fixture_with(Auth::new(token, false)).await
+}
+
+async fn fixture_with(auth: Auth) -> (axum::Router, Arc<LiveState>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}/t.db", dir.path().display());
     let live = LiveState::new();
@@ -96,7 +101,7 @@ async fn fixture(token: Option<&str>) -> (axum::Router, Arc<LiveState>, tempfile
     let app = router(AppState {
         live: live.clone(),
         store: Some(store),
-        auth_token: token.map(Arc::from),
+        auth,
         thresholds: Arc::new([("s".to_owned(), 3.0)].into()),
     });
     (app, live, dir)
@@ -271,7 +276,7 @@ async fn with_a_token_acknowledging_needs_it_and_without_a_store_it_is_refused()
     let no_store = router(AppState {
         live: LiveState::new(),
         store: None,
-        auth_token: None,
+        auth: Auth::open(),
         thresholds: Default::default(),
     });
     let response = no_store
@@ -373,7 +378,7 @@ mod live_updates {
                     .await
                     .unwrap(),
             ),
-            auth_token: None,
+            auth: Auth::open(),
             thresholds: Default::default(),
         });
         let response = ack_app
@@ -575,4 +580,246 @@ async fn status_page_shows_partitions_lag_late_events_and_dead_letters() {
     );
     assert!(metrics
         .contains("tidewatch_partition_idle{stream=\"s\",source=\"events\",partition=\"1\"} 1"));
+}
+
+/// POSTs a JSON body to `uri` with optional extra headers.
+async fn post_json(
+    app: &axum::Router,
+    uri: &str,
+    body: &str,
+    headers: &[(header::HeaderName, &str)],
+) -> (StatusCode, String) {
+    let mut builder = Request::post(uri)
+        .header(header::HOST, "localhost:8080")
+        .header(header::CONTENT_TYPE, "application/json");
+    for (name, value) in headers {
+        builder = builder.header(name, *value);
+    }
+    let response = app
+        .clone()
+        .oneshot(builder.body(Body::from(body.to_owned())).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    (status, body_text(response).await)
+}
+
+/// Logs in through the form; returns the response's status, `Location` and `Set-Cookie`.
+async fn log_in(app: &axum::Router, form: &str) -> (StatusCode, String, String) {
+    let response = app
+        .clone()
+        .oneshot(
+            Request::post("/login")
+                .header(header::HOST, "localhost:8080")
+                .header(header::ORIGIN, "http://localhost:8080")
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .body(Body::from(form.to_owned()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let header_text = |name| {
+        response
+            .headers()
+            .get(name)
+            .map(|v: &header::HeaderValue| v.to_str().unwrap().to_owned())
+            .unwrap_or_default()
+    };
+    (
+        response.status(),
+        header_text(header::LOCATION),
+        header_text(header::SET_COOKIE),
+    )
+}
+
+#[tokio::test]
+async fn the_login_form_gives_a_session_cookie_that_acknowledges_under_the_users_name() {
+    let (app, live, _dir) = fixture(Some("s3cret")).await;
+    let mut updates = live.subscribe();
+
+    // The pages offer a login instead of the button.
+    let (_, html) = get(&app, "/alerts").await;
+    assert!(html.contains("Log in to acknowledge") && !html.contains("button class=\"ack\""));
+    let (code, form) = get(&app, "/login?next=/alerts").await;
+    assert_eq!(code, StatusCode::OK);
+    assert!(form.contains("type=\"password\"") && form.contains("value=\"/alerts\""));
+
+    let (code, _, cookie) = log_in(&app, "token=wrong&name=ana&next=%2Falerts").await;
+    assert_eq!(code, StatusCode::UNAUTHORIZED);
+    assert!(cookie.is_empty(), "no session for a wrong token");
+
+    let (code, location, cookie) =
+        log_in(&app, "token=s3cret&name=Ana+Ops&next=%2F%2Fevil.example%2F").await;
+    assert_eq!(code, StatusCode::SEE_OTHER);
+    assert_eq!(location, "/", "never redirected off site");
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    assert!(
+        !cookie.contains("s3cret"),
+        "the token itself never goes to the browser"
+    );
+    let session = cookie.split(';').next().unwrap().to_owned();
+    assert!(session.starts_with(&format!("{SESSION_COOKIE}=")));
+
+    // The session acknowledges; the name is the one given at login, whatever the body says.
+    let (code, body) = post_json(
+        &app,
+        "/api/alerts/a1/ack",
+        r#"{"by": "someone else", "note": "on it"}"#,
+        &[(header::COOKIE, &session)],
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    let acked: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(acked["acked_by"], "Ana Ops");
+    assert!(matches!(updates.recv().await.unwrap(), Update::Ack(a) if a.id == "a1"));
+
+    // Pages show who is logged in; after logout the cookie no longer works.
+    let response = app
+        .clone()
+        .oneshot(
+            Request::get("/alerts")
+                .header(header::COOKIE, &session)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let html = body_text(response).await;
+    assert!(html.contains("Ana Ops") && html.contains("Log out"));
+    let response = app
+        .clone()
+        .oneshot(
+            Request::post("/logout")
+                .header(header::COOKIE, &session)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let (code, _) = post_json(
+        &app,
+        "/api/alerts/a1/ack",
+        "{}",
+        &[(header::COOKIE, &session)],
+    )
+    .await;
+    assert_eq!(code, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn with_reads_protected_pages_redirect_to_login_and_the_api_answers_401() {
+    let (app, _live, _dir) = fixture_with(Auth::new(Some("s3cret"), true)).await;
+    for page in ["/", "/alerts?state=open", "/status", "/series/s/plain"] {
+        let response = app
+            .clone()
+            .oneshot(Request::get(page).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::SEE_OTHER, "{page}");
+        let location = response.headers()[header::LOCATION].to_str().unwrap();
+        assert!(
+            location.starts_with("/login?next=%2F"),
+            "{page} -> {location}"
+        );
+    }
+    for api in [
+        "/api/series",
+        "/api/alerts",
+        "/api/status",
+        "/metrics",
+        "/ws",
+    ] {
+        let (code, _) = get(&app, api).await;
+        assert_eq!(code, StatusCode::UNAUTHORIZED, "{api}");
+    }
+    // Open: the login page, its assets, the health check.
+    for open in ["/login", "/static/app.css", "/healthz"] {
+        let (code, _) = get(&app, open).await;
+        assert_eq!(code, StatusCode::OK, "{open}");
+    }
+    // A bearer token or a session reads.
+    let response = app
+        .clone()
+        .oneshot(
+            Request::get("/api/series")
+                .header(header::AUTHORIZATION, "Bearer s3cret")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let (_, _, cookie) = log_in(&app, "token=s3cret&next=%2Fstatus").await;
+    let response = app
+        .clone()
+        .oneshot(
+            Request::get("/")
+                .header(header::COOKIE, cookie.split(';').next().unwrap())
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn bulk_acknowledgement_is_all_or_nothing() {
+    let (app, live, dir) = fixture(None).await;
+    // Two more open alerts in the store.
+    let url = format!("sqlite://{}/t.db", dir.path().display());
+    tokio::task::spawn_blocking(move || {
+        DbSink::connect(&url)
+            .unwrap()
+            .write(&[Record::Alert(alert("a2")), Record::Alert(alert("a3"))])
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let mut updates = live.subscribe();
+
+    let (code, body) = post_json(
+        &app,
+        "/api/alerts/ack",
+        r#"{"ids": ["a1", "nope", "a2"]}"#,
+        &[],
+    )
+    .await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    assert!(body.contains("nope"), "{body}");
+    let (_, open) = get(&app, "/api/alerts?state=open").await;
+    let open: Vec<Value> = serde_json::from_str(&open).unwrap();
+    assert_eq!(open.len(), 3, "an unknown id acknowledges nothing");
+
+    for bad in [r#"{"ids": []}"#, r#"{"id": ["a1"]}"#, "[1, 2]"] {
+        let (code, _) = post_json(&app, "/api/alerts/ack", bad, &[]).await;
+        assert_eq!(code, StatusCode::BAD_REQUEST, "{bad}");
+    }
+
+    let (code, body) = post_json(
+        &app,
+        "/api/alerts/ack",
+        r#"{"ids": ["a1", "a3"], "by": "night shift", "note": "known maintenance"}"#,
+        &[],
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    let acked: Vec<Value> = serde_json::from_str(&body).unwrap();
+    assert_eq!(acked.len(), 2);
+    assert!(acked
+        .iter()
+        .all(|a| a["state"] == "acknowledged" && a["acked_by"] == "night shift"));
+    let (_, open) = get(&app, "/api/alerts?state=open").await;
+    let open: Vec<Value> = serde_json::from_str(&open).unwrap();
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0]["id"], "a2");
+    let mut broadcast = Vec::new();
+    while let Ok(Update::Ack(a)) = updates.try_recv() {
+        broadcast.push(a.id);
+    }
+    assert_eq!(broadcast, ["a1", "a3"], "each acknowledgement is broadcast");
 }
