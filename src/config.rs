@@ -169,9 +169,20 @@ pub struct DedupConfig {
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum WindowSpec {
-    Tumbling { size_ms: i64 },
-    Sliding { size_ms: i64, slide_ms: i64 },
-    Session { gap_ms: i64 },
+    Tumbling {
+        size_ms: i64,
+    },
+    Sliding {
+        size_ms: i64,
+        slide_ms: i64,
+    },
+    Session {
+        gap_ms: i64,
+    },
+    /// All time per series, re-emitted every `update_ms` of event time (complete mode).
+    Global {
+        update_ms: i64,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -475,9 +486,24 @@ mod raw {
     #[derive(Debug, Deserialize)]
     #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
     pub enum Window {
-        Tumbling { size: String },
-        Sliding { size: String, slide: String },
-        Session { gap: String },
+        Tumbling {
+            size: String,
+        },
+        Sliding {
+            size: String,
+            slide: String,
+        },
+        Session {
+            gap: String,
+        },
+        Global {
+            #[serde(default = "default_global_update")]
+            update: String,
+        },
+    }
+
+    fn default_global_update() -> String {
+        "1m".into()
     }
 
     #[derive(Debug, Deserialize)]
@@ -1006,6 +1032,9 @@ impl raw::Window {
             }
             raw::Window::Session { gap } => WindowSpec::Session {
                 gap_ms: duration_ms(&format!("{key}.gap"), &gap, false)?,
+            },
+            raw::Window::Global { update } => WindowSpec::Global {
+                update_ms: duration_ms(&format!("{key}.update"), &update, false)?,
             },
         })
     }

@@ -83,6 +83,8 @@ pub enum WindowKind {
     Tumbling,
     Sliding,
     Session,
+    /// All time, updated as it goes (Spark's complete mode).
+    Global,
 }
 
 /// The aggregate of one closed window of one series.

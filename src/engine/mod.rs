@@ -30,7 +30,10 @@
 //!    sum, mean, min, max, sample stddev (`null` for one event), first and last (by event time,
 //!    ties by arrival). An aligned window is emitted once, as `final`, when the watermark reaches
 //!    its end (`watermark ≥ end`); a session when the watermark passes its end
-//!    (`watermark > last + gap`). Windows with no events are not emitted.
+//!    (`watermark > last + gap`). Windows with no events are not emitted. A `global` window
+//!    (Spark's complete mode) holds a series' whole history, `[0, i64::MAX)`: it is re-emitted
+//!    with `final: false` when the watermark crosses a multiple of its `update` interval and
+//!    the series changed since, and once as `final` at end of input; sinks upsert it.
 //! 4. **Per-point analytics**, per series, in event-time order: events wait in a reorder buffer
 //!    until the watermark passes them (`ts < watermark`), ties broken by arrival order. For each
 //!    point, in that order: the mean of the last `sma_points` values including itself; EWMA with
@@ -84,7 +87,7 @@ use self::dedup::Dedup;
 use self::join::{IntervalJoin, JoinInput, Side};
 use self::points::PointAnalytics;
 use self::time::WatermarkTracker;
-use self::window::{AlignedWindows, SessionWindows};
+use self::window::{AlignedWindows, GlobalWindows, SessionWindows};
 
 /// An event that reached the operators: deduplicated, not late, its series interned.
 pub struct Accepted<'a> {
@@ -109,6 +112,7 @@ pub trait Operator: Send {
 enum StreamOperator {
     Aligned(AlignedWindows),
     Session(SessionWindows),
+    Global(GlobalWindows),
     Points(PointAnalytics),
 }
 
@@ -117,6 +121,7 @@ impl StreamOperator {
         match self {
             StreamOperator::Aligned(op) => op,
             StreamOperator::Session(op) => op,
+            StreamOperator::Global(op) => op,
             StreamOperator::Points(op) => op,
         }
     }
@@ -244,6 +249,9 @@ impl Engine {
                         ),
                         WindowSpec::Session { gap_ms } => {
                             StreamOperator::Session(SessionWindows::new(name.clone(), gap_ms))
+                        }
+                        WindowSpec::Global { update_ms } => {
+                            StreamOperator::Global(GlobalWindows::new(name.clone(), update_ms))
                         }
                     });
                 }

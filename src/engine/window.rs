@@ -79,6 +79,7 @@ impl Aggregate {
         kind: WindowKind,
         window_start: i64,
         window_end: i64,
+        is_final: bool,
     ) -> Record {
         Record::Window(WindowRecord {
             stream: stream.clone(),
@@ -94,7 +95,7 @@ impl Aggregate {
             stddev: self.moments.sample_stddev(),
             first: self.first.2,
             last: self.last.2,
-            is_final: true,
+            is_final,
         })
     }
 }
@@ -192,7 +193,7 @@ impl AlignedWindows {
             if let Some(first) = panes.next() {
                 let mut total = *first;
                 panes.for_each(|agg| total.merge(agg));
-                out.push(total.record(&self.stream, &state.label, self.kind, start, end));
+                out.push(total.record(&self.stream, &state.label, self.kind, start, end, true));
             }
             state.cursor = start + slide;
             // Panes before the next window's start belong to no window still open.
@@ -351,9 +352,106 @@ impl Operator for SessionWindows {
                     WindowKind::Session,
                     start,
                     end,
+                    true,
                 ));
             }
         }
+    }
+}
+
+/// Start of the one window of a `global` window kind: the Unix epoch.
+pub const GLOBAL_START: i64 = 0;
+/// End of the one window of a `global` window kind: the end of time.
+pub const GLOBAL_END: i64 = i64::MAX;
+
+/// All-time aggregates per series: Spark's *complete* output mode.
+///
+/// Each series has one window, `[GLOBAL_START, GLOBAL_END)`. It is emitted with `final: false`
+/// whenever the watermark crosses a multiple of `update` (event time, so a replay emits the
+/// same updates) and the series changed since its last emission, and once more with
+/// `final: true` at the end of input. Sinks upsert on the window key, so a database table
+/// holds the complete, current result at all times. State: one aggregate per series.
+#[derive(Serialize, Deserialize)]
+pub struct GlobalWindows {
+    stream: Arc<str>,
+    update: i64,
+    series: Vec<Option<GlobalSeries>>,
+    /// Series changed since the last update, in the order they first changed.
+    changed: Vec<u32>,
+    /// The watermark at or after which the next update is due.
+    next_update: i64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct GlobalSeries {
+    label: Arc<str>,
+    agg: Aggregate,
+    changed: bool,
+}
+
+impl GlobalWindows {
+    pub fn new(stream: Arc<str>, update: i64) -> Self {
+        GlobalWindows {
+            stream,
+            update,
+            series: Vec::new(),
+            changed: Vec::new(),
+            next_update: i64::MIN,
+        }
+    }
+
+    fn emit(&self, series: u32, is_final: bool, out: &mut Vec<Record>) {
+        if let Some(state) = self.series.get(series as usize).and_then(Option::as_ref) {
+            out.push(state.agg.record(
+                &self.stream,
+                &state.label,
+                WindowKind::Global,
+                GLOBAL_START,
+                GLOBAL_END,
+                is_final,
+            ));
+        }
+    }
+}
+
+impl Operator for GlobalWindows {
+    fn on_event(&mut self, ev: &Accepted<'_>, _out: &mut Vec<Record>) {
+        match slot(&mut self.series, ev.series) {
+            Some(state) => state.agg.add(ev.ts, ev.seq, ev.value),
+            empty => {
+                *empty = Some(GlobalSeries {
+                    label: ev.label.clone(),
+                    agg: Aggregate::of(ev.ts, ev.seq, ev.value),
+                    changed: false,
+                })
+            }
+        }
+        if let Some(state) = self.series[ev.series as usize].as_mut() {
+            if !state.changed {
+                state.changed = true;
+                self.changed.push(ev.series);
+            }
+        }
+    }
+
+    fn on_watermark(&mut self, watermark: i64, out: &mut Vec<Record>) {
+        if watermark == i64::MAX {
+            for series in 0..self.series.len() as u32 {
+                self.emit(series, true, out);
+            }
+            self.changed.clear();
+            return;
+        }
+        if watermark < self.next_update || self.changed.is_empty() {
+            return;
+        }
+        for series in std::mem::take(&mut self.changed) {
+            self.emit(series, false, out);
+            if let Some(state) = self.series[series as usize].as_mut() {
+                state.changed = false;
+            }
+        }
+        self.next_update = (watermark.div_euclid(self.update) + 1).saturating_mul(self.update);
     }
 }
 
@@ -461,6 +559,49 @@ mod tests {
         assert_eq!(
             w.stddev.map(|s| (s * 1e9).round()),
             Some((1.2909944487358056f64 * 1e9).round())
+        );
+    }
+
+    fn updates(out: &[Record]) -> Vec<(u64, f64, bool)> {
+        out.iter()
+            .map(|r| match r {
+                Record::Window(w) => {
+                    assert_eq!(
+                        (w.kind, w.window_start, w.window_end),
+                        (WindowKind::Global, GLOBAL_START, GLOBAL_END)
+                    );
+                    (w.count, w.sum, w.is_final)
+                }
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn global_windows_update_when_the_watermark_crosses_the_interval_then_end_final() {
+        let mut op = GlobalWindows::new("s".into(), 100);
+        let mut out = Vec::new();
+        feed(&mut op, &[(5, 1.0), (50, 2.0)], &mut out);
+        op.on_watermark(40, &mut out);
+        assert_eq!(
+            updates(&out),
+            [(2, 3.0, false)],
+            "the first watermark emits"
+        );
+        out.clear();
+        feed(&mut op, &[(60, 4.0)], &mut out);
+        op.on_watermark(99, &mut out);
+        assert!(out.is_empty(), "no update before the next multiple of 100");
+        op.on_watermark(100, &mut out);
+        assert_eq!(updates(&out), [(3, 7.0, false)]);
+        out.clear();
+        op.on_watermark(250, &mut out);
+        assert!(out.is_empty(), "nothing changed, nothing emitted");
+        op.on_watermark(i64::MAX, &mut out);
+        assert_eq!(
+            updates(&out),
+            [(3, 7.0, true)],
+            "one final record at the end"
         );
     }
 }

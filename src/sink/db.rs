@@ -381,6 +381,7 @@ fn window_kind(w: &WindowRecord) -> &'static str {
         crate::record::WindowKind::Tumbling => "tumbling",
         crate::record::WindowKind::Sliding => "sliding",
         crate::record::WindowKind::Session => "session",
+        crate::record::WindowKind::Global => "global",
     }
 }
 

@@ -400,6 +400,7 @@ pub async fn series(
                     crate::record::WindowKind::Tumbling => "tumbling",
                     crate::record::WindowKind::Sliding => "sliding",
                     crate::record::WindowKind::Session => "session",
+                    crate::record::WindowKind::Global => "all time",
                 },
                 start: format_ms(w.window_start),
                 end: format_ms(w.window_end),

@@ -257,6 +257,37 @@ proptest! {
     }
 
     #[test]
+    fn global_windows_match_brute_force(events in arrivals(120), lateness in 0i64..120, update in 1i64..100) {
+        let mut engine = Engine::new(&config(
+            &format!("fields = {{ time = \"ts\", series = \"series\", value = \"value\" }}\nwatermark = {{ lateness = \"{lateness}ms\" }}\nwindows = [{{ kind = \"global\", update = \"{update}ms\" }}]"),
+            "",
+        ));
+        let out = run(&mut engine, 0, &events);
+        let late = late_flags(&events, lateness);
+        let all = windows_of(&out);
+        let mut expected = Vec::new();
+        for series in 0..3 {
+            let members: Vec<(i64, usize, f64)> = events.iter().enumerate()
+                .filter(|(i, e)| e.series == series && !late[*i])
+                .map(|(i, e)| (e.ts, i, e.value)).collect();
+            if members.is_empty() {
+                continue;
+            }
+            expected.push(expected_window(WindowKind::Global, series, 0, i64::MAX, &members));
+            // Updates before the final one only ever grow, and each one is news.
+            let counts: Vec<(u64, bool)> = all.iter()
+                .filter(|w| *w.series == *label(series))
+                .map(|w| (w.count, w.is_final)).collect();
+            prop_assert_eq!(counts.iter().filter(|c| c.1).count(), 1, "one final record");
+            prop_assert!(counts.last().unwrap().1, "the final record comes last");
+            let updates: Vec<u64> = counts.iter().filter(|c| !c.1).map(|c| c.0).collect();
+            prop_assert!(updates.windows(2).all(|w| w[0] < w[1]), "updates {:?}", updates);
+        }
+        let finals: Vec<WindowRecord> = all.into_iter().filter(|w| w.is_final).collect();
+        assert_windows_match(finals, expected)?;
+    }
+
+    #[test]
     fn results_do_not_depend_on_arrival_order_within_the_lateness(
         seed_values in prop::collection::vec((-50i64..50, 0i64..40), 5..80),
     ) {
