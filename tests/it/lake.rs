@@ -30,29 +30,33 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// Every row of one Parquet file.
+pub fn parquet_rows<T: serde::de::DeserializeOwned>(path: &Path) -> Vec<T> {
+    let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(path).unwrap())
+        .unwrap()
+        .build()
+        .unwrap();
+    reader
+        .flat_map(|batch| serde_arrow::from_record_batch::<Vec<T>>(&batch.unwrap()).unwrap())
+        .collect()
+}
+
 /// All rows of one record kind in a lake, as sorted JSON texts.
 pub fn lake_rows<T>(lake: &Path, kind: &str) -> Vec<String>
 where
     T: serde::de::DeserializeOwned + serde::Serialize,
 {
-    let mut rows = Vec::new();
-    for file in files_under(&lake.join(format!("kind={kind}"))) {
-        let reader = ParquetRecordBatchReaderBuilder::try_new(
-            std::fs::File::open(lake.join(format!("kind={kind}")).join(&file)).unwrap(),
-        )
-        .unwrap()
-        .build()
-        .unwrap();
-        for batch in reader {
-            let records: Vec<T> = serde_arrow::from_record_batch(&batch.unwrap()).unwrap();
-            // Through JSON text and back, exactly as the NDJSON side is read, so both sides
-            // meet the same (not always correctly rounded) float parser.
-            rows.extend(records.iter().map(|r| {
-                let text = serde_json::to_string(r).unwrap();
-                serde_json::from_str::<Value>(&text).unwrap().to_string()
-            }));
-        }
-    }
+    let dir = lake.join(format!("kind={kind}"));
+    let mut rows: Vec<String> = files_under(&dir)
+        .iter()
+        .flat_map(|file| parquet_rows::<T>(&dir.join(file)))
+        // Through JSON text and back, exactly as the NDJSON side is read, so both sides meet
+        // the same (not always correctly rounded) float parser.
+        .map(|r| {
+            let text = serde_json::to_string(&r).unwrap();
+            serde_json::from_str::<Value>(&text).unwrap().to_string()
+        })
+        .collect();
     rows.sort();
     rows
 }

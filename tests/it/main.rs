@@ -4,6 +4,7 @@ mod browser;
 mod cli;
 mod compose;
 mod crash;
+mod examples;
 mod follow;
 mod golden;
 mod kafka;
