@@ -71,6 +71,8 @@ pub struct Dashboard {
     /// The latest late events and dead letters, oldest first.
     pub recent_late: VecDeque<LateRecord>,
     pub recent_dead_letters: VecDeque<DeadLetterRecord>,
+    /// Why the pipeline is paused (a sink is failing and being retried), if it is.
+    pub paused: Option<String>,
 }
 
 impl Dashboard {
@@ -231,6 +233,10 @@ impl Sink for LiveSink {
 
     fn on_progress(&mut self, progress: &[StreamProgress]) {
         self.live.read().streams = progress.to_vec();
+    }
+
+    fn on_paused(&mut self, reason: Option<&str>) {
+        self.live.read().paused = reason.map(str::to_owned);
     }
 }
 

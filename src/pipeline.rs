@@ -399,28 +399,58 @@ fn write_out(
     written: &mut BTreeMap<RecordKind, u64>,
     mode: &Mode,
 ) -> Result<(), PipelineError> {
-    let Mode::Continuous { stop } = mode else {
-        return Ok(drain(out, sinks, written)?);
-    };
+    if out.is_empty() {
+        return Ok(());
+    }
+    // Sinks that already have this batch: a retry resumes with the one that failed, so the
+    // others do not receive it twice.
+    let mut delivered = 0;
     let mut backoff = Duration::from_millis(100);
     let mut retries_after_stop = 0;
-    loop {
-        match drain(out, sinks, written) {
-            Ok(()) => return Ok(()),
-            Err(error) => {
-                if stop.load(Ordering::Relaxed) {
-                    retries_after_stop += 1;
-                    if retries_after_stop > 5 {
-                        return Err(error.into());
-                    }
-                }
-                warn!(%error, retry_in = ?backoff, "Sink failed; pipeline paused.");
-                std::thread::sleep(backoff);
-                backoff = (backoff * 2).min(Duration::from_secs(30));
+    let mut paused = false;
+    while delivered < sinks.len() {
+        let error = match sinks[delivered].write(out) {
+            Ok(()) => {
+                delivered += 1;
+                continue;
+            }
+            Err(error) => error,
+        };
+        // A batch run fails (and resumes later from its checkpoint); a following one waits
+        // for the sink to come back, holding its records, and says so on the status page.
+        let Mode::Continuous { stop } = mode else {
+            return Err(error.into());
+        };
+        if stop.load(Ordering::Relaxed) {
+            retries_after_stop += 1;
+            if retries_after_stop > 5 {
+                return Err(error.into());
             }
         }
+        warn!(%error, retry_in = ?backoff, "Sink failed; pipeline paused.");
+        let reason = format!("a sink failed, retrying every {backoff:?}: {error}");
+        for sink in sinks.iter_mut() {
+            sink.on_paused(Some(&reason));
+        }
+        paused = true;
+        std::thread::sleep(backoff);
+        backoff = (backoff * 2).min(MAX_SINK_BACKOFF);
     }
+    if paused {
+        info!("Sinks recovered; pipeline resumed.");
+        for sink in sinks.iter_mut() {
+            sink.on_paused(None);
+        }
+    }
+    for record in out.iter() {
+        *written.entry(record.kind()).or_default() += 1;
+    }
+    out.clear();
+    Ok(())
 }
+
+/// Longest wait between two attempts to write to a failed sink.
+const MAX_SINK_BACKOFF: Duration = Duration::from_secs(30);
 
 /// Reads up to [`BATCH`] messages of one stream through decode and the engine; returns how
 /// many were read.
@@ -528,20 +558,102 @@ fn checkpoint(
     Ok(())
 }
 
-fn drain(
-    out: &mut Vec<Record>,
-    sinks: &mut [Box<dyn Sink>],
-    written: &mut BTreeMap<RecordKind, u64>,
-) -> Result<(), SinkError> {
-    if out.is_empty() {
-        return Ok(());
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::record::DeadLetterRecord;
+
+    /// Fails its first `failures` writes; logs what happens to it.
+    struct Flaky {
+        name: &'static str,
+        failures: usize,
+        log: Arc<Mutex<Vec<String>>>,
     }
-    for sink in sinks.iter_mut() {
-        sink.write(out)?;
+
+    impl Sink for Flaky {
+        fn write(&mut self, records: &[Record]) -> Result<(), SinkError> {
+            let mut log = self.log.lock().unwrap();
+            if self.failures > 0 {
+                self.failures -= 1;
+                log.push(format!("{} failed", self.name));
+                return Err(SinkError::Parquet("disk full".into()));
+            }
+            log.push(format!("{} wrote {}", self.name, records.len()));
+            Ok(())
+        }
+
+        fn flush(&mut self, _epoch: u64) -> Result<(), SinkError> {
+            Ok(())
+        }
+
+        fn on_paused(&mut self, reason: Option<&str>) {
+            let state = reason.map_or("resumed".to_owned(), |r| format!("paused ({r})"));
+            self.log
+                .lock()
+                .unwrap()
+                .push(format!("{} {state}", self.name));
+        }
     }
-    for record in out.iter() {
-        *written.entry(record.kind()).or_default() += 1;
+
+    type Log = Arc<Mutex<Vec<String>>>;
+
+    /// Sink "a" that works, sink "b" that fails `b_failures` times, their log, one record.
+    fn setup(b_failures: usize) -> (Vec<Box<dyn Sink>>, Log, Vec<Record>) {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let sinks: Vec<Box<dyn Sink>> = vec![
+            Box::new(Flaky {
+                name: "a",
+                failures: 0,
+                log: log.clone(),
+            }),
+            Box::new(Flaky {
+                name: "b",
+                failures: b_failures,
+                log: log.clone(),
+            }),
+        ];
+        let record = Record::DeadLetter(DeadLetterRecord {
+            stream: "s".into(),
+            source: "f".into(),
+            partition: 0,
+            offset: 1,
+            reason: "bad".into(),
+            payload: String::new(),
+        });
+        (sinks, log, vec![record])
     }
-    out.clear();
-    Ok(())
+
+    #[test]
+    fn following_a_failing_sink_pauses_until_it_recovers_and_no_sink_gets_a_batch_twice() {
+        let (mut sinks, log, mut out) = setup(2);
+        let mut written = BTreeMap::new();
+        let mode = Mode::Continuous {
+            stop: Arc::new(AtomicBool::new(false)),
+        };
+        write_out(&mut out, &mut sinks, &mut written, &mode).unwrap();
+        let log = log.lock().unwrap();
+        let reason = "paused (a sink failed, retrying every";
+        assert_eq!(log[0], "a wrote 1");
+        assert_eq!(log[1], "b failed");
+        assert!(log[2].starts_with(&format!("a {reason} 100ms: parquet: disk full")));
+        assert!(log[3].starts_with(&format!("b {reason} 100ms")));
+        assert_eq!(log[4], "b failed");
+        assert!(log[5].starts_with(&format!("a {reason} 200ms")));
+        assert_eq!(log[7..], ["b wrote 1", "a resumed", "b resumed"]);
+        assert!(out.is_empty());
+        assert_eq!(written[&RecordKind::DeadLetter], 1);
+    }
+
+    #[test]
+    fn a_batch_run_fails_at_once_on_a_failing_sink() {
+        let (mut sinks, log, mut out) = setup(1);
+        let mut written = BTreeMap::new();
+        let error = write_out(&mut out, &mut sinks, &mut written, &Mode::Once).unwrap_err();
+        assert!(error.to_string().contains("disk full"), "{error}");
+        assert_eq!(*log.lock().unwrap(), ["a wrote 1", "b failed"]);
+        assert!(written.is_empty());
+    }
 }

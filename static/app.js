@@ -79,6 +79,14 @@ function applyStreams(streams) {
   }
 }
 
+// A failing sink pauses the pipeline (nothing is dropped); say so on every page.
+function showPaused(reason) {
+  document.querySelectorAll(".paused.server").forEach((p) => p.remove());
+  const banner = document.getElementById("paused");
+  banner.hidden = !reason;
+  banner.textContent = reason ? `Pipeline paused: ${reason}` : "";
+}
+
 // ---- overview ----
 function sparkline(points) {
   if (points.length < 2) return "";
@@ -353,6 +361,7 @@ function connect(delay = 500) {
     } else if (message.type === "status") {
       setOpenAlerts(message.open_alerts);
       applyStreams(message.streams);
+      showPaused(message.paused);
       const rate = document.getElementById("events-per-second");
       if (rate) rate.textContent = message.events_per_second.toFixed(1);
     }

@@ -106,6 +106,9 @@ pub trait Sink: Send {
     /// The pipeline's progress after each round of reading (status pages, metrics).
     fn on_progress(&mut self, _progress: &[StreamProgress]) {}
 
+    /// The pipeline stopped because a sink failed (`Some(reason)`) or resumed (`None`).
+    fn on_paused(&mut self, _reason: Option<&str>) {}
+
     /// The pipeline's last checkpoint, if this sink holds one.
     fn load_checkpoint(&mut self, _pipeline: &str) -> Result<Option<Checkpoint>, SinkError> {
         Ok(None)

@@ -25,6 +25,7 @@ pub async fn status(State(state): State<AppState>) -> Json<serde_json::Value> {
     let dashboard = state.live.read();
     Json(serde_json::json!({
         "streams": dashboard.streams,
+        "paused": dashboard.paused,
         "late": dashboard.recent_late.iter().rev().collect::<Vec<_>>(),
         "dead_letters": dashboard.recent_dead_letters.iter().rev().collect::<Vec<_>>(),
     }))
@@ -326,6 +327,11 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         "gauge",
         "1 when the partition is idle and not holding the watermark back.",
     );
+    family(
+        "tidewatch_pipeline_paused",
+        "gauge",
+        "1 while a sink is failing and the pipeline waits for it.",
+    );
     family("tidewatch_open_alerts", "gauge", "Alerts open now.");
     family("tidewatch_series", "gauge", "Series seen.");
     family(
@@ -375,6 +381,11 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     for (kind, n) in &dashboard.records {
         let _ = writeln!(text, "tidewatch_records_total{{kind=\"{kind}\"}} {n}");
     }
+    let _ = writeln!(
+        text,
+        "tidewatch_pipeline_paused {}",
+        u8::from(dashboard.paused.is_some())
+    );
     let _ = writeln!(text, "tidewatch_open_alerts {}", dashboard.open_alerts());
     let _ = writeln!(text, "tidewatch_series {}", dashboard.series.len());
     let _ = writeln!(text, "tidewatch_events_per_second {events_per_second:.3}");

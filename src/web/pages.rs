@@ -75,6 +75,8 @@ pub struct OverviewPage {
     pub late_total: u64,
     pub dead_letters_total: u64,
     pub viewer: Viewer,
+    /// Why the pipeline is paused; empty when it runs.
+    pub paused: String,
 }
 
 #[derive(Template)]
@@ -202,6 +204,7 @@ pub async fn overview(
             open_alerts: dashboard.open_alerts(),
             late_total: dashboard.late_total,
             dead_letters_total: dashboard.dead_letters_total,
+            paused: dashboard.paused.clone().unwrap_or_default(),
             viewer,
         }
     };
@@ -453,6 +456,8 @@ pub struct StatusPage {
     pub dead_letters: Vec<DeadLetterRow>,
     pub open_alerts: usize,
     pub viewer: Viewer,
+    /// Why the pipeline is paused; empty when it runs.
+    pub paused: String,
 }
 
 pub struct StreamStatus {
@@ -586,6 +591,7 @@ pub async fn status(
                 })
                 .collect(),
             open_alerts: dashboard.open_alerts(),
+            paused: dashboard.paused.clone().unwrap_or_default(),
             viewer,
         }
     };

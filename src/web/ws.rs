@@ -119,6 +119,7 @@ fn status(state: &AppState) -> Value {
         "streams": dashboard.streams,
         "events_per_second": events_per_second,
         "open_alerts": dashboard.open_alerts(),
+        "paused": dashboard.paused,
     })
 }
 

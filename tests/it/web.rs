@@ -580,6 +580,20 @@ async fn status_page_shows_partitions_lag_late_events_and_dead_letters() {
     );
     assert!(metrics
         .contains("tidewatch_partition_idle{stream=\"s\",source=\"events\",partition=\"1\"} 1"));
+    assert!(metrics.contains("tidewatch_pipeline_paused 0"));
+
+    // A failing sink pauses the pipeline: the status page and the metrics say so.
+    live_sink.on_paused(Some("database unreachable <again>"));
+    let (_, html) = get(&app, "/status").await;
+    assert!(
+        html.contains("Pipeline paused: database unreachable &"),
+        "{html}"
+    );
+    let (_, metrics) = get(&app, "/metrics").await;
+    assert!(metrics.contains("tidewatch_pipeline_paused 1"));
+    live_sink.on_paused(None);
+    let (_, html) = get(&app, "/status").await;
+    assert!(!html.contains("Pipeline paused"));
 }
 
 /// POSTs a JSON body to `uri` with optional extra headers.
