@@ -27,8 +27,13 @@ pub const RECENT_WINDOWS: usize = 20;
 const RECENT_ALERTS: usize = 500;
 /// Recent late events and dead letters kept for the status page.
 pub const RECENT_PROBLEMS: usize = 50;
-/// Updates buffered for slow subscribers before they start losing the oldest.
-const HUB_CAPACITY: usize = 4096;
+/// Batches of updates buffered for slow subscribers before they start losing the oldest (one
+/// batch per sink write, so this is thousands of points).
+const HUB_CAPACITY: usize = 1024;
+
+/// The updates of one sink write, shared by every subscriber (one broadcast per write, not per
+/// record: with a thousand clients, a send per point is a million wake-ups a second).
+pub type Updates = Arc<[Update]>;
 
 /// One change, as pushed to dashboard clients.
 #[derive(Debug, Clone, Serialize)]
@@ -87,7 +92,7 @@ impl Dashboard {
 /// Shared between the pipeline (writer) and the web server (readers).
 pub struct LiveState {
     dashboard: Mutex<Dashboard>,
-    hub: broadcast::Sender<Update>,
+    hub: broadcast::Sender<Updates>,
     started: Instant,
 }
 
@@ -109,13 +114,15 @@ impl LiveState {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<Update> {
+    pub fn subscribe(&self) -> broadcast::Receiver<Updates> {
         self.hub.subscribe()
     }
 
-    /// Sends an update to every subscriber; no subscriber is not an error.
-    pub fn publish(&self, update: Update) {
-        let _ = self.hub.send(update);
+    /// Sends updates to every subscriber; no subscriber is not an error.
+    pub fn publish(&self, updates: Vec<Update>) {
+        if !updates.is_empty() {
+            let _ = self.hub.send(updates.into());
+        }
     }
 
     /// Events per second accepted since start, over all streams.
@@ -127,7 +134,7 @@ impl LiveState {
     /// Applies an acknowledgement already stored, and tells every client.
     pub fn acknowledged(&self, alert: AlertRecord) {
         self.read().alerts.insert(alert.id.clone(), alert.clone());
-        self.publish(Update::Ack(alert));
+        self.publish(vec![Update::Ack(alert)]);
     }
 }
 
@@ -221,9 +228,7 @@ impl Sink for LiveSink {
                 }
             }
         }
-        for update in updates {
-            self.live.publish(update);
-        }
+        self.live.publish(updates);
         Ok(())
     }
 

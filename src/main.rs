@@ -238,12 +238,12 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             result
         })
         .context("starting the pipeline thread")?;
-    let state = web::AppState {
+    let state = web::AppState::new(
         live,
         store,
-        auth: web::auth::Auth::new(token.as_deref(), protect_reads),
-        thresholds: Arc::new(thresholds),
-    };
+        web::auth::Auth::new(token.as_deref(), protect_reads),
+        thresholds,
+    );
     let server_stop = stop.clone();
     runtime.block_on(web::serve(listener, state, async move {
         while !server_stop.load(std::sync::atomic::Ordering::Relaxed) {

@@ -8,6 +8,9 @@ use super::{Polled, RawMessage, Source, SourceError};
 use crate::checkpoint::SplitPosition;
 use crate::generator::{Faults, Generator};
 
+/// How far ahead of its schedule the demo may run.
+const SLICE: Duration = Duration::from_millis(10);
+
 pub struct DemoSource {
     generator: Generator,
     rate: f64,
@@ -49,12 +52,15 @@ impl Source for DemoSource {
         Ok(None)
     }
 
+    /// Releases events in slices of up to [`SLICE`] worth: sleeping before every single event
+    /// would cap the demo at a few thousand events/s (each sleep costs more than it asks for).
     fn poll_message(&mut self, timeout: Duration) -> Result<Polled<'_>, SourceError> {
         let due = Duration::from_secs_f64(self.sent as f64 / self.rate);
-        let elapsed = self.started.elapsed();
-        if due > elapsed {
-            std::thread::sleep((due - elapsed).min(timeout));
-            if self.started.elapsed() < due {
+        let ahead = |elapsed: Duration| due.saturating_sub(elapsed + SLICE);
+        let wait = ahead(self.started.elapsed());
+        if !wait.is_zero() {
+            std::thread::sleep(wait.min(timeout));
+            if !ahead(self.started.elapsed()).is_zero() {
                 return Ok(Polled::Idle);
             }
         }

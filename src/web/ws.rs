@@ -11,26 +11,31 @@
 //!   "open_alerts": n}`;
 //! - client → server: `{"subscribe": "all"}` or `{"subscribe": {"stream": s, "series": s}}`.
 //!
-//! Each client reads the hub on its own; the hub never waits for anyone. A client too slow to
-//! keep up loses its place in the hub and is sent a fresh snapshot; one that does not take a
-//! message within [`SEND_TIMEOUT`] is disconnected.
+//! Fan-out: the pipeline publishes one batch of updates per sink write to the live hub. One
+//! task ([`Fanout`]) reads it for every client subscribed to `all`: it keeps the newest point
+//! per series, and every 100 ms serialises one batch message that all those clients share (and
+//! once a second one status message for everyone). A client subscribed to one series reads the
+//! hub itself and filters. Nobody ever waits for a client: one too slow to keep up loses its
+//! place and is sent a fresh snapshot; one that does not take a message within
+//! [`SEND_TIMEOUT`] is disconnected.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Once};
 use std::time::Duration;
 
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::{self, error::RecvError};
 use tracing::debug;
 
 use super::api::SeriesSummary;
 use super::{check_same_origin, AppState, WebError};
-use crate::live::Update;
+use crate::live::{LiveState, Update, Updates};
 
 /// Protocol version, in every message.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -42,6 +47,8 @@ const STATUS_EVERY: Duration = Duration::from_secs(1);
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(5);
 /// Alerts in a snapshot.
 const SNAPSHOT_ALERTS: usize = 100;
+/// Serialised messages buffered for clients of the shared feed (100 ms apart: 6 s of them).
+const WIRE_CAPACITY: usize = 64;
 
 pub async fn upgrade(
     State(state): State<AppState>,
@@ -49,6 +56,7 @@ pub async fn upgrade(
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, WebError> {
     check_same_origin(&headers)?;
+    state.fanout.start(&state.live);
     Ok(upgrade.on_upgrade(move |socket| client(socket, state)))
 }
 
@@ -84,9 +92,9 @@ struct ClientMessage {
     subscribe: Subscription,
 }
 
-fn snapshot(state: &AppState) -> Value {
-    let events_per_second = state.live.events_per_second();
-    let dashboard = state.live.read();
+fn snapshot(live: &LiveState) -> Value {
+    let events_per_second = live.events_per_second();
+    let dashboard = live.read();
     let series: Vec<Value> = dashboard
         .series
         .values()
@@ -110,9 +118,9 @@ fn snapshot(state: &AppState) -> Value {
     })
 }
 
-fn status(state: &AppState) -> Value {
-    let events_per_second = state.live.events_per_second();
-    let dashboard = state.live.read();
+fn status(live: &LiveState) -> Value {
+    let events_per_second = live.events_per_second();
+    let dashboard = live.read();
     json!({
         "v": PROTOCOL_VERSION,
         "type": "status",
@@ -127,31 +135,31 @@ fn status(state: &AppState) -> Value {
 #[derive(Default)]
 struct Pending {
     /// Newest point per series (subscription "all").
-    latest: BTreeMap<(String, String), Update>,
+    latest: BTreeMap<(Arc<str>, Arc<str>), Update>,
     /// Everything else, in order.
     ordered: Vec<Update>,
 }
 
 impl Pending {
-    fn add(&mut self, update: Update, subscription: &Subscription) {
-        match &update {
+    fn add(&mut self, update: &Update, subscription: &Subscription) {
+        match update {
             Update::Point(p) => {
                 if !subscription.wants(&p.stream, &p.series) {
                     return;
                 }
                 if subscription.is_all() {
                     self.latest
-                        .insert((p.stream.to_string(), p.series.to_string()), update);
+                        .insert((p.stream.clone(), p.series.clone()), update.clone());
                 } else {
-                    self.ordered.push(update);
+                    self.ordered.push(update.clone());
                 }
             }
             Update::Window(w) => {
                 if subscription.wants(&w.stream, &w.series) {
-                    self.ordered.push(update);
+                    self.ordered.push(update.clone());
                 }
             }
-            Update::Alert(_) | Update::Ack(_) => self.ordered.push(update),
+            Update::Alert(_) | Update::Ack(_) => self.ordered.push(update.clone()),
         }
     }
 
@@ -167,16 +175,92 @@ impl Pending {
     }
 }
 
-async fn client(socket: WebSocket, state: AppState) {
-    let (mut sender, mut receiver) = socket.split();
-    let mut hub = state.live.subscribe();
-    let mut subscription = Subscription::All("all".into());
+/// A message serialised once and shared by every client it is for.
+#[derive(Clone)]
+struct Wire {
+    /// A batch for the subscription `all` (clients of one series skip it); else a status.
+    batch: bool,
+    text: Utf8Bytes,
+}
+
+/// The shared feed: one task serialises what every `all` client gets.
+pub struct Fanout {
+    wire: broadcast::Sender<Wire>,
+    started: Once,
+}
+
+impl Default for Fanout {
+    fn default() -> Self {
+        Fanout {
+            wire: broadcast::channel(WIRE_CAPACITY).0,
+            started: Once::new(),
+        }
+    }
+}
+
+impl Fanout {
+    /// Starts the feed task, once, on the current runtime. It ends when the live state goes.
+    fn start(&self, live: &Arc<LiveState>) {
+        self.started.call_once(|| {
+            tokio::spawn(feed(
+                live.subscribe(),
+                Arc::downgrade(live),
+                self.wire.clone(),
+            ));
+        });
+    }
+}
+
+async fn feed(
+    mut hub: broadcast::Receiver<Updates>,
+    live: std::sync::Weak<LiveState>,
+    wire: broadcast::Sender<Wire>,
+) {
+    let all = Subscription::All("all".into());
     let mut pending = Pending::default();
     let mut batch = tokio::time::interval(BATCH_EVERY);
     let mut status_tick = tokio::time::interval(STATUS_EVERY);
-    let send = |value: Value| Message::Text(value.to_string().into());
+    loop {
+        let message = tokio::select! {
+            updates = hub.recv() => match updates {
+                Ok(updates) => {
+                    for update in updates.iter() {
+                        pending.add(update, &all);
+                    }
+                    None
+                }
+                Err(RecvError::Lagged(missed)) => {
+                    // The feed itself fell behind (the runtime is starved): every point it
+                    // missed is older than the newest ones to come, and alerts are re-read
+                    // from the snapshot clients get when they fall behind.
+                    debug!(missed, "Live feed lagged behind the hub.");
+                    None
+                }
+                Err(RecvError::Closed) => return,
+            },
+            _ = batch.tick() => pending.take().map(|value| (true, value)),
+            _ = status_tick.tick() => {
+                let Some(live) = live.upgrade() else { return };
+                Some((false, status(&live)))
+            }
+        };
+        if let Some((batch, value)) = message {
+            let text = Utf8Bytes::from(value.to_string());
+            // No receiver (no client of the feed) is fine.
+            let _ = wire.send(Wire { batch, text });
+        }
+    }
+}
 
-    if send_within(&mut sender, send(snapshot(&state)))
+async fn client(socket: WebSocket, state: AppState) {
+    let (mut sender, mut receiver) = socket.split();
+    let mut wire = state.fanout.wire.subscribe();
+    // Only a client of one series reads the hub itself.
+    let mut own: Option<(Subscription, broadcast::Receiver<Updates>, Pending)> = None;
+    let mut batch = tokio::time::interval(BATCH_EVERY);
+
+    let text = |value: Value| Message::Text(value.to_string().into());
+    if send_within(&mut sender, text(snapshot(&state.live)))
         .await
         .is_err()
     {
@@ -184,39 +268,66 @@ async fn client(socket: WebSocket, state: AppState) {
     }
     loop {
         let outgoing = tokio::select! {
-            update = hub.recv() => match update {
-                Ok(update) => {
-                    pending.add(update, &subscription);
+            shared = wire.recv() => match shared {
+                Ok(Wire { batch, text }) => {
+                    (!batch || own.is_none()).then_some(Message::Text(text))
+                }
+                Err(RecvError::Lagged(missed)) => {
+                    debug!(missed, "WebSocket client lagged; sending a fresh snapshot.");
+                    Some(text(snapshot(&state.live)))
+                }
+                Err(RecvError::Closed) => break,
+            },
+            updates = recv_own(&mut own) => match updates {
+                Ok(updates) => {
+                    if let Some((subscription, _, pending)) = own.as_mut() {
+                        for update in updates.iter() {
+                            pending.add(update, subscription);
+                        }
+                    }
                     None
                 }
                 Err(RecvError::Lagged(missed)) => {
-                    // Fell behind the hub: start again from the current state.
                     debug!(missed, "WebSocket client lagged; sending a fresh snapshot.");
-                    pending = Pending::default();
-                    Some(snapshot(&state))
+                    if let Some((_, _, pending)) = own.as_mut() {
+                        *pending = Pending::default();
+                    }
+                    Some(text(snapshot(&state.live)))
                 }
                 Err(RecvError::Closed) => break,
             },
             message = receiver.next() => match message {
-                Some(Ok(Message::Text(text))) => {
-                    if let Ok(request) = serde_json::from_str::<ClientMessage>(&text) {
-                        subscription = request.subscribe;
-                        pending = Pending::default();
+                Some(Ok(Message::Text(request))) => {
+                    if let Ok(request) = serde_json::from_str::<ClientMessage>(&request) {
+                        own = (!request.subscribe.is_all()).then(|| {
+                            (request.subscribe, state.live.subscribe(), Pending::default())
+                        });
                     }
                     None
                 }
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
                 Some(Ok(_)) => None,
             },
-            _ = batch.tick() => pending.take(),
-            _ = status_tick.tick() => Some(status(&state)),
+            _ = batch.tick(), if own.is_some() => {
+                own.as_mut().and_then(|(_, _, pending)| pending.take()).map(text)
+            }
         };
-        if let Some(value) = outgoing {
-            if send_within(&mut sender, send(value)).await.is_err() {
+        if let Some(message) = outgoing {
+            if send_within(&mut sender, message).await.is_err() {
                 debug!("WebSocket client too slow or gone; disconnecting.");
                 break;
             }
         }
+    }
+}
+
+/// The next updates of a client's own hub receiver; never resolves without one.
+async fn recv_own(
+    own: &mut Option<(Subscription, broadcast::Receiver<Updates>, Pending)>,
+) -> Result<Updates, RecvError> {
+    match own {
+        Some((_, hub, _)) => hub.recv().await,
+        None => std::future::pending().await,
     }
 }
 

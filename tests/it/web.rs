@@ -98,12 +98,12 @@ async fn fixture_with(auth: Auth) -> (axum::Router, Arc<LiveState>, tempfile::Te
     .await
     .unwrap();
     let store = Store::connect(&url).await.unwrap();
-    let app = router(AppState {
-        live: live.clone(),
-        store: Some(store),
+    let app = router(AppState::new(
+        live.clone(),
+        Some(store),
         auth,
-        thresholds: Arc::new([("s".to_owned(), 3.0)].into()),
-    });
+        [("s".to_owned(), 3.0)].into(),
+    ));
     (app, live, dir)
 }
 
@@ -236,8 +236,8 @@ async fn acknowledgement_is_checked_stored_then_broadcast() {
     assert_eq!(stored.len(), 1);
     assert_eq!(stored[0]["note"], EVIL);
     // Broadcast to every client.
-    match updates.try_recv() {
-        Ok(Update::Ack(a)) => {
+    match updates.try_recv().as_deref() {
+        Ok([Update::Ack(a)]) => {
             assert_eq!((a.id.as_str(), a.state), ("a1", AlertState::Acknowledged))
         }
         other => panic!("expected an ack broadcast, got {other:?}"),
@@ -273,12 +273,12 @@ async fn with_a_token_acknowledging_needs_it_and_without_a_store_it_is_refused()
     let acked: Value = serde_json::from_str(&body_text(response).await).unwrap();
     assert_eq!(acked["acked_by"], "api");
 
-    let no_store = router(AppState {
-        live: LiveState::new(),
-        store: None,
-        auth: Auth::open(),
-        thresholds: Default::default(),
-    });
+    let no_store = router(AppState::new(
+        LiveState::new(),
+        None,
+        Auth::open(),
+        Default::default(),
+    ));
     let response = no_store
         .oneshot(
             ack_request("a1", "{}")
@@ -371,16 +371,16 @@ mod live_updates {
         wait_for_point(&mut second, "plain", 42.0).await;
 
         // An acknowledgement through the API reaches every client.
-        let ack_app = router(AppState {
-            live: state_live.clone(),
-            store: Some(
+        let ack_app = router(AppState::new(
+            state_live.clone(),
+            Some(
                 Store::connect(&format!("sqlite://{}/t.db", _dir.path().display()))
                     .await
                     .unwrap(),
             ),
-            auth: Auth::open(),
-            thresholds: Default::default(),
-        });
+            Auth::open(),
+            Default::default(),
+        ));
         let response = ack_app
             .oneshot(
                 ack_request("a1", "{}")
@@ -688,7 +688,7 @@ async fn the_login_form_gives_a_session_cookie_that_acknowledges_under_the_users
     assert_eq!(code, StatusCode::OK, "{body}");
     let acked: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(acked["acked_by"], "Ana Ops");
-    assert!(matches!(updates.recv().await.unwrap(), Update::Ack(a) if a.id == "a1"));
+    assert!(matches!(&*updates.recv().await.unwrap(), [Update::Ack(a)] if a.id == "a1"));
 
     // Pages show who is logged in; after logout the cookie no longer works.
     let response = app
@@ -832,8 +832,12 @@ async fn bulk_acknowledgement_is_all_or_nothing() {
     assert_eq!(open.len(), 1);
     assert_eq!(open[0]["id"], "a2");
     let mut broadcast = Vec::new();
-    while let Ok(Update::Ack(a)) = updates.try_recv() {
-        broadcast.push(a.id);
+    while let Ok(batch) = updates.try_recv() {
+        for update in batch.iter() {
+            if let Update::Ack(a) = update {
+                broadcast.push(a.id.clone());
+            }
+        }
     }
     assert_eq!(broadcast, ["a1", "a3"], "each acknowledgement is broadcast");
 }
