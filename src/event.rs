@@ -356,7 +356,10 @@ impl<'de> Visitor<'de> for TopVisitor<'_> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Top<'de>, A::Error> {
         let mut found = Found {
-            groups: vec![None; self.decoder.mapping.group_by.len()],
+            groups: match self.decoder.mapping.group_by.len() {
+                0 => Vec::new(),
+                n => vec![None; n],
+            },
             ..Found::default()
         };
         let mut seen: u8 = 0;

@@ -21,32 +21,21 @@ const MIN_SWEEP_INTERVAL: usize = 1024;
 /// previous sweep. A stale entry may so outlive its expiry for a while, which changes no result
 /// (the duplicate test compares times exactly) and bounds the map at about twice the ids of the
 /// last `horizon + lateness` of event time.
+///
+/// The map is the hottest state of a busy stream (hundreds of thousands of live ids, one random
+/// probe per event), so an entry is kept to 32 bytes: the id inline and one time. The rare id
+/// reused for events further apart than the horizon keeps its other times in `earlier`.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Dedup {
     horizon_ms: i64,
-    /// Ids are short in practice: `SmolStr` keeps up to 23 bytes inline, no allocation and no
-    /// pointer to follow on compare.
-    seen: HashMap<SmolStr, SeenAt, foldhash::fast::RandomState>,
+    /// Id → the latest event time it was accepted at. Ids are short in practice: `SmolStr`
+    /// keeps up to 23 bytes inline, no allocation and no pointer to follow on compare.
+    seen: HashMap<SmolStr, i64, foldhash::fast::RandomState>,
+    /// Reused ids → their earlier accepted times that can still match.
+    earlier: HashMap<SmolStr, Vec<i64>, foldhash::fast::RandomState>,
     inserted_since_sweep: usize,
     sweep_after: usize,
     watermark: i64,
-}
-
-/// Event times an id was accepted at. Almost always one; several only when a producer reuses an
-/// id for events further apart than the horizon.
-#[derive(Debug, Serialize, Deserialize)]
-enum SeenAt {
-    One(i64),
-    Many(Vec<i64>),
-}
-
-impl SeenAt {
-    fn any(&self, mut f: impl FnMut(i64) -> bool) -> bool {
-        match self {
-            SeenAt::One(t) => f(*t),
-            SeenAt::Many(times) => times.iter().any(|&t| f(t)),
-        }
-    }
 }
 
 impl Dedup {
@@ -54,6 +43,7 @@ impl Dedup {
         Dedup {
             horizon_ms,
             seen: HashMap::default(),
+            earlier: HashMap::default(),
             inserted_since_sweep: 0,
             sweep_after: MIN_SWEEP_INTERVAL,
             watermark: i64::MIN,
@@ -66,21 +56,28 @@ impl Dedup {
         let near = |t0: i64| (ts - t0).abs() <= horizon;
         match self.seen.entry(SmolStr::new(id)) {
             std::collections::hash_map::Entry::Occupied(mut entry) => {
-                if entry.get().any(near) {
+                let latest = *entry.get();
+                if near(latest)
+                    || self
+                        .earlier
+                        .get(id)
+                        .is_some_and(|t| t.iter().any(|&t| near(t)))
+                {
                     return true;
                 }
-                // A reused id: keep only the times that can still match something.
+                // A reused id: keep the latest time here, the others that can still match
+                // something in `earlier`.
                 let live_after = self.watermark.saturating_sub(horizon);
-                let mut times = match entry.get() {
-                    SeenAt::One(t) => vec![*t],
-                    SeenAt::Many(times) => times.clone(),
-                };
+                let mut times = self.earlier.remove(id).unwrap_or_default();
+                times.push(latest.min(ts));
                 times.retain(|&t| t >= live_after);
-                times.push(ts);
-                entry.insert(SeenAt::Many(times));
+                entry.insert(latest.max(ts));
+                if !times.is_empty() {
+                    self.earlier.insert(SmolStr::new(id), times);
+                }
             }
             std::collections::hash_map::Entry::Vacant(entry) => {
-                entry.insert(SeenAt::One(ts));
+                entry.insert(ts);
                 self.inserted_since_sweep += 1;
                 if self.inserted_since_sweep >= self.sweep_after {
                     self.sweep();
@@ -96,17 +93,17 @@ impl Dedup {
         if watermark == i64::MAX {
             // End of input: nothing can be a duplicate any more.
             self.seen.clear();
+            self.earlier.clear();
         }
     }
 
     fn sweep(&mut self) {
         let live_after = self.watermark.saturating_sub(self.horizon_ms);
-        self.seen.retain(|_, seen| match seen {
-            SeenAt::One(t) => *t >= live_after,
-            SeenAt::Many(times) => {
-                times.retain(|&t| t >= live_after);
-                !times.is_empty()
-            }
+        // An id's earlier times are older than its latest: when that is stale, all are.
+        self.seen.retain(|_, &mut t| t >= live_after);
+        self.earlier.retain(|_, times| {
+            times.retain(|&t| t >= live_after);
+            !times.is_empty()
         });
         self.inserted_since_sweep = 0;
         self.sweep_after = self.seen.len().max(MIN_SWEEP_INTERVAL);

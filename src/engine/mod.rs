@@ -61,7 +61,7 @@
 //! one open session (~80 B) per gap-separated burst within `gap + lateness`; for analytics,
 //! `sma_points` values, the points of `trend_window` and of `zscore.window` (16 B each), and the
 //! reorder buffer (32 B per event within `lateness`). Dedup keeps each id of the last
-//! `horizon + lateness` of event time, at most about twice that between its sweeps (~48 B per
+//! `horizon + lateness` of event time, at most about twice that between its sweeps (~33 B per
 //! id; ids longer than 23 bytes add their length). Nothing grows with the length of the stream;
 //! the number of series is capped by `max_series`.
 
@@ -69,6 +69,7 @@ pub mod anomaly;
 pub mod dedup;
 pub mod join;
 pub mod points;
+pub mod reorder;
 pub mod stats;
 pub mod time;
 pub mod window;
@@ -148,8 +149,20 @@ pub enum RejectError {
 
 /// A checkpoint could not be written or read back.
 #[derive(Debug, Error)]
-#[error("engine snapshot: {0}")]
-pub struct SnapshotError(#[source] postcard::Error);
+pub enum SnapshotError {
+    #[error("engine snapshot: {0}")]
+    Encoding(#[source] postcard::Error),
+    #[error(
+        "engine snapshot in state format {found}, but this Tidewatch reads format \
+         {SNAPSHOT_FORMAT}: it was written by another version; start afresh under a new \
+         checkpoint.pipeline name (or remove the old checkpoint row)"
+    )]
+    Format { found: u8 },
+}
+
+/// Version of the layout of [`Engine::snapshot`]: bumped whenever a state type changes shape,
+/// so an old checkpoint is refused with a clear message instead of misread.
+pub const SNAPSHOT_FORMAT: u8 = 2;
 
 /// Counters of one stream, for the status page and `/metrics`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -440,12 +453,20 @@ impl Engine {
     /// The whole engine state, for a checkpoint. Binary (postcard), not JSON: compact, and
     /// floats round-trip bit for bit, which a restored engine needs to give identical results.
     pub fn snapshot(&self) -> Result<Vec<u8>, SnapshotError> {
-        postcard::to_stdvec(self).map_err(SnapshotError)
+        let mut bytes = vec![SNAPSHOT_FORMAT];
+        bytes.extend(postcard::to_stdvec(self).map_err(SnapshotError::Encoding)?);
+        Ok(bytes)
     }
 
     /// An engine exactly as [`Engine::snapshot`] left it.
     pub fn restore(snapshot: &[u8]) -> Result<Engine, SnapshotError> {
-        let mut engine: Engine = postcard::from_bytes(snapshot).map_err(SnapshotError)?;
+        let (&format, body) = snapshot
+            .split_first()
+            .ok_or(SnapshotError::Format { found: 0 })?;
+        if format != SNAPSHOT_FORMAT {
+            return Err(SnapshotError::Format { found: format });
+        }
+        let mut engine: Engine = postcard::from_bytes(body).map_err(SnapshotError::Encoding)?;
         for stream in &mut engine.streams {
             stream.series.rebuild_index();
         }
@@ -502,5 +523,31 @@ impl Engine {
     /// Rows buffered in all joins.
     pub fn join_rows(&self) -> usize {
         self.joins.iter().map(|j| j.join.buffered()).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn engine() -> Engine {
+        Engine::new(&Config::from_toml_str(crate::bench::BENCH_CONFIG).unwrap())
+    }
+
+    #[test]
+    fn a_snapshot_restores_and_another_format_is_refused_by_name() {
+        let snapshot = engine().snapshot().unwrap();
+        assert_eq!(snapshot[0], SNAPSHOT_FORMAT);
+        let restored = Engine::restore(&snapshot).unwrap();
+        assert_eq!(restored.snapshot().unwrap(), snapshot);
+
+        let mut old = snapshot.clone();
+        old[0] = SNAPSHOT_FORMAT - 1;
+        let refused = Engine::restore(&old).err().unwrap().to_string();
+        assert!(
+            refused.contains("format 1") && refused.contains("checkpoint.pipeline"),
+            "{refused}"
+        );
+        assert!(Engine::restore(&[]).is_err());
     }
 }

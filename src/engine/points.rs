@@ -5,13 +5,12 @@
 //! arrival order within the allowed lateness: by the time a point is computed, every event that
 //! precedes it in event time has either arrived or is late.
 
-use std::cmp::{Ordering, Reverse};
-use std::collections::BinaryHeap;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use super::anomaly::{Baseline, Episodes};
+use super::reorder::{Buffered, ReorderBuffer};
 use super::stats::{Ewma, MovingAverage, SlidingRegression};
 use super::window::slot;
 use super::{Accepted, Operator};
@@ -27,10 +26,10 @@ pub struct PointAnalytics {
     stream: Arc<str>,
     config: AnalyticsConfig,
     series: Vec<Option<SeriesAnalytics>>,
-    /// The reorder buffer of every series at once, ordered by (event time, arrival): one push
-    /// and one pop per event, where per-series buffers would also need a timer per series.
-    /// Popping in global order keeps each series in its own event-time order.
-    buffer: BinaryHeap<Reverse<Buffered>>,
+    /// The reorder buffer of every series at once, released in (event time, arrival) order:
+    /// one buffer for all series, where per-series buffers would also need a timer per series.
+    /// Releasing in global order keeps each series in its own event-time order.
+    buffer: ReorderBuffer,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -43,38 +42,13 @@ struct SeriesAnalytics {
     episodes: Episodes,
 }
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
-struct Buffered {
-    ts: i64,
-    seq: u64,
-    series: u32,
-    value: f64,
-}
-
-impl PartialEq for Buffered {
-    fn eq(&self, other: &Self) -> bool {
-        (self.ts, self.seq) == (other.ts, other.seq)
-    }
-}
-impl Eq for Buffered {}
-impl PartialOrd for Buffered {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Buffered {
-    fn cmp(&self, other: &Self) -> Ordering {
-        (self.ts, self.seq).cmp(&(other.ts, other.seq))
-    }
-}
-
 impl PointAnalytics {
     pub fn new(stream: Arc<str>, config: AnalyticsConfig) -> Self {
         PointAnalytics {
             stream,
             config,
             series: Vec::new(),
-            buffer: BinaryHeap::new(),
+            buffer: ReorderBuffer::default(),
         }
     }
 
@@ -154,28 +128,24 @@ impl Operator for PointAnalytics {
             baseline: Baseline::new(config.zscore),
             episodes: Episodes::new(&config.zscore),
         });
-        self.buffer.push(Reverse(Buffered {
+        self.buffer.push(Buffered {
             ts: ev.ts,
             seq: ev.seq,
             series: ev.series,
             value: ev.value,
-        }));
+        });
     }
 
     fn on_watermark(&mut self, watermark: i64, out: &mut Vec<Record>) {
         // Release what the watermark has passed: ts < watermark.
-        while let Some(&Reverse(next)) = self.buffer.peek() {
-            if next.ts >= watermark {
-                break;
-            }
-            self.buffer.pop();
-            if let Some(state) = self
-                .series
+        let (series, stream, config) = (&mut self.series, &self.stream, &self.config);
+        self.buffer.release(watermark, |next| {
+            if let Some(state) = series
                 .get_mut(next.series as usize)
                 .and_then(Option::as_mut)
             {
-                state.compute(&self.stream, &self.config, next, out);
+                state.compute(stream, config, next, out);
             }
-        }
+        });
     }
 }

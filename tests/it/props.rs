@@ -257,6 +257,41 @@ proptest! {
     }
 
     #[test]
+    fn the_reorder_buffer_releases_like_a_sort(
+        ops in prop::collection::vec((any::<bool>(), -3_000i64..3_000, 0u8..20), 1..400),
+    ) {
+        use tidewatch::engine::reorder::{Buffered, ReorderBuffer};
+        let year = 365 * 24 * 3_600_000i64;
+        let mut buffer = ReorderBuffer::default();
+        let mut pending: Vec<(i64, u64)> = Vec::new();
+        let (mut watermark, mut clock, mut seq) = (i64::MIN, 0i64, 0u64);
+        for (push, offset, far) in ops {
+            if push {
+                // Not late: at or after the watermark; now and then a clock a year off.
+                let jump = match far { 0 => year, 1 => -year, _ => 0 };
+                let ts = (clock + offset + jump).max(watermark);
+                buffer.push(Buffered { ts, seq, series: 0, value: 0.0 });
+                pending.push((ts, seq));
+                seq += 1;
+                clock = clock.max(ts - 5_000);
+            } else {
+                watermark = watermark.max(clock + offset);
+                let mut released = Vec::new();
+                buffer.release(watermark, |p| released.push((p.ts, p.seq)));
+                let mut expected: Vec<(i64, u64)> = pending.iter().copied().filter(|p| p.0 < watermark).collect();
+                expected.sort();
+                pending.retain(|p| p.0 >= watermark);
+                prop_assert_eq!(released, expected);
+                prop_assert_eq!(buffer.len(), pending.len());
+            }
+        }
+        let mut rest = Vec::new();
+        buffer.release(i64::MAX, |p| rest.push((p.ts, p.seq)));
+        pending.sort();
+        prop_assert_eq!(rest, pending);
+    }
+
+    #[test]
     fn global_windows_match_brute_force(events in arrivals(120), lateness in 0i64..120, update in 1i64..100) {
         let mut engine = Engine::new(&config(
             &format!("fields = {{ time = \"ts\", series = \"series\", value = \"value\" }}\nwatermark = {{ lateness = \"{lateness}ms\" }}\nwindows = [{{ kind = \"global\", update = \"{update}ms\" }}]"),

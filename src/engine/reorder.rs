@@ -1,0 +1,260 @@
+//! The reorder buffer of per-point analytics: holds points until the watermark passes them and
+//! releases them in (event time, arrival) order.
+//!
+//! A binary heap does this with a `log n` sift per point, each step a cache miss once the
+//! buffer holds a busy stream's ten seconds of lateness. Here points go into a calendar of
+//! fixed-width slots by event time instead; a slot is sorted once, when the watermark reaches
+//! it, and its points are released in order. Insertion is an append, release a sort of a small,
+//! cache-friendly slice. Points too far ahead of the oldest slot (a producer with a clock set
+//! in the future) wait in a heap until the calendar reaches them, so a stray timestamp cannot
+//! make the calendar huge.
+
+use std::cmp::{Ordering, Reverse};
+use std::collections::{BinaryHeap, VecDeque};
+
+use serde::{Deserialize, Serialize};
+
+/// Event time one slot covers, in ms.
+const SLOT_MS: i64 = 256;
+/// Slots at most (about 4.7 hours of event time ahead of the oldest point).
+const MAX_SLOTS: usize = 1 << 16;
+
+/// A point waiting for the watermark.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct Buffered {
+    pub ts: i64,
+    /// Arrival order within the stream: breaks ties of equal event times.
+    pub seq: u64,
+    pub series: u32,
+    pub value: f64,
+}
+
+impl Buffered {
+    fn key(&self) -> (i64, u64) {
+        (self.ts, self.seq)
+    }
+}
+
+impl PartialEq for Buffered {
+    fn eq(&self, other: &Self) -> bool {
+        self.key() == other.key()
+    }
+}
+impl Eq for Buffered {}
+impl PartialOrd for Buffered {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Buffered {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.key().cmp(&other.key())
+    }
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Slot {
+    points: Vec<Buffered>,
+    sorted: bool,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct ReorderBuffer {
+    /// Start of the first slot's time range (a multiple of `SLOT_MS`).
+    base: i64,
+    slots: VecDeque<Slot>,
+    /// Points beyond the last slot the calendar may have.
+    far: BinaryHeap<Reverse<Buffered>>,
+    len: usize,
+}
+
+impl ReorderBuffer {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn push(&mut self, point: Buffered) {
+        let slot_start = point.ts.div_euclid(SLOT_MS) * SLOT_MS;
+        if self.slots.is_empty() {
+            // An empty calendar starts at the point (the far heap only holds later points).
+            self.base = slot_start;
+        } else if slot_start < self.base {
+            // Earlier than the oldest slot (not late: the watermark is behind it). Grow the
+            // calendar backwards; slots that end up beyond its reach go to the far heap, which
+            // only ever holds points later than every slot.
+            let missing = ((self.base - slot_start) / SLOT_MS) as usize;
+            if missing >= MAX_SLOTS {
+                for slot in self.slots.drain(..) {
+                    self.far.extend(slot.points.into_iter().map(Reverse));
+                }
+            } else {
+                for _ in 0..missing {
+                    self.slots.push_front(Slot::default());
+                }
+                while self.slots.len() > MAX_SLOTS {
+                    if let Some(slot) = self.slots.pop_back() {
+                        self.far.extend(slot.points.into_iter().map(Reverse));
+                    }
+                }
+            }
+            self.base = slot_start;
+        }
+        self.len += 1;
+        self.place(point);
+        self.adopt_far();
+    }
+
+    /// Puts a point into its slot, or into the far heap when the calendar does not reach it.
+    fn place(&mut self, point: Buffered) {
+        let index = ((point.ts.div_euclid(SLOT_MS) * SLOT_MS - self.base) / SLOT_MS) as usize;
+        if index >= MAX_SLOTS {
+            self.far.push(Reverse(point));
+            return;
+        }
+        if index >= self.slots.len() {
+            self.slots.resize_with(index + 1, Slot::default);
+        }
+        let slot = &mut self.slots[index];
+        // Appending in order keeps a slot sorted: points mostly arrive in order.
+        slot.sorted = (slot.sorted || slot.points.is_empty())
+            && slot
+                .points
+                .last()
+                .is_none_or(|last| last.key() < point.key());
+        slot.points.push(point);
+    }
+
+    /// Moves far points the calendar now reaches into their slots, so slot order stays the
+    /// release order.
+    fn adopt_far(&mut self) {
+        let horizon = self.base.saturating_add(SLOT_MS * MAX_SLOTS as i64);
+        while let Some(&Reverse(next)) = self.far.peek() {
+            if next.ts >= horizon {
+                break;
+            }
+            self.far.pop();
+            self.place(next);
+        }
+    }
+
+    /// Releases, in (event time, arrival) order, every point with `ts < watermark`.
+    pub fn release(&mut self, watermark: i64, mut emit: impl FnMut(Buffered)) {
+        while let Some(slot) = self.slots.front_mut() {
+            let slot_end = self.base.saturating_add(SLOT_MS);
+            if !slot.sorted {
+                slot.points.sort_unstable();
+                slot.sorted = true;
+            }
+            if slot_end <= watermark {
+                // The whole slot is behind the watermark.
+                self.len -= slot.points.len();
+                slot.points.drain(..).for_each(&mut emit);
+                self.slots.pop_front();
+                self.base = slot_end;
+                continue;
+            }
+            let due = slot.points.partition_point(|p| p.ts < watermark);
+            self.len -= due;
+            slot.points.drain(..due).for_each(&mut emit);
+            break;
+        }
+        if self.slots.is_empty() {
+            // Only far points (if any) remain; they are later than anything released so far.
+            while let Some(&Reverse(next)) = self.far.peek() {
+                if next.ts >= watermark {
+                    break;
+                }
+                self.far.pop();
+                self.len -= 1;
+                emit(next);
+            }
+            if let Some(&Reverse(next)) = self.far.peek() {
+                // Restart the calendar at the next far point.
+                self.base = next.ts.div_euclid(SLOT_MS) * SLOT_MS;
+                self.adopt_far();
+            }
+        } else {
+            self.adopt_far();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn point(ts: i64, seq: u64) -> Buffered {
+        Buffered {
+            ts,
+            seq,
+            series: 0,
+            value: seq as f64,
+        }
+    }
+
+    fn released(buffer: &mut ReorderBuffer, watermark: i64) -> Vec<(i64, u64)> {
+        let mut out = Vec::new();
+        buffer.release(watermark, |p| out.push((p.ts, p.seq)));
+        out
+    }
+
+    #[test]
+    fn releases_in_time_then_arrival_order_only_behind_the_watermark() {
+        let mut b = ReorderBuffer::default();
+        for (seq, ts) in [1000, 10, 600, 10, 255, 256, 999, -5]
+            .into_iter()
+            .enumerate()
+        {
+            b.push(point(ts, seq as u64));
+        }
+        assert_eq!(released(&mut b, 10), [(-5, 7)]);
+        assert_eq!(
+            released(&mut b, 600),
+            [(10, 1), (10, 3), (255, 4), (256, 5)]
+        );
+        b.push(point(700, 8));
+        b.push(point(650, 9));
+        assert_eq!(
+            released(&mut b, 1000),
+            [(600, 2), (650, 9), (700, 8), (999, 6)]
+        );
+        assert_eq!(b.len(), 1);
+        assert_eq!(released(&mut b, i64::MAX), [(1000, 0)]);
+        assert!(b.is_empty());
+    }
+
+    #[test]
+    fn a_point_far_in_the_past_of_a_restarted_calendar_comes_out_first() {
+        let mut b = ReorderBuffer::default();
+        let year = 365 * 24 * 3_600_000i64;
+        b.push(point(0, 0));
+        b.push(point(year, 1));
+        assert_eq!(released(&mut b, 100), [(0, 0)]);
+        // The calendar now starts at the far point; a point between is still on time.
+        b.push(point(200, 2));
+        b.push(point(year - 10, 3));
+        assert_eq!(released(&mut b, 300), [(200, 2)]);
+        assert_eq!(released(&mut b, i64::MAX), [(year - 10, 3), (year, 1)]);
+        assert!(b.is_empty());
+    }
+
+    #[test]
+    fn a_point_far_in_the_future_does_not_grow_the_calendar() {
+        let mut b = ReorderBuffer::default();
+        let year = 365 * 24 * 3_600_000i64;
+        b.push(point(0, 0));
+        b.push(point(year, 1));
+        b.push(point(year - 1, 2));
+        b.push(point(5, 3));
+        assert!(b.slots.len() <= 2, "{} slots", b.slots.len());
+        assert_eq!(released(&mut b, 100), [(0, 0), (5, 3)]);
+        b.push(point(year + 3, 4));
+        assert_eq!(released(&mut b, year + 1), [(year - 1, 2), (year, 1)]);
+        assert_eq!(released(&mut b, i64::MAX), [(year + 3, 4)]);
+        assert!(b.is_empty() && b.slots.is_empty() && b.far.is_empty());
+    }
+}
