@@ -305,6 +305,7 @@ fn progress(engine: &Engine, inputs: &[StreamInput]) -> Vec<StreamProgress> {
                 duplicates: counters.duplicates,
                 dead_letters: input.dead_letters,
                 partitions: partition_progress(engine, input),
+                source_error: input.source.trouble(),
             }
         })
         .collect()

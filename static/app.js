@@ -61,9 +61,12 @@ function applyStreams(streams) {
       watermark: time(s.watermark),
       behind: s.watermark == null ? dash : span(now - s.watermark),
       lag: lags.length ? String(lags.reduce((a, b) => a + b, 0)) : dash,
+      source: s.source_error ? `down: ${s.source_error}` : "reading",
     };
     for (const scope of document.querySelectorAll(`[data-stream="${CSS.escape(s.name)}"]`)) {
       for (const [field, text] of Object.entries(fields)) setField(scope, field, text);
+      const source = scope.querySelector('[data-field="source"]');
+      if (source) source.className = `source ${s.source_error ? "down" : "ok"}`;
     }
     for (const p of s.partitions) {
       const row = document.querySelector(`tr[data-partition="${CSS.escape(`${s.name}/${p.split}`)}"]`);

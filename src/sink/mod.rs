@@ -50,6 +50,8 @@ pub struct StreamProgress {
     pub dead_letters: u64,
     /// Per source partition, in split order.
     pub partitions: Vec<PartitionProgress>,
+    /// Why the source cannot read right now (e.g. every broker down); `None` while it reads.
+    pub source_error: Option<String>,
 }
 
 impl StreamProgress {

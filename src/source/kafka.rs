@@ -16,7 +16,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::statistics::Statistics;
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use super::{RawMessage, Source, SourceError, SplitStatus};
 use crate::checkpoint::SplitPosition;
@@ -46,6 +46,9 @@ const STATISTICS_INTERVAL: &str = "1000";
 #[derive(Default)]
 pub struct LagContext {
     high_watermarks: Mutex<HashMap<(String, i32), i64>>,
+    /// When statistics last showed a broker connection up: clears a reported outage on an
+    /// idle topic, where no message would.
+    broker_up_at: Mutex<Option<Instant>>,
 }
 
 impl ClientContext for LagContext {
@@ -54,6 +57,12 @@ impl ClientContext for LagContext {
             .high_watermarks
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if statistics.brokers.values().any(|b| b.state == "UP") {
+            *self
+                .broker_up_at
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(Instant::now());
+        }
         for (topic, t) in statistics.topics {
             for (partition, p) in t.partitions {
                 // librdkafka lists an internal partition -1 and reports -1 before it knows.
@@ -78,6 +87,8 @@ pub struct KafkaSource {
     payload: Vec<u8>,
     topic: String,
     current: (u32, i32, i64),
+    /// The last consumption error and when it came, while no message has arrived since.
+    trouble: Option<(String, Instant)>,
 }
 
 impl KafkaSource {
@@ -224,6 +235,7 @@ impl KafkaSource {
             payload: Vec::new(),
             topic: String::new(),
             current: (0, 0, 0),
+            trouble: None,
         })
     }
 
@@ -251,7 +263,28 @@ impl KafkaSource {
                 }
                 continue;
             };
-            let message = result.map_err(kafka_error)?;
+            let message = match result {
+                Ok(message) => message,
+                // librdkafka reconnects and retries by itself; everything short of a fatal error
+                // (the client cannot go on) is weather: say so and keep polling. A batch run
+                // still fails once nothing has arrived for the stall timeout.
+                Err(error @ KafkaError::MessageConsumptionFatal(_)) => {
+                    return Err(kafka_error(error))
+                }
+                Err(error) => {
+                    let text = error.to_string();
+                    if self.trouble.is_none() {
+                        warn!(error = %text, "Kafka is failing; retrying (librdkafka reconnects).");
+                    } else {
+                        debug!(error = %text, "Kafka still failing.");
+                    }
+                    self.trouble = Some((text, Instant::now()));
+                    continue;
+                }
+            };
+            if self.trouble.take().is_some() {
+                info!("Kafka is back.");
+            }
             let key = (message.topic().to_owned(), message.partition());
             let Some(&index) = self.by_partition.get(&key) else {
                 continue;
@@ -328,6 +361,20 @@ impl Source for KafkaSource {
                 next_offset: s.next.max(0) as u64,
             })
             .collect()
+    }
+
+    fn trouble(&self) -> Option<String> {
+        let (text, at) = self.trouble.as_ref()?;
+        let up_since = *self
+            .consumer
+            .context()
+            .broker_up_at
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match up_since {
+            Some(up) if up > *at => None,
+            _ => Some(text.clone()),
+        }
     }
 
     /// Lag against the end offset found at start (`--once`) or, following, the newest high

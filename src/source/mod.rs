@@ -95,6 +95,12 @@ pub trait Source {
     /// Where each split is: what a checkpoint stores to resume from.
     fn positions(&self) -> Vec<SplitPosition>;
 
+    /// Why the source cannot read right now (broker unreachable, ...), while that lasts: the
+    /// status page shows it. Sources that cannot fail this way say `None`.
+    fn trouble(&self) -> Option<String> {
+        None
+    }
+
     /// Where each split is and how far behind the newest message it is, for the status page.
     fn split_status(&self) -> Vec<SplitStatus> {
         self.positions()

@@ -303,6 +303,11 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         "Inputs that could not be decoded, per stream.",
     );
     family(
+        "tidewatch_source_up",
+        "gauge",
+        "1 while the stream's source reads, 0 while it cannot (e.g. every broker down).",
+    );
+    family(
         "tidewatch_watermark_ms",
         "gauge",
         "Event-time watermark, epoch ms, per stream.",
@@ -350,6 +355,11 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         ] {
             let _ = writeln!(text, "{name}{{stream=\"{stream}\"}} {value}");
         }
+        let _ = writeln!(
+            text,
+            "tidewatch_source_up{{stream=\"{stream}\"}} {}",
+            u8::from(s.source_error.is_none())
+        );
         if let Some(watermark) = s.watermark {
             let _ = writeln!(
                 text,

@@ -63,6 +63,17 @@ pub struct StreamRow {
     pub watermark: String,
     pub behind: String,
     pub lag: String,
+    /// `reading`, or why the source cannot read.
+    pub source: String,
+    pub source_ok: bool,
+}
+
+/// How a stream's source is doing, as the pages show it.
+fn source_state(error: &Option<String>) -> (String, bool) {
+    match error {
+        None => ("reading".into(), true),
+        Some(error) => (format!("down: {error}"), false),
+    }
 }
 
 #[derive(Template)]
@@ -197,6 +208,8 @@ pub async fn overview(
                     watermark: s.watermark.map_or("–".into(), format_ms),
                     behind: s.watermark.map_or("–".into(), |w| seconds(now - w)),
                     lag: s.total_lag().map_or("–".into(), |lag| lag.to_string()),
+                    source: source_state(&s.source_error).0,
+                    source_ok: s.source_error.is_none(),
                 })
                 .collect(),
             series,
@@ -462,6 +475,8 @@ pub struct StatusPage {
 
 pub struct StreamStatus {
     pub name: String,
+    pub source: String,
+    pub source_ok: bool,
     pub watermark: String,
     pub behind: String,
     pub lag: String,
@@ -532,6 +547,8 @@ pub async fn status(
                 .iter()
                 .map(|s| StreamStatus {
                     name: s.name.clone(),
+                    source: source_state(&s.source_error).0,
+                    source_ok: s.source_error.is_none(),
                     watermark: s.watermark.map_or_else(dash, format_ms),
                     behind: s.watermark.map_or_else(dash, |w| seconds(now - w)),
                     lag: s.total_lag().map_or_else(dash, |lag| lag.to_string()),

@@ -6,23 +6,13 @@
 use std::io::Write;
 use std::net::TcpStream;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
 
-use crate::support::free_port;
-
-/// Kills the child on drop, even when the test fails.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use crate::support::{free_port, ChildGuard};
 
 fn wait_for_port(port: u16, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -35,7 +25,7 @@ fn wait_for_port(port: u16, what: &str) {
     }
 }
 
-fn chromedriver() -> Guard {
+fn chromedriver() -> ChildGuard {
     let binary = ["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"]
         .into_iter()
         .find(|p| std::path::Path::new(p).exists())
@@ -52,7 +42,7 @@ fn chromedriver() -> Guard {
         "TIDEWATCH_TEST_WEBDRIVER",
         format!("http://127.0.0.1:{port}"),
     );
-    Guard(child)
+    ChildGuard(child)
 }
 
 async fn browser(webdriver: &str, profile: &std::path::Path) -> Client {
@@ -125,7 +115,7 @@ url = "sqlite://t.db"
         ),
     )
     .unwrap();
-    let _server = Guard(
+    let _server = ChildGuard(
         Command::new(env!("CARGO_BIN_EXE_tidewatch"))
             .args([
                 "serve",

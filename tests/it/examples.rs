@@ -3,9 +3,7 @@
 //! their input with `tidewatch produce` to the test broker first.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -15,7 +13,7 @@ use tidewatch::record::WindowRecord;
 use crate::lake::files_under;
 use crate::support::broker::Broker;
 use crate::support::postgres::Postgres;
-use crate::support::{assert_success, free_port, read_ndjson, tidewatch, unique_name};
+use crate::support::{assert_success, http_get, read_ndjson, serve, tidewatch, unique_name};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -372,30 +370,6 @@ fn kafka_to_parquet_example_writes_a_lake_partitioned_by_date_and_hour() {
     assert_eq!(tumbling_total, accepted);
 }
 
-/// Kills the child on drop, even when the test fails.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn http_get(port: u16, path: &str) -> Option<String> {
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let (head, body) = response.split_once("\r\n\r\n")?;
-    head.starts_with("HTTP/1.1 200").then(|| body.to_owned())
-}
-
 #[test]
 fn kafka_postgres_example_fills_postgres_and_the_dashboard_shows_it() {
     let broker = Broker::start();
@@ -419,23 +393,7 @@ fn kafka_postgres_example_fills_postgres_and_the_dashboard_shows_it() {
     assert!(alerts > 0, "planted anomalies raise alerts");
 
     // The dashboard of the same pipeline reads them from PostgreSQL.
-    let port = free_port();
-    let _server = Guard(
-        Command::new(env!("CARGO_BIN_EXE_tidewatch"))
-            .args([
-                "serve",
-                "--config",
-                "examples/kafka-postgres/pipeline.toml",
-                "--listen",
-            ])
-            .arg(format!("127.0.0.1:{port}"))
-            .current_dir(dir.path())
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let (_server, port) = serve("examples/kafka-postgres/pipeline.toml", dir.path());
     let deadline = Instant::now() + Duration::from_secs(30);
     let listed = loop {
         assert!(

@@ -299,7 +299,7 @@ fn keyed_messages(range: std::ops::Range<i64>) -> Vec<(String, Vec<u8>)> {
     range
         .map(|i| {
             let line = format!(
-                r#"{{"ts":{},"series":"s{}","value":1.0}}"#,
+                r#"{{"ts":{},"series":"s{}","value":1.0,"id":"m{i}"}}"#,
                 1_000 + i,
                 i % 7
             );
@@ -366,4 +366,72 @@ fn consumer_lag_is_tracked_per_partition_while_following() {
         "lag {} after reading {read} of 150 messages",
         total_lag(&source)
     );
+}
+
+/// `/api/status` of a running dashboard, once `check` accepts it (polled for up to `wait`).
+fn status_when(port: u16, wait: Duration, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        if let Some(body) = crate::support::http_get(port, "/api/status") {
+            let status: Value = serde_json::from_str(&body).unwrap();
+            if check(&status) {
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{what} within {wait:?}; last status: {status}"
+            );
+        } else {
+            assert!(std::time::Instant::now() < deadline, "{what}: no status");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A broker outage does not stop a following pipeline: the status says the source is down
+/// while it lasts, and once the broker is back, reading goes on where it stopped.
+#[test]
+fn a_following_pipeline_rides_out_a_broker_outage() {
+    let mut broker = Broker::start();
+    let topic = unique_name("outage");
+    broker.create_topic(&topic, 2);
+    broker.produce(&topic, &keyed_messages(0..200));
+    let dir = tempfile::tempdir().unwrap();
+    let source = format!(
+        "{{ kind = \"kafka\", brokers = \"{}\", topics = [\"{topic}\"], group = \"{}\" }}",
+        broker.bootstrap,
+        unique_name("outage-group")
+    );
+    std::fs::write(
+        dir.path().join("p.toml"),
+        PIPELINE.replace("SOURCE", &source),
+    )
+    .unwrap();
+    let (mut server, port) = crate::support::serve("p.toml", dir.path());
+    let messages = |s: &Value| s["streams"][0]["messages"].as_u64().unwrap_or(0);
+    status_when(
+        port,
+        Duration::from_secs(30),
+        "the first 200 messages",
+        |s| messages(s) == 200,
+    );
+
+    broker.stop();
+    let down = status_when(port, Duration::from_secs(90), "the outage shown", |s| {
+        s["streams"][0]["source_error"].is_string()
+    });
+    assert!(server.is_running(), "the pipeline survived the outage");
+    assert_eq!(messages(&down), 200);
+    let metrics = crate::support::http_get(port, "/metrics").unwrap();
+    assert!(
+        metrics.contains("tidewatch_source_up{stream=\"sensors\"} 0"),
+        "{metrics}"
+    );
+
+    broker.restart();
+    broker.produce(&topic, &keyed_messages(200..300));
+    status_when(port, Duration::from_secs(90), "reading resumed", |s| {
+        messages(s) == 300 && s["streams"][0]["source_error"].is_null()
+    });
+    assert!(server.is_running());
 }

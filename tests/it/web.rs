@@ -542,6 +542,7 @@ async fn status_page_shows_partitions_lag_late_events_and_dead_letters() {
             partition(1, 7, Some(1_763_999_000_000), true),
             partition(2, 11, None, false),
         ],
+        source_error: Some("all brokers down".into()),
     }]);
 
     let (code, html) = get(&app, "/status").await;
@@ -556,6 +557,10 @@ async fn status_page_shows_partitions_lag_late_events_and_dead_letters() {
     assert!(row(1).contains(">7<") && row(1).contains("idle"));
     assert!(row(2).contains("waiting"), "{}", row(2));
     assert!(html.contains(">23<"), "total lag 5 + 7 + 11: {html}");
+    assert!(
+        html.contains("down: all brokers down"),
+        "the source's trouble: {html}"
+    );
     assert!(
         html.contains("12.5 s") && html.contains("4242"),
         "late event: {html}"
@@ -581,6 +586,7 @@ async fn status_page_shows_partitions_lag_late_events_and_dead_letters() {
     assert!(metrics
         .contains("tidewatch_partition_idle{stream=\"s\",source=\"events\",partition=\"1\"} 1"));
     assert!(metrics.contains("tidewatch_pipeline_paused 0"));
+    assert!(metrics.contains("tidewatch_source_up{stream=\"s\"} 0"));
 
     // A failing sink pauses the pipeline: the status page and the metrics say so.
     live_sink.on_paused(Some("database unreachable <again>"));

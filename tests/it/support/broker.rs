@@ -20,6 +20,33 @@ pub struct Broker {
     _data: tempfile::TempDir,
 }
 
+fn spawn(port: u16, data: &std::path::Path) -> Child {
+    let binary = broker_binary();
+    assert!(
+        binary.exists(),
+        "Kafka test broker not found at {}: run ./scripts/test.sh, which installs noida-db \
+         there, or set TIDEWATCH_TEST_BROKER_BIN to a noida-db binary",
+        binary.display()
+    );
+    Command::new(&binary)
+        .args([
+            "start",
+            "--host",
+            "127.0.0.1",
+            "--only",
+            "kafka",
+            "--kafka-port",
+        ])
+        .arg(port.to_string())
+        .arg("--data-dir")
+        .arg(data)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()))
+}
+
 fn broker_binary() -> PathBuf {
     if let Some(path) = std::env::var_os("TIDEWATCH_TEST_BROKER_BIN") {
         return PathBuf::from(path);
@@ -30,39 +57,37 @@ fn broker_binary() -> PathBuf {
 impl Broker {
     /// Starts a single-node broker on a free loopback port and waits until it answers metadata.
     pub fn start() -> Broker {
-        let binary = broker_binary();
-        assert!(
-            binary.exists(),
-            "Kafka test broker not found at {}: run ./scripts/test.sh, which installs noida-db \
-             there, or set TIDEWATCH_TEST_BROKER_BIN to a noida-db binary",
-            binary.display()
-        );
-        let port = free_port();
         let data = tempfile::tempdir().expect("a temporary data dir");
-        let child = Command::new(&binary)
-            .args([
-                "start",
-                "--host",
-                "127.0.0.1",
-                "--only",
-                "kafka",
-                "--kafka-port",
-            ])
-            .arg(port.to_string())
-            .arg("--data-dir")
-            .arg(data.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
+        let port = free_port();
         let broker = Broker {
-            child,
+            child: spawn(port, data.path()),
             bootstrap: format!("127.0.0.1:{port}"),
             _data: data,
         };
         broker.wait_until_ready();
         broker
+    }
+
+    /// Stops the broker (an outage); its data stays for [`Broker::restart`]. SIGTERM, so it
+    /// writes its metadata down (the test broker keeps topics only across a clean stop).
+    pub fn stop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while matches!(self.child.try_wait(), Ok(None)) {
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Starts the broker again on the same port with the same data.
+    pub fn restart(&mut self) {
+        let port: u16 = self.bootstrap.rsplit(':').next().unwrap().parse().unwrap();
+        self.child = spawn(port, self._data.path());
+        self.wait_until_ready();
     }
 
     fn wait_until_ready(&self) {

@@ -57,3 +57,68 @@ pub fn read_ndjson(path: &std::path::Path) -> Vec<serde_json::Value> {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
 }
+
+/// Kills a child process on drop, even when the test fails.
+pub struct ChildGuard(pub std::process::Child);
+
+impl ChildGuard {
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.0.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `GET path` on a loopback port; the body of a 200 answer, else `None`.
+pub fn http_get(port: u16, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.1 200").then(|| body.to_owned())
+}
+
+/// Starts `tidewatch serve --config CONFIG --listen 127.0.0.1:PORT` in `dir` (its log in
+/// `dir/tidewatch.log`); returns the guarded process and the port once it answers `/healthz`.
+pub fn serve(config: &str, dir: &std::path::Path) -> (ChildGuard, u16) {
+    let port = free_port();
+    let mut server = ChildGuard(
+        std::process::Command::new(env!("CARGO_BIN_EXE_tidewatch"))
+            .args(["serve", "--config", config, "--listen"])
+            .arg(format!("127.0.0.1:{port}"))
+            .current_dir(dir)
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(
+                std::fs::File::create(dir.join("tidewatch.log"))
+                    .expect("a log file in the test dir"),
+            )
+            .spawn()
+            .expect("tidewatch serve starts"),
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while http_get(port, "/healthz").is_none() {
+        assert!(server.is_running(), "tidewatch serve exited");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "tidewatch serve did not answer within 30 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    (server, port)
+}
