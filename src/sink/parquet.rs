@@ -100,12 +100,16 @@ impl ParquetSink {
                 reason: format!("cannot create {}: {e}", dir.display()),
             })?;
         }
-        let (store, root) = object_store::parse_url(&parsed).map_err(|e| ParquetError::Url {
-            url: url.to_owned(),
-            reason: format!(
-                "{e} (supported: file:///PATH; s3://BUCKET/PREFIX with the s3 feature)"
-            ),
-        })?;
+        // Object-store settings come from the environment the way their own tools read them
+        // (AWS_ACCESS_KEY_ID, AWS_REGION, AWS_ENDPOINT ...); unknown keys are ignored.
+        let settings = std::env::vars().filter(|(key, _)| key.starts_with("AWS_"));
+        let (store, root) =
+            object_store::parse_url_opts(&parsed, settings).map_err(|e| ParquetError::Url {
+                url: url.to_owned(),
+                reason: format!(
+                    "{e} (supported: file:///PATH; s3://BUCKET/PREFIX with the s3 feature)"
+                ),
+            })?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
