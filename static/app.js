@@ -9,7 +9,10 @@ const recent = new Map(); // "stream/series" -> [[ts, value], ...]
 const fmt = (v) => (Math.abs(v) >= 1000 ? v.toFixed(0) : v.toFixed(3));
 const arrow = { rising: "↗", falling: "↘", flat: "→" };
 
+let openAlerts = Number(document.querySelector('nav a[href="/alerts"] .badge')?.textContent ?? 0);
+const openIds = new Set(); // open alerts this page has heard of
 function setOpenAlerts(count) {
+  openAlerts = count;
   document.title = count > 0 ? `(${count}) ${baseTitle}` : baseTitle;
   const link = document.querySelector('nav a[href="/alerts"]');
   let badge = link.querySelector(".badge");
@@ -211,7 +214,7 @@ function applyAlert(alert, isNew) {
     row = document.createElement("tr");
     row.dataset.id = alert.id;
     const pick = document.getElementById("pick-all") ? '<input type="checkbox" class="pick" aria-label="Select">' : "";
-    row.innerHTML = '<td>' + pick + '</td><td><span class="stream"></span> <span class="name"></span></td><td class="time"></td><td class="value"></td><td class="expected"></td><td class="zv"></td><td><span class="severity"></span></td><td class="state"></td><td class="acked"></td><td><button class="ack">Acknowledge</button></td>';
+    row.innerHTML = '<td>' + pick + '</td><td><span class="stream"></span> <span class="name"></span></td><td></td><td class="time"></td><td class="value"></td><td class="expected"></td><td class="zv"></td><td><span class="severity"></span></td><td class="state"></td><td class="acked"></td><td><button class="ack">Acknowledge</button></td>';
     row.querySelector(".stream").textContent = alert.stream;
     row.querySelector(".name").textContent = alert.series;
     row.querySelector(".time").textContent = new Date(alert.ts).toISOString();
@@ -350,7 +353,10 @@ function connect(delay = 500) {
         recent.set(`${s.stream}/${s.series}`, s.recent ?? []);
         if (page === "overview") applyPoint(s, true);
       }
-      for (const a of message.alerts) known.add(a.id);
+      for (const a of message.alerts) {
+        known.add(a.id);
+        if (a.state === "open") openIds.add(a.id);
+      }
     } else if (message.type === "batch") {
       for (const update of message.updates) {
         if (update.type === "point" && page === "overview") applyPoint(update);
@@ -358,6 +364,13 @@ function connect(delay = 500) {
         if (update.type === "alert" || update.type === "ack") {
           const isNew = !known.has(update.id);
           known.add(update.id);
+          // The count in the badge and title follows at once, not at the next status message.
+          if (update.state === "open" && !openIds.has(update.id)) {
+            openIds.add(update.id);
+            setOpenAlerts(openAlerts + 1);
+          } else if (update.state !== "open" && openIds.delete(update.id)) {
+            setOpenAlerts(Math.max(0, openAlerts - 1));
+          }
           applyAlert(update, isNew);
         }
       }

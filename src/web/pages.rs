@@ -11,6 +11,7 @@ use axum::Form;
 use super::api::list_alerts;
 use super::auth::{safe_next, session_cookie};
 use super::{asset_cache, check_same_origin, AppState, WebError};
+use crate::live::Dashboard;
 use crate::record::{AlertRecord, AlertState, Trend};
 use crate::sink::console::format_ms;
 
@@ -101,6 +102,11 @@ pub struct AlertsPage {
 
 pub struct AlertRow {
     pub id: String,
+    /// The series around the alert as SVG polyline points (empty when no longer in memory),
+    /// and where the alert's point is on it.
+    pub spark: String,
+    pub dot_x: String,
+    pub dot_y: String,
     pub stream: String,
     pub series: String,
     pub time: String,
@@ -129,26 +135,57 @@ fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-fn sparkline(points: &[(i64, f64)]) -> String {
-    let (Some(first), Some(last)) = (points.first(), points.last()) else {
-        return String::new();
-    };
+/// Maps `(time, value)` into a 120×28 sparkline box fitted to `points`.
+fn spark_scale(points: &[(i64, f64)]) -> Option<impl Fn(i64, f64) -> (f64, f64)> {
+    let (first, last) = (points.first()?.0, points.last()?.0);
     let (lo, hi) = points
         .iter()
         .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), p| {
             (lo.min(p.1), hi.max(p.1))
         });
-    let span_t = (last.0 - first.0).max(1) as f64;
+    let span_t = (last - first).max(1) as f64;
     let span_v = if hi > lo { hi - lo } else { 1.0 };
+    Some(move |t: i64, v: f64| {
+        (
+            (t - first) as f64 / span_t * 120.0,
+            27.0 - (v - lo) / span_v * 26.0,
+        )
+    })
+}
+
+/// SVG polyline points of a sparkline.
+fn sparkline(points: &[(i64, f64)]) -> String {
+    let Some(scale) = spark_scale(points) else {
+        return String::new();
+    };
     points
         .iter()
-        .map(|(t, v)| {
-            let x = (t - first.0) as f64 / span_t * 120.0;
-            let y = 27.0 - (v - lo) / span_v * 26.0;
+        .map(|&(t, v)| {
+            let (x, y) = scale(t, v);
             format!("{x:.1},{y:.1}")
         })
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// The alert's series around its point (5 minutes before, 2 after), from the points the
+/// dashboard still holds, with the alert's point marked; `None` once they are gone.
+fn alert_spark(dashboard: &Dashboard, a: &AlertRecord) -> Option<(String, f64, f64)> {
+    let view = dashboard
+        .series
+        .get(&(a.stream.clone(), a.series.clone()))?;
+    let around: Vec<(i64, f64)> = view
+        .recent
+        .iter()
+        .copied()
+        .filter(|&(t, _)| t >= a.ts - 300_000 && t <= a.ts + 120_000)
+        .collect();
+    let &(_, value) = around.iter().find(|&&(t, _)| t == a.ts)?;
+    if around.len() < 2 {
+        return None;
+    }
+    let (x, y) = spark_scale(&around)?(a.ts, value);
+    Some((sparkline(&around), x, y))
 }
 
 pub async fn overview(
@@ -244,7 +281,10 @@ pub async fn alerts(
     let alerts = list_alerts(&state, wanted, 500).await?;
     let open_alerts = state.live.read().open_alerts();
     let page = AlertsPage {
-        alerts: alerts.iter().map(alert_row).collect(),
+        alerts: {
+            let dashboard = state.live.read();
+            alerts.iter().map(|a| alert_row(&dashboard, a)).collect()
+        },
         filter: filter.state.unwrap_or_else(|| "all".into()),
         open_alerts,
         viewer: Viewer::of(&state, &headers),
@@ -252,8 +292,12 @@ pub async fn alerts(
     Ok(Html(page.render()?))
 }
 
-fn alert_row(a: &AlertRecord) -> AlertRow {
+fn alert_row(dashboard: &Dashboard, a: &AlertRecord) -> AlertRow {
+    let (spark, dot_x, dot_y) = alert_spark(dashboard, a).unwrap_or_default();
     AlertRow {
+        spark,
+        dot_x: format!("{dot_x:.1}"),
+        dot_y: format!("{dot_y:.1}"),
         id: a.id.clone(),
         stream: a.stream.to_string(),
         series: a.series.to_string(),
@@ -390,7 +434,10 @@ pub async fn series(
             .filter(|a| a.stream == view.stream && a.series == view.series)
             .collect();
         mine.sort_by_key(|a| std::cmp::Reverse(a.ts));
-        mine.into_iter().take(50).map(alert_row).collect()
+        mine.into_iter()
+            .take(50)
+            .map(|a| alert_row(&dashboard, a))
+            .collect()
     };
     let last = &view.last;
     let page = SeriesPage {

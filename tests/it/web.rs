@@ -109,7 +109,7 @@ async fn fixture_with(auth: Auth) -> (axum::Router, Arc<LiveState>, tempfile::Te
 
 #[tokio::test]
 async fn pages_render_live_data_and_escape_names() {
-    let (app, _live, _dir) = fixture(None).await;
+    let (app, live, _dir) = fixture(None).await;
     let (status, html) = get(&app, "/").await;
     assert_eq!(status, StatusCode::OK);
     assert!(html.contains("plain") && html.contains("3.000"), "{html}");
@@ -127,6 +127,19 @@ async fn pages_render_live_data_and_escape_names() {
     assert_eq!(status, StatusCode::OK);
     assert!(html.contains("data-id=\"a1\"") && html.contains("Acknowledge"));
     assert!(!html.contains(EVIL));
+    assert!(
+        !html.contains("alert-spark"),
+        "one point around the alert is no chart"
+    );
+
+    // With the series around the alert in memory, the alert shows a small chart of it, the
+    // alert's point (the first, at 1000, of 1000..3000) marked.
+    LiveSink::new(live.clone())
+        .write(&[point(EVIL, 2_000, 2.0), point(EVIL, 3_000, 1.0)])
+        .unwrap();
+    let (_, html) = get(&app, "/alerts").await;
+    assert!(html.contains("class=\"spark alert-spark\""), "{html}");
+    assert!(html.contains("<circle cx=\"0.0\" cy=\"14.0\""), "{html}");
     let (status, _) = get(&app, "/alerts?state=bogus").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     let (status, css) = get(&app, "/static/app.css").await;
