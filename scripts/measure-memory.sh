@@ -26,8 +26,8 @@ for s in range(seconds):
 PY
 
 run() {
-  local name=$1 body=$2
-  cat > "$work/$name.toml" <<TOML
+  local name=$1 body=$2 config="$work/pipeline.toml"
+  cat > "$config" <<TOML
 [[streams]]
 name = "m"
 source = { kind = "file", path = "$work/events.ndjson" }
@@ -40,7 +40,7 @@ $body
 kind = "console"
 TOML
   /usr/bin/time -f "%M" -o "$work/rss" \
-    target/release/tidewatch run --once --config "$work/$name.toml" > /dev/null 2>&1
+    target/release/tidewatch run --once --config "$config" > /dev/null 2>&1
   printf '%-28s %8d KiB peak RSS\n' "$name" "$(cat "$work/rss")"
 }
 
