@@ -6,7 +6,7 @@ use std::sync::Arc;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
-use crate::record::{AlertRecord, AlertState, Direction, Severity};
+use crate::record::{AlertRecord, AlertState, Direction, Severity, WindowKind, WindowRecord};
 use crate::sink::db::{connection_url, migrate, redact};
 use crate::sink::DbError;
 
@@ -44,6 +44,35 @@ impl Store {
             url: self.url.clone(),
             source,
         }
+    }
+
+    /// Closed windows of one series starting in `[from, to)`, oldest first, at most `limit`:
+    /// the history the live view (the last few hundred points) no longer holds.
+    pub async fn windows(
+        &self,
+        stream: &str,
+        series: &str,
+        from: i64,
+        to: i64,
+        limit: i64,
+    ) -> Result<Vec<WindowRecord>, DbError> {
+        let rows = sqlx::query(
+            "SELECT stream, series, kind, window_start, window_end, count, sum, mean, min, max, \
+             stddev, first, last, CAST(\"final\" AS INTEGER) FROM windows \
+             WHERE stream = $1 AND series = $2 AND window_start >= $3 AND window_start < $4 \
+             ORDER BY window_start, kind LIMIT $5",
+        )
+        .bind(stream.to_owned())
+        .bind(series.to_owned())
+        .bind(from)
+        .bind(to)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.error(e))?;
+        rows.iter()
+            .map(|r| window_of(r).map_err(|e| self.error(e)))
+            .collect()
     }
 
     /// Alerts newest first, optionally of one state.
@@ -144,6 +173,32 @@ fn state_text(state: AlertState) -> &'static str {
         AlertState::Acknowledged => "acknowledged",
         AlertState::Resolved => "resolved",
     }
+}
+
+fn window_of(row: &AnyRow) -> Result<WindowRecord, sqlx::Error> {
+    let count: i64 = row.try_get(5)?;
+    Ok(WindowRecord {
+        stream: Arc::from(row.try_get::<String, _>(0)?),
+        series: Arc::from(row.try_get::<String, _>(1)?),
+        kind: match row.try_get::<String, _>(2)?.as_str() {
+            "sliding" => WindowKind::Sliding,
+            "session" => WindowKind::Session,
+            "global" => WindowKind::Global,
+            _ => WindowKind::Tumbling,
+        },
+        window_start: row.try_get(3)?,
+        window_end: row.try_get(4)?,
+        count: count.max(0) as u64,
+        sum: row.try_get(6)?,
+        mean: row.try_get(7)?,
+        min: row.try_get(8)?,
+        max: row.try_get(9)?,
+        stddev: row.try_get(10)?,
+        first: row.try_get(11)?,
+        last: row.try_get(12)?,
+        // Read as an integer (cast in the query): the Any driver cannot decode SQLite booleans.
+        is_final: row.try_get::<i64, _>(13)? != 0,
+    })
 }
 
 fn alert_of(row: &AnyRow) -> Result<AlertRecord, sqlx::Error> {

@@ -296,10 +296,59 @@ function setupChart() {
   for (const link of document.querySelectorAll("a.range")) {
     link.addEventListener("click", (event) => {
       event.preventDefault();
-      chartState.minutes = Number(link.dataset.minutes);
       document.querySelectorAll("a.range").forEach((l) => l.classList.toggle("current", l === link));
+      if (link.dataset.hours) return showHistory(Number(link.dataset.hours));
+      chartState.minutes = Number(link.dataset.minutes);
+      document.getElementById("history").hidden = true;
+      document.getElementById("history-note").textContent = "";
+      target.hidden = false;
       chart.setData(visible(chartState.data));
     });
+  }
+}
+
+// History beyond the live view: the series' closed windows from the store (mean, min-max band).
+let historyChart = null;
+async function showHistory(hours) {
+  const note = document.getElementById("history-note");
+  const live = document.getElementById("chart");
+  const target = document.getElementById("history");
+  const to = Date.now(), from = to - hours * 3600 * 1000;
+  const url = `/api/series/${encodeURIComponent(chartState.stream)}/${encodeURIComponent(chartState.series)}?from=${from}&to=${to}`;
+  note.textContent = "loading…";
+  const response = await fetch(url);
+  const body = await response.json().catch(() => ({}));
+  if (!response.ok) {
+    note.textContent = body.error ?? `error ${response.status}`;
+    return;
+  }
+  // One window kind: the finest there is (tumbling, else sliding, else session).
+  const kind = ["tumbling", "sliding", "session"].find((k) => body.windows.some((w) => w.kind === k));
+  const windows = body.windows.filter((w) => w.kind === kind);
+  note.textContent = windows.length ? `${windows.length} ${kind} windows from the store` : "no closed windows in this range";
+  const data = [
+    windows.map((w) => w.window_start / 1000),
+    windows.map((w) => w.mean),
+    windows.map((w) => w.min),
+    windows.map((w) => w.max),
+  ];
+  live.hidden = true;
+  target.hidden = false;
+  if (!historyChart) {
+    historyChart = new uPlot({
+      width: live.clientWidth || target.clientWidth || 1000,
+      height: 360,
+      scales: { x: { time: true } },
+      series: [
+        {},
+        { label: "mean", stroke: "#1d2330", width: 1.5 },
+        { label: "min", stroke: "rgba(37,99,235,0.45)", width: 1 },
+        { label: "max", stroke: "rgba(37,99,235,0.45)", width: 1 },
+      ],
+      bands: [{ series: [3, 2], fill: "rgba(37,99,235,0.08)" }],
+    }, data, target);
+  } else {
+    historyChart.setData(data);
   }
 }
 

@@ -68,18 +68,56 @@ pub async fn series_list(State(state): State<AppState>) -> Json<Vec<SeriesSummar
     Json(dashboard.series.values().map(SeriesSummary::from).collect())
 }
 
+#[derive(Deserialize)]
+pub struct HistoryQuery {
+    from: Option<i64>,
+    to: Option<i64>,
+}
+
+/// Longest history one request may ask for.
+const HISTORY_MAX_MS: i64 = 31 * 24 * 3_600_000;
+/// Most windows one history answer holds.
+const HISTORY_MAX_WINDOWS: i64 = 20_000;
+
+/// `GET /api/series/{stream}/{series}`: the live view (recent points with their analytics).
+/// With `from` and/or `to` (epoch ms; default the 24 hours up to now): the series' closed
+/// windows starting in `[from, to)` from the store, the history beyond the live view.
 pub async fn series_one(
     State(state): State<AppState>,
     Path((stream, series)): Path<(String, String)>,
-) -> Result<Json<SeriesView>, WebError> {
-    let dashboard = state.live.read();
-    dashboard
-        .series
-        .values()
-        .find(|v| *v.stream == *stream && *v.series == *series)
-        .cloned()
-        .map(Json)
-        .ok_or_else(|| WebError::NotFound(format!("series {stream}/{series}")))
+    Query(range): Query<HistoryQuery>,
+) -> Result<axum::response::Response, WebError> {
+    if range.from.is_none() && range.to.is_none() {
+        let dashboard = state.live.read();
+        return dashboard
+            .series
+            .values()
+            .find(|v| *v.stream == *stream && *v.series == *series)
+            .cloned()
+            .map(|view| Json(view).into_response())
+            .ok_or_else(|| WebError::NotFound(format!("series {stream}/{series}")));
+    }
+    let to = range.to.unwrap_or_else(now_ms);
+    let from = range.from.unwrap_or(to - 24 * 3_600_000);
+    if from >= to || to - from > HISTORY_MAX_MS {
+        return Err(WebError::BadRequest(
+            "from must be before to, at most 31 days apart (epoch milliseconds)".into(),
+        ));
+    }
+    let store = state.store.as_ref().ok_or_else(|| {
+        WebError::Unavailable("history is read from the database: add a db sink".into())
+    })?;
+    let windows = store
+        .windows(&stream, &series, from, to, HISTORY_MAX_WINDOWS)
+        .await?;
+    Ok(Json(serde_json::json!({
+        "stream": stream,
+        "series": series,
+        "from": from,
+        "to": to,
+        "windows": windows,
+    }))
+    .into_response())
 }
 
 #[derive(Deserialize)]

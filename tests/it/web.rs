@@ -860,3 +860,81 @@ async fn bulk_acknowledgement_is_all_or_nothing() {
     }
     assert_eq!(broadcast, ["a1", "a3"], "each acknowledgement is broadcast");
 }
+
+#[tokio::test]
+async fn series_history_comes_from_the_stored_windows() {
+    use tidewatch::record::{WindowKind, WindowRecord};
+    let (app, _live, dir) = fixture(None).await;
+    let window = |kind: WindowKind, start: i64, mean: f64| {
+        Record::Window(WindowRecord {
+            stream: "s".into(),
+            series: "plain".into(),
+            kind,
+            window_start: start,
+            window_end: start + 60_000,
+            count: 2,
+            sum: mean * 2.0,
+            mean,
+            min: mean - 1.0,
+            max: mean + 1.0,
+            stddev: Some(1.4),
+            first: mean - 1.0,
+            last: mean + 1.0,
+            is_final: true,
+        })
+    };
+    let url = format!("sqlite://{}/t.db", dir.path().display());
+    let records = vec![
+        window(WindowKind::Tumbling, 120_000, 3.0),
+        window(WindowKind::Tumbling, 60_000, 2.0),
+        window(WindowKind::Sliding, 60_000, 2.5),
+        window(WindowKind::Tumbling, 900_000, 9.0),
+    ];
+    tokio::task::spawn_blocking(move || DbSink::connect(&url).unwrap().write(&records).unwrap())
+        .await
+        .unwrap();
+
+    let (code, body) = get(&app, "/api/series/s/plain?from=0&to=600000").await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    let history: Value = serde_json::from_str(&body).unwrap();
+    let got: Vec<(i64, &str, f64)> = history["windows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| {
+            (
+                w["window_start"].as_i64().unwrap(),
+                w["kind"].as_str().unwrap(),
+                w["mean"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (60_000, "sliding", 2.5),
+            (60_000, "tumbling", 2.0),
+            (120_000, "tumbling", 3.0)
+        ],
+        "oldest first, only the range"
+    );
+    assert_eq!(history["windows"][0]["final"], true);
+
+    let (code, _) = get(&app, "/api/series/s/plain?from=5&to=5").await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    let (code, _) = get(&app, "/api/series/s/plain?from=oops").await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    // Without from/to: the live view, as before.
+    let (code, body) = get(&app, "/api/series/s/plain").await;
+    assert_eq!(code, StatusCode::OK);
+    assert!(body.contains("\"recent\""));
+
+    let no_store = router(AppState::new(
+        LiveState::new(),
+        None,
+        Auth::open(),
+        Default::default(),
+    ));
+    let (code, _) = get(&no_store, "/api/series/s/plain?from=0&to=10").await;
+    assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
+}
