@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use super::{Polled, RawMessage, Source, SourceError};
+use super::{Polled, RawMessage, Source, SourceError, SplitStatus};
 use crate::checkpoint::SplitPosition;
 use crate::generator::{Faults, Generator};
 
@@ -67,7 +67,21 @@ impl Source for DemoSource {
         Ok(Polled::Message(self.emit()))
     }
 
+    /// Nothing to resume from (the generator follows the wall clock), so no positions; the
+    /// status page still shows how many events it made.
     fn positions(&self) -> Vec<SplitPosition> {
         Vec::new()
+    }
+
+    fn split_status(&self) -> Vec<SplitStatus> {
+        vec![SplitStatus {
+            split: 0,
+            position: SplitPosition {
+                source: "demo".into(),
+                partition: 0,
+                next_offset: self.sent + 1,
+            },
+            lag: None,
+        }]
     }
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use tracing::{debug, info, warn};
 
-use super::{Polled, RawMessage, Source, SourceError};
+use super::{Polled, RawMessage, Source, SourceError, SplitStatus};
 use crate::checkpoint::SplitPosition;
 
 /// Lines queued between the connection threads and the pipeline.
@@ -133,8 +133,22 @@ impl Source for SocketSource {
         }
     }
 
+    /// Nothing to resume from (a socket cannot replay), so no positions; the status page still
+    /// shows the address and how many lines came in.
     fn positions(&self) -> Vec<SplitPosition> {
         Vec::new()
+    }
+
+    fn split_status(&self) -> Vec<SplitStatus> {
+        vec![SplitStatus {
+            split: 0,
+            position: SplitPosition {
+                source: format!("tcp://{}", self.local),
+                partition: 0,
+                next_offset: self.offset + 1,
+            },
+            lag: None,
+        }]
     }
 }
 

@@ -231,7 +231,7 @@ url = "sqlite://t.db"
     eventually(
         &b,
         "the partition row",
-        "const s = document.querySelector('tr[data-partition] [data-field=state]'); return s && s.textContent === 'active'",
+        "const r = document.querySelector('tr[data-partition]'); return r && r.querySelector('[data-field=state]').textContent === 'active' && r.cells[0].textContent.startsWith('tcp://127.0.0.1:')",
     )
     .await;
     let shot = b.screenshot().await.unwrap();
