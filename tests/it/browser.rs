@@ -25,7 +25,8 @@ fn wait_for_port(port: u16, what: &str) {
     }
 }
 
-fn chromedriver() -> ChildGuard {
+/// Starts chromedriver on a free port; returns it and its URL.
+fn chromedriver() -> (ChildGuard, String) {
     let binary = ["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"]
         .into_iter()
         .find(|p| std::path::Path::new(p).exists())
@@ -38,11 +39,7 @@ fn chromedriver() -> ChildGuard {
         .spawn()
         .expect("chromedriver starts");
     wait_for_port(port, "chromedriver");
-    std::env::set_var(
-        "TIDEWATCH_TEST_WEBDRIVER",
-        format!("http://127.0.0.1:{port}"),
-    );
-    ChildGuard(child)
+    (ChildGuard(child), format!("http://127.0.0.1:{port}"))
 }
 
 async fn browser(webdriver: &str, profile: &std::path::Path) -> Client {
@@ -85,18 +82,22 @@ fn screenshot_dir() -> PathBuf {
 }
 
 fn line(i: i64, value: f64) -> String {
+    line_of("pump", i, value)
+}
+
+fn line_of(series: &str, i: i64, value: f64) -> String {
     format!(
-        "{{\"ts\":{},\"series\":\"pump\",\"value\":{value}}}\n",
+        "{{\"ts\":{},\"series\":\"{series}\",\"value\":{value}}}\n",
         1_764_000_000_000 + i * 1000
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn live_values_and_acknowledgement_across_two_browsers() {
-    let dir = tempfile::tempdir().unwrap();
+/// `tidewatch serve` on a socket source (stream `plant`, alerts that stay open) into SQLite,
+/// with `extra` appended to the pipeline; returns the server, its web port and the socket.
+fn plant_server(dir: &std::path::Path, extra: &str) -> (ChildGuard, u16, TcpStream) {
     let (socket_port, web_port) = (free_port(), free_port());
     std::fs::write(
-        dir.path().join("p.toml"),
+        dir.join("p.toml"),
         format!(
             r#"
 checkpoint = {{ interval = "1s" }}
@@ -111,11 +112,12 @@ analytics = {{ sma_points = 5, zscore = {{ window = "10m", min_samples = 10, thr
 [[sinks]]
 kind = "db"
 url = "sqlite://t.db"
+{extra}
 "#
         ),
     )
     .unwrap();
-    let _server = ChildGuard(
+    let server = ChildGuard(
         Command::new(env!("CARGO_BIN_EXE_tidewatch"))
             .args([
                 "serve",
@@ -124,7 +126,7 @@ url = "sqlite://t.db"
                 "--listen",
                 &format!("127.0.0.1:{web_port}"),
             ])
-            .current_dir(dir.path())
+            .current_dir(dir)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -133,15 +135,21 @@ url = "sqlite://t.db"
     );
     wait_for_port(web_port, "tidewatch");
     wait_for_port(socket_port, "the socket source");
-    let mut feed = TcpStream::connect(("127.0.0.1", socket_port)).unwrap();
+    let feed = TcpStream::connect(("127.0.0.1", socket_port)).unwrap();
+    (server, web_port, feed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_values_and_acknowledgement_across_two_browsers() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, web_port, mut feed) = plant_server(dir.path(), "");
     for i in 0..30 {
         feed.write_all(line(i, 10.0 + (i % 3) as f64 * 0.1).as_bytes())
             .unwrap();
     }
     feed.flush().unwrap();
 
-    let _driver = chromedriver();
-    let webdriver = std::env::var("TIDEWATCH_TEST_WEBDRIVER").unwrap();
+    let (_driver, webdriver) = chromedriver();
     let base = format!("http://127.0.0.1:{web_port}");
     let profiles = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let a = browser(&webdriver, profiles.0.path()).await;
@@ -239,4 +247,118 @@ url = "sqlite://t.db"
 
     a.close().await.unwrap();
     b.close().await.unwrap();
+}
+
+/// With a token, the dashboard asks for a login before acknowledging; after logging in through
+/// the form (a session cookie), several alerts are acknowledged at once under the user's name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_then_acknowledge_several_alerts_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, web_port, mut feed) = plant_server(dir.path(), "\n[auth]\ntoken = \"s3cret\"\n");
+    // Two series with a quiet baseline, then a spike in each: two open alerts.
+    let mut lines = String::new();
+    for i in 0..30 {
+        let wobble = (i % 3) as f64 * 0.1;
+        lines += &line_of("pump", i, 10.0 + wobble);
+        lines += &line_of("fan", i, 50.0 + wobble);
+    }
+    lines += &line_of("pump", 30, 100.0);
+    lines += &line_of("fan", 30, 500.0);
+    lines += &line_of("pump", 31, 10.0);
+    lines += &line_of("fan", 31, 50.0);
+    feed.write_all(lines.as_bytes()).unwrap();
+    feed.flush().unwrap();
+
+    let (_driver, webdriver) = chromedriver();
+    let base = format!("http://127.0.0.1:{web_port}");
+    let profile = tempfile::tempdir().unwrap();
+    let client = browser(&webdriver, profile.path()).await;
+    client.goto(&format!("{base}/alerts")).await.unwrap();
+    eventually(
+        &client,
+        "two alerts offering a login",
+        "return document.querySelectorAll('a.login-to-ack').length === 2 && !document.querySelector('button.ack, #pick-all')",
+    )
+    .await;
+
+    client
+        .find(Locator::Css("a.login-to-ack"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    eventually(
+        &client,
+        "the login form",
+        "return location.pathname === '/login' && document.querySelector('form.login') !== null",
+    )
+    .await;
+    let shot = client.screenshot().await.unwrap();
+    std::fs::write(screenshot_dir().join("login.png"), shot).unwrap();
+    let field = |name: &'static str| {
+        let client = client.clone();
+        async move {
+            client
+                .find(Locator::Css(&format!("form.login input[name={name}]")))
+                .await
+                .unwrap()
+        }
+    };
+    field("name").await.send_keys("Ana Ops").await.unwrap();
+    field("token").await.send_keys("s3cret").await.unwrap();
+    client
+        .find(Locator::Css("form.login button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+
+    // Back on the alerts page, logged in: select both and acknowledge them with one note.
+    eventually(
+        &client,
+        "the alerts page, logged in",
+        "return location.pathname === '/alerts' && document.querySelectorAll('input.pick').length === 2 && document.querySelector('header .user').textContent === 'Ana Ops'",
+    )
+    .await;
+    eventually(
+        &client,
+        "the live connection",
+        "return document.getElementById('connection').textContent === 'live'",
+    )
+    .await;
+    client
+        .find(Locator::Css("#pick-all"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    client
+        .find(Locator::Css("#bulk-note"))
+        .await
+        .unwrap()
+        .send_keys("planned maintenance")
+        .await
+        .unwrap();
+    let button = client.find(Locator::Css("#ack-selected")).await.unwrap();
+    assert_eq!(button.text().await.unwrap(), "Acknowledge 2 selected");
+    button.click().await.unwrap();
+    let acked = eventually(
+        &client,
+        "both acknowledged",
+        "const rows = [...document.querySelectorAll('#alerts tbody tr[data-id]')]; return rows.length === 2 && rows.every((r) => r.querySelector('td.state').textContent === 'acknowledged') ? rows.map((r) => r.querySelector('td.acked').textContent) : false",
+    )
+    .await;
+    for text in acked.as_array().unwrap() {
+        let text = text.as_str().unwrap();
+        assert!(
+            text.starts_with("Ana Ops") && text.contains("planned maintenance"),
+            "{text}"
+        );
+    }
+    let shot = client.screenshot().await.unwrap();
+    std::fs::write(screenshot_dir().join("alerts-bulk-acknowledged.png"), shot).unwrap();
+    client.close().await.unwrap();
 }
