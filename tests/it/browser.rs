@@ -75,10 +75,21 @@ async fn eventually(client: &Client, what: &str, script: &str) -> serde_json::Va
     }
 }
 
-fn screenshot_dir() -> PathBuf {
+/// Saves a screenshot of the page as `target/screenshots/NAME`.
+async fn shoot(client: &Client, name: &str) {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
     std::fs::create_dir_all(&dir).unwrap();
-    dir
+    std::fs::write(dir.join(name), client.screenshot().await.unwrap()).unwrap();
+}
+
+/// Waits until the page's WebSocket is connected.
+async fn live(client: &Client) {
+    eventually(
+        client,
+        "the live connection",
+        "return document.getElementById('connection').textContent === 'live'",
+    )
+    .await;
 }
 
 fn line(i: i64, value: f64) -> String {
@@ -157,12 +168,7 @@ async fn live_values_and_acknowledgement_across_two_browsers() {
 
     // A value sent now shows up on the open series page without a reload.
     a.goto(&format!("{base}/series/plant/pump")).await.unwrap();
-    eventually(
-        &a,
-        "the live connection",
-        "return document.getElementById('connection').textContent === 'live'",
-    )
-    .await;
+    live(&a).await;
     feed.write_all(format!("{}{}", line(30, 10.125), line(31, 10.1)).as_bytes())
         .unwrap();
     eventually(
@@ -171,19 +177,13 @@ async fn live_values_and_acknowledgement_across_two_browsers() {
         "return document.getElementById('series-value').textContent === '10.125'",
     )
     .await;
-    let shot = a.screenshot().await.unwrap();
-    std::fs::write(screenshot_dir().join("series.png"), shot).unwrap();
+    shoot(&a, "series.png").await;
 
     // Both browsers on the alerts page; a spike opens an alert, which appears live in both.
     b.goto(&format!("{base}/alerts")).await.unwrap();
     a.goto(&format!("{base}/alerts")).await.unwrap();
     for client in [&a, &b] {
-        eventually(
-            client,
-            "the live connection",
-            "return document.getElementById('connection').textContent === 'live'",
-        )
-        .await;
+        live(client).await;
     }
     feed.write_all(format!("{}{}", line(32, 100.0), line(33, 10.0)).as_bytes())
         .unwrap();
@@ -220,19 +220,12 @@ async fn live_values_and_acknowledgement_across_two_browsers() {
     .await;
     let acked = eventually(&b, "the acknowledgement in B", "const s = document.querySelector('#alerts td.state'); return s && s.textContent === 'acknowledged' ? document.querySelector('#alerts td.acked').textContent : false").await;
     assert!(acked.as_str().unwrap().starts_with("anonymous"), "{acked}");
-    let shot = b.screenshot().await.unwrap();
-    std::fs::write(screenshot_dir().join("alerts-acknowledged.png"), shot).unwrap();
+    shoot(&b, "alerts-acknowledged.png").await;
 
     // The overview, for the record.
     b.goto(&format!("{base}/")).await.unwrap();
-    eventually(
-        &b,
-        "the live connection",
-        "return document.getElementById('connection').textContent === 'live'",
-    )
-    .await;
-    let shot = b.screenshot().await.unwrap();
-    std::fs::write(screenshot_dir().join("overview.png"), shot).unwrap();
+    live(&b).await;
+    shoot(&b, "overview.png").await;
 
     // The status page: the socket's partition with its watermark, updated live.
     b.goto(&format!("{base}/status")).await.unwrap();
@@ -242,8 +235,7 @@ async fn live_values_and_acknowledgement_across_two_browsers() {
         "const r = document.querySelector('tr[data-partition]'); return r && r.querySelector('[data-field=state]').textContent === 'active' && r.cells[0].textContent.startsWith('tcp://127.0.0.1:')",
     )
     .await;
-    let shot = b.screenshot().await.unwrap();
-    std::fs::write(screenshot_dir().join("status.png"), shot).unwrap();
+    shoot(&b, "status.png").await;
 
     a.close().await.unwrap();
     b.close().await.unwrap();
@@ -294,8 +286,7 @@ async fn login_then_acknowledge_several_alerts_at_once() {
         "return location.pathname === '/login' && document.querySelector('form.login') !== null",
     )
     .await;
-    let shot = client.screenshot().await.unwrap();
-    std::fs::write(screenshot_dir().join("login.png"), shot).unwrap();
+    shoot(&client, "login.png").await;
     let field = |name: &'static str| {
         let client = client.clone();
         async move {
@@ -322,12 +313,7 @@ async fn login_then_acknowledge_several_alerts_at_once() {
         "return location.pathname === '/alerts' && document.querySelectorAll('input.pick').length === 2 && document.querySelector('header .user').textContent === 'Ana Ops'",
     )
     .await;
-    eventually(
-        &client,
-        "the live connection",
-        "return document.getElementById('connection').textContent === 'live'",
-    )
-    .await;
+    live(&client).await;
     client
         .find(Locator::Css("#pick-all"))
         .await
@@ -358,7 +344,6 @@ async fn login_then_acknowledge_several_alerts_at_once() {
             "{text}"
         );
     }
-    let shot = client.screenshot().await.unwrap();
-    std::fs::write(screenshot_dir().join("alerts-bulk-acknowledged.png"), shot).unwrap();
+    shoot(&client, "alerts-bulk-acknowledged.png").await;
     client.close().await.unwrap();
 }
