@@ -82,6 +82,26 @@ async fn shoot(client: &Client, name: &str) {
     std::fs::write(dir.join(name), client.screenshot().await.unwrap()).unwrap();
 }
 
+async fn click(client: &Client, css: &str) {
+    client
+        .find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("no {css}: {e}"))
+        .click()
+        .await
+        .unwrap();
+}
+
+async fn type_into(client: &Client, css: &str, text: &str) {
+    client
+        .find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("no {css}: {e}"))
+        .send_keys(text)
+        .await
+        .unwrap();
+}
+
 /// Waits until the page's WebSocket is connected.
 async fn live(client: &Client) {
     eventually(
@@ -273,13 +293,7 @@ async fn login_then_acknowledge_several_alerts_at_once() {
     )
     .await;
 
-    client
-        .find(Locator::Css("a.login-to-ack"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&client, "a.login-to-ack").await;
     eventually(
         &client,
         "the login form",
@@ -287,24 +301,9 @@ async fn login_then_acknowledge_several_alerts_at_once() {
     )
     .await;
     shoot(&client, "login.png").await;
-    let field = |name: &'static str| {
-        let client = client.clone();
-        async move {
-            client
-                .find(Locator::Css(&format!("form.login input[name={name}]")))
-                .await
-                .unwrap()
-        }
-    };
-    field("name").await.send_keys("Ana Ops").await.unwrap();
-    field("token").await.send_keys("s3cret").await.unwrap();
-    client
-        .find(Locator::Css("form.login button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    type_into(&client, "form.login input[name=name]", "Ana Ops").await;
+    type_into(&client, "form.login input[name=token]", "s3cret").await;
+    click(&client, "form.login button[type=submit]").await;
 
     // Back on the alerts page, logged in: select both and acknowledge them with one note.
     eventually(
@@ -314,20 +313,8 @@ async fn login_then_acknowledge_several_alerts_at_once() {
     )
     .await;
     live(&client).await;
-    client
-        .find(Locator::Css("#pick-all"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    client
-        .find(Locator::Css("#bulk-note"))
-        .await
-        .unwrap()
-        .send_keys("planned maintenance")
-        .await
-        .unwrap();
+    click(&client, "#pick-all").await;
+    type_into(&client, "#bulk-note", "planned maintenance").await;
     let button = client.find(Locator::Css("#ack-selected")).await.unwrap();
     assert_eq!(button.text().await.unwrap(), "Acknowledge 2 selected");
     button.click().await.unwrap();
