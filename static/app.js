@@ -94,13 +94,31 @@ function showPaused(reason) {
 }
 
 // ---- overview ----
-function sparkline(points) {
-  if (points.length < 2) return "";
+// As the server draws it (pages.rs `spark_scale`): into a 120×28 box fitted to the points.
+function sparkScale(points) {
   const t0 = points[0][0], t1 = points[points.length - 1][0];
   const values = points.map((p) => p[1]);
   const lo = Math.min(...values), hi = Math.max(...values);
   const spanT = Math.max(t1 - t0, 1), spanV = hi > lo ? hi - lo : 1;
-  return points.map(([t, v]) => `${((t - t0) / spanT * 120).toFixed(1)},${(27 - (v - lo) / spanV * 26).toFixed(1)}`).join(" ");
+  return (t, v) => [(t - t0) / spanT * 120, 27 - (v - lo) / spanV * 26];
+}
+
+// The series around an alert (5 min before, 2 after) with its point marked, from what this
+// page has seen; the point itself comes with the alert.
+function alertSpark(alert) {
+  const around = (recent.get(`${alert.stream}/${alert.series}`) ?? [])
+    .filter(([t]) => t >= alert.ts - 300000 && t <= alert.ts + 120000 && t !== alert.ts);
+  around.push([alert.ts, alert.value]);
+  around.sort((a, b) => a[0] - b[0]);
+  if (around.length < 2) return "";
+  const [x, y] = sparkScale(around)(alert.ts, alert.value);
+  return `<svg class="spark alert-spark" viewBox="0 0 120 28" width="120" height="28" aria-label="the series around the alert"><polyline points="${sparkline(around)}"/><circle cx="${x.toFixed(1)}" cy="${y.toFixed(1)}" r="3"/></svg>`;
+}
+
+function sparkline(points) {
+  if (points.length < 2) return "";
+  const scale = sparkScale(points);
+  return points.map(([t, v]) => scale(t, v).map((c) => c.toFixed(1)).join(",")).join(" ");
 }
 
 function seriesRow(point) {
@@ -119,13 +137,20 @@ function seriesRow(point) {
   return row;
 }
 
+// Keeps the recent values of every series (sparklines, the charts of new alerts).
+function remember(point) {
+  const name = `${point.stream}/${point.series}`;
+  const points = recent.get(name) ?? [];
+  points.push([point.ts, point.value]);
+  while (points.length > 120) points.shift();
+  recent.set(name, points);
+  return points;
+}
+
 function applyPoint(point, fromSnapshot = false) {
   const row = seriesRow(point);
   const name = row.dataset.name;
-  const points = recent.get(name) ?? [];
-  if (!fromSnapshot) points.push([point.ts, point.value]);
-  while (points.length > 120) points.shift();
-  recent.set(name, points);
+  const points = fromSnapshot ? recent.get(name) ?? [] : remember(point);
   row.querySelector(".value").textContent = fmt(point.value);
   row.querySelector(".sma").textContent = fmt(point.sma);
   row.querySelector(".ewma").textContent = fmt(point.ewma);
@@ -214,9 +239,10 @@ function applyAlert(alert, isNew) {
     row = document.createElement("tr");
     row.dataset.id = alert.id;
     const pick = document.getElementById("pick-all") ? '<input type="checkbox" class="pick" aria-label="Select">' : "";
-    row.innerHTML = '<td>' + pick + '</td><td><span class="stream"></span> <span class="name"></span></td><td></td><td class="time"></td><td class="value"></td><td class="expected"></td><td class="zv"></td><td><span class="severity"></span></td><td class="state"></td><td class="acked"></td><td><button class="ack">Acknowledge</button></td>';
+    row.innerHTML = '<td>' + pick + '</td><td><span class="stream"></span> <span class="name"></span></td><td class="around"></td><td class="time"></td><td class="value"></td><td class="expected"></td><td class="zv"></td><td><span class="severity"></span></td><td class="state"></td><td class="acked"></td><td><button class="ack">Acknowledge</button></td>';
     row.querySelector(".stream").textContent = alert.stream;
     row.querySelector(".name").textContent = alert.series;
+    row.querySelector(".around").innerHTML = alertSpark(alert); // numbers only: no user text
     row.querySelector(".time").textContent = new Date(alert.ts).toISOString();
     row.querySelector(".value").textContent = fmt(alert.value);
     row.querySelector(".expected").textContent = `${fmt(alert.expected)} ± ${fmt(alert.stddev)}`;
@@ -409,6 +435,7 @@ function connect(delay = 500) {
     } else if (message.type === "batch") {
       for (const update of message.updates) {
         if (update.type === "point" && page === "overview") applyPoint(update);
+        if (update.type === "point" && page !== "overview") remember(update);
         if (update.type === "point" && page === "series") applySeriesPoint(update);
         if (update.type === "alert" || update.type === "ack") {
           const isNew = !known.has(update.id);

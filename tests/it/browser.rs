@@ -210,8 +210,8 @@ async fn live_values_and_acknowledgement_across_two_browsers() {
     for client in [&a, &b] {
         eventually(
             client,
-            "the new alert",
-            "return document.querySelector('button.ack') !== null",
+            "the new alert, with a small chart of its series",
+            "return document.querySelector('button.ack') !== null && document.querySelector('#alerts td.around svg circle') !== null",
         )
         .await;
     }
