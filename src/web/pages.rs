@@ -703,6 +703,9 @@ pub struct LoginForm {
     next: Option<String>,
 }
 
+/// How long a wrong token typed into the login form waits for its answer.
+const WRONG_TOKEN_DELAY: Duration = Duration::from_secs(1);
+
 /// Longest user name an acknowledgement records.
 const NAME_LIMIT: usize = 100;
 
@@ -725,6 +728,8 @@ pub async fn login(
         )
             .into_response()),
         Err(WebError::Unauthorized) => {
+            // Every wrong guess costs a second: guessing a token through the form is slow.
+            tokio::time::sleep(WRONG_TOKEN_DELAY).await;
             let page = LoginPage {
                 next,
                 error: "That token is not the one this dashboard was started with.".into(),
