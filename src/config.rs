@@ -137,6 +137,8 @@ pub struct KafkaSourceConfig {
     pub group: String,
     /// Where a partition without a committed offset starts.
     pub start: StartFrom,
+    /// Only these partitions of each topic; `None`: all of them.
+    pub partitions: Option<Vec<i32>>,
     /// Extra librdkafka properties (SASL/SSL, ...), passed through as they are.
     pub properties: BTreeMap<String, String>,
 }
@@ -389,6 +391,9 @@ mod raw {
             group: Option<String>,
             #[serde(default = "default_start")]
             start: String,
+            /// Only these partitions of each topic (default: all), to split a topic between
+            /// instances by hand.
+            partitions: Option<Vec<i32>>,
             /// librdkafka properties, e.g. `{ "security.protocol" = "SASL_SSL" }`.
             #[serde(default)]
             kafka: BTreeMap<String, String>,
@@ -852,9 +857,22 @@ impl raw::Stream {
                 topics,
                 group,
                 start,
+                partitions,
                 kafka,
             } => {
                 let skey = format!("{key}.source");
+                if let Some(list) = &partitions {
+                    let distinct: std::collections::BTreeSet<_> = list.iter().collect();
+                    if list.is_empty()
+                        || list.iter().any(|&p| p < 0)
+                        || distinct.len() != list.len()
+                    {
+                        return Err(ConfigError::invalid(
+                            format!("{skey}.partitions"),
+                            "must list distinct partition numbers (0 or more), e.g. [0, 2]",
+                        ));
+                    }
+                }
                 if brokers.trim().is_empty() {
                     return Err(ConfigError::invalid(
                         format!("{skey}.brokers"),
@@ -891,6 +909,7 @@ impl raw::Stream {
                     topics,
                     group: group.unwrap_or_else(|| format!("tidewatch-{}", self.name)),
                     start,
+                    partitions,
                     properties: kafka,
                 })
             }
@@ -1274,6 +1293,21 @@ path = "out/"
         assert!(error_of(&no_topics).starts_with("streams[0].source.topics:"));
         let start = kafka.replace("topics = [", "start = \"middle\", topics = [");
         assert!(error_of(&start).starts_with("streams[0].source.start:"));
+        assert_eq!(k.partitions, None);
+        let some = kafka.replace("topics = [", "partitions = [2, 0], topics = [");
+        let config = Config::from_toml_str(&some).unwrap();
+        let SourceConfig::Kafka(k) = &config.streams[0].source else {
+            panic!("not kafka")
+        };
+        assert_eq!(k.partitions, Some(vec![2, 0]));
+        for bad in ["[]", "[1, 1]", "[-1]"] {
+            let config = kafka.replace("topics = [", &format!("partitions = {bad}, topics = ["));
+            assert!(
+                error_of(&config).starts_with("streams[0].source.partitions:"),
+                "{bad}: {}",
+                error_of(&config)
+            );
+        }
     }
 
     #[test]

@@ -157,10 +157,23 @@ impl KafkaSource {
                     topic: topic.clone(),
                 });
             }
+            let exists = |id: i32| found.partitions().iter().any(|p| p.id() == id);
+            if let Some(missing) = config.partitions.iter().flatten().find(|&&p| !exists(p)) {
+                return Err(SourceError::Kafka(format!(
+                    "topic {topic:?} has no partition {missing} (it has {})",
+                    found.partitions().len()
+                )));
+            }
             for partition in found.partitions() {
-                wanted
-                    .add_partition_offset(topic, partition.id(), Offset::Invalid)
-                    .map_err(kafka_error)?;
+                let chosen = config
+                    .partitions
+                    .as_ref()
+                    .is_none_or(|list| list.contains(&partition.id()));
+                if chosen {
+                    wanted
+                        .add_partition_offset(topic, partition.id(), Offset::Invalid)
+                        .map_err(kafka_error)?;
+                }
             }
         }
         let committed = consumer

@@ -329,6 +329,7 @@ fn consumer_lag_is_tracked_per_partition_while_following() {
         topics: vec![topic.clone()],
         group: unique_name("lag-group"),
         start: StartFrom::Earliest,
+        partitions: None,
         properties: [("statistics.interval.ms".to_owned(), "200".to_owned())].into(),
     };
     let mut source = KafkaSource::open_following(&config, &[]).unwrap();
@@ -434,4 +435,46 @@ fn a_following_pipeline_rides_out_a_broker_outage() {
         messages(s) == 300 && s["streams"][0]["source_error"].is_null()
     });
     assert!(server.is_running());
+}
+
+/// `partitions = [...]` splits a topic between instances by hand: two runs over disjoint
+/// partitions together give exactly the windows of one run over all of them (series are keyed
+/// to partitions), and a partition the topic lacks is a clear error.
+#[test]
+fn two_instances_on_disjoint_partitions_together_equal_one_over_all() {
+    let broker = Broker::start();
+    let topic = unique_name("split");
+    broker.create_topic(&topic, 3);
+    broker.produce(&topic, &keyed_messages(0..3_000));
+    let run = |partitions: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        let source = format!(
+            "{{ kind = \"kafka\", brokers = \"{}\", topics = [\"{topic}\"], group = \"{}\"{partitions} }}",
+            broker.bootstrap,
+            unique_name("split-group")
+        );
+        std::fs::write(
+            dir.path().join("p.toml"),
+            PIPELINE.replace("SOURCE", &source),
+        )
+        .unwrap();
+        let output = tidewatch(&["run", "--once", "--config", "p.toml"], dir.path());
+        (dir, output)
+    };
+    let (all, output) = run("");
+    assert_success(&output);
+    let (first, output) = run(", partitions = [0]");
+    assert_success(&output);
+    let (rest, output) = run(", partitions = [1, 2]");
+    assert_success(&output);
+    let mut split = sorted(first.path(), "windows.ndjson", &[]);
+    assert!(!split.is_empty(), "partition 0 has windows of its own");
+    split.extend(sorted(rest.path(), "windows.ndjson", &[]));
+    split.sort();
+    assert_eq!(split, sorted(all.path(), "windows.ndjson", &[]));
+
+    let (_, output) = run(", partitions = [7]");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("has no partition 7"), "{stderr}");
 }
