@@ -341,7 +341,8 @@ fn partition_progress(engine: &Engine, input: &StreamInput) -> Vec<PartitionProg
             PartitionWatermark::Active(w) => (w, false),
             PartitionWatermark::Idle(w) => (w, true),
         };
-        let known = value != i64::MIN && value != i64::MAX && value > i64::MIN / 2;
+        // Before its first event a partition contributes MIN (minus the lateness, saturated).
+        let known = value > i64::MIN / 2 && value != i64::MAX;
         partitions[index].watermark = known.then_some(value);
         partitions[index].idle = idle;
     }
@@ -567,11 +568,13 @@ mod tests {
     use super::*;
     use crate::record::DeadLetterRecord;
 
+    type Log = Arc<Mutex<Vec<String>>>;
+
     /// Fails its first `failures` writes; logs what happens to it.
     struct Flaky {
         name: &'static str,
         failures: usize,
-        log: Arc<Mutex<Vec<String>>>,
+        log: Log,
     }
 
     impl Sink for Flaky {
@@ -598,8 +601,6 @@ mod tests {
                 .push(format!("{} {state}", self.name));
         }
     }
-
-    type Log = Arc<Mutex<Vec<String>>>;
 
     /// Sink "a" that works, sink "b" that fails `b_failures` times, their log, one record.
     fn setup(b_failures: usize) -> (Vec<Box<dyn Sink>>, Log, Vec<Record>) {

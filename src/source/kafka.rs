@@ -76,6 +76,17 @@ impl ClientContext for LagContext {
 
 impl ConsumerContext for LagContext {}
 
+impl Split {
+    /// Where this split is, as a checkpoint stores it.
+    fn position(&self) -> SplitPosition {
+        SplitPosition {
+            source: self.topic.clone(),
+            partition: self.partition.max(0) as u32,
+            next_offset: self.next.max(0) as u64,
+        }
+    }
+}
+
 pub struct KafkaSource {
     consumer: BaseConsumer<LagContext>,
     /// Index = the split id the engine tracks watermarks by.
@@ -366,14 +377,7 @@ impl Source for KafkaSource {
     }
 
     fn positions(&self) -> Vec<SplitPosition> {
-        self.splits
-            .iter()
-            .map(|s| SplitPosition {
-                source: s.topic.clone(),
-                partition: s.partition.max(0) as u32,
-                next_offset: s.next.max(0) as u64,
-            })
-            .collect()
+        self.splits.iter().map(Split::position).collect()
     }
 
     fn trouble(&self) -> Option<String> {
@@ -411,11 +415,7 @@ impl Source for KafkaSource {
                 let lag = end.map(|end| (end - s.next).max(0) as u64);
                 SplitStatus {
                     split: split as u32,
-                    position: SplitPosition {
-                        source: s.topic.clone(),
-                        partition: s.partition.max(0) as u32,
-                        next_offset: s.next.max(0) as u64,
-                    },
+                    position: s.position(),
                     lag,
                 }
             })

@@ -1,7 +1,6 @@
 //! The JSON API, `/healthz` and `/metrics`.
 
 use std::fmt::Write as _;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -11,7 +10,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 
 use super::auth::Principal;
-use super::{check_same_origin, AppState, WebError, NOTE_LIMIT};
+use super::{check_same_origin, now_ms, AppState, WebError, NOTE_LIMIT};
 use crate::live::SeriesView;
 use crate::record::{AlertRecord, AlertState};
 
@@ -299,12 +298,6 @@ fn store_of(state: &AppState) -> Result<&crate::store::Store, WebError> {
             "acknowledgements are stored in the database: add a db sink to the pipeline".into(),
         )
     })
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Prometheus text exposition of the pipeline's counters.

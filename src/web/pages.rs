@@ -1,6 +1,6 @@
 //! Server-rendered pages (askama): real data on first paint, escaped everywhere by default.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use askama::Template;
 use axum::extract::{Query, State};
@@ -10,10 +10,11 @@ use axum::Form;
 
 use super::api::list_alerts;
 use super::auth::{safe_next, session_cookie};
-use super::{asset_cache, check_same_origin, AppState, WebError};
+use super::{asset_cache, check_same_origin, now_ms, AppState, WebError};
 use crate::live::Dashboard;
 use crate::record::{AlertRecord, AlertState, Trend};
 use crate::sink::console::format_ms;
+use crate::sink::StreamProgress;
 
 /// What the page header shows of the person looking, and what they may do.
 pub struct Viewer {
@@ -69,11 +70,26 @@ pub struct StreamRow {
     pub source_ok: bool,
 }
 
-/// How a stream's source is doing, as the pages show it.
-fn source_state(error: &Option<String>) -> (String, bool) {
-    match error {
-        None => ("reading".into(), true),
-        Some(error) => (format!("down: {error}"), false),
+impl StreamRow {
+    /// A stream's progress as the overview and the status page show it, at wall-clock `now`.
+    fn of(s: &StreamProgress, now: i64) -> StreamRow {
+        let dash = || "–".to_string();
+        StreamRow {
+            name: s.name.clone(),
+            messages: s.messages,
+            accepted: s.accepted,
+            late: s.late,
+            duplicates: s.duplicates,
+            dead_letters: s.dead_letters,
+            watermark: s.watermark.map_or_else(dash, format_ms),
+            behind: s.watermark.map_or_else(dash, |w| seconds(now - w)),
+            lag: s.total_lag().map_or_else(dash, |lag| lag.to_string()),
+            source: s
+                .source_error
+                .as_ref()
+                .map_or_else(|| "reading".into(), |error| format!("down: {error}")),
+            source_ok: s.source_error.is_none(),
+        }
     }
 }
 
@@ -127,12 +143,6 @@ fn number(v: f64) -> String {
     } else {
         format!("{v:.3}")
     }
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Maps `(time, value)` into a 120×28 sparkline box fitted to `points`.
@@ -235,19 +245,7 @@ pub async fn overview(
             streams: dashboard
                 .streams
                 .iter()
-                .map(|s| StreamRow {
-                    name: s.name.clone(),
-                    messages: s.messages,
-                    accepted: s.accepted,
-                    late: s.late,
-                    duplicates: s.duplicates,
-                    dead_letters: s.dead_letters,
-                    watermark: s.watermark.map_or("–".into(), format_ms),
-                    behind: s.watermark.map_or("–".into(), |w| seconds(now - w)),
-                    lag: s.total_lag().map_or("–".into(), |lag| lag.to_string()),
-                    source: source_state(&s.source_error).0,
-                    source_ok: s.source_error.is_none(),
-                })
+                .map(|s| StreamRow::of(s, now))
                 .collect(),
             series,
             events_per_second: format!("{events_per_second:.1}"),
@@ -521,16 +519,7 @@ pub struct StatusPage {
 }
 
 pub struct StreamStatus {
-    pub name: String,
-    pub source: String,
-    pub source_ok: bool,
-    pub watermark: String,
-    pub behind: String,
-    pub lag: String,
-    pub messages: u64,
-    pub late: u64,
-    pub duplicates: u64,
-    pub dead_letters: u64,
+    pub row: StreamRow,
     pub partitions: Vec<PartitionRow>,
 }
 
@@ -593,16 +582,7 @@ pub async fn status(
                 .streams
                 .iter()
                 .map(|s| StreamStatus {
-                    name: s.name.clone(),
-                    source: source_state(&s.source_error).0,
-                    source_ok: s.source_error.is_none(),
-                    watermark: s.watermark.map_or_else(dash, format_ms),
-                    behind: s.watermark.map_or_else(dash, |w| seconds(now - w)),
-                    lag: s.total_lag().map_or_else(dash, |lag| lag.to_string()),
-                    messages: s.messages,
-                    late: s.late,
-                    duplicates: s.duplicates,
-                    dead_letters: s.dead_letters,
+                    row: StreamRow::of(s, now),
                     partitions: s
                         .partitions
                         .iter()

@@ -126,7 +126,7 @@ fn line_of(series: &str, i: i64, value: f64) -> String {
 /// `tidewatch serve` on a socket source (stream `plant`, alerts that stay open) into SQLite,
 /// with `extra` appended to the pipeline; returns the server, its web port and the socket.
 fn plant_server(dir: &std::path::Path, extra: &str) -> (ChildGuard, u16, TcpStream) {
-    let (socket_port, web_port) = (free_port(), free_port());
+    let socket_port = free_port();
     std::fs::write(
         dir.join("p.toml"),
         format!(
@@ -148,23 +148,7 @@ url = "sqlite://t.db"
         ),
     )
     .unwrap();
-    let server = ChildGuard(
-        Command::new(env!("CARGO_BIN_EXE_tidewatch"))
-            .args([
-                "serve",
-                "--config",
-                "p.toml",
-                "--listen",
-                &format!("127.0.0.1:{web_port}"),
-            ])
-            .current_dir(dir)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    wait_for_port(web_port, "tidewatch");
+    let (server, web_port) = crate::support::serve("p.toml", dir);
     wait_for_port(socket_port, "the socket source");
     let feed = TcpStream::connect(("127.0.0.1", socket_port)).unwrap();
     (server, web_port, feed)

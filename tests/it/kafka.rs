@@ -32,6 +32,22 @@ kind = "ndjson"
 path = "out"
 "#;
 
+/// A directory holding `p.toml`: [`PIPELINE`] reading `topic` from the broker in `group`, with
+/// `extra` source keys (`, partitions = [0]`, ...).
+fn kafka_pipeline(broker: &Broker, topic: &str, group: &str, extra: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let source = format!(
+        r#"{{ kind = "kafka", brokers = "{}", topics = ["{topic}"], group = "{group}"{extra} }}"#,
+        broker.bootstrap
+    );
+    std::fs::write(
+        dir.path().join("p.toml"),
+        PIPELINE.replace("SOURCE", &source),
+    )
+    .unwrap();
+    dir
+}
+
 /// Records of one kind as sorted JSON texts (Kafka interleaves partitions differently from the
 /// file, so the order across series differs; the records themselves must not).
 fn sorted(dir: &Path, file: &str, drop_fields: &[&str]) -> Vec<String> {
@@ -79,17 +95,13 @@ fn run_once_from_three_partitions_equals_the_file_run_and_commits() {
     broker.produce(&topic, &messages);
     assert_eq!(broker.message_count(&topic, 3), messages.len() as i64);
 
-    let kafka_dir = tempfile::tempdir().unwrap();
     let group = unique_name("group");
-    let source = format!(
-        r#"{{ kind = "kafka", brokers = "{}", topics = ["{topic}"], group = "{group}", kafka = {{ "session.timeout.ms" = "6000" }} }}"#,
-        broker.bootstrap
+    let kafka_dir = kafka_pipeline(
+        &broker,
+        &topic,
+        &group,
+        r#", kafka = { "session.timeout.ms" = "6000" }"#,
     );
-    std::fs::write(
-        kafka_dir.path().join("p.toml"),
-        PIPELINE.replace("SOURCE", &source),
-    )
-    .unwrap();
     let stdout = assert_success(&tidewatch(
         &["run", "--once", "--config", "p.toml"],
         kafka_dir.path(),
@@ -397,17 +409,7 @@ fn a_following_pipeline_rides_out_a_broker_outage() {
     let topic = unique_name("outage");
     broker.create_topic(&topic, 2);
     broker.produce(&topic, &keyed_messages(0..200));
-    let dir = tempfile::tempdir().unwrap();
-    let source = format!(
-        "{{ kind = \"kafka\", brokers = \"{}\", topics = [\"{topic}\"], group = \"{}\" }}",
-        broker.bootstrap,
-        unique_name("outage-group")
-    );
-    std::fs::write(
-        dir.path().join("p.toml"),
-        PIPELINE.replace("SOURCE", &source),
-    )
-    .unwrap();
+    let dir = kafka_pipeline(&broker, &topic, &unique_name("outage-group"), "");
     let (mut server, port) = crate::support::serve("p.toml", dir.path());
     let messages = |s: &Value| s["streams"][0]["messages"].as_u64().unwrap_or(0);
     status_when(
@@ -447,17 +449,7 @@ fn two_instances_on_disjoint_partitions_together_equal_one_over_all() {
     broker.create_topic(&topic, 3);
     broker.produce(&topic, &keyed_messages(0..3_000));
     let run = |partitions: &str| {
-        let dir = tempfile::tempdir().unwrap();
-        let source = format!(
-            "{{ kind = \"kafka\", brokers = \"{}\", topics = [\"{topic}\"], group = \"{}\"{partitions} }}",
-            broker.bootstrap,
-            unique_name("split-group")
-        );
-        std::fs::write(
-            dir.path().join("p.toml"),
-            PIPELINE.replace("SOURCE", &source),
-        )
-        .unwrap();
+        let dir = kafka_pipeline(&broker, &topic, &unique_name("split-group"), partitions);
         let output = tidewatch(&["run", "--once", "--config", "p.toml"], dir.path());
         (dir, output)
     };
