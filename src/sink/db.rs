@@ -14,7 +14,7 @@
 use std::fmt::Write as _;
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::{AnyPool, Row};
+use sqlx::{AnyConnection, AnyPool, Connection, Row};
 use thiserror::Error;
 use tracing::info;
 
@@ -303,18 +303,42 @@ pub fn redact(url: &str) -> String {
     }
 }
 
+/// Key of the PostgreSQL advisory lock migrations hold: instances starting together (a
+/// consumer group, the dashboard beside the pipeline) take turns, since concurrent `CREATE
+/// TABLE IF NOT EXISTS` can fail on PostgreSQL and two could apply the same migration.
+const MIGRATION_LOCK: i64 = 0x7469_6465_7761_7463; // "tidewatc"
+
 pub(crate) async fn migrate(pool: &AnyPool, postgres: bool) -> Result<(), sqlx::Error> {
+    let mut conn = pool.acquire().await?;
+    if postgres {
+        sqlx::query("SELECT pg_advisory_lock($1)")
+            .bind(MIGRATION_LOCK)
+            .execute(&mut *conn)
+            .await?;
+    }
+    let result = apply_migrations(&mut conn, postgres).await;
+    if postgres {
+        // Also released when the connection closes, should this fail.
+        sqlx::query("SELECT pg_advisory_unlock($1)")
+            .bind(MIGRATION_LOCK)
+            .execute(&mut *conn)
+            .await?;
+    }
+    result
+}
+
+async fn apply_migrations(conn: &mut AnyConnection, postgres: bool) -> Result<(), sqlx::Error> {
     sqlx::query("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")
-        .execute(pool)
+        .execute(&mut *conn)
         .await?;
     let applied: i64 = sqlx::query("SELECT COUNT(*) FROM schema_version")
-        .fetch_one(pool)
+        .fetch_one(&mut *conn)
         .await?
         .try_get(0)?;
     for (index, migration) in MIGRATIONS.iter().enumerate().skip(applied.max(0) as usize) {
         // The one type the two dialects spell differently.
         let migration = migration.replace("{BLOB}", if postgres { "BYTEA" } else { "BLOB" });
-        let mut tx = pool.begin().await?;
+        let mut tx = conn.begin().await?;
         for statement in migration.split(';').filter(|s| !s.trim().is_empty()) {
             sqlx::query(statement).execute(&mut *tx).await?;
         }
