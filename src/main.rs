@@ -116,6 +116,8 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| EnvFilter::new("warn,tidewatch=info")),
         )
         .with_writer(std::io::stderr)
+        // Colour only on a terminal: logs in files and journald stay plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
     let outcome = match cli.command {
