@@ -33,6 +33,36 @@ pub enum ConfigError {
     Invalid { key: String, message: String },
 }
 
+/// A stream whose partitions a consumer group moves between instances hands its state over
+/// through the checkpoint store, so it needs a `db` sink; the Parquet sink's exactly-once files
+/// belong to one instance's checkpoints, which a group does not have.
+fn check_group_sinks(streams: &[StreamConfig], sinks: &[SinkConfig]) -> Result<(), ConfigError> {
+    let Some(index) = streams.iter().position(StreamConfig::is_group_assigned) else {
+        return Ok(());
+    };
+    if !sinks.iter().any(|s| matches!(s, SinkConfig::Db { .. })) {
+        return Err(ConfigError::invalid(
+            format!("streams[{index}].source.assignment"),
+            "\"group\" needs a db sink: partition state moves between instances through its \
+             checkpoints table (PostgreSQL for instances on several hosts)",
+        ));
+    }
+    if let Some(parquet) = sinks
+        .iter()
+        .position(|s| matches!(s, SinkConfig::Parquet { .. }))
+    {
+        return Err(ConfigError::invalid(
+            format!("sinks[{parquet}]"),
+            format!(
+                "the parquet sink cannot be used with assignment = \"group\" (streams[{index}]) \
+                 yet: its files are exactly-once per instance, not per partition; use \
+                 assignment = \"static\", or a kafka sink feeding the lake"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 fn key_prefix(key: &str) -> String {
     if key.is_empty() || key == "." {
         String::new()
@@ -94,6 +124,13 @@ pub struct CheckpointConfig {
     pub pipeline: String,
 }
 
+impl StreamConfig {
+    /// Whether a consumer group assigns this stream's partitions (state per partition).
+    pub fn is_group_assigned(&self) -> bool {
+        matches!(&self.source, SourceConfig::Kafka(k) if k.assignment == Assignment::Group)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct StreamConfig {
     pub name: String,
@@ -139,8 +176,23 @@ pub struct KafkaSourceConfig {
     pub start: StartFrom,
     /// Only these partitions of each topic; `None`: all of them.
     pub partitions: Option<Vec<i32>>,
+    /// Who decides which partitions this instance reads.
+    pub assignment: Assignment,
     /// Extra librdkafka properties (SASL/SSL, ...), passed through as they are.
     pub properties: BTreeMap<String, String>,
+}
+
+/// How a Kafka stream gets its partitions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Assignment {
+    /// This instance reads every partition (or those `partitions` lists) with one engine state
+    /// for the stream: series may span partitions; the watermark is the minimum over them.
+    #[default]
+    Static,
+    /// The consumer group shares the partitions among the instances that join it and moves them
+    /// when one comes or goes. State is kept per partition and handed over through the
+    /// checkpoint store, so each series must come from one partition (messages keyed by series).
+    Group,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -394,6 +446,9 @@ mod raw {
             /// Only these partitions of each topic (default: all), to split a topic between
             /// instances by hand.
             partitions: Option<Vec<i32>>,
+            /// "static" (default: read the partitions named or all) or "group" (the consumer
+            /// group shares them among instances).
+            assignment: Option<String>,
             /// librdkafka properties, e.g. `{ "security.protocol" = "SASL_SSL" }`.
             #[serde(default)]
             kafka: BTreeMap<String, String>,
@@ -689,7 +744,7 @@ impl raw::Config {
                 "at least one [[sinks]] table is required, e.g. { kind = \"ndjson\", path = \"out/\" }",
             ));
         }
-        let sinks = self
+        let sinks: Vec<SinkConfig> = self
             .sinks
             .into_iter()
             .enumerate()
@@ -765,6 +820,7 @@ impl raw::Config {
                 }
             })
             .collect::<Result<_, _>>()?;
+        check_group_sinks(&streams, &sinks)?;
         if self.checkpoint.pipeline.trim().is_empty() {
             return Err(ConfigError::invalid(
                 "checkpoint.pipeline",
@@ -858,9 +914,26 @@ impl raw::Stream {
                 group,
                 start,
                 partitions,
+                assignment,
                 kafka,
             } => {
                 let skey = format!("{key}.source");
+                let assignment = match assignment.as_deref() {
+                    None | Some("static") => Assignment::Static,
+                    Some("group") if partitions.is_some() => {
+                        return Err(ConfigError::invalid(
+                            format!("{skey}.partitions"),
+                            "cannot be used with assignment = \"group\": the group assigns the partitions",
+                        ))
+                    }
+                    Some("group") => Assignment::Group,
+                    Some(other) => {
+                        return Err(ConfigError::invalid(
+                            format!("{skey}.assignment"),
+                            format!("unknown assignment {other:?}; expected \"static\" or \"group\""),
+                        ))
+                    }
+                };
                 if let Some(list) = &partitions {
                     let distinct: std::collections::BTreeSet<_> = list.iter().collect();
                     if list.is_empty()
@@ -910,6 +983,7 @@ impl raw::Stream {
                     group: group.unwrap_or_else(|| format!("tidewatch-{}", self.name)),
                     start,
                     partitions,
+                    assignment,
                     properties: kafka,
                 })
             }
@@ -1123,9 +1197,20 @@ impl raw::Analytics {
 impl raw::Join {
     fn validate(self, key: &str, streams: &[StreamConfig]) -> Result<JoinConfig, ConfigError> {
         let find = |side: &str, name: &str| {
-            streams.iter().position(|s| s.name == name).ok_or_else(|| {
+            let index = streams.iter().position(|s| s.name == name).ok_or_else(|| {
                 ConfigError::invalid(format!("{key}.{side}"), format!("no stream named {name:?}"))
-            })
+            })?;
+            if streams[index].is_group_assigned() {
+                return Err(ConfigError::invalid(
+                    format!("{key}.{side}"),
+                    format!(
+                        "stream {name:?} uses assignment = \"group\", which keeps state per \
+                         partition; a join needs both streams in one state: use assignment = \
+                         \"static\""
+                    ),
+                ));
+            }
+            Ok(index)
         };
         let left = find("left", &self.left)?;
         let right = find("right", &self.right)?;
@@ -1308,6 +1393,48 @@ path = "out/"
                 error_of(&config)
             );
         }
+    }
+
+    #[test]
+    fn group_assignment_needs_a_db_sink_no_parquet_no_join_and_no_partition_list() {
+        let group = ISSUE_EXAMPLE.replace(
+            "source = { kind = \"file\", path = \"data/\" }",
+            "source = { kind = \"kafka\", brokers = \"127.0.0.1:9092\", topics = [\"events\"], assignment = \"group\" }",
+        );
+        assert_ne!(group, ISSUE_EXAMPLE);
+        assert!(
+            error_of(&group).starts_with("streams[0].source.assignment: \"group\" needs a db sink"),
+            "{}",
+            error_of(&group)
+        );
+        let with_db = format!("{group}\n[[sinks]]\nkind = \"db\"\nurl = \"sqlite://t.db\"\n");
+        let config = Config::from_toml_str(&with_db).unwrap();
+        assert!(config.streams[0].is_group_assigned());
+        let SourceConfig::Kafka(k) = &config.streams[0].source else {
+            panic!("not kafka")
+        };
+        assert_eq!(k.assignment, Assignment::Group);
+
+        let parquet = format!("{with_db}\n[[sinks]]\nkind = \"parquet\"\nurl = \"lake/\"\n");
+        assert!(error_of(&parquet).starts_with("sinks[2]: the parquet sink cannot"));
+        let listed = with_db.replace("topics = [", "partitions = [0], topics = [");
+        assert!(error_of(&listed).starts_with("streams[0].source.partitions: cannot be used"));
+        let unknown = with_db.replace("\"group\"", "\"roundrobin\"");
+        assert!(error_of(&unknown).starts_with("streams[0].source.assignment: unknown"));
+        let joined = format!(
+            "{}\n[[joins]]\nname = \"j\"\nleft = \"other\"\nright = \"sensors\"\nwithin = \"30s\"\n",
+            with_db.replacen(
+                "[[sinks]]",
+                "[[streams]]\nname = \"other\"\nsource = { kind = \"file\", path = \"o/\" }\nfields = { time = \"ts\", series = \"s\" }\n\n[[sinks]]",
+                1
+            )
+        );
+        assert!(
+            error_of(&joined)
+                .starts_with("joins[0].right: stream \"sensors\" uses assignment = \"group\""),
+            "{}",
+            error_of(&joined)
+        );
     }
 
     #[test]

@@ -4,6 +4,11 @@
 //!
 //! A batch run is a replay: processing time does not advance (every event is processed at
 //! processing time 0), so no partition turns idle; at the end every watermark moves to +∞.
+//!
+//! Streams whose partitions a Kafka consumer group assigns keep their state per partition, in
+//! [`tasks`], and checkpoint or restore it when the group moves partitions.
+
+mod tasks;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,13 +21,15 @@ use tracing::{debug, info, info_span, warn};
 use crate::checkpoint::{self, Checkpoint, SplitPosition};
 use crate::config::{Config, SourceConfig};
 use crate::engine::time::PartitionWatermark;
-use crate::engine::{Engine, Origin};
+use crate::engine::{Engine, Origin, StreamCounters};
 use crate::event::Decoder;
 use crate::record::{describe_counts, DeadLetterRecord, Record, RecordKind};
 use crate::sink::{self, PartitionProgress, Sink, SinkError, StreamProgress};
 use crate::source::{
-    DemoSource, FileSource, KafkaSource, Polled, SocketSource, Source, SourceError,
+    DemoSource, FileSource, KafkaSource, Polled, Rebalance, SocketSource, Source, SourceError,
 };
+
+use self::tasks::PartitionTasks;
 
 /// Messages read from one source before the pipeline turns to the next one and drains output.
 const BATCH: usize = 1024;
@@ -83,6 +90,26 @@ struct StreamInput {
     done: bool,
     dead_letters: u64,
     messages: u64,
+    /// Under a consumer group: the state per partition (the main engine holds none for it).
+    tasks: Option<PartitionTasks>,
+    /// A rebalance the source announced, for the run loop to carry out.
+    rebalance: Option<Rebalance>,
+}
+
+impl StreamInput {
+    fn counters(&self, engine: &Engine) -> StreamCounters {
+        match &self.tasks {
+            Some(tasks) => tasks.counters(),
+            None => engine.counters(self.index).unwrap_or_default(),
+        }
+    }
+
+    fn watermark(&self, engine: &Engine) -> Option<i64> {
+        match &self.tasks {
+            Some(tasks) => tasks.watermark(),
+            None => engine.watermark(self.index),
+        }
+    }
 }
 
 /// How a run ends.
@@ -186,6 +213,10 @@ pub fn run_into(
             done: false,
             dead_letters: 0,
             messages: 0,
+            tasks: stream
+                .is_group_assigned()
+                .then(|| PartitionTasks::new(config, index)),
+            rebalance: None,
         });
     }
 
@@ -219,9 +250,27 @@ pub fn run_into(
         }
         idle_rounds = if read == 0 { idle_rounds + 1 } else { 0 };
         if following {
-            engine.tick(processing_time(&mode), &mut out);
+            let now = processing_time(&mode);
+            engine.tick(now, &mut out);
+            for tasks in inputs.iter_mut().filter_map(|i| i.tasks.as_mut()) {
+                tasks.tick(now, &mut out);
+            }
         }
         write_out(&mut out, sinks, &mut written, &mode)?;
+        for i in 0..inputs.len() {
+            if let Some(change) = inputs[i].rebalance.take() {
+                epoch += 1;
+                let run = RunContext {
+                    config,
+                    fingerprint: &fingerprint,
+                    epoch,
+                    engine: &engine,
+                    mode: &mode,
+                };
+                rebalance(&run, i, change, &mut inputs, sinks)?;
+                last_checkpoint = Instant::now();
+            }
+        }
         if following {
             let progress = progress(&engine, &inputs);
             for sink in sinks.iter_mut() {
@@ -262,6 +311,9 @@ pub fn run_into(
         )?;
     } else {
         engine.finish(&mut out);
+        for tasks in inputs.iter_mut().filter_map(|i| i.tasks.as_mut()) {
+            tasks.finish(&mut out);
+        }
         write_out(&mut out, sinks, &mut written, &mode)?;
         epoch += 1;
         checkpoint(config, &fingerprint, epoch, None, &mut inputs, sinks)?;
@@ -270,7 +322,7 @@ pub fn run_into(
     let streams = inputs
         .iter()
         .map(|input| {
-            let counters = engine.counters(input.index).unwrap_or_default();
+            let counters = input.counters(&engine);
             StreamSummary {
                 name: input.name.to_string(),
                 messages: input.messages,
@@ -293,11 +345,11 @@ fn progress(engine: &Engine, inputs: &[StreamInput]) -> Vec<StreamProgress> {
     inputs
         .iter()
         .map(|input| {
-            let counters = engine.counters(input.index).unwrap_or_default();
+            let counters = input.counters(engine);
             StreamProgress {
                 name: input.name.to_string(),
-                watermark: engine
-                    .watermark(input.index)
+                watermark: input
+                    .watermark(engine)
                     .filter(|&w| w != i64::MIN && w != i64::MAX),
                 messages: input.messages,
                 accepted: counters.accepted,
@@ -325,7 +377,11 @@ fn partition_progress(engine: &Engine, input: &StreamInput) -> Vec<PartitionProg
             ..PartitionProgress::default()
         })
         .collect();
-    for (split, watermark) in engine.partition_watermarks(input.index) {
+    let watermarks = match &input.tasks {
+        Some(tasks) => tasks.partition_watermarks(),
+        None => engine.partition_watermarks(input.index),
+    };
+    for (split, watermark) in watermarks {
         let index = match partitions.iter().position(|p| p.split == split) {
             Some(index) => index,
             None => {
@@ -481,6 +537,10 @@ fn read_batch(
                 input.done = true;
                 break;
             }
+            Polled::Rebalance(change) => {
+                input.rebalance = Some(change);
+                break;
+            }
         };
         read += 1;
         input.messages += 1;
@@ -491,9 +551,12 @@ fn read_batch(
             offset: message.offset,
         };
         let reason = match input.decoder.decode(message.payload) {
-            Ok(event) => match engine.process(input.index, &event, origin, now, out) {
-                Ok(()) => None,
-                Err(rejected) => Some(rejected.to_string()),
+            Ok(event) => match &mut input.tasks {
+                Some(tasks) => tasks.process(&event, origin, now, out).err(),
+                None => match engine.process(input.index, &event, origin, now, out) {
+                    Ok(()) => None,
+                    Err(rejected) => Some(rejected.to_string()),
+                },
             },
             Err(bad) => Some(bad.to_string()),
         };
@@ -534,18 +597,32 @@ fn checkpoint(
         ),
         None => None,
     };
+    let written_at = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let pipeline = config.checkpoint.pipeline.as_str();
+    let mut positions = Vec::with_capacity(inputs.len());
+    for input in inputs.iter() {
+        let here = input.source.positions();
+        match &input.tasks {
+            // A group-assigned stream's positions live in its partitions' checkpoints.
+            Some(tasks) => {
+                tasks.save(sinks, pipeline, epoch, written_at, &here)?;
+                positions.push(Vec::new());
+            }
+            None => positions.push(here),
+        }
+    }
     let checkpoint = Checkpoint {
         fingerprint: fingerprint.to_owned(),
         engine: state,
-        positions: inputs.iter().map(|i| i.source.positions()).collect(),
+        positions,
         epoch,
-        written_at: SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64),
+        written_at,
     };
     let mut stored = false;
     for sink in sinks.iter_mut() {
-        stored |= sink.save_checkpoint(&config.checkpoint.pipeline, &checkpoint)?;
+        stored |= sink.save_checkpoint(pipeline, &checkpoint)?;
     }
     debug!(stored, "Checkpoint.");
     for input in inputs.iter_mut() {
@@ -558,6 +635,79 @@ fn checkpoint(
             })?;
     }
     Ok(())
+}
+
+/// What a rebalance needs of the run besides the inputs and sinks.
+struct RunContext<'a> {
+    config: &'a Config,
+    fingerprint: &'a str,
+    /// The epoch of the checkpoint a revocation writes.
+    epoch: u64,
+    engine: &'a Engine,
+    mode: &'a Mode,
+}
+
+/// Carries out a rebalance of input `index`: on revocation, checkpoints everything (so the
+/// next owner of the partitions resumes exactly here) and drops the tasks; on assignment,
+/// restores the tasks from their checkpoints. Then lets the source go on.
+fn rebalance(
+    run: &RunContext<'_>,
+    index: usize,
+    change: Rebalance,
+    inputs: &mut [StreamInput],
+    sinks: &mut [Box<dyn Sink>],
+) -> Result<(), PipelineError> {
+    let source_error = |input: &StreamInput, source| PipelineError::Source {
+        stream: input.name.to_string(),
+        source,
+    };
+    match change {
+        Rebalance::Revoked { splits, lost } => {
+            if lost {
+                warn!(
+                    partitions = splits.len(),
+                    "The consumer group gave our partitions away; their state since the last \
+                     checkpoint is left to the new owner to recompute."
+                );
+            } else {
+                let stored = checkpoint(
+                    run.config,
+                    run.fingerprint,
+                    run.epoch,
+                    Some(run.engine),
+                    inputs,
+                    sinks,
+                );
+                if let Err(error) = stored {
+                    // The partitions go anyway; their next owner resumes from the last
+                    // checkpoint and writes the same rows again.
+                    warn!(%error, "Checkpoint before handing partitions over failed.");
+                }
+            }
+            let input = &mut inputs[index];
+            if let Some(tasks) = input.tasks.as_mut() {
+                tasks.revoke(&splits);
+            }
+            input
+                .source
+                .revoke(&splits)
+                .map_err(|e| source_error(input, e))
+        }
+        Rebalance::Assigned(splits) => {
+            let input = &mut inputs[index];
+            let now = processing_time(run.mode);
+            let resume = match input.tasks.as_mut() {
+                Some(tasks) => {
+                    tasks.assign(&splits, sinks, &run.config.checkpoint.pipeline, now)?
+                }
+                None => Vec::new(),
+            };
+            input
+                .source
+                .assign(&splits, &resume)
+                .map_err(|e| source_error(input, e))
+        }
+    }
 }
 
 #[cfg(test)]

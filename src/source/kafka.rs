@@ -1,26 +1,33 @@
-//! The Kafka source, batch flavour: reads each partition of the configured topics from the
-//! group's committed offset (or `start`) up to the end offset it had when the run began — like
-//! Spark's `availableNow` trigger — and commits the offsets it read once the sinks have flushed.
+//! The Kafka source. In a batch run it reads each partition from its checkpoint, else the
+//! group's committed offset, else `start`, up to the end offset it had when the run began (or,
+//! under a group, when the partition was assigned) — like Spark's `availableNow` trigger;
+//! following, it reads on for ever. It commits the offsets read once the sinks have flushed, so
+//! `kafka-consumer-groups` shows progress and lag as usual.
 //!
-//! Partitions are assigned directly (no group rebalance to wait for); the group is used for its
-//! committed offsets, so `kafka-consumer-groups` shows progress and lag as usual.
+//! Two ways to get partitions ([`Assignment`]):
+//! - **static**: the source assigns itself every partition (or those listed), no rebalance;
+//! - **group**: it subscribes and the consumer group shares the partitions among the instances.
+//!   librdkafka's rebalances are not applied inside its callback but handed to the pipeline as
+//!   [`Polled::Rebalance`]: librdkafka waits for the assign/unassign call, which comes once the
+//!   pipeline has checkpointed the revoked partitions' state, or restored the assigned ones'
+//!   (so their start offsets come from the checkpoint store, not the group).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::statistics::Statistics;
+use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 use tracing::{debug, info, warn};
 
-use super::{RawMessage, Source, SourceError, SplitStatus};
+use super::{Polled, RawMessage, Rebalance, Source, SourceError, SplitRef, SplitStatus};
 use crate::checkpoint::SplitPosition;
-use crate::config::{KafkaSourceConfig, StartFrom};
+use crate::config::{Assignment, KafkaSourceConfig, StartFrom};
 
 /// How long metadata, offset and commit requests may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
@@ -35,20 +42,43 @@ struct Split {
     partition: i32,
     next: i64,
     end: i64,
+    /// This instance reads it: always under static assignment; under a group, while assigned.
+    owned: bool,
 }
 
 /// How often librdkafka reports statistics while following: the high watermarks lag is
 /// computed from.
 const STATISTICS_INTERVAL: &str = "1000";
 
-/// Keeps the newest high watermark librdkafka reports per partition. Statistics arrive during
-/// `poll`, on the pipeline thread, so the lock is never contended.
+/// A rebalance librdkafka announced, waiting for the pipeline.
+#[derive(Debug)]
+enum PendingRebalance {
+    Assign(Vec<(String, i32)>),
+    Revoke {
+        partitions: Vec<(String, i32)>,
+        lost: bool,
+    },
+}
+
+/// Keeps the newest high watermark librdkafka reports per partition, and the group's
+/// rebalances until the pipeline takes them. Both arrive during `poll`, on the pipeline thread,
+/// so the locks are never contended.
 #[derive(Default)]
 pub struct LagContext {
     high_watermarks: Mutex<HashMap<(String, i32), i64>>,
     /// When statistics last showed a broker connection up: clears a reported outage on an
     /// idle topic, where no message would.
     broker_up_at: Mutex<Option<Instant>>,
+    rebalances: Mutex<VecDeque<PendingRebalance>>,
+    /// Set when the consumer is being dropped: rebalances (the revocation of leaving the group)
+    /// are applied at once, the state having been checkpointed already.
+    closing: AtomicBool,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl ClientContext for LagContext {
@@ -74,7 +104,72 @@ impl ClientContext for LagContext {
     }
 }
 
-impl ConsumerContext for LagContext {}
+impl ConsumerContext for LagContext {
+    /// Queues the rebalance for the pipeline instead of applying it: librdkafka waits for the
+    /// assign/unassign call that [`KafkaSource::assign`] / [`KafkaSource::revoke`] make.
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        let partitions: Vec<(String, i32)> = tpl
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_owned(), e.partition()))
+            .collect();
+        if self.closing.load(Ordering::Relaxed) {
+            let applied = match err {
+                RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => apply_assign(consumer, tpl),
+                _ => apply_revoke(consumer, tpl),
+            };
+            if let Err(error) = applied {
+                debug!(%error, "Rebalance while closing.");
+            }
+            return;
+        }
+        let event = match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                PendingRebalance::Assign(partitions)
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => PendingRebalance::Revoke {
+                partitions,
+                lost: consumer.assignment_lost(),
+            },
+            other => {
+                // librdkafka asks to drop the assignment; whoever gets the partitions next
+                // resumes from their last checkpoint.
+                warn!(error = ?other, "Consumer group rebalance failed; dropping the assignment.");
+                PendingRebalance::Revoke {
+                    partitions,
+                    lost: true,
+                }
+            }
+        };
+        debug!(?event, "Consumer group rebalance.");
+        lock(&self.rebalances).push_back(event);
+    }
+}
+
+fn apply_assign(
+    consumer: &BaseConsumer<LagContext>,
+    tpl: &TopicPartitionList,
+) -> Result<(), KafkaError> {
+    match consumer.rebalance_protocol() {
+        RebalanceProtocol::Cooperative => consumer.incremental_assign(tpl),
+        _ => consumer.assign(tpl),
+    }
+}
+
+fn apply_revoke(
+    consumer: &BaseConsumer<LagContext>,
+    tpl: &TopicPartitionList,
+) -> Result<(), KafkaError> {
+    match consumer.rebalance_protocol() {
+        RebalanceProtocol::Cooperative => consumer.incremental_unassign(tpl),
+        _ => consumer.unassign(),
+    }
+}
 
 impl Split {
     /// Where this split is, as a checkpoint stores it.
@@ -92,6 +187,7 @@ pub struct KafkaSource {
     /// Index = the split id the engine tracks watermarks by.
     splits: Vec<Split>,
     by_partition: BTreeMap<(String, i32), usize>,
+    /// Owned splits with messages left to read.
     remaining: usize,
     /// The current message, copied out of librdkafka's buffer so no `BorrowedMessage` outlives
     /// a call (dropping a consumer while one is alive blocks forever).
@@ -100,10 +196,27 @@ pub struct KafkaSource {
     current: (u32, i32, i64),
     /// The last consumption error and when it came, while no message has arrived since.
     trouble: Option<(String, Instant)>,
+    follow: bool,
+    start: StartFrom,
+    group: String,
+    /// Under a group: the state of the assignment.
+    membership: Option<Membership>,
+    /// The last message, assignment or revocation: a batch run that sees none for
+    /// [`STALL_TIMEOUT`] fails instead of hanging.
+    last_activity: Instant,
+}
+
+/// Where a group-assigned source is in the group's rebalances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Membership {
+    /// Joining, or between a revocation and the assignment that follows it.
+    AwaitingAssignment,
+    Assigned,
 }
 
 impl KafkaSource {
-    /// Connects, finds every partition's range to read, and assigns the non-empty ones.
+    /// Connects, finds every partition's range to read, and assigns the non-empty ones (under a
+    /// group: subscribes, and the ranges are found as partitions are assigned).
     ///
     /// A partition starts at its `resume` position when there is one (a checkpoint wins over the
     /// group), else at the group's committed offset, else at `start`. Split ids are the
@@ -152,138 +265,218 @@ impl KafkaSource {
         let consumer: BaseConsumer<LagContext> = client
             .create_with_context(LagContext::default())
             .map_err(kafka_error)?;
-
-        let mut wanted = TopicPartitionList::new();
-        for topic in &config.topics {
-            let metadata = consumer
-                .fetch_metadata(Some(topic), REQUEST_TIMEOUT)
-                .map_err(kafka_error)?;
-            let Some(found) = metadata.topics().iter().find(|t| t.name() == topic) else {
-                return Err(SourceError::MissingTopic {
-                    topic: topic.clone(),
-                });
-            };
-            if found.error().is_some() || found.partitions().is_empty() {
-                return Err(SourceError::MissingTopic {
-                    topic: topic.clone(),
-                });
-            }
-            let exists = |id: i32| found.partitions().iter().any(|p| p.id() == id);
-            if let Some(missing) = config.partitions.iter().flatten().find(|&&p| !exists(p)) {
-                return Err(SourceError::Kafka(format!(
-                    "topic {topic:?} has no partition {missing} (it has {})",
-                    found.partitions().len()
-                )));
-            }
-            for partition in found.partitions() {
-                let chosen = config
-                    .partitions
-                    .as_ref()
-                    .is_none_or(|list| list.contains(&partition.id()));
-                if chosen {
-                    wanted
-                        .add_partition_offset(topic, partition.id(), Offset::Invalid)
-                        .map_err(kafka_error)?;
-                }
-            }
+        let partitions = list_partitions(&consumer, config)?;
+        let group = config.assignment == Assignment::Group;
+        let mut source = KafkaSource {
+            consumer,
+            splits: Vec::new(),
+            by_partition: BTreeMap::new(),
+            remaining: 0,
+            payload: Vec::new(),
+            topic: String::new(),
+            current: (0, 0, 0),
+            trouble: None,
+            follow,
+            start: config.start,
+            group: config.group.clone(),
+            membership: group.then_some(Membership::AwaitingAssignment),
+            last_activity: Instant::now(),
+        };
+        for (topic, partition) in partitions {
+            source.split_of(&topic, partition);
         }
-        let committed = consumer
+        if group {
+            let topics: Vec<&str> = config.topics.iter().map(String::as_str).collect();
+            source.consumer.subscribe(&topics).map_err(kafka_error)?;
+            info!(group = %config.group, topics = ?config.topics, "Joining the consumer group.");
+            return Ok(source);
+        }
+
+        let all: Vec<usize> = (0..source.splits.len()).collect();
+        let assign = source.take_over(&all, resume)?;
+        source.consumer.assign(&assign).map_err(kafka_error)?;
+        if follow {
+            info!(partitions = source.splits.len(), group = %config.group, "Following Kafka.");
+        } else {
+            let to_read: i64 = source.splits.iter().map(|s| (s.end - s.next).max(0)).sum();
+            info!(
+                partitions = source.splits.len(),
+                messages = to_read,
+                group = %config.group,
+                "Reading Kafka to the end offsets."
+            );
+        }
+        Ok(source)
+    }
+
+    /// The split id of a partition, adding a split for a partition not seen before (the group
+    /// can assign partitions created after the start).
+    fn split_of(&mut self, topic: &str, partition: i32) -> usize {
+        if let Some(&index) = self.by_partition.get(&(topic.to_owned(), partition)) {
+            return index;
+        }
+        self.splits.push(Split {
+            topic: topic.to_owned(),
+            partition,
+            next: 0,
+            end: 0,
+            owned: false,
+        });
+        let index = self.splits.len() - 1;
+        self.by_partition
+            .insert((topic.to_owned(), partition), index);
+        index
+    }
+
+    /// Makes the splits at `indexes` owned and finds where each starts and ends; returns them as
+    /// a list to assign (the non-empty ones), with their start offsets.
+    fn take_over(
+        &mut self,
+        indexes: &[usize],
+        resume: &[SplitPosition],
+    ) -> Result<TopicPartitionList, SourceError> {
+        let mut wanted = TopicPartitionList::new();
+        for &i in indexes {
+            let split = &self.splits[i];
+            wanted
+                .add_partition_offset(&split.topic, split.partition, Offset::Invalid)
+                .map_err(kafka_error)?;
+        }
+        let committed = self
+            .consumer
             .committed_offsets(wanted, REQUEST_TIMEOUT)
             .map_err(kafka_error)?;
-
-        let mut splits = Vec::new();
+        let committed: HashMap<(String, i32), Offset> = committed
+            .elements()
+            .iter()
+            .map(|e| ((e.topic().to_owned(), e.partition()), e.offset()))
+            .collect();
         let mut assign = TopicPartitionList::new();
-        for element in committed.elements() {
-            let (topic, partition) = (element.topic().to_owned(), element.partition());
-            let (low, high) = consumer
+        for &i in indexes {
+            let (topic, partition) = (self.splits[i].topic.clone(), self.splits[i].partition);
+            let (low, high) = self
+                .consumer
                 .fetch_watermarks(&topic, partition, REQUEST_TIMEOUT)
                 .map_err(kafka_error)?;
             let resumed = resume
                 .iter()
                 .find(|p| p.source == topic && i64::from(p.partition) == i64::from(partition))
                 .map(|p| p.next_offset as i64);
-            let start = match (resumed, element.offset()) {
+            let group_offset = committed
+                .get(&(topic.clone(), partition))
+                .copied()
+                .unwrap_or(Offset::Invalid);
+            let start = match (resumed, group_offset) {
                 // Offsets below the low watermark were deleted by retention.
                 (Some(next), _) | (None, Offset::Offset(next)) => next.clamp(low, high),
-                (None, _) => match config.start {
+                (None, _) => match self.start {
                     StartFrom::Earliest => low,
                     StartFrom::Latest => high,
                 },
             };
-            if follow {
+            if self.follow {
                 // Lag is known from the start, before the first statistics arrive.
-                consumer
-                    .context()
-                    .high_watermarks
-                    .lock()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                lock(&self.consumer.context().high_watermarks)
                     .insert((topic.clone(), partition), high);
             }
-            let high = if follow { i64::MAX } else { high };
-            debug!(%topic, partition, start, end = high, "Partition range.");
-            if start < high {
+            let end = if self.follow { i64::MAX } else { high };
+            debug!(%topic, partition, start, end, "Partition range.");
+            // Under a group every assigned partition is assigned, even one with nothing to read:
+            // an eager assignment replaces the whole set.
+            if start < end || self.membership.is_some() {
                 assign
                     .add_partition_offset(&topic, partition, Offset::Offset(start))
                     .map_err(kafka_error)?;
             }
-            splits.push(Split {
-                topic,
-                partition,
-                next: start,
-                end: high,
-            });
+            let split = &mut self.splits[i];
+            split.next = start;
+            split.end = end;
+            split.owned = true;
         }
-        drop(committed);
-        consumer.assign(&assign).map_err(kafka_error)?;
-        let by_partition = splits
+        self.count_remaining();
+        Ok(assign)
+    }
+
+    fn count_remaining(&mut self) {
+        self.remaining = self
+            .splits
             .iter()
-            .enumerate()
-            .map(|(i, s)| ((s.topic.clone(), s.partition), i))
-            .collect();
-        if follow {
-            info!(partitions = splits.len(), group = %config.group, "Following Kafka.");
-        } else {
-            let to_read: i64 = splits.iter().map(|s| (s.end - s.next).max(0)).sum();
-            info!(
-                partitions = splits.len(),
-                messages = to_read,
-                group = %config.group,
-                "Reading Kafka to the end offsets."
-            );
-        }
-        Ok(KafkaSource {
-            consumer,
-            remaining: splits.iter().filter(|s| s.next < s.end).count(),
-            splits,
-            by_partition,
-            payload: Vec::new(),
-            topic: String::new(),
-            current: (0, 0, 0),
-            trouble: None,
+            .filter(|s| s.owned && s.next < s.end)
+            .count();
+    }
+
+    /// The oldest rebalance librdkafka announced, as splits.
+    fn take_rebalance(&mut self) -> Option<Rebalance> {
+        let pending = lock(&self.consumer.context().rebalances).pop_front()?;
+        let mut refs = |partitions: Vec<(String, i32)>| -> Vec<SplitRef> {
+            partitions
+                .into_iter()
+                .map(|(topic, partition)| SplitRef {
+                    split: self.split_of(&topic, partition) as u32,
+                    source: topic,
+                    partition: partition.max(0) as u32,
+                })
+                .collect()
+        };
+        Some(match pending {
+            PendingRebalance::Assign(partitions) => Rebalance::Assigned(refs(partitions)),
+            PendingRebalance::Revoke { partitions, lost } => Rebalance::Revoked {
+                splits: refs(partitions),
+                lost,
+            },
         })
+    }
+
+    /// Whether polling can still yield something: owned splits with messages left, or, under
+    /// a group, an assignment to come (following, always).
+    fn has_work(&self) -> bool {
+        self.remaining > 0
+            || match self.membership {
+                None => false,
+                Some(_) if self.follow => true,
+                Some(state) => state == Membership::AwaitingAssignment,
+            }
     }
 
     /// Polls until a message inside a split's range arrives; `false` when every split is done.
     fn advance(&mut self) -> Result<bool, SourceError> {
-        Ok(self.advance_within(STALL_TIMEOUT)? == Progress::Message)
+        match self.advance_within(STALL_TIMEOUT)? {
+            Progress::Message => Ok(true),
+            Progress::End => Ok(false),
+            // Only group-assigned sources rebalance, and the pipeline polls those.
+            Progress::Idle | Progress::Rebalance(_) => Ok(false),
+        }
     }
 
-    /// Polls for up to `patience` (a stall is an error only in batch mode, where `patience`
-    /// is the stall timeout); in follow mode running out of patience is just idleness.
+    /// Polls for up to `patience`. Running out of it is idleness; in a batch run, nothing
+    /// arriving for [`STALL_TIMEOUT`] while there is data to read (or an assignment to wait
+    /// for) is an error.
     fn advance_within(&mut self, patience: Duration) -> Result<Progress, SourceError> {
         let started = Instant::now();
-        let batch = patience == STALL_TIMEOUT;
-        while self.remaining > 0 {
+        loop {
+            if let Some(change) = self.take_rebalance() {
+                return Ok(Progress::Rebalance(change));
+            }
+            if !self.has_work() {
+                return Ok(Progress::End);
+            }
             let slice = patience.min(Duration::from_millis(500));
             let Some(result) = self.consumer.poll(slice) else {
-                if !batch && started.elapsed() >= patience {
-                    return Ok(Progress::Idle);
-                }
-                if batch && started.elapsed() > STALL_TIMEOUT {
-                    return Err(SourceError::Stalled {
-                        remaining: self.remaining,
-                        waited: STALL_TIMEOUT,
+                if !self.follow && self.last_activity.elapsed() > STALL_TIMEOUT {
+                    return Err(if self.remaining == 0 {
+                        SourceError::NoAssignment {
+                            group: self.group.clone(),
+                            waited: STALL_TIMEOUT,
+                        }
+                    } else {
+                        SourceError::Stalled {
+                            remaining: self.remaining,
+                            waited: STALL_TIMEOUT,
+                        }
                     });
+                }
+                if started.elapsed() >= patience {
+                    return Ok(Progress::Idle);
                 }
                 continue;
             };
@@ -315,10 +508,11 @@ impl KafkaSource {
             };
             let split = &mut self.splits[index];
             let offset = message.offset();
-            if offset < split.next || split.next >= split.end {
-                continue; // already read, or past the end offset of this run
+            if !split.owned || offset < split.next || split.next >= split.end {
+                continue; // not ours (any more), already read, or past this run's end offset
             }
             split.next = offset + 1;
+            self.last_activity = Instant::now();
             if split.next >= split.end {
                 self.remaining -= 1;
             }
@@ -330,7 +524,6 @@ impl KafkaSource {
             self.current = (index as u32, message.partition(), offset);
             return Ok(Progress::Message);
         }
-        Ok(Progress::End)
     }
 }
 
@@ -347,19 +540,21 @@ impl KafkaSource {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug)]
 enum Progress {
     Message,
     Idle,
     End,
+    Rebalance(Rebalance),
 }
 
 impl Source for KafkaSource {
-    fn poll_message(&mut self, timeout: Duration) -> Result<super::Polled<'_>, SourceError> {
+    fn poll_message(&mut self, timeout: Duration) -> Result<Polled<'_>, SourceError> {
         Ok(match self.advance_within(timeout)? {
-            Progress::Message => super::Polled::Message(self.current_message()),
-            Progress::Idle => super::Polled::Idle,
-            Progress::End => super::Polled::End,
+            Progress::Message => Polled::Message(self.current_message()),
+            Progress::Idle => Polled::Idle,
+            Progress::End => Polled::End,
+            Progress::Rebalance(change) => Polled::Rebalance(change),
         })
     }
 
@@ -372,22 +567,24 @@ impl Source for KafkaSource {
 
     fn splits(&self) -> Vec<u32> {
         (0..self.splits.len() as u32)
-            .filter(|&i| self.splits[i as usize].next < self.splits[i as usize].end)
+            .filter(|&i| {
+                let s = &self.splits[i as usize];
+                s.owned && s.next < s.end
+            })
             .collect()
     }
 
     fn positions(&self) -> Vec<SplitPosition> {
-        self.splits.iter().map(Split::position).collect()
+        self.splits
+            .iter()
+            .filter(|s| s.owned)
+            .map(Split::position)
+            .collect()
     }
 
     fn trouble(&self) -> Option<String> {
         let (text, at) = self.trouble.as_ref()?;
-        let up_since = *self
-            .consumer
-            .context()
-            .broker_up_at
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let up_since = *lock(&self.consumer.context().broker_up_at);
         match up_since {
             Some(up) if up > *at => None,
             _ => Some(text.clone()),
@@ -397,15 +594,11 @@ impl Source for KafkaSource {
     /// Lag against the end offset found at start (`--once`) or, following, the newest high
     /// watermark of librdkafka's statistics: no broker request on this path.
     fn split_status(&self) -> Vec<SplitStatus> {
-        let high = self
-            .consumer
-            .context()
-            .high_watermarks
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let high = lock(&self.consumer.context().high_watermarks);
         self.splits
             .iter()
             .enumerate()
+            .filter(|(_, s)| s.owned)
             .map(|(split, s)| {
                 let end = if s.end == i64::MAX {
                     high.get(&(s.topic.clone(), s.partition)).copied()
@@ -423,9 +616,11 @@ impl Source for KafkaSource {
     }
 
     /// Commits the next offset of every partition read; call only after the sinks flushed.
+    /// Under a group a failed commit is only logged: the checkpoint, not the group's offset,
+    /// is where an assigned partition resumes, and a commit fails while the group rebalances.
     fn commit(&mut self) -> Result<(), SourceError> {
         let mut offsets = TopicPartitionList::new();
-        for split in &self.splits {
+        for split in self.splits.iter().filter(|s| s.owned) {
             offsets
                 .add_partition_offset(&split.topic, split.partition, Offset::Offset(split.next))
                 .map_err(kafka_error)?;
@@ -433,12 +628,102 @@ impl Source for KafkaSource {
         if offsets.count() == 0 {
             return Ok(());
         }
-        self.consumer
-            .commit(&offsets, CommitMode::Sync)
-            .map_err(kafka_error)?;
-        info!(partitions = offsets.count(), "Offsets committed.");
+        match self.consumer.commit(&offsets, CommitMode::Sync) {
+            Ok(()) => {
+                info!(partitions = offsets.count(), "Offsets committed.");
+                Ok(())
+            }
+            Err(error) if self.membership.is_some() => {
+                warn!(%error, "Offset commit failed; the checkpoint keeps the positions.");
+                Ok(())
+            }
+            Err(error) => Err(kafka_error(error)),
+        }
+    }
+
+    fn assign(&mut self, splits: &[SplitRef], resume: &[SplitPosition]) -> Result<(), SourceError> {
+        let indexes: Vec<usize> = splits.iter().map(|s| s.split as usize).collect();
+        let assign = self.take_over(&indexes, resume)?;
+        apply_assign(&self.consumer, &assign).map_err(kafka_error)?;
+        self.membership = Some(Membership::Assigned);
+        self.last_activity = Instant::now();
+        info!(
+            group = %self.group,
+            partitions = ?splits.iter().map(|s| format!("{}/{}", s.source, s.partition)).collect::<Vec<_>>(),
+            "Partitions assigned."
+        );
         Ok(())
     }
+
+    fn revoke(&mut self, splits: &[SplitRef]) -> Result<(), SourceError> {
+        let mut revoked = TopicPartitionList::new();
+        for s in splits {
+            if let Some(split) = self.splits.get_mut(s.split as usize) {
+                split.owned = false;
+                revoked.add_partition(&split.topic, split.partition);
+            }
+        }
+        apply_revoke(&self.consumer, &revoked).map_err(kafka_error)?;
+        self.count_remaining();
+        self.last_activity = Instant::now();
+        if self.splits.iter().all(|s| !s.owned) {
+            self.membership = Some(Membership::AwaitingAssignment);
+        }
+        info!(group = %self.group, partitions = splits.len(), "Partitions revoked.");
+        Ok(())
+    }
+}
+
+impl Drop for KafkaSource {
+    /// Leaving the group revokes every partition: apply that at once (the pipeline has taken
+    /// its last checkpoint) instead of queueing it for a pipeline that is gone.
+    fn drop(&mut self) {
+        self.consumer
+            .context()
+            .closing
+            .store(true, Ordering::Relaxed);
+    }
+}
+
+/// Every partition of the configured topics (those `partitions` lists, when it does), in
+/// topic order and then the broker's partition order.
+fn list_partitions(
+    consumer: &BaseConsumer<LagContext>,
+    config: &KafkaSourceConfig,
+) -> Result<Vec<(String, i32)>, SourceError> {
+    let mut partitions = Vec::new();
+    for topic in &config.topics {
+        let metadata = consumer
+            .fetch_metadata(Some(topic), REQUEST_TIMEOUT)
+            .map_err(kafka_error)?;
+        let Some(found) = metadata.topics().iter().find(|t| t.name() == topic) else {
+            return Err(SourceError::MissingTopic {
+                topic: topic.clone(),
+            });
+        };
+        if found.error().is_some() || found.partitions().is_empty() {
+            return Err(SourceError::MissingTopic {
+                topic: topic.clone(),
+            });
+        }
+        let exists = |id: i32| found.partitions().iter().any(|p| p.id() == id);
+        if let Some(missing) = config.partitions.iter().flatten().find(|&&p| !exists(p)) {
+            return Err(SourceError::Kafka(format!(
+                "topic {topic:?} has no partition {missing} (it has {})",
+                found.partitions().len()
+            )));
+        }
+        for partition in found.partitions() {
+            let chosen = config
+                .partitions
+                .as_ref()
+                .is_none_or(|list| list.contains(&partition.id()));
+            if chosen {
+                partitions.push((topic.clone(), partition.id()));
+            }
+        }
+    }
+    Ok(partitions)
 }
 
 fn kafka_error(error: KafkaError) -> SourceError {

@@ -45,6 +45,11 @@ pub enum SourceError {
     Kafka(String),
     #[error("kafka: topic {topic:?} does not exist or has no partitions")]
     MissingTopic { topic: String },
+    #[error("kafka: the consumer group {group:?} assigned no partitions within {waited:?}")]
+    NoAssignment {
+        group: String,
+        waited: std::time::Duration,
+    },
     #[error(
         "kafka: no message for {waited:?} while {remaining} partition(s) still had data to read"
     )]
@@ -70,6 +75,31 @@ pub enum Polled<'a> {
     Idle,
     /// The source has ended for good.
     End,
+    /// A consumer group moved partitions. The source waits (reads nothing of them) until the
+    /// pipeline has restored or checkpointed their state and calls [`Source::assign`] or
+    /// [`Source::revoke`].
+    Rebalance(Rebalance),
+}
+
+/// A split a consumer group assigned or took away.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SplitRef {
+    pub split: u32,
+    /// The topic.
+    pub source: String,
+    pub partition: u32,
+}
+
+/// A change of the splits this instance owns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rebalance {
+    Assigned(Vec<SplitRef>),
+    /// `lost`: the group gave them away already (this instance was cut off from it), so their
+    /// state must not be checkpointed over the new owner's.
+    Revoked {
+        splits: Vec<SplitRef>,
+        lost: bool,
+    },
 }
 
 /// A source of raw messages: read to its end (`run --once`) or followed (`run`).
@@ -116,6 +146,22 @@ pub trait Source {
 
     /// Records that everything read so far is durably written (Kafka commits its offsets).
     fn commit(&mut self) -> Result<(), SourceError> {
+        Ok(())
+    }
+
+    /// Completes an assignment [`Polled::Rebalance`] announced: each split starts at its
+    /// position in `resume` (from its checkpoint) when it has one.
+    fn assign(
+        &mut self,
+        _splits: &[SplitRef],
+        _resume: &[SplitPosition],
+    ) -> Result<(), SourceError> {
+        Ok(())
+    }
+
+    /// Completes a revocation [`Polled::Rebalance`] announced, once the pipeline has
+    /// checkpointed what the splits produced.
+    fn revoke(&mut self, _splits: &[SplitRef]) -> Result<(), SourceError> {
         Ok(())
     }
 }

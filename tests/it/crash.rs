@@ -49,7 +49,12 @@ max_rows = 5000
 
 /// Every row of the result tables, in key order, as text.
 fn dump(db_path: &Path) -> Vec<String> {
-    let db = DbSink::connect(&format!("sqlite://{}", db_path.display())).unwrap();
+    dump_url(&format!("sqlite://{}", db_path.display()))
+}
+
+/// [`dump`] of any database the db sink takes (SQLite or PostgreSQL).
+pub fn dump_url(url: &str) -> Vec<String> {
+    let db = DbSink::connect(url).unwrap();
     let queries = [
         "SELECT stream, series, kind, window_start, window_end, count, sum, mean, min, max, \
          COALESCE(stddev, -1.0), first, last FROM windows \

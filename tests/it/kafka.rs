@@ -342,6 +342,7 @@ fn consumer_lag_is_tracked_per_partition_while_following() {
         group: unique_name("lag-group"),
         start: StartFrom::Earliest,
         partitions: None,
+        assignment: Default::default(),
         properties: [("statistics.interval.ms".to_owned(), "200".to_owned())].into(),
     };
     let mut source = KafkaSource::open_following(&config, &[]).unwrap();

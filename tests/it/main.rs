@@ -7,6 +7,7 @@ mod crash;
 mod examples;
 mod follow;
 mod golden;
+mod group;
 mod kafka;
 mod lake;
 mod props;

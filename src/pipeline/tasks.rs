@@ -1,0 +1,262 @@
+//! Partition tasks: the state of a stream whose Kafka partitions a consumer group assigns
+//! (`assignment = "group"`). Each partition gets an engine of its own — a task, as Kafka
+//! Streams calls it — so its state can move with it: checkpointed under the partition's own
+//! name when the group takes the partition away, restored by whichever instance the group
+//! gives it to next.
+//!
+//! One engine per partition is what makes the hand-over exact: a task's results depend on its
+//! partition's messages alone (its watermark is its own; with a single split there is no idle
+//! partition to wait for), so a replay from its checkpoint on another instance writes the same
+//! rows. It also means a series must come from one partition, as a producer keying messages by
+//! series gives; a series arriving from a second partition on this instance is refused into
+//! dead letters rather than split into two windows that would overwrite each other.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use tracing::info;
+
+use super::PipelineError;
+use crate::checkpoint::{self, Checkpoint, SplitPosition};
+use crate::config::Config;
+use crate::engine::time::PartitionWatermark;
+use crate::engine::{Engine, Origin, StreamCounters};
+use crate::event::Event;
+use crate::record::Record;
+use crate::sink::Sink;
+use crate::source::SplitRef;
+
+/// The engines of one group-assigned stream, by split.
+pub struct PartitionTasks {
+    stream: Arc<str>,
+    /// The stream alone, no joins: what each task's engine is built from.
+    config: Config,
+    fingerprint: String,
+    tasks: BTreeMap<u32, Task>,
+    /// Which split each series seen here comes from.
+    owners: HashMap<Arc<str>, u32, foldhash::fast::RandomState>,
+    /// Counters of tasks handed to other instances during this run.
+    retired: StreamCounters,
+}
+
+struct Task {
+    engine: Engine,
+    source: String,
+    partition: u32,
+    /// Closed at end of input (`run --once`): checkpointed without state.
+    finished: bool,
+}
+
+impl PartitionTasks {
+    pub fn new(config: &Config, stream: usize) -> Self {
+        let config = Config {
+            streams: vec![config.streams[stream].clone()],
+            joins: Vec::new(),
+            ..config.clone()
+        };
+        PartitionTasks {
+            stream: Arc::from(config.streams[0].name.as_str()),
+            fingerprint: checkpoint::fingerprint(&config),
+            config,
+            tasks: BTreeMap::new(),
+            owners: HashMap::default(),
+            retired: StreamCounters::default(),
+        }
+    }
+
+    /// Row name of a partition's checkpoint: shared by every instance of the pipeline, so the
+    /// group can give the partition to any of them.
+    pub fn checkpoint_name(pipeline: &str, stream: &str, topic: &str, partition: u32) -> String {
+        format!("{pipeline}/{stream}/{topic}/{partition}")
+    }
+
+    /// Starts a task per assigned split, from its checkpoint when one exists; returns the
+    /// checkpointed positions, which win over the group's offsets.
+    pub fn assign(
+        &mut self,
+        splits: &[SplitRef],
+        sinks: &mut [Box<dyn Sink>],
+        pipeline: &str,
+        now: i64,
+    ) -> Result<Vec<SplitPosition>, PipelineError> {
+        let mut resume = Vec::new();
+        for split in splits {
+            let name =
+                Self::checkpoint_name(pipeline, &self.stream, &split.source, split.partition);
+            let mut found = None;
+            for sink in sinks.iter_mut() {
+                if let Some(checkpoint) = sink.load_checkpoint(&name)? {
+                    found = Some(checkpoint);
+                    break;
+                }
+            }
+            let engine = match found {
+                Some(checkpoint) if checkpoint.fingerprint != self.fingerprint => {
+                    return Err(PipelineError::Checkpoint(format!(
+                        "checkpoint {name:?} was written by a pipeline with other windows or \
+                         analytics for stream {:?} (fingerprint {} ≠ {}); use another \
+                         checkpoint.pipeline name or delete its rows to start over",
+                        self.stream, checkpoint.fingerprint, self.fingerprint
+                    )))
+                }
+                Some(checkpoint) => {
+                    resume.extend(checkpoint.positions.into_iter().flatten());
+                    info!(checkpoint = %name, "Partition state restored.");
+                    match checkpoint.engine {
+                        Some(state) => Engine::restore(&state)
+                            .map_err(|e| PipelineError::Checkpoint(e.to_string()))?,
+                        None => Engine::new(&self.config),
+                    }
+                }
+                None => Engine::new(&self.config),
+            };
+            for (label, _) in engine.series_counters(0) {
+                self.owners.insert(label.clone(), split.split);
+            }
+            let mut task = Task {
+                engine,
+                source: split.source.clone(),
+                partition: split.partition,
+                finished: false,
+            };
+            task.engine.assign_split(0, 0, now);
+            self.tasks.insert(split.split, task);
+        }
+        Ok(resume)
+    }
+
+    /// Drops the tasks of revoked splits (their state is checkpointed, or lost to the group).
+    pub fn revoke(&mut self, splits: &[SplitRef]) {
+        for split in splits {
+            if let Some(task) = self.tasks.remove(&split.split) {
+                let counters = task.engine.counters(0).unwrap_or_default();
+                self.retired.accepted += counters.accepted;
+                self.retired.late += counters.late;
+                self.retired.duplicates += counters.duplicates;
+            }
+        }
+        self.owners
+            .retain(|_, owner| self.tasks.contains_key(owner));
+    }
+
+    /// Runs one event through its partition's task; the error is a dead letter's reason.
+    pub fn process(
+        &mut self,
+        event: &Event<'_>,
+        origin: Origin<'_>,
+        now: i64,
+        out: &mut Vec<Record>,
+    ) -> Result<(), String> {
+        let split = origin.split;
+        let Some(task) = self.tasks.get_mut(&split) else {
+            return Err(format!(
+                "partition {} of {:?} is not assigned to this instance",
+                origin.partition, origin.source
+            ));
+        };
+        match self.owners.get(event.series.as_ref()) {
+            Some(&owner) if owner != split => {
+                let other = self.tasks.get(&owner).map_or(0, |t| t.partition);
+                return Err(format!(
+                    "series {:?} already comes from partition {other}; with assignment = \
+                     \"group\" each series must come from one partition (key messages by series)",
+                    event.series
+                ));
+            }
+            Some(_) => {}
+            None => {
+                self.owners.insert(Arc::from(event.series.as_ref()), split);
+            }
+        }
+        let origin = Origin { split: 0, ..origin };
+        task.engine
+            .process(0, event, origin, now, out)
+            .map_err(|rejected| rejected.to_string())
+    }
+
+    /// Advances processing time in every task.
+    pub fn tick(&mut self, now: i64, out: &mut Vec<Record>) {
+        for task in self.tasks.values_mut() {
+            task.engine.tick(now, out);
+        }
+    }
+
+    /// End of input: closes every task's windows.
+    pub fn finish(&mut self, out: &mut Vec<Record>) {
+        for task in self.tasks.values_mut() {
+            task.engine.finish(out);
+            task.finished = true;
+        }
+    }
+
+    /// Writes each task's checkpoint at its split's position in `positions`.
+    pub fn save(
+        &self,
+        sinks: &mut [Box<dyn Sink>],
+        pipeline: &str,
+        epoch: u64,
+        written_at: i64,
+        positions: &[SplitPosition],
+    ) -> Result<(), PipelineError> {
+        for task in self.tasks.values() {
+            let Some(position) = positions
+                .iter()
+                .find(|p| p.source == task.source && p.partition == task.partition)
+            else {
+                continue;
+            };
+            let engine = if task.finished {
+                None
+            } else {
+                Some(
+                    task.engine
+                        .snapshot()
+                        .map_err(|e| PipelineError::Checkpoint(e.to_string()))?,
+                )
+            };
+            let checkpoint = Checkpoint {
+                fingerprint: self.fingerprint.clone(),
+                engine,
+                positions: vec![vec![position.clone()]],
+                epoch,
+                written_at,
+            };
+            let name = Self::checkpoint_name(pipeline, &self.stream, &task.source, task.partition);
+            for sink in sinks.iter_mut() {
+                sink.save_checkpoint(&name, &checkpoint)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The stream's counters over its tasks, those handed away during this run included.
+    pub fn counters(&self) -> StreamCounters {
+        self.tasks
+            .values()
+            .filter_map(|t| t.engine.counters(0))
+            .fold(self.retired, |sum, c| StreamCounters {
+                accepted: sum.accepted + c.accepted,
+                late: sum.late + c.late,
+                duplicates: sum.duplicates + c.duplicates,
+            })
+    }
+
+    /// The lowest watermark of the tasks: how far the stream as a whole has come.
+    pub fn watermark(&self) -> Option<i64> {
+        self.tasks
+            .values()
+            .filter_map(|t| t.engine.watermark(0))
+            .min()
+    }
+
+    /// Each task's watermark, by split.
+    pub fn partition_watermarks(&self) -> Vec<(u32, PartitionWatermark)> {
+        self.tasks
+            .iter()
+            .filter_map(|(&split, task)| {
+                let (_, watermark) = task.engine.partition_watermarks(0).into_iter().next()?;
+                Some((split, watermark))
+            })
+            .collect()
+    }
+}
