@@ -663,26 +663,27 @@ fn rebalance(
     };
     match change {
         Rebalance::Revoked { splits, lost } => {
+            // Checkpointed even when the group already gave the partitions away (`lost`): a
+            // checkpoint is a state together with the position it reflects, and a task replayed
+            // from any such pair writes the same rows, so this can only save the new owner work.
             if lost {
-                warn!(
+                info!(
                     partitions = splits.len(),
-                    "The consumer group gave our partitions away; their state since the last \
-                     checkpoint is left to the new owner to recompute."
+                    "The consumer group reassigned our partitions without waiting for us."
                 );
-            } else {
-                let stored = checkpoint(
-                    run.config,
-                    run.fingerprint,
-                    run.epoch,
-                    Some(run.engine),
-                    inputs,
-                    sinks,
-                );
-                if let Err(error) = stored {
-                    // The partitions go anyway; their next owner resumes from the last
-                    // checkpoint and writes the same rows again.
-                    warn!(%error, "Checkpoint before handing partitions over failed.");
-                }
+            }
+            let stored = checkpoint(
+                run.config,
+                run.fingerprint,
+                run.epoch,
+                Some(run.engine),
+                inputs,
+                sinks,
+            );
+            if let Err(error) = stored {
+                // The partitions go anyway; their next owner resumes from their last
+                // checkpoint and writes the same rows again.
+                warn!(%error, "Checkpoint before handing partitions over failed.");
             }
             let input = &mut inputs[index];
             if let Some(tasks) = input.tasks.as_mut() {

@@ -94,8 +94,8 @@ pub struct SplitRef {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rebalance {
     Assigned(Vec<SplitRef>),
-    /// `lost`: the group gave them away already (this instance was cut off from it), so their
-    /// state must not be checkpointed over the new owner's.
+    /// `lost`: the group gave them away already (this instance was cut off from it); offsets
+    /// can no longer be committed for them.
     Revoked {
         splits: Vec<SplitRef>,
         lost: bool,

@@ -5,12 +5,13 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use rdkafka::mocking::MockCluster;
 use sqlx::Row;
 use tidewatch::generator::{Faults, Generator};
 use tidewatch::sink::DbSink;
 
 use crate::crash::dump_url;
-use crate::support::broker::Broker;
+use crate::support::broker::{produce_to, Broker};
 use crate::support::postgres::Postgres;
 use crate::support::{assert_success, read_ndjson, tidewatch, unique_name, ChildGuard};
 
@@ -248,16 +249,23 @@ fn log_of(dir: &Path, name: &str) -> String {
     std::fs::read_to_string(dir.join(name)).unwrap_or_default()
 }
 
-/// Two following instances share a topic in one consumer group on PostgreSQL. The group
-/// moves partitions twice — when the second instance joins, and when the first leaves — each
-/// time with open windows, dedup and analytics state; a last `run --once` closes what is left.
-/// The database ends with exactly the rows of one uninterrupted static run.
-#[test]
-fn partitions_moving_between_instances_carry_their_state_and_lose_nothing() {
-    let broker = Broker::start();
+/// How the first of the two instances goes away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Departure {
+    /// SIGTERM: it checkpoints, leaves the group, and the group hands its partitions over.
+    Stopped,
+    /// SIGKILL: the group notices after the session timeout; the other instance resumes the
+    /// partitions from their last periodic checkpoints and writes those rows again.
+    Killed,
+}
+
+/// Two following instances share `topic` (3 partitions, on the cluster at `bootstrap`) in one
+/// consumer group, on PostgreSQL. The group moves partitions twice — when the second instance
+/// joins (the first checkpoints on revocation and keeps some), and when the first departs —
+/// each time with open windows, dedup and analytics state; a last `run --once` closes what is
+/// left. The database must end with exactly the rows of one uninterrupted static run.
+fn move_partitions_between_instances(bootstrap: &str, topic: &str, departure: Departure) {
     let postgres = Postgres::start();
-    let topic = unique_name("group-move");
-    broker.create_topic(&topic, 3);
     let all = events(30_000);
     let (first, rest) = all.split_at(12_000);
     let (second, third) = rest.split_at(12_000);
@@ -267,11 +275,11 @@ fn partitions_moving_between_instances_carry_their_state_and_lose_nothing() {
     write_config(
         dir.path(),
         "group.toml",
-        pipeline(&broker.bootstrap, &topic, &group, "group", &postgres.url),
+        pipeline(bootstrap, topic, &group, "group", &postgres.url),
     );
     let limit = Duration::from_secs(90);
 
-    broker.produce(&topic, first);
+    produce_to(bootstrap, topic, first);
     let mut a = start_instance(dir.path(), "a.log");
     wait_until(
         dir.path(),
@@ -287,12 +295,14 @@ fn partitions_moving_between_instances_carry_their_state_and_lose_nothing() {
         limit,
         || log_of(dir.path(), "b.log").contains("Partitions assigned"),
     );
-    assert!(
-        log_of(dir.path(), "a.log").contains("Partitions revoked"),
-        "{}",
+    wait_until(dir.path(), "instance a to keep the rest", limit, || {
         log_of(dir.path(), "a.log")
-    );
-    broker.produce(&topic, second);
+            .matches("Partitions assigned")
+            .count()
+            >= 2
+    });
+    assert!(log_of(dir.path(), "a.log").contains("Partitions revoked"));
+    produce_to(bootstrap, topic, second);
     wait_until(
         dir.path(),
         "both instances to checkpoint the second part",
@@ -300,13 +310,21 @@ fn partitions_moving_between_instances_carry_their_state_and_lose_nothing() {
         || checkpointed(&postgres.url) == (first.len() + second.len()) as u64,
     );
 
-    let status = stop(&mut a.0);
-    assert!(
-        status.success(),
-        "instance a: {status}\n{}",
-        log_of(dir.path(), "a.log")
-    );
-    broker.produce(&topic, third);
+    match departure {
+        Departure::Stopped => {
+            let status = stop(&mut a.0);
+            assert!(
+                status.success(),
+                "instance a: {status}\n{}",
+                log_of(dir.path(), "a.log")
+            );
+        }
+        Departure::Killed => {
+            a.0.kill().unwrap();
+            a.0.wait().unwrap();
+        }
+    }
+    produce_to(bootstrap, topic, third);
     wait_until(
         dir.path(),
         "instance b to checkpoint everything",
@@ -320,8 +338,8 @@ fn partitions_moving_between_instances_carry_their_state_and_lose_nothing() {
         log_of(dir.path(), "b.log")
     );
 
-    // Instance b restored every partition from a checkpoint another instance wrote at least
-    // once: the one it got when it joined, and the two it got when a left.
+    // Instance b restored every partition from a checkpoint instance a wrote: the one it got
+    // when it joined, and the others when a departed.
     let b_log = log_of(dir.path(), "b.log");
     for partition in 0..3 {
         let restored = format!("checkpoint=default/sensors/{topic}/{partition}");
@@ -340,8 +358,8 @@ fn partitions_moving_between_instances_carry_their_state_and_lose_nothing() {
         reference.path(),
         "p.toml",
         pipeline(
-            &broker.bootstrap,
-            &topic,
+            bootstrap,
+            topic,
             &unique_name("ref"),
             "static",
             &reference_db,
@@ -362,4 +380,23 @@ fn partitions_moving_between_instances_carry_their_state_and_lose_nothing() {
         "row differs: {:?}",
         first_difference.map(|i| (&actual[i], &expected[i]))
     );
+}
+
+/// Against the test broker: the second instance joins, the first stops (SIGTERM).
+#[test]
+fn partitions_handed_over_between_instances_carry_their_state() {
+    let broker = Broker::start();
+    let topic = unique_name("group-move");
+    broker.create_topic(&topic, 3);
+    move_partitions_between_instances(&broker.bootstrap, &topic, Departure::Stopped);
+}
+
+/// Against librdkafka's mock cluster, whose coordinator expires a member that stops
+/// heartbeating (the test broker never does): the first instance is killed with SIGKILL.
+#[test]
+fn partitions_of_a_killed_instance_resume_elsewhere_from_their_checkpoints() {
+    let cluster = MockCluster::new(1).expect("librdkafka's mock cluster");
+    let topic = unique_name("group-kill");
+    cluster.create_topic(&topic, 3, 1).unwrap();
+    move_partitions_between_instances(&cluster.bootstrap_servers(), &topic, Departure::Killed);
 }

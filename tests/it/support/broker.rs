@@ -127,23 +127,7 @@ impl Broker {
 
     /// Produces `(key, payload)` messages and waits until the broker has acknowledged them.
     pub fn produce(&self, topic: &str, messages: &[(String, Vec<u8>)]) {
-        let producer: ThreadedProducer<DefaultProducerContext> =
-            self.client().set("linger.ms", "5").create().unwrap();
-        for (key, payload) in messages {
-            let mut record = BaseRecord::to(topic).key(key.as_bytes()).payload(payload);
-            loop {
-                match producer.send(record) {
-                    Ok(()) => break,
-                    Err((_, back)) => {
-                        record = back;
-                        std::thread::sleep(Duration::from_millis(2));
-                    }
-                }
-            }
-        }
-        producer
-            .flush(Duration::from_secs(30))
-            .expect("all messages acknowledged");
+        produce_to(&self.bootstrap, topic, messages);
     }
 
     /// Every message of a topic as (key, payload), partition by partition.
@@ -208,4 +192,29 @@ impl Drop for Broker {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Produces `(key, payload)` messages to any Kafka-protocol cluster (the test broker,
+/// librdkafka's mock cluster) and waits until they are acknowledged.
+pub fn produce_to(bootstrap: &str, topic: &str, messages: &[(String, Vec<u8>)]) {
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("linger.ms", "5")
+        .create()
+        .unwrap();
+    for (key, payload) in messages {
+        let mut record = BaseRecord::to(topic).key(key.as_bytes()).payload(payload);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((_, back)) => {
+                    record = back;
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            }
+        }
+    }
+    producer
+        .flush(Duration::from_secs(30))
+        .expect("all messages acknowledged");
 }
