@@ -5,9 +5,11 @@
 #
 #   scripts/bench-kafka.sh [EVENTS]        (default 1000000; needs ./scripts/test.sh run once
 #                                           to install the broker into .test-deps/)
+#   ASSIGNMENT=group scripts/bench-kafka.sh  the same under a consumer group (state per partition)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 EVENTS=${1:-1000000}
+ASSIGNMENT=${ASSIGNMENT:-static}
 BROKER=.test-deps/noida-db/noida-db
 [ -x "$BROKER" ] || { echo "no broker at $BROKER: run ./scripts/test.sh first" >&2; exit 1; }
 
@@ -25,7 +27,7 @@ checkpoint = { interval = "10s" }
 
 [[streams]]
 name = "bench"
-source = { kind = "kafka", brokers = "127.0.0.1:$PORT", topics = ["$TOPIC"], group = "bench" }
+source = { kind = "kafka", brokers = "127.0.0.1:$PORT", topics = ["$TOPIC"], group = "bench", assignment = "$ASSIGNMENT" }
 fields = { time = "ts", series = "series", value = "value", id = "id" }
 watermark = { lateness = "10s" }
 dedup = { horizon = "5m" }
