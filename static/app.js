@@ -64,12 +64,18 @@ function applyStreams(streams) {
       watermark: time(s.watermark),
       behind: s.watermark == null ? dash : span(now - s.watermark),
       lag: lags.length ? String(lags.reduce((a, b) => a + b, 0)) : dash,
-      source: s.source_error ? `down: ${s.source_error}` : "reading",
+      source: s.source_error ? `down: ${s.source_error}` : s.source_state || "reading",
     };
     for (const scope of document.querySelectorAll(`[data-stream="${CSS.escape(s.name)}"]`)) {
       for (const [field, text] of Object.entries(fields)) setField(scope, field, text);
       const source = scope.querySelector('[data-field="source"]');
       if (source) source.className = `source ${s.source_error ? "down" : "ok"}`;
+    }
+    if (page === "status" && partitionsChanged(s)) {
+      // A consumer group moved partitions (or the first ones arrived): the server draws
+      // the table, so fetch the page again rather than patch rows in.
+      location.reload();
+      return;
     }
     for (const p of s.partitions) {
       const row = document.querySelector(`tr[data-partition="${CSS.escape(`${s.name}/${p.split}`)}"]`);
@@ -83,6 +89,18 @@ function applyStreams(streams) {
       badge.textContent = state;
     }
   }
+}
+
+// Whether the status page's rows for stream `s` are other partitions than it now reports.
+function partitionsChanged(s) {
+  const table = [...document.querySelectorAll("table[data-partitions-of]")].find(
+    (t) => t.dataset.partitionsOf === s.name);
+  if (!table) return true;
+  const shown = [...table.querySelectorAll("tr[data-partition]")]
+    .map((row) => row.dataset.partition)
+    .sort();
+  const reported = s.partitions.map((p) => `${s.name}/${p.split}`).sort();
+  return shown.join("\n") !== reported.join("\n");
 }
 
 // A failing sink pauses the pipeline (nothing is dropped); say so on every page.

@@ -358,6 +358,7 @@ fn progress(engine: &Engine, inputs: &[StreamInput]) -> Vec<StreamProgress> {
                 dead_letters: input.dead_letters,
                 partitions: partition_progress(engine, input),
                 source_error: input.source.trouble(),
+                source_state: input.source.state(),
             }
         })
         .collect()

@@ -52,6 +52,9 @@ pub struct StreamProgress {
     pub partitions: Vec<PartitionProgress>,
     /// Why the source cannot read right now (e.g. every broker down); `None` while it reads.
     pub source_error: Option<String>,
+    /// What the source is doing when that is more than reading, e.g. which partitions a
+    /// consumer group gave this instance (see [`crate::source::Source::state`]).
+    pub source_state: Option<String>,
 }
 
 impl StreamProgress {

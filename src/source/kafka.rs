@@ -591,6 +591,19 @@ impl Source for KafkaSource {
         }
     }
 
+    fn state(&self) -> Option<String> {
+        self.membership?;
+        let owned = self.splits.iter().filter(|s| s.owned).count();
+        Some(match owned {
+            0 => format!(
+                "waiting for consumer group {:?} to assign partitions",
+                self.group
+            ),
+            1 => format!("reading 1 partition of consumer group {:?}", self.group),
+            n => format!("reading {n} partitions of consumer group {:?}", self.group),
+        })
+    }
+
     /// Lag against the end offset found at start (`--once`) or, following, the newest high
     /// watermark of librdkafka's statistics: no broker request on this path.
     fn split_status(&self) -> Vec<SplitStatus> {

@@ -131,6 +131,12 @@ pub trait Source {
         None
     }
 
+    /// What the source is doing, when "reading" does not say it all: a consumer group member
+    /// says which partitions it has, or that it waits for some.
+    fn state(&self) -> Option<String> {
+        None
+    }
+
     /// Where each split is and how far behind the newest message it is, for the status page.
     fn split_status(&self) -> Vec<SplitStatus> {
         self.positions()

@@ -65,7 +65,7 @@ pub struct StreamRow {
     pub watermark: String,
     pub behind: String,
     pub lag: String,
-    /// `reading`, or why the source cannot read.
+    /// `reading` (or what the source says it is doing), or why the source cannot read.
     pub source: String,
     pub source_ok: bool,
 }
@@ -84,10 +84,11 @@ impl StreamRow {
             watermark: s.watermark.map_or_else(dash, format_ms),
             behind: s.watermark.map_or_else(dash, |w| seconds(now - w)),
             lag: s.total_lag().map_or_else(dash, |lag| lag.to_string()),
-            source: s
-                .source_error
-                .as_ref()
-                .map_or_else(|| "reading".into(), |error| format!("down: {error}")),
+            source: match (&s.source_error, &s.source_state) {
+                (Some(error), _) => format!("down: {error}"),
+                (None, Some(state)) => state.clone(),
+                (None, None) => "reading".into(),
+            },
             source_ok: s.source_error.is_none(),
         }
     }

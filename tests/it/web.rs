@@ -556,6 +556,7 @@ async fn status_page_shows_partitions_lag_late_events_and_dead_letters() {
             partition(2, 11, None, false),
         ],
         source_error: Some("all brokers down".into()),
+        source_state: None,
     }]);
 
     let (code, html) = get(&app, "/status").await;
@@ -613,6 +614,25 @@ async fn status_page_shows_partitions_lag_late_events_and_dead_letters() {
     live_sink.on_paused(None);
     let (_, html) = get(&app, "/status").await;
     assert!(!html.contains("Pipeline paused"));
+
+    // Reading again, as one member of a consumer group: the status says which partitions.
+    let member = "reading 2 partitions of consumer group \"g\"";
+    live_sink.on_progress(&[StreamProgress {
+        name: "s".into(),
+        partitions: vec![partition(0, 5, None, false), partition(2, 11, None, false)],
+        source_state: Some(member.into()),
+        ..StreamProgress::default()
+    }]);
+    let (_, html) = get(&app, "/status").await;
+    assert!(
+        html.contains("reading 2 partitions of consumer group &quot;g&quot;")
+            || html.contains("reading 2 partitions of consumer group &#34;g&#34;"),
+        "{html}"
+    );
+    assert!(!html.contains("down: all brokers down"));
+    let (_, json) = get(&app, "/api/status").await;
+    let status: Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(status["streams"][0]["source_state"], member);
 }
 
 /// POSTs a JSON body to `uri` with optional extra headers.
