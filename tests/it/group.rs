@@ -1,14 +1,18 @@
 //! `assignment = "group"`: instances share a topic through the consumer group, and a
 //! partition's state moves with the partition when the group rebalances.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rdkafka::mocking::MockCluster;
 use sqlx::Row;
+use tidewatch::checkpoint::SplitPosition;
+use tidewatch::config::{Assignment, KafkaSourceConfig, StartFrom};
 use tidewatch::generator::{Faults, Generator};
 use tidewatch::sink::DbSink;
+use tidewatch::source::{KafkaSource, Polled, Rebalance, Source};
 
 use crate::crash::dump_url;
 use crate::support::broker::{produce_to, Broker};
@@ -399,4 +403,111 @@ fn partitions_of_a_killed_instance_resume_elsewhere_from_their_checkpoints() {
     let topic = unique_name("group-kill");
     cluster.create_topic(&topic, 3, 1).unwrap();
     move_partitions_between_instances(&cluster.bootstrap_servers(), &topic, Departure::Killed);
+}
+
+/// Polls a group-assigned source until the group announces a rebalance.
+fn next_rebalance(source: &mut KafkaSource) -> Rebalance {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match source.poll_message(Duration::from_millis(100)).unwrap() {
+            Polled::Rebalance(change) => return change,
+            Polled::Message(m) => panic!("read offset {} before any assignment", m.offset),
+            Polled::Idle | Polled::End => {}
+        }
+        assert!(Instant::now() < deadline, "no rebalance within 60 s");
+    }
+}
+
+/// The source side of a rebalance: nothing is read until the pipeline completes the
+/// assignment, a checkpointed position wins over the group's offset, and a source dropped —
+/// with a rebalance still pending, or normally — closes instead of hanging.
+#[test]
+fn a_group_source_reads_only_what_the_pipeline_assigned_and_closes_cleanly() {
+    let broker = Broker::start();
+    let topic = unique_name("group-source");
+    broker.create_topic(&topic, 2);
+    let messages: Vec<(String, Vec<u8>)> = (0..40)
+        .map(|i| (format!("k{}", i % 5), format!("{{\"n\":{i}}}").into_bytes()))
+        .collect();
+    broker.produce(&topic, &messages);
+    let config = KafkaSourceConfig {
+        brokers: broker.bootstrap.clone(),
+        topics: vec![topic.clone()],
+        group: unique_name("source-group"),
+        start: StartFrom::Earliest,
+        partitions: None,
+        assignment: Assignment::Group,
+        properties: [("session.timeout.ms".to_owned(), "6000".to_owned())].into(),
+    };
+
+    let mut source = KafkaSource::open_following(&config, &[]).unwrap();
+    let waiting = source.state().unwrap();
+    assert!(
+        waiting.starts_with("waiting for consumer group"),
+        "{waiting}"
+    );
+    let Rebalance::Assigned(splits) = next_rebalance(&mut source) else {
+        panic!("the first rebalance assigns")
+    };
+    assert_eq!(splits.len(), 2);
+    assert!(
+        source.split_status().is_empty(),
+        "nothing owned before assign()"
+    );
+    // Partition 0 resumes from a checkpoint at offset 3; partition 1 from the start.
+    let resume = [SplitPosition {
+        source: topic.clone(),
+        partition: 0,
+        next_offset: 3,
+    }];
+    source.assign(&splits, &resume).unwrap();
+    assert_eq!(
+        source.state().unwrap(),
+        format!("reading 2 partitions of consumer group {:?}", config.group)
+    );
+    let mut first_offset = BTreeMap::new();
+    let mut read = 0;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while read < messages.len() - 3 {
+        if let Polled::Message(m) = source.poll_message(Duration::from_millis(100)).unwrap() {
+            first_offset.entry(m.partition).or_insert(m.offset);
+            read += 1;
+        }
+        assert!(Instant::now() < deadline, "read {read} messages in 30 s");
+    }
+    assert_eq!(first_offset[&0], 3, "the checkpoint's position wins");
+    assert_eq!(first_offset[&1], 0);
+
+    // A second consumer joins: this one is asked to revoke, and is dropped before it does.
+    let mut other = KafkaSource::open_following(&config, &[]).unwrap();
+    let change = next_rebalance(&mut source);
+    assert!(matches!(change, Rebalance::Revoked { .. }), "{change:?}");
+    let (closed, dropped) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        drop(source);
+        let _ = closed.send(());
+    });
+    dropped
+        .recv_timeout(Duration::from_secs(30))
+        .expect("a source dropped with a revocation pending closes within 30 s");
+    let Rebalance::Assigned(splits) = next_rebalance(&mut other) else {
+        panic!("the remaining member is assigned")
+    };
+    assert_eq!(
+        splits.len(),
+        2,
+        "it gets both partitions once the first has left"
+    );
+
+    // A member with its assignment carried out leaves the group when dropped (librdkafka
+    // revokes its partitions while closing; that rebalance is applied, not queued).
+    other.assign(&splits, &[]).unwrap();
+    let (closed, dropped) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        drop(other);
+        let _ = closed.send(());
+    });
+    dropped
+        .recv_timeout(Duration::from_secs(30))
+        .expect("an assigned source closes within 30 s");
 }
