@@ -268,7 +268,14 @@ enum Departure {
 /// joins (the first checkpoints on revocation and keeps some), and when the first departs —
 /// each time with open windows, dedup and analytics state; a last `run --once` closes what is
 /// left. The database must end with exactly the rows of one uninterrupted static run.
-fn move_partitions_between_instances(bootstrap: &str, topic: &str, departure: Departure) {
+///
+/// `kafka_extra` adds librdkafka properties to the instances' consumers (`, "key" = "value"`).
+fn move_partitions_between_instances(
+    bootstrap: &str,
+    topic: &str,
+    departure: Departure,
+    kafka_extra: &str,
+) -> String {
     let postgres = Postgres::start();
     let all = events(30_000);
     let (first, rest) = all.split_at(12_000);
@@ -279,7 +286,10 @@ fn move_partitions_between_instances(bootstrap: &str, topic: &str, departure: De
     write_config(
         dir.path(),
         "group.toml",
-        pipeline(bootstrap, topic, &group, "group", &postgres.url),
+        pipeline(bootstrap, topic, &group, "group", &postgres.url).replace(
+            r#""session.timeout.ms" = "6000""#,
+            &format!(r#""session.timeout.ms" = "6000"{kafka_extra}"#),
+        ),
     );
     let limit = Duration::from_secs(90);
 
@@ -384,6 +394,7 @@ fn move_partitions_between_instances(bootstrap: &str, topic: &str, departure: De
         "row differs: {:?}",
         first_difference.map(|i| (&actual[i], &expected[i]))
     );
+    log_of(dir.path(), "a.log")
 }
 
 /// Against the test broker: the second instance joins, the first stops (SIGTERM).
@@ -392,7 +403,7 @@ fn partitions_handed_over_between_instances_carry_their_state() {
     let broker = Broker::start();
     let topic = unique_name("group-move");
     broker.create_topic(&topic, 3);
-    move_partitions_between_instances(&broker.bootstrap, &topic, Departure::Stopped);
+    move_partitions_between_instances(&broker.bootstrap, &topic, Departure::Stopped, "");
 }
 
 /// Against librdkafka's mock cluster, whose coordinator expires a member that stops
@@ -402,7 +413,29 @@ fn partitions_of_a_killed_instance_resume_elsewhere_from_their_checkpoints() {
     let cluster = MockCluster::new(1).expect("librdkafka's mock cluster");
     let topic = unique_name("group-kill");
     cluster.create_topic(&topic, 3, 1).unwrap();
-    move_partitions_between_instances(&cluster.bootstrap_servers(), &topic, Departure::Killed);
+    move_partitions_between_instances(&cluster.bootstrap_servers(), &topic, Departure::Killed, "");
+}
+
+/// The cooperative protocol (KIP-429) moves only the partitions that change owner: revocations
+/// and assignments come as increments. On the mock cluster, with a SIGTERM departure.
+#[test]
+fn partitions_move_under_the_cooperative_protocol_too() {
+    let cluster = MockCluster::new(1).expect("librdkafka's mock cluster");
+    let topic = unique_name("group-coop");
+    cluster.create_topic(&topic, 3, 1).unwrap();
+    let a_log = move_partitions_between_instances(
+        &cluster.bootstrap_servers(),
+        &topic,
+        Departure::Stopped,
+        r#", "partition.assignment.strategy" = "cooperative-sticky""#,
+    );
+    // When b joined, a gave up one partition of its three, not all of them.
+    let revoked: Vec<&str> = a_log
+        .lines()
+        .filter(|l| l.contains("Partitions revoked"))
+        .collect();
+    assert_eq!(revoked.len(), 1, "{a_log}");
+    assert!(revoked[0].ends_with("partitions=1"), "{}", revoked[0]);
 }
 
 /// Polls a group-assigned source until the group announces a rebalance.
