@@ -259,7 +259,12 @@ pub fn run_into(
         write_out(&mut out, sinks, &mut written, &mode)?;
         for i in 0..inputs.len() {
             if let Some(change) = inputs[i].rebalance.take() {
-                epoch += 1;
+                // A revocation checkpoints everything first.
+                let revoking = matches!(change, Rebalance::Revoked { .. });
+                if revoking {
+                    epoch += 1;
+                    last_checkpoint = Instant::now();
+                }
                 let run = RunContext {
                     config,
                     fingerprint: &fingerprint,
@@ -268,7 +273,6 @@ pub fn run_into(
                     mode: &mode,
                 };
                 rebalance(&run, i, change, &mut inputs, sinks)?;
-                last_checkpoint = Instant::now();
             }
         }
         if following {
