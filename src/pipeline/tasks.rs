@@ -35,8 +35,9 @@ pub struct PartitionTasks {
     tasks: BTreeMap<u32, Task>,
     /// Which split each series seen here comes from.
     owners: HashMap<Arc<str>, u32, foldhash::fast::RandomState>,
-    /// Counters of tasks handed to other instances during this run.
-    retired: StreamCounters,
+    /// Counters of partitions handed to other instances during this run, as they were then
+    /// (a partition that comes back brings its counters in its state).
+    retired: BTreeMap<u32, StreamCounters>,
 }
 
 struct Task {
@@ -60,7 +61,7 @@ impl PartitionTasks {
             config,
             tasks: BTreeMap::new(),
             owners: HashMap::default(),
-            retired: StreamCounters::default(),
+            retired: BTreeMap::new(),
         }
     }
 
@@ -120,6 +121,7 @@ impl PartitionTasks {
                 finished: false,
             };
             task.engine.assign_split(0, 0, now);
+            self.retired.remove(&split.split);
             self.tasks.insert(split.split, task);
         }
         Ok(resume)
@@ -130,9 +132,7 @@ impl PartitionTasks {
         for split in splits {
             if let Some(task) = self.tasks.remove(&split.split) {
                 let counters = task.engine.counters(0).unwrap_or_default();
-                self.retired.accepted += counters.accepted;
-                self.retired.late += counters.late;
-                self.retired.duplicates += counters.duplicates;
+                self.retired.insert(split.split, counters);
             }
         }
         self.owners
@@ -234,7 +234,8 @@ impl PartitionTasks {
         self.tasks
             .values()
             .filter_map(|t| t.engine.counters(0))
-            .fold(self.retired, |sum, c| StreamCounters {
+            .chain(self.retired.values().copied())
+            .fold(StreamCounters::default(), |sum, c| StreamCounters {
                 accepted: sum.accepted + c.accepted,
                 late: sum.late + c.late,
                 duplicates: sum.duplicates + c.duplicates,
@@ -258,5 +259,184 @@ impl PartitionTasks {
                 Some((split, watermark))
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::sink::SinkError;
+
+    /// Keeps checkpoints in memory, as the db sink keeps them in its table.
+    #[derive(Default)]
+    struct CheckpointStore(BTreeMap<String, Checkpoint>);
+
+    impl Sink for CheckpointStore {
+        fn write(&mut self, _records: &[Record]) -> Result<(), SinkError> {
+            Ok(())
+        }
+
+        fn flush(&mut self, _epoch: u64) -> Result<(), SinkError> {
+            Ok(())
+        }
+
+        fn save_checkpoint(
+            &mut self,
+            name: &str,
+            checkpoint: &Checkpoint,
+        ) -> Result<bool, SinkError> {
+            self.0.insert(name.to_owned(), checkpoint.clone());
+            Ok(true)
+        }
+
+        fn load_checkpoint(&mut self, name: &str) -> Result<Option<Checkpoint>, SinkError> {
+            Ok(self.0.get(name).cloned())
+        }
+    }
+
+    const CONFIG: &str = r#"
+[[streams]]
+name = "s"
+source = { kind = "kafka", brokers = "127.0.0.1:9092", topics = ["t"], assignment = "group" }
+fields = { time = "ts", series = "series", value = "value" }
+windows = [{ kind = "tumbling", size = "10s" }]
+
+[[sinks]]
+kind = "db"
+url = "sqlite://unused.db"
+"#;
+
+    fn split(split: u32) -> SplitRef {
+        SplitRef {
+            split,
+            source: "t".into(),
+            partition: split,
+        }
+    }
+
+    fn event(series: &str, ts: i64) -> Event<'_> {
+        Event {
+            ts,
+            series: Cow::Borrowed(series),
+            value: 1.0,
+            id: None,
+            join_key: None,
+        }
+    }
+
+    fn origin(split: u32, offset: u64) -> Origin<'static> {
+        Origin {
+            source: "t",
+            split,
+            partition: split,
+            offset,
+        }
+    }
+
+    fn position(partition: u32, next_offset: u64) -> SplitPosition {
+        SplitPosition {
+            source: "t".into(),
+            partition,
+            next_offset,
+        }
+    }
+
+    #[test]
+    fn a_partition_moves_with_its_state_and_is_counted_once() {
+        let config = Config::from_toml_str(CONFIG).unwrap();
+        let mut sinks: Vec<Box<dyn Sink>> = vec![Box::new(CheckpointStore::default())];
+        let mut tasks = PartitionTasks::new(&config, 0);
+        let mut out = Vec::new();
+        let resume = tasks
+            .assign(&[split(0), split(1)], &mut sinks, "p", 0)
+            .unwrap();
+        assert!(resume.is_empty(), "nothing checkpointed yet");
+        for offset in 0..5 {
+            tasks
+                .process(
+                    &event("a", offset as i64 * 1_000),
+                    origin(0, offset),
+                    0,
+                    &mut out,
+                )
+                .unwrap();
+        }
+        tasks
+            .process(&event("b", 0), origin(1, 0), 0, &mut out)
+            .unwrap();
+        tasks
+            .save(&mut sinks, "p", 1, 0, &[position(0, 5), position(1, 1)])
+            .unwrap();
+        assert_eq!(tasks.counters().accepted, 6);
+
+        // The group takes both partitions and gives partition 0 back: its state returns from
+        // the checkpoint, with its counters, which are not counted a second time.
+        tasks.revoke(&[split(0), split(1)]);
+        assert_eq!(tasks.counters().accepted, 6);
+        let resume = tasks.assign(&[split(0)], &mut sinks, "p", 0).unwrap();
+        assert_eq!(resume, [position(0, 5)]);
+        assert_eq!(tasks.counters().accepted, 6);
+
+        // The restored window still holds the first five events: it closes with all of them.
+        tasks
+            .process(&event("a", 30_000), origin(0, 5), 0, &mut out)
+            .unwrap();
+        let windows: Vec<u64> = out
+            .iter()
+            .filter_map(|r| match r {
+                Record::Window(w) if &*w.series == "a" => Some(w.count),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(windows, [5]);
+    }
+
+    #[test]
+    fn a_series_from_a_second_partition_is_refused_with_the_reason() {
+        let config = Config::from_toml_str(CONFIG).unwrap();
+        let mut sinks: Vec<Box<dyn Sink>> = vec![Box::new(CheckpointStore::default())];
+        let mut tasks = PartitionTasks::new(&config, 0);
+        let mut out = Vec::new();
+        tasks
+            .assign(&[split(0), split(1)], &mut sinks, "p", 0)
+            .unwrap();
+        tasks
+            .process(&event("a", 0), origin(0, 0), 0, &mut out)
+            .unwrap();
+        let reason = tasks
+            .process(&event("a", 1), origin(1, 0), 0, &mut out)
+            .unwrap_err();
+        assert!(
+            reason.contains("series \"a\" already comes from partition 0"),
+            "{reason}"
+        );
+        // Once partition 0 is gone from this instance, partition 1 may have the series.
+        tasks.revoke(&[split(0)]);
+        tasks
+            .process(&event("a", 2), origin(1, 1), 0, &mut out)
+            .unwrap();
+    }
+
+    #[test]
+    fn a_finished_task_is_checkpointed_without_state() {
+        let config = Config::from_toml_str(CONFIG).unwrap();
+        let mut sinks: Vec<Box<dyn Sink>> = vec![Box::new(CheckpointStore::default())];
+        let mut tasks = PartitionTasks::new(&config, 0);
+        let mut out = Vec::new();
+        tasks.assign(&[split(0)], &mut sinks, "p", 0).unwrap();
+        tasks
+            .process(&event("a", 0), origin(0, 0), 0, &mut out)
+            .unwrap();
+        tasks.finish(&mut out);
+        tasks
+            .save(&mut sinks, "p", 3, 0, &[position(0, 1)])
+            .unwrap();
+        let saved = sinks[0].load_checkpoint("p/s/t/0").unwrap().unwrap();
+        assert_eq!(saved.engine, None);
+        assert_eq!(saved.positions, [[position(0, 1)]]);
+        assert_eq!(saved.epoch, 3);
     }
 }
