@@ -55,8 +55,8 @@ fn check_group_sinks(streams: &[StreamConfig], sinks: &[SinkConfig]) -> Result<(
             format!("sinks[{parquet}]"),
             format!(
                 "the parquet sink cannot be used with assignment = \"group\" (streams[{index}]) \
-                 yet: its files are exactly-once per instance, not per partition; use \
-                 assignment = \"static\", or a kafka sink feeding the lake"
+                 yet: its files are exactly-once per instance, not per partition; a pipeline \
+                 with a lake needs assignment = \"static\" (or partitions = [...] per instance)"
             ),
         ));
     }
