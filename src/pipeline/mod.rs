@@ -155,38 +155,19 @@ pub fn run_into(
 ) -> Result<RunSummary, PipelineError> {
     let fingerprint = checkpoint::fingerprint(config);
     let pipeline = config.checkpoint.pipeline.as_str();
-    let mut restored = None;
-    for sink in sinks.iter_mut() {
-        if let Some(found) = sink.load_checkpoint(pipeline)? {
-            restored = Some(found);
-            break;
-        }
-    }
-    let (mut engine, positions, resume_epoch) = match restored {
-        Some(found) if found.fingerprint != fingerprint => {
-            return Err(PipelineError::Checkpoint(format!(
-                "checkpoint {pipeline:?} was written by a pipeline with other streams, windows or \
-                 analytics (fingerprint {} ≠ {fingerprint}); use another checkpoint.pipeline name \
-                 or delete its row from the checkpoints table to start over",
-                found.fingerprint
-            )))
-        }
-        Some(found) => {
-            let engine = match &found.engine {
-                Some(state) => {
-                    Engine::restore(state).map_err(|e| PipelineError::Checkpoint(e.to_string()))?
-                }
-                None => Engine::new(config),
-            };
-            info!(
-                pipeline,
-                written_at = found.written_at,
-                "Resuming from checkpoint."
-            );
-            (engine, found.positions, Some(found.epoch))
-        }
-        None => (Engine::new(config), Vec::new(), None),
-    };
+    let (mut engine, positions, resume_epoch) =
+        match load_checkpoint(sinks, pipeline, &fingerprint)? {
+            Some(found) => {
+                let engine = engine_from(&found, config)?;
+                info!(
+                    pipeline,
+                    written_at = found.written_at,
+                    "Resuming from checkpoint."
+                );
+                (engine, found.positions, Some(found.epoch))
+            }
+            None => (Engine::new(config), Vec::new(), None),
+        };
     for sink in sinks.iter_mut() {
         sink.begin(resume_epoch)?;
     }
@@ -625,10 +606,7 @@ fn checkpoint(
         epoch,
         written_at,
     };
-    let mut stored = false;
-    for sink in sinks.iter_mut() {
-        stored |= sink.save_checkpoint(pipeline, &checkpoint)?;
-    }
+    let stored = save_checkpoint(sinks, pipeline, &checkpoint)?;
     debug!(stored, "Checkpoint.");
     for input in inputs.iter_mut() {
         input
@@ -640,6 +618,52 @@ fn checkpoint(
             })?;
     }
     Ok(())
+}
+
+/// The checkpoint named `name` in the first sink holding one; refused when a pipeline of
+/// another shape (fingerprint) wrote it.
+fn load_checkpoint(
+    sinks: &mut [Box<dyn Sink>],
+    name: &str,
+    fingerprint: &str,
+) -> Result<Option<Checkpoint>, PipelineError> {
+    for sink in sinks.iter_mut() {
+        let Some(found) = sink.load_checkpoint(name)? else {
+            continue;
+        };
+        if found.fingerprint != fingerprint {
+            return Err(PipelineError::Checkpoint(format!(
+                "checkpoint {name:?} was written by a pipeline with other streams, windows or \
+                 analytics (fingerprint {} ≠ {fingerprint}); use another checkpoint.pipeline name \
+                 or delete its row from the checkpoints table to start over",
+                found.fingerprint
+            )));
+        }
+        return Ok(Some(found));
+    }
+    Ok(None)
+}
+
+/// The engine a checkpoint holds, or a fresh one for `config` when it holds none (a finished
+/// batch run keeps positions only).
+fn engine_from(checkpoint: &Checkpoint, config: &Config) -> Result<Engine, PipelineError> {
+    match &checkpoint.engine {
+        Some(state) => Engine::restore(state).map_err(|e| PipelineError::Checkpoint(e.to_string())),
+        None => Ok(Engine::new(config)),
+    }
+}
+
+/// Stores a checkpoint in every sink that keeps them; `false` when none does.
+fn save_checkpoint(
+    sinks: &mut [Box<dyn Sink>],
+    name: &str,
+    checkpoint: &Checkpoint,
+) -> Result<bool, PipelineError> {
+    let mut stored = false;
+    for sink in sinks.iter_mut() {
+        stored |= sink.save_checkpoint(name, checkpoint)?;
+    }
+    Ok(stored)
 }
 
 /// What a rebalance needs of the run besides the inputs and sinks.

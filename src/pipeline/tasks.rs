@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use tracing::info;
 
-use super::PipelineError;
+use super::{engine_from, load_checkpoint, save_checkpoint, PipelineError};
 use crate::checkpoint::{self, Checkpoint, SplitPosition};
 use crate::config::Config;
 use crate::engine::time::PartitionWatermark;
@@ -84,30 +84,12 @@ impl PartitionTasks {
         for split in splits {
             let name =
                 Self::checkpoint_name(pipeline, &self.stream, &split.source, split.partition);
-            let mut found = None;
-            for sink in sinks.iter_mut() {
-                if let Some(checkpoint) = sink.load_checkpoint(&name)? {
-                    found = Some(checkpoint);
-                    break;
-                }
-            }
-            let engine = match found {
-                Some(checkpoint) if checkpoint.fingerprint != self.fingerprint => {
-                    return Err(PipelineError::Checkpoint(format!(
-                        "checkpoint {name:?} was written by a pipeline with other windows or \
-                         analytics for stream {:?} (fingerprint {} ≠ {}); use another \
-                         checkpoint.pipeline name or delete its rows to start over",
-                        self.stream, checkpoint.fingerprint, self.fingerprint
-                    )))
-                }
+            let engine = match load_checkpoint(sinks, &name, &self.fingerprint)? {
                 Some(checkpoint) => {
-                    resume.extend(checkpoint.positions.into_iter().flatten());
                     info!(checkpoint = %name, "Partition state restored.");
-                    match checkpoint.engine {
-                        Some(state) => Engine::restore(&state)
-                            .map_err(|e| PipelineError::Checkpoint(e.to_string()))?,
-                        None => Engine::new(&self.config),
-                    }
+                    let engine = engine_from(&checkpoint, &self.config)?;
+                    resume.extend(checkpoint.positions.into_iter().flatten());
+                    engine
                 }
                 None => Engine::new(&self.config),
             };
@@ -222,9 +204,7 @@ impl PartitionTasks {
                 written_at,
             };
             let name = Self::checkpoint_name(pipeline, &self.stream, &task.source, task.partition);
-            for sink in sinks.iter_mut() {
-                sink.save_checkpoint(&name, &checkpoint)?;
-            }
+            save_checkpoint(sinks, &name, &checkpoint)?;
         }
         Ok(())
     }

@@ -83,15 +83,9 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl ClientContext for LagContext {
     fn stats(&self, statistics: Statistics) {
-        let mut high = self
-            .high_watermarks
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut high = lock(&self.high_watermarks);
         if statistics.brokers.values().any(|b| b.state == "UP") {
-            *self
-                .broker_up_at
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(Instant::now());
+            *lock(&self.broker_up_at) = Some(Instant::now());
         }
         for (topic, t) in statistics.topics {
             for (partition, p) in t.partitions {

@@ -451,6 +451,19 @@ fn next_rebalance(source: &mut KafkaSource) -> Rebalance {
     }
 }
 
+/// Drops `source` on another thread and fails unless that ends within 30 s (a consumer can
+/// block for ever in its close).
+fn assert_closes(source: KafkaSource, what: &str) {
+    let (closed, dropped) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        drop(source);
+        let _ = closed.send(());
+    });
+    if dropped.recv_timeout(Duration::from_secs(30)).is_err() {
+        panic!("{what} did not close within 30 s");
+    }
+}
+
 /// The source side of a rebalance: nothing is read until the pipeline completes the
 /// assignment, a checkpointed position wins over the group's offset, and a source dropped —
 /// with a rebalance still pending, or normally — closes instead of hanging.
@@ -515,14 +528,7 @@ fn a_group_source_reads_only_what_the_pipeline_assigned_and_closes_cleanly() {
     let mut other = KafkaSource::open_following(&config, &[]).unwrap();
     let change = next_rebalance(&mut source);
     assert!(matches!(change, Rebalance::Revoked { .. }), "{change:?}");
-    let (closed, dropped) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        drop(source);
-        let _ = closed.send(());
-    });
-    dropped
-        .recv_timeout(Duration::from_secs(30))
-        .expect("a source dropped with a revocation pending closes within 30 s");
+    assert_closes(source, "a source dropped with a revocation pending");
     let Rebalance::Assigned(splits) = next_rebalance(&mut other) else {
         panic!("the remaining member is assigned")
     };
@@ -535,12 +541,5 @@ fn a_group_source_reads_only_what_the_pipeline_assigned_and_closes_cleanly() {
     // A member with its assignment carried out leaves the group when dropped (librdkafka
     // revokes its partitions while closing; that rebalance is applied, not queued).
     other.assign(&splits, &[]).unwrap();
-    let (closed, dropped) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        drop(other);
-        let _ = closed.send(());
-    });
-    dropped
-        .recv_timeout(Duration::from_secs(30))
-        .expect("an assigned source closes within 30 s");
+    assert_closes(other, "an assigned source");
 }
