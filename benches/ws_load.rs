@@ -263,12 +263,7 @@ interval = "1h"
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .unwrap();
     let address = listener.local_addr().unwrap();
-    let state = AppState::new(
-        live.clone(),
-        None,
-        web::auth::Auth::open(),
-        Default::default(),
-    );
+    let state = AppState::new(live.clone(), None, web::auth::Auth::open());
     let stop_server = Arc::new(AtomicBool::new(false));
     {
         let stop = stop_server.clone();

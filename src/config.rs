@@ -90,7 +90,7 @@ fields = { time = "ts", series = "series", value = "value", id = "id" }
 watermark = { lateness = "6s", idle_timeout = "30s" }
 dedup = { horizon = "5m" }
 windows = [{ kind = "tumbling", size = "1m" }]
-analytics = { sma_points = 20, ewma_alpha = 0.1, trend_window = "5m", zscore = { window = "5m", threshold = 3.5, min_samples = 30, method = "robust" } }
+analytics = {}
 
 [[sinks]]
 kind = "db"
@@ -249,20 +249,46 @@ pub struct AnalyticsConfig {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ZScoreMethod {
-    /// Sample mean and standard deviation.
-    Mean,
-    /// Median and MAD × 1.4826: not pulled along by the outliers it is looking for.
+    /// The robust z-score of the point against its (seasonal) baseline, calibrated per series
+    /// by the anomaly likelihood: an alert when the recent deviations are improbable.
+    Auto,
+    /// Median and MAD × 1.4826, an alert at `|z| ≥ threshold`: not pulled along by the outliers
+    /// it is looking for.
     Robust,
+    /// Sample mean and standard deviation, an alert at `|z| ≥ threshold`.
+    Mean,
+}
+
+/// Which seasonal pattern the expectation of a point follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Season {
+    /// A day or a week, whichever predicts the series clearly better than a flat level, if any.
+    Auto,
+    /// A flat baseline.
+    None,
+    /// This period (ms).
+    Period(i64),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct ZScoreConfig {
-    pub window_ms: i64,
-    pub threshold: f64,
-    pub min_samples: usize,
     pub method: ZScoreMethod,
-    /// Consecutive normal points that end an anomaly episode.
+    /// The baseline holds the last `points` points of the series...
+    pub points: usize,
+    /// ...and, when set, only those of this much event time before the point.
+    pub window_ms: Option<i64>,
+    pub min_samples: usize,
+    /// `robust` and `mean`: |z| at or above this is anomalous.
+    pub threshold: f64,
+    pub season: Season,
+    /// The spread is at least this share of the series' level (|EWMA|).
+    pub floor: f64,
+    /// `auto`: tail probability of the recent deviations below which a point is anomalous.
+    pub probability: f64,
+    /// Consecutive normal points that resolve an alert.
     pub resolve_after: u32,
+    /// Points after an episode's last anomalous point during which a new anomaly reopens it.
+    pub refractory: u32,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -592,30 +618,60 @@ mod raw {
     #[derive(Debug, Deserialize)]
     #[serde(deny_unknown_fields)]
     pub struct ZScore {
-        #[serde(default = "default_five_minutes")]
-        pub window: String,
-        #[serde(default = "default_threshold")]
-        pub threshold: f64,
-        #[serde(default = "default_min_samples")]
-        pub min_samples: usize,
+        /// "auto" (default), "robust" or "mean".
         #[serde(default = "default_method")]
         pub method: String,
+        /// Baseline size in points of the series (default 300).
+        #[serde(default = "default_points")]
+        pub points: usize,
+        /// Also drop baseline points older than this (default: no limit).
+        pub window: Option<String>,
+        #[serde(default = "default_min_samples")]
+        pub min_samples: usize,
+        #[serde(default = "default_threshold")]
+        pub threshold: f64,
+        /// "auto" (default), "none" or a period such as "1d".
+        #[serde(default = "default_season")]
+        pub season: String,
+        #[serde(default)]
+        pub floor: f64,
+        #[serde(default = "default_probability")]
+        pub probability: f64,
         #[serde(default = "default_resolve_after")]
         pub resolve_after: u32,
+        #[serde(default = "default_refractory")]
+        pub refractory: u32,
     }
 
     impl Default for ZScore {
         fn default() -> Self {
             ZScore {
-                window: default_five_minutes(),
-                threshold: default_threshold(),
-                min_samples: default_min_samples(),
                 method: default_method(),
+                points: default_points(),
+                window: None,
+                min_samples: default_min_samples(),
+                threshold: default_threshold(),
+                season: default_season(),
+                floor: 0.0,
+                probability: default_probability(),
                 resolve_after: default_resolve_after(),
+                refractory: default_refractory(),
             }
         }
     }
 
+    fn default_points() -> usize {
+        300
+    }
+    fn default_season() -> String {
+        "auto".into()
+    }
+    fn default_probability() -> f64 {
+        1e-5
+    }
+    fn default_refractory() -> u32 {
+        100
+    }
     fn default_threshold() -> f64 {
         3.0
     }
@@ -623,7 +679,7 @@ mod raw {
         30
     }
     fn default_method() -> String {
-        "mean".into()
+        "auto".into()
     }
     fn default_resolve_after() -> u32 {
         3
@@ -1152,12 +1208,13 @@ impl raw::Analytics {
         let z = self.zscore;
         let zkey = format!("{key}.zscore");
         let method = match z.method.as_str() {
+            "auto" => ZScoreMethod::Auto,
             "mean" => ZScoreMethod::Mean,
             "robust" => ZScoreMethod::Robust,
             other => {
                 return Err(ConfigError::invalid(
                     format!("{zkey}.method"),
-                    format!("unknown method {other:?}; expected \"mean\" or \"robust\""),
+                    format!("unknown method {other:?}; expected \"auto\", \"robust\" or \"mean\""),
                 ))
             }
         };
@@ -1173,22 +1230,66 @@ impl raw::Analytics {
                 "must be at least 2 (a spread needs two points)",
             ));
         }
+        if z.points < z.min_samples || z.points > 100_000 {
+            return Err(ConfigError::invalid(
+                format!("{zkey}.points"),
+                format!(
+                    "must be between min_samples ({}) and 100000, got {}",
+                    z.min_samples, z.points
+                ),
+            ));
+        }
+        let floor = z.floor;
+        if !(floor.is_finite() && (0.0..1.0).contains(&floor)) {
+            return Err(ConfigError::invalid(
+                format!("{zkey}.floor"),
+                format!("must be in [0, 1), got {floor}"),
+            ));
+        }
+        if !(z.probability > 0.0 && z.probability < 0.5) {
+            return Err(ConfigError::invalid(
+                format!("{zkey}.probability"),
+                format!("must be in (0, 0.5), got {}", z.probability),
+            ));
+        }
         if z.resolve_after == 0 {
             return Err(ConfigError::invalid(
                 format!("{zkey}.resolve_after"),
                 "must be at least 1",
             ));
         }
+        let season = match z.season.as_str() {
+            "auto" => Season::Auto,
+            "none" => Season::None,
+            period => Season::Period(duration_ms(&format!("{zkey}.season"), period, false).map_err(
+                |_| {
+                    ConfigError::invalid(
+                        format!("{zkey}.season"),
+                        format!("expected \"auto\", \"none\" or a period such as \"1d\", got {period:?}"),
+                    )
+                },
+            )?),
+        };
+        let window_ms = z
+            .window
+            .as_deref()
+            .map(|w| duration_ms(&format!("{zkey}.window"), w, false))
+            .transpose()?;
         Ok(AnalyticsConfig {
             sma_points: self.sma_points,
             ewma_alpha: self.ewma_alpha,
             trend_window_ms,
             zscore: ZScoreConfig {
-                window_ms: duration_ms(&format!("{zkey}.window"), &z.window, false)?,
-                threshold: z.threshold,
-                min_samples: z.min_samples,
                 method,
+                points: z.points,
+                window_ms,
+                min_samples: z.min_samples,
+                threshold: z.threshold,
+                season,
+                floor,
+                probability: z.probability,
                 resolve_after: z.resolve_after,
+                refractory: z.refractory,
             },
         })
     }

@@ -92,6 +92,8 @@ pub enum Kind {
 pub struct Generated {
     /// Series name: also the Kafka message key, so a series stays in one partition.
     pub series: String,
+    /// Event time.
+    pub ts: i64,
     pub line: Vec<u8>,
     pub kind: Kind,
 }
@@ -118,6 +120,9 @@ pub struct Generator {
 
 /// Length of the seasonal cycle: a "day" of ten minutes, so a demo shows it within minutes.
 const SEASON_MS: f64 = 600_000.0;
+
+/// Event time from the first event before which no anomaly is planted.
+pub const ANOMALIES_AFTER_MS: i64 = 300_000;
 
 impl Generator {
     pub fn new(series: usize, seed: u64, faults: Faults) -> Self {
@@ -174,7 +179,12 @@ impl Generator {
             * ((ts - start) as f64 / SEASON_MS * std::f64::consts::TAU + model.phase).sin();
         let mut value =
             model.level + model.trend_per_hour * hours + season + model.noise * self.rng.normal();
-        if kind == Kind::Normal && self.rng.chance(self.faults.anomaly) {
+        // Anomalies only once the series has a history: before it no detector has a baseline
+        // to call a point anomalous against (Tidewatch's needs about 130 points).
+        if kind == Kind::Normal
+            && now_ms - start >= ANOMALIES_AFTER_MS
+            && self.rng.chance(self.faults.anomaly)
+        {
             let sign = if self.rng.chance(0.5) { 1.0 } else { -1.0 };
             value += sign * self.faults.anomaly_sigmas * (model.noise + model.season_amplitude);
             kind = Kind::Anomaly;
@@ -186,6 +196,7 @@ impl Generator {
         .into_bytes();
         let event = Generated {
             series: model.name.clone(),
+            ts,
             line,
             kind,
         };
@@ -214,8 +225,9 @@ mod tests {
         let mut a = Generator::new(10, 3, faults);
         let mut b = Generator::new(10, 3, faults);
         let mut kinds = std::collections::HashMap::new();
+        // 2,000 s: anomalies from 300 s on.
         for i in 0..20_000i64 {
-            let now = 1_700_000_000_000 + i * 10;
+            let now = 1_700_000_000_000 + i * 100;
             let (x, y) = (a.next_event(now), b.next_event(now));
             assert_eq!(x.line, y.line);
             *kinds.entry(x.kind).or_insert(0usize) += 1;

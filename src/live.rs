@@ -192,16 +192,20 @@ impl Sink for LiveSink {
                         updates.push(Update::Window(w.clone()));
                     }
                     Record::Alert(a) => {
-                        // The store keeps acknowledgements; a replayed "open" must not hide one.
-                        let kept = dashboard.alerts.get(&a.id).filter(|old| {
-                            old.state == AlertState::Acknowledged && a.state == AlertState::Open
-                        });
-                        let mut alert = a.clone();
-                        if let Some(old) = kept {
-                            alert.state = AlertState::Acknowledged;
-                            alert.acked_by = old.acked_by.clone();
-                            alert.acked_at = old.acked_at;
-                            alert.note = old.note.clone();
+                        // As the store does: people's acknowledgements and verdicts stay, and a
+                        // replayed "open" does not hide an acknowledgement.
+                        let mut alert = AlertRecord::clone(a);
+                        if let Some(old) = dashboard.alerts.get(&a.id) {
+                            if old.state == AlertState::Acknowledged && a.state == AlertState::Open
+                            {
+                                alert.state = AlertState::Acknowledged;
+                            }
+                            if old.acked_by.is_some() {
+                                alert.acked_by = old.acked_by.clone();
+                                alert.acked_at = old.acked_at;
+                                alert.note = old.note.clone();
+                            }
+                            alert.verdict = alert.verdict.or(old.verdict);
                         }
                         dashboard.alerts.insert(alert.id.clone(), alert.clone());
                         if dashboard.alerts.len() > RECENT_ALERTS {

@@ -219,11 +219,6 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let address = listener.local_addr()?;
     eprintln!("Dashboard on http://{address}/ (Ctrl-C stops)");
 
-    let thresholds = config
-        .streams
-        .iter()
-        .filter_map(|s| s.analytics.map(|a| (s.name.clone(), a.zscore.threshold)))
-        .collect();
     let pipeline_stop = stop.clone();
     let pipeline = std::thread::Builder::new()
         .name("pipeline".into())
@@ -244,7 +239,6 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         live,
         store,
         web::auth::Auth::new(token.as_deref(), protect_reads),
-        thresholds,
     );
     let server_stop = stop.clone();
     runtime.block_on(web::serve(listener, state, async move {

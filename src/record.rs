@@ -14,7 +14,9 @@ use serde::{Deserialize, Serialize};
 pub enum Record {
     Window(WindowRecord),
     Point(PointRecord),
-    Alert(AlertRecord),
+    /// Boxed: alerts are rare and large, and every record is as big as the largest kind (the
+    /// engine writes one point record per event).
+    Alert(Box<AlertRecord>),
     Late(LateRecord),
     DeadLetter(DeadLetterRecord),
     Join(JoinRecord),
@@ -134,9 +136,15 @@ pub struct PointRecord {
     /// `null` when the baseline is too small or has zero spread.
     pub z: Option<f64>,
     pub anomaly: bool,
-    /// Baseline centre and spread the z-score used (`null` with `z`): the chart's expected band.
+    /// Expected value (the model's expectation plus the baseline's centre) and the spread the
+    /// z-score used (`null` with `z`).
     pub expected: Option<f64>,
     pub spread: Option<f64>,
+    /// The band of values that would not have been anomalous at this point: the band the
+    /// detector used (`null` while it learns the series, or when no single value could have
+    /// been anomalous here).
+    pub lower: Option<f64>,
+    pub upper: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -161,8 +169,29 @@ pub enum AlertState {
     Resolved,
 }
 
+/// What decided that a point was anomalous.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertMethod {
+    /// The anomaly likelihood of the recent z-scores fell below `zscore.probability`.
+    Likelihood,
+    /// One point alone was far beyond anything the series' own deviations produce.
+    Spike,
+    /// `|z|` reached `zscore.threshold` (methods `robust` and `mean`).
+    Threshold,
+}
+
+/// A person's judgement of an alert, recorded with its acknowledgement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Real,
+    FalseAlarm,
+}
+
 /// One anomaly episode of a series. Emitted when it opens, each time a more extreme point joins
-/// it, and when it resolves: consumers upsert on `id` (the last record of an id is its state).
+/// it, when it resolves and when it reopens: consumers upsert on `id` (the last record of an id
+/// is its state).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AlertRecord {
     /// Stable across replays: derived from (stream, series, episode_start).
@@ -172,11 +201,24 @@ pub struct AlertRecord {
     /// Time of the most extreme point of the episode so far.
     pub ts: i64,
     pub value: f64,
-    /// Baseline centre (mean or median) the point was compared with.
+    /// What the series was expected to do at that point: the model's expectation plus the
+    /// baseline's centre.
     pub expected: f64,
-    /// Baseline spread (stddev, or MAD × 1.4826 for the robust method).
+    /// Spread of the baseline (MAD × 1.4826 or standard deviation, with its floor).
     pub stddev: f64,
+    /// The band of values that would not have been anomalous there (`null`: unbounded).
+    pub lower: Option<f64>,
+    pub upper: Option<f64>,
     pub z: f64,
+    /// How far past normal: the likelihood score (long-run standard deviations of the recent
+    /// deviation), or |z| for a threshold alert. `null` for alerts stored before it existed.
+    pub score: Option<f64>,
+    /// The tail probability of that score.
+    pub probability: Option<f64>,
+    pub method: AlertMethod,
+    /// What the expectation followed: `"flat"` (the median of the series' recent points) or a
+    /// seasonal period (`"1d"`, `"1w"`). `null` for alerts stored before it existed.
+    pub expectation: Option<String>,
     pub direction: Direction,
     pub severity: Severity,
     pub episode_start: i64,
@@ -184,6 +226,8 @@ pub struct AlertRecord {
     pub acked_by: Option<String>,
     pub acked_at: Option<i64>,
     pub note: Option<String>,
+    /// Set by whoever acknowledged it: was it a real problem?
+    pub verdict: Option<Verdict>,
 }
 
 /// An event that arrived behind the watermark: it went to no window and no analytics.

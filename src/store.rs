@@ -6,12 +6,40 @@ use std::sync::Arc;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
-use crate::record::{AlertRecord, AlertState, Direction, Severity, WindowKind, WindowRecord};
+use crate::record::{
+    AlertRecord, AlertState, Direction, Severity, Verdict, WindowKind, WindowRecord,
+};
 use crate::sink::db::{connection_url, migrate, redact};
 use crate::sink::DbError;
 
-const ALERT_COLUMNS: &str = "id, stream, series, ts, value, expected, stddev, z, direction, \
-                             severity, episode_start, state, acked_by, acked_at, note";
+const ALERT_COLUMNS: &str = "id, stream, series, ts, value, expected, stddev, lower, upper, z, \
+                             score, probability, method, expectation, direction, severity, \
+                             episode_start, state, acked_by, acked_at, note, verdict";
+
+/// Who acknowledges, when, with what note and verdict.
+#[derive(Debug, Clone, Copy)]
+pub struct Acknowledgement<'a> {
+    pub by: &'a str,
+    pub note: Option<&'a str>,
+    pub verdict: Option<Verdict>,
+    pub at: i64,
+}
+
+/// Which alerts by their verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VerdictFilter {
+    Is(Verdict),
+    /// Not judged yet.
+    None,
+}
+
+/// How good a stream's alerts have been, as people judged them.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct VerdictShare {
+    pub stream: String,
+    pub judged: i64,
+    pub false_alarms: i64,
+}
 
 #[derive(Clone)]
 pub struct Store {
@@ -75,35 +103,73 @@ impl Store {
             .collect()
     }
 
-    /// Alerts newest first, optionally of one state.
+    /// Alerts newest first, optionally of one state and with one verdict.
     pub async fn alerts(
         &self,
         state: Option<AlertState>,
+        verdict: Option<VerdictFilter>,
         limit: i64,
     ) -> Result<Vec<AlertRecord>, DbError> {
-        let rows = match state {
-            Some(state) => {
-                sqlx::query(&format!(
-                    "SELECT {ALERT_COLUMNS} FROM alerts WHERE state = $1 ORDER BY ts DESC LIMIT $2"
-                ))
-                .bind(state_text(state))
-                .bind(limit)
-                .fetch_all(&self.pool)
-                .await
-            }
-            None => {
-                sqlx::query(&format!(
-                    "SELECT {ALERT_COLUMNS} FROM alerts ORDER BY ts DESC LIMIT $1"
-                ))
-                .bind(limit)
-                .fetch_all(&self.pool)
-                .await
-            }
+        let mut conditions = Vec::new();
+        if state.is_some() {
+            conditions.push("state = $1");
         }
-        .map_err(|e| self.error(e))?;
+        match verdict {
+            Some(VerdictFilter::Is(_)) => conditions.push(if state.is_some() {
+                "verdict = $2"
+            } else {
+                "verdict = $1"
+            }),
+            Some(VerdictFilter::None) => conditions.push("verdict IS NULL"),
+            None => {}
+        }
+        let filter = if conditions.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", conditions.join(" AND "))
+        };
+        let binds = conditions.iter().filter(|c| c.contains('$')).count();
+        let sql = format!(
+            "SELECT {ALERT_COLUMNS} FROM alerts {filter} ORDER BY ts DESC LIMIT ${}",
+            binds + 1
+        );
+        let mut query = sqlx::query(&sql);
+        if let Some(state) = state {
+            query = query.bind(state_text(state));
+        }
+        if let Some(VerdictFilter::Is(verdict)) = verdict {
+            query = query.bind(verdict_text(verdict));
+        }
+        let rows = query
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.error(e))?;
         rows.iter()
             .map(|r| alert_of(r).map_err(|e| self.error(e)))
             .collect()
+    }
+
+    /// Per stream, how many alerts people judged and how many of those were false alarms.
+    pub async fn verdicts(&self) -> Result<Vec<VerdictShare>, DbError> {
+        let rows = sqlx::query(
+            "SELECT stream, COUNT(verdict), \
+             SUM(CASE WHEN verdict = 'false_alarm' THEN 1 ELSE 0 END) \
+             FROM alerts WHERE verdict IS NOT NULL GROUP BY stream ORDER BY stream",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.error(e))?;
+        rows.iter()
+            .map(|r| {
+                Ok(VerdictShare {
+                    stream: r.try_get(0)?,
+                    judged: r.try_get(1)?,
+                    false_alarms: r.try_get(2)?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(|e| self.error(e))
     }
 
     /// Stores an acknowledgement; `None` when there is no alert with this id. An open alert
@@ -111,26 +177,21 @@ impl Store {
     pub async fn acknowledge(
         &self,
         id: &str,
-        by: &str,
-        note: Option<&str>,
-        at: i64,
+        ack: &Acknowledgement<'_>,
     ) -> Result<Option<AlertRecord>, DbError> {
-        let acked = self
-            .acknowledge_many(&[id.to_owned()], by, note, at)
-            .await?;
+        let acked = self.acknowledge_many(&[id.to_owned()], ack).await?;
         Ok(acked.ok().and_then(|mut alerts| alerts.pop()))
     }
 }
 
 impl Store {
     /// Acknowledges several alerts in one transaction: all of them, or none when some id is
-    /// unknown (then `Err` lists those ids).
+    /// unknown (then `Err` lists those ids). A verdict replaces an earlier one; an
+    /// acknowledgement without a verdict leaves an earlier verdict as it was.
     pub async fn acknowledge_many(
         &self,
         ids: &[String],
-        by: &str,
-        note: Option<&str>,
-        at: i64,
+        ack: &Acknowledgement<'_>,
     ) -> Result<Result<Vec<AlertRecord>, Vec<String>>, DbError> {
         let mut tx = self.pool.begin().await.map_err(|e| self.error(e))?;
         let mut missing = Vec::new();
@@ -138,11 +199,13 @@ impl Store {
         for id in ids {
             let updated = sqlx::query(
                 "UPDATE alerts SET acked_by = $1, acked_at = $2, note = $3, \
-                 state = CASE WHEN state = 'open' THEN 'acknowledged' ELSE state END WHERE id = $4",
+                 verdict = COALESCE($4, verdict), \
+                 state = CASE WHEN state = 'open' THEN 'acknowledged' ELSE state END WHERE id = $5",
             )
-            .bind(by.to_owned())
-            .bind(at)
-            .bind(note.map(str::to_owned))
+            .bind(ack.by.to_owned())
+            .bind(ack.at)
+            .bind(ack.note.map(str::to_owned))
+            .bind(ack.verdict.map(verdict_text))
             .bind(id.to_owned())
             .execute(&mut *tx)
             .await
@@ -164,6 +227,13 @@ impl Store {
         }
         tx.commit().await.map_err(|e| self.error(e))?;
         Ok(Ok(alerts))
+    }
+}
+
+fn verdict_text(verdict: Verdict) -> &'static str {
+    match verdict {
+        Verdict::Real => "real",
+        Verdict::FalseAlarm => "false_alarm",
     }
 }
 
@@ -211,25 +281,42 @@ fn alert_of(row: &AnyRow) -> Result<AlertRecord, sqlx::Error> {
         value: row.try_get(4)?,
         expected: row.try_get(5)?,
         stddev: row.try_get(6)?,
-        z: row.try_get(7)?,
-        direction: if text(8)? == "low" {
+        lower: row.try_get(7)?,
+        upper: row.try_get(8)?,
+        z: row.try_get(9)?,
+        score: row.try_get(10)?,
+        probability: row.try_get(11)?,
+        method: named(&text(12)?, "method")?,
+        expectation: row.try_get(13)?,
+        direction: if text(14)? == "low" {
             Direction::Low
         } else {
             Direction::High
         },
-        severity: if text(9)? == "critical" {
+        severity: if text(15)? == "critical" {
             Severity::Critical
         } else {
             Severity::Warning
         },
-        episode_start: row.try_get(10)?,
-        state: match text(11)?.as_str() {
+        episode_start: row.try_get(16)?,
+        state: match text(17)?.as_str() {
             "acknowledged" => AlertState::Acknowledged,
             "resolved" => AlertState::Resolved,
             _ => AlertState::Open,
         },
-        acked_by: row.try_get(12)?,
-        acked_at: row.try_get(13)?,
-        note: row.try_get(14)?,
+        acked_by: row.try_get(18)?,
+        acked_at: row.try_get(19)?,
+        note: row.try_get(20)?,
+        verdict: row
+            .try_get::<Option<String>, _>(21)?
+            .map(|v| named(&v, "verdict"))
+            .transpose()?,
+    })
+}
+
+/// A stored name of one of the record enums; an unknown one is an error, not a default.
+fn named<T: serde::de::DeserializeOwned>(text: &str, column: &str) -> Result<T, sqlx::Error> {
+    serde_json::from_value(serde_json::Value::String(text.to_owned())).map_err(|e| {
+        sqlx::Error::Decode(format!("alerts.{column}: unknown value {text:?} ({e})").into())
     })
 }

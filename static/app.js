@@ -185,17 +185,36 @@ function applyPoint(point, fromSnapshot = false) {
 }
 
 // ---- alerts ----
+const verdictText = { real: "real", false_alarm: "false alarm" };
+
 function alertCells(row, alert) {
   row.className = alert.state;
   row.querySelector(".state").textContent = alert.state;
   const acked = row.querySelector(".acked");
   acked.textContent = alert.acked_by ? `${alert.acked_by}, ${new Date(alert.acked_at).toISOString()}` : "";
+  if (alert.verdict) {
+    acked.append(" ", Object.assign(document.createElement("span"), { className: `verdict ${alert.verdict}`, textContent: verdictText[alert.verdict] }));
+    row.querySelectorAll("button.judge").forEach((b) => b.remove());
+  }
   if (alert.note) acked.append(document.createElement("br"), Object.assign(document.createElement("small"), { textContent: alert.note }));
   if (alert.state !== "open") {
     row.querySelector("button.ack")?.remove();
     row.querySelector("input.pick")?.remove();
     updateBulk();
   }
+}
+
+// What the detector saw: expected value, band, score and what fired.
+function detectorCells(row, alert) {
+  row.querySelector(".expected").textContent = fmt(alert.expected);
+  row.querySelector(".band").textContent = alert.lower == null || alert.upper == null ? "unbounded" : `${fmt(alert.lower)} – ${fmt(alert.upper)}`;
+  const p = alert.probability == null ? "" : `p ${alert.probability.toExponential(1)}`;
+  row.querySelector(".score").textContent = alert.score == null ? p
+    : alert.method === "threshold" ? `|z| ${alert.score.toFixed(1)}, ${p}` : `${alert.score.toFixed(1)} σ, ${p}`;
+  const model = alert.expectation;
+  const follows = !model || model === "flat" ? ""
+    : { "1d": "daily pattern", "1w": "weekly pattern" }[model] ?? `${model} pattern`;
+  row.querySelector(".why").textContent = follows ? `${alert.method}, ${follows}` : alert.method;
 }
 
 // Without a session where a token is needed, the server says 401: go and log in, then return.
@@ -225,7 +244,7 @@ ackSelected?.addEventListener("click", async () => {
   const response = await fetch("/api/alerts/ack", {
     method: "POST",
     headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ ids, note: document.getElementById("bulk-note").value }),
+    body: JSON.stringify({ ids, note: document.getElementById("bulk-note").value, verdict: document.getElementById("bulk-verdict").value || undefined }),
   });
   if (response.status === 401) return toLogin();
   if (!response.ok) {
@@ -257,40 +276,46 @@ function applyAlert(alert, isNew) {
     row = document.createElement("tr");
     row.dataset.id = alert.id;
     const pick = document.getElementById("pick-all") ? '<input type="checkbox" class="pick" aria-label="Select">' : "";
-    row.innerHTML = '<td>' + pick + '</td><td><span class="stream"></span> <span class="name"></span></td><td class="around"></td><td class="time"></td><td class="value"></td><td class="expected"></td><td class="zv"></td><td><span class="severity"></span></td><td class="state"></td><td class="acked"></td><td><button class="ack">Acknowledge</button></td>';
+    const actions = pick ? '<button class="ack">Acknowledge</button><button class="judge" data-verdict="real" title="Acknowledge: this was a real problem">Real</button><button class="judge" data-verdict="false_alarm" title="Acknowledge: nothing was wrong">False alarm</button>' : "";
+    row.innerHTML = '<td>' + pick + '</td><td><span class="stream"></span> <span class="name"></span></td><td class="around"></td><td class="time"></td><td class="value"></td><td class="expected"></td><td class="band"></td><td class="zv"></td><td class="score"></td><td class="why"></td><td><span class="severity"></span></td><td class="state"></td><td class="acked"></td><td class="actions">' + actions + '</td>';
     row.querySelector(".stream").textContent = alert.stream;
     row.querySelector(".name").textContent = alert.series;
     row.querySelector(".around").innerHTML = alertSpark(alert); // numbers only: no user text
     row.querySelector(".time").textContent = new Date(alert.ts).toISOString();
     row.querySelector(".value").textContent = fmt(alert.value);
-    row.querySelector(".expected").textContent = `${fmt(alert.expected)} ± ${fmt(alert.stddev)}`;
+    detectorCells(row, alert);
     const z = row.querySelector(".zv");
     z.textContent = `${alert.z >= 0 ? "+" : ""}${alert.z.toFixed(2)}`;
     z.classList.add(alert.direction);
     const severity = row.querySelector(".severity");
     severity.textContent = alert.severity;
     severity.classList.add(alert.severity);
-    row.querySelector("button.ack").dataset.id = alert.id;
+    row.querySelectorAll("button.ack, button.judge").forEach((button) => {
+      button.dataset.id = alert.id;
+      wireAck(button);
+    });
     const box = row.querySelector("input.pick");
     if (box) box.value = alert.id;
-    wireAck(row.querySelector("button.ack"));
     row.classList.add("fresh");
     body.prepend(row);
     notice(`New alert: ${alert.stream}/${alert.series}`);
   }
+  detectorCells(row, alert);
   alertCells(row, alert);
 }
 
-// Acknowledge: JSON POST (CSRF-safe); the broadcast then updates every open page, this one too.
+// Acknowledge, or judge (acknowledge with a verdict): JSON POST (CSRF-safe); the broadcast then
+// updates every open page, this one too.
 function wireAck(button) {
   button.addEventListener("click", async () => {
-    const note = window.prompt("Note (optional):", "");
+    const verdict = button.dataset.verdict;
+    const note = window.prompt(verdict ? `Note (optional), marking it ${verdictText[verdict]}:` : "Note (optional):", "");
     if (note === null) return;
     button.disabled = true;
     const response = await fetch(`/api/alerts/${encodeURIComponent(button.dataset.id)}/ack`, {
       method: "POST",
       headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ note }),
+      body: JSON.stringify(verdict ? { note, verdict } : { note }),
     });
     if (response.status === 401) return toLogin();
     if (!response.ok) {
@@ -302,11 +327,11 @@ function wireAck(button) {
     alertCells(button.closest("tr"), await response.json());
   });
 }
-document.querySelectorAll("button.ack").forEach(wireAck);
+document.querySelectorAll("button.ack, button.judge").forEach(wireAck);
 
 // ---- series page: a live chart ----
 let chart = null;
-const chartState = { data: null, threshold: 3, minutes: 60, stream: "", series: "" };
+const chartState = { data: null, minutes: 60, stream: "", series: "" };
 
 function visible(data) {
   const cutoff = Date.now() / 1000 - chartState.minutes * 60;
@@ -319,7 +344,7 @@ function setupChart() {
   const target = document.getElementById("chart");
   if (!source || !target || typeof uPlot === "undefined") return;
   const initial = JSON.parse(source.textContent);
-  Object.assign(chartState, { data: initial.data, threshold: initial.threshold, stream: initial.stream, series: initial.series });
+  Object.assign(chartState, { data: initial.data, stream: initial.stream, series: initial.series });
   const options = {
     width: target.clientWidth || 1000,
     height: 360,
@@ -329,9 +354,10 @@ function setupChart() {
       { label: "value", stroke: "#1d2330", width: 1 },
       { label: "SMA", stroke: "#2563eb", width: 1.5 },
       { label: "EWMA", stroke: "#16a34a", width: 1.5 },
-      { label: "expected −", stroke: "rgba(37,99,235,0.35)", width: 1, dash: [4, 4] },
-      { label: "expected +", stroke: "rgba(37,99,235,0.35)", width: 1, dash: [4, 4] },
+      { label: "band low", stroke: "rgba(37,99,235,0.35)", width: 1, dash: [4, 4] },
+      { label: "band high", stroke: "rgba(37,99,235,0.35)", width: 1, dash: [4, 4] },
       { label: "anomaly", stroke: "#c62828", width: 0, paths: () => null, points: { show: true, size: 9, fill: "#c62828" } },
+      { label: "expected", stroke: "rgba(124,58,237,0.7)", width: 1, dash: [2, 3] },
     ],
     bands: [{ series: [5, 4], fill: "rgba(37,99,235,0.08)" }],
   };
@@ -398,9 +424,9 @@ async function showHistory(hours) {
 
 function applySeriesPoint(point) {
   if (!chart || point.stream !== chartState.stream || point.series !== chartState.series) return;
-  const band = point.expected == null || point.spread == null ? [null, null]
-    : [point.expected - chartState.threshold * point.spread, point.expected + chartState.threshold * point.spread];
-  const row = [point.ts / 1000, point.value, point.sma, point.ewma, band[0], band[1], point.anomaly ? point.value : null];
+  // The band the detector used at this point (null where it had none: still learning, or no
+  // single value could have been anomalous there).
+  const row = [point.ts / 1000, point.value, point.sma, point.ewma, point.lower, point.upper, point.anomaly ? point.value : null, point.expected];
   chartState.data.forEach((column, i) => {
     column.push(row[i]);
     if (column.length > 3600) column.shift();

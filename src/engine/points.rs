@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::anomaly::{Baseline, Episodes};
+use super::anomaly::{new_alert, Detection, Detector};
 use super::reorder::{Buffered, ReorderBuffer};
 use super::stats::{Ewma, MovingAverage, SlidingRegression};
 use super::window::slot;
@@ -25,6 +25,7 @@ pub const TREND_MIN_T: f64 = 2.0;
 pub struct PointAnalytics {
     stream: Arc<str>,
     config: AnalyticsConfig,
+    detection: Detection,
     series: Vec<Option<SeriesAnalytics>>,
     /// The reorder buffer of every series at once, released in (event time, arrival) order:
     /// one buffer for all series, where per-series buffers would also need a timer per series.
@@ -38,14 +39,14 @@ struct SeriesAnalytics {
     sma: MovingAverage,
     ewma: Ewma,
     trend: SlidingRegression,
-    baseline: Baseline,
-    episodes: Episodes,
+    detector: Detector,
 }
 
 impl PointAnalytics {
     pub fn new(stream: Arc<str>, config: AnalyticsConfig) -> Self {
         PointAnalytics {
             stream,
+            detection: Detection::new(config.zscore),
             config,
             series: Vec::new(),
             buffer: ReorderBuffer::default(),
@@ -62,7 +63,7 @@ impl PointAnalytics {
         self.series
             .iter()
             .flatten()
-            .filter(|s| s.episodes.is_open())
+            .filter(|s| s.detector.is_open())
             .count()
     }
 }
@@ -72,6 +73,7 @@ impl SeriesAnalytics {
         &mut self,
         stream: &Arc<str>,
         config: &AnalyticsConfig,
+        detection: &Detection,
         point: Buffered,
         out: &mut Vec<Record>,
     ) {
@@ -87,17 +89,17 @@ impl SeriesAnalytics {
             Some(t) if t <= -TREND_MIN_T => Trend::Falling,
             _ => Trend::Flat,
         };
-        let score = self.baseline.score(ts, value);
-        let anomaly = self.baseline.is_anomalous(score);
-        if !anomaly {
-            self.baseline.admit(ts, value);
-        }
-        self.episodes.on_point(
-            stream,
-            &self.label,
-            ts,
-            value,
-            score.filter(|_| anomaly),
+        let assessment = self.detector.assess(detection, ts, value);
+        let finding = Detector::finding(detection, ts, value, &assessment);
+        // Named only for anomalous points: it allocates.
+        let expectation = match finding {
+            Some(_) => self.detector.expectation_label(),
+            None => String::new(),
+        };
+        let label = &self.label;
+        self.detector.episodes().on_point(
+            finding.as_ref(),
+            |f| new_alert(stream, label, expectation, f),
             out,
         );
         out.push(Record::Point(PointRecord {
@@ -109,10 +111,12 @@ impl SeriesAnalytics {
             ewma,
             slope: fit.map(|f| f.slope),
             trend,
-            z: score.map(|s| s.z),
-            anomaly,
-            expected: score.map(|s| s.expected),
-            spread: score.map(|s| s.spread),
+            z: assessment.z,
+            anomaly: assessment.anomaly,
+            expected: assessment.expected,
+            spread: assessment.spread,
+            lower: assessment.lower,
+            upper: assessment.upper,
         }));
     }
 }
@@ -125,8 +129,7 @@ impl Operator for PointAnalytics {
             sma: MovingAverage::new(config.sma_points),
             ewma: Ewma::new(config.ewma_alpha),
             trend: SlidingRegression::default(),
-            baseline: Baseline::new(config.zscore),
-            episodes: Episodes::new(&config.zscore),
+            detector: Detector::new(&config.zscore),
         });
         self.buffer.push(Buffered {
             ts: ev.ts,
@@ -138,13 +141,18 @@ impl Operator for PointAnalytics {
 
     fn on_watermark(&mut self, watermark: i64, out: &mut Vec<Record>) {
         // Release what the watermark has passed: ts < watermark.
-        let (series, stream, config) = (&mut self.series, &self.stream, &self.config);
+        let (series, stream, config, detection) = (
+            &mut self.series,
+            &self.stream,
+            &self.config,
+            &self.detection,
+        );
         self.buffer.release(watermark, |next| {
             if let Some(state) = series
                 .get_mut(next.series as usize)
                 .and_then(Option::as_mut)
             {
-                state.compute(stream, config, next, out);
+                state.compute(stream, config, detection, next, out);
             }
         });
     }

@@ -109,6 +109,18 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     written_at BIGINT NOT NULL
 )
 "#,
+    // What the detector found (method, expectation, band, score, probability) and people's
+    // verdicts. Alerts from before were all threshold alerts.
+    r#"
+ALTER TABLE alerts ADD COLUMN lower DOUBLE PRECISION;
+ALTER TABLE alerts ADD COLUMN upper DOUBLE PRECISION;
+ALTER TABLE alerts ADD COLUMN score DOUBLE PRECISION;
+ALTER TABLE alerts ADD COLUMN probability DOUBLE PRECISION;
+ALTER TABLE alerts ADD COLUMN method TEXT NOT NULL DEFAULT 'threshold';
+ALTER TABLE alerts ADD COLUMN expectation TEXT;
+ALTER TABLE alerts ADD COLUMN verdict TEXT;
+CREATE INDEX IF NOT EXISTS alerts_by_verdict ON alerts (stream, verdict)
+"#,
 ];
 
 pub struct DbSink {
@@ -416,16 +428,22 @@ fn text_of<T: serde::Serialize>(value: &T) -> String {
     }
 }
 
-/// Upserts an alert. A replay must not undo a person's acknowledgement: the ack columns are
-/// never overwritten, and an acknowledged alert stays acknowledged unless it has resolved.
+/// Upserts an alert. A replay must not undo a person's acknowledgement: the ack columns (and
+/// the verdict) are never overwritten, and an acknowledged alert stays acknowledged unless it
+/// has resolved.
 async fn upsert_alert(tx: &mut Tx<'_>, a: &AlertRecord) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO alerts (id, stream, series, ts, value, expected, stddev, z, direction, \
-         severity, episode_start, state, acked_by, acked_at, note) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
+        "INSERT INTO alerts (id, stream, series, ts, value, expected, stddev, lower, upper, z, \
+         score, probability, method, expectation, direction, severity, episode_start, state, acked_by, \
+         acked_at, note, verdict) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
+         $18, $19, $20, $21, $22) \
          ON CONFLICT (id) DO UPDATE SET ts = excluded.ts, value = excluded.value, \
-         expected = excluded.expected, stddev = excluded.stddev, z = excluded.z, \
-         direction = excluded.direction, severity = excluded.severity, \
+         expected = excluded.expected, stddev = excluded.stddev, lower = excluded.lower, \
+         upper = excluded.upper, z = excluded.z, score = excluded.score, \
+         probability = excluded.probability, method = excluded.method, \
+         expectation = excluded.expectation, direction = excluded.direction, \
+         severity = excluded.severity, \
          state = CASE WHEN alerts.state = 'acknowledged' AND excluded.state = 'open' \
                       THEN alerts.state ELSE excluded.state END",
     )
@@ -436,7 +454,13 @@ async fn upsert_alert(tx: &mut Tx<'_>, a: &AlertRecord) -> Result<(), sqlx::Erro
     .bind(a.value)
     .bind(a.expected)
     .bind(a.stddev)
+    .bind(a.lower)
+    .bind(a.upper)
     .bind(a.z)
+    .bind(a.score)
+    .bind(a.probability)
+    .bind(text_of(&a.method))
+    .bind(a.expectation.clone())
     .bind(text_of(&a.direction))
     .bind(text_of(&a.severity))
     .bind(a.episode_start)
@@ -444,6 +468,7 @@ async fn upsert_alert(tx: &mut Tx<'_>, a: &AlertRecord) -> Result<(), sqlx::Erro
     .bind(a.acked_by.clone())
     .bind(a.acked_at)
     .bind(a.note.clone())
+    .bind(a.verdict.as_ref().map(text_of))
     .execute(&mut **tx)
     .await
     .map(drop)

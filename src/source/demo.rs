@@ -85,3 +85,61 @@ impl Source for DemoSource {
         }]
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Config, SourceConfig, DEFAULT_PIPELINE};
+    use crate::engine::{Engine, Origin};
+    use crate::event::Decoder;
+    use crate::generator::Kind;
+    use crate::record::Record;
+
+    /// An hour of the default pipeline's demo, simulated: its detector flags every anomaly the
+    /// generator plants, whatever the series does around it.
+    #[test]
+    fn the_default_pipeline_flags_every_planted_anomaly_of_the_demo() {
+        let config = Config::from_toml_str(DEFAULT_PIPELINE).unwrap();
+        let SourceConfig::Demo {
+            rate,
+            series,
+            seed,
+            faults,
+        } = config.streams[0].source
+        else {
+            panic!("the default pipeline runs the demo");
+        };
+        let decoder = Decoder::new(config.streams[0].fields.clone());
+        let mut engine = Engine::new(&config);
+        let mut generator = Generator::new(series, seed, faults);
+        let mut planted = Vec::new();
+        let mut flagged = std::collections::HashSet::new();
+        let mut out = Vec::new();
+        let events = (rate * 3600.0) as u64;
+        for offset in 0..events {
+            let now = 1_700_000_000_000 + (offset as f64 * 1000.0 / rate) as i64;
+            let event = generator.next_event(now);
+            if event.kind == Kind::Anomaly {
+                planted.push((event.series.clone(), event.ts));
+            }
+            let decoded = decoder.decode(&event.line).unwrap();
+            let origin = Origin {
+                source: "demo",
+                split: 0,
+                partition: 0,
+                offset,
+            };
+            let _ = engine.process(0, &decoded, origin, 0, &mut out);
+            for record in out.drain(..) {
+                if let Record::Point(p) = record {
+                    if p.anomaly {
+                        flagged.insert((p.series.to_string(), p.ts));
+                    }
+                }
+            }
+        }
+        assert!(planted.len() > 100, "{} planted", planted.len());
+        let missed: Vec<_> = planted.iter().filter(|p| !flagged.contains(*p)).collect();
+        assert!(missed.is_empty(), "missed {missed:?} of {}", planted.len());
+    }
+}

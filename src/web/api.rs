@@ -12,7 +12,8 @@ use serde::{Deserialize, Serialize};
 use super::auth::Principal;
 use super::{check_same_origin, now_ms, AppState, WebError, NOTE_LIMIT};
 use crate::live::SeriesView;
-use crate::record::{AlertRecord, AlertState};
+use crate::record::{AlertRecord, AlertState, Verdict};
+use crate::store::{Acknowledgement, VerdictFilter};
 
 pub async fn healthz() -> &'static str {
     "ok"
@@ -122,6 +123,7 @@ pub async fn series_one(
 #[derive(Deserialize)]
 pub struct AlertQuery {
     state: Option<String>,
+    verdict: Option<String>,
     limit: Option<i64>,
 }
 
@@ -136,29 +138,52 @@ fn parse_state(text: &str) -> Result<AlertState, WebError> {
     }
 }
 
+pub(super) fn parse_verdict_filter(text: &str) -> Result<VerdictFilter, WebError> {
+    match text {
+        "real" => Ok(VerdictFilter::Is(Verdict::Real)),
+        "false_alarm" => Ok(VerdictFilter::Is(Verdict::FalseAlarm)),
+        "none" => Ok(VerdictFilter::None),
+        other => Err(WebError::BadRequest(format!(
+            "unknown verdict {other:?}: expected real, false_alarm or none"
+        ))),
+    }
+}
+
 /// Alerts newest first, from the store when there is one, else from the live view.
+/// `?verdict=real|false_alarm|none` exports what people judged (or did not yet).
 pub async fn alerts(
     State(state): State<AppState>,
     Query(query): Query<AlertQuery>,
 ) -> Result<Json<Vec<AlertRecord>>, WebError> {
     let wanted = query.state.as_deref().map(parse_state).transpose()?;
+    let verdict = query
+        .verdict
+        .as_deref()
+        .map(parse_verdict_filter)
+        .transpose()?;
     let limit = query.limit.unwrap_or(200).clamp(1, 5000);
-    Ok(Json(list_alerts(&state, wanted, limit).await?))
+    Ok(Json(list_alerts(&state, wanted, verdict, limit).await?))
 }
 
 pub(super) async fn list_alerts(
     state: &AppState,
     wanted: Option<AlertState>,
+    verdict: Option<VerdictFilter>,
     limit: i64,
 ) -> Result<Vec<AlertRecord>, WebError> {
     if let Some(store) = &state.store {
-        return Ok(store.alerts(wanted, limit).await?);
+        return Ok(store.alerts(wanted, verdict, limit).await?);
     }
     let dashboard = state.live.read();
     let mut alerts: Vec<AlertRecord> = dashboard
         .alerts
         .values()
         .filter(|a| wanted.is_none_or(|s| a.state == s))
+        .filter(|a| match verdict {
+            None => true,
+            Some(VerdictFilter::Is(v)) => a.verdict == Some(v),
+            Some(VerdictFilter::None) => a.verdict.is_none(),
+        })
         .cloned()
         .collect();
     alerts.sort_by_key(|a| std::cmp::Reverse(a.ts));
@@ -172,9 +197,12 @@ struct AckBody {
     /// Who acknowledges; default "api" with a token, "anonymous" without.
     by: Option<String>,
     note: Option<String>,
+    /// Was it a real problem? `"real"` or `"false_alarm"`.
+    verdict: Option<Verdict>,
 }
 
-/// `POST /api/alerts/{id}/ack` with a JSON body `{"by": "...", "note": "..."}` (both optional).
+/// `POST /api/alerts/{id}/ack` with a JSON body `{"by": "...", "note": "...", "verdict":
+/// "real" | "false_alarm"}` (all optional).
 ///
 /// CSRF-safe without cookies or tokens in forms: a JSON content type cannot be sent across
 /// origins without a CORS preflight, which this server never grants, and a request whose
@@ -189,7 +217,15 @@ pub async fn acknowledge(
     let (by, note) = ack_fields(&state, &headers, ack.by, ack.note)?;
     let store = store_of(&state)?;
     let alert = store
-        .acknowledge(&id, &by, note.as_deref(), now_ms())
+        .acknowledge(
+            &id,
+            &Acknowledgement {
+                by: &by,
+                note: note.as_deref(),
+                verdict: ack.verdict,
+                at: now_ms(),
+            },
+        )
         .await?
         .ok_or_else(|| WebError::NotFound(format!("alert {id}")))?;
     // Stored first; only now does every client hear of it.
@@ -203,6 +239,7 @@ struct AckManyBody {
     ids: Vec<String>,
     by: Option<String>,
     note: Option<String>,
+    verdict: Option<Verdict>,
 }
 
 /// Most alerts one bulk acknowledgement may name.
@@ -224,7 +261,15 @@ pub async fn acknowledge_many(
     let (by, note) = ack_fields(&state, &headers, ack.by, ack.note)?;
     let store = store_of(&state)?;
     let alerts = store
-        .acknowledge_many(&ack.ids, &by, note.as_deref(), now_ms())
+        .acknowledge_many(
+            &ack.ids,
+            &Acknowledgement {
+                by: &by,
+                note: note.as_deref(),
+                verdict: ack.verdict,
+                at: now_ms(),
+            },
+        )
         .await?
         .map_err(|missing| WebError::NotFound(format!("alerts {}", missing.join(", "))))?;
     for alert in &alerts {

@@ -41,24 +41,16 @@ pub struct AppState {
     pub store: Option<Store>,
     /// Who may acknowledge and read (see [`auth`]).
     pub auth: auth::Auth,
-    /// The z-score threshold per stream, for the expected band of the charts.
-    pub thresholds: Arc<std::collections::BTreeMap<String, f64>>,
     /// The WebSocket feed shared by every dashboard client.
     fanout: Arc<ws::Fanout>,
 }
 
 impl AppState {
-    pub fn new(
-        live: Arc<LiveState>,
-        store: Option<Store>,
-        auth: auth::Auth,
-        thresholds: std::collections::BTreeMap<String, f64>,
-    ) -> Self {
+    pub fn new(live: Arc<LiveState>, store: Option<Store>, auth: auth::Auth) -> Self {
         AppState {
             live,
             store,
             auth,
-            thresholds: Arc::new(thresholds),
             fanout: Arc::default(),
         }
     }

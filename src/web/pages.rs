@@ -8,11 +8,11 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::Form;
 
-use super::api::list_alerts;
+use super::api::{list_alerts, parse_verdict_filter};
 use super::auth::{safe_next, session_cookie};
 use super::{asset_cache, check_same_origin, now_ms, AppState, WebError};
 use crate::live::Dashboard;
-use crate::record::{AlertRecord, AlertState, Trend};
+use crate::record::{AlertMethod, AlertRecord, AlertState, Trend, Verdict};
 use crate::sink::console::format_ms;
 use crate::sink::StreamProgress;
 
@@ -113,8 +113,18 @@ pub struct OverviewPage {
 pub struct AlertsPage {
     pub alerts: Vec<AlertRow>,
     pub filter: String,
+    pub verdict: String,
+    /// Per stream: the share of false alarms among the alerts people judged.
+    pub verdicts: Vec<VerdictRow>,
     pub open_alerts: usize,
     pub viewer: Viewer,
+}
+
+pub struct VerdictRow {
+    pub stream: String,
+    pub judged: i64,
+    pub false_alarms: i64,
+    pub share: String,
 }
 
 pub struct AlertRow {
@@ -129,12 +139,21 @@ pub struct AlertRow {
     pub time: String,
     pub value: String,
     pub expected: String,
+    /// The band of normal values the detector used there.
+    pub band: String,
     pub z: String,
+    /// The likelihood score and probability, or |z| for a threshold alert.
+    pub score: String,
+    /// What fired, and what the expectation followed.
+    pub why: String,
     pub direction: &'static str,
     pub severity: &'static str,
     pub state: &'static str,
     pub acked: String,
     pub note: String,
+    /// `real`, `false_alarm` or empty, and how to show it.
+    pub verdict: &'static str,
+    pub verdict_text: &'static str,
     pub can_ack: bool,
 }
 
@@ -263,6 +282,7 @@ pub async fn overview(
 #[derive(serde::Deserialize)]
 pub struct AlertFilter {
     state: Option<String>,
+    verdict: Option<String>,
 }
 
 pub async fn alerts(
@@ -277,7 +297,15 @@ pub async fn alerts(
         Some("resolved") => Some(AlertState::Resolved),
         Some(other) => return Err(WebError::BadRequest(format!("unknown state {other:?}"))),
     };
-    let alerts = list_alerts(&state, wanted, 500).await?;
+    let verdict = match filter.verdict.as_deref() {
+        None | Some("") | Some("all") => None,
+        Some(text) => Some(parse_verdict_filter(text)?),
+    };
+    let alerts = list_alerts(&state, wanted, verdict, 500).await?;
+    let verdicts = match &state.store {
+        Some(store) => store.verdicts().await?,
+        None => Vec::new(),
+    };
     let open_alerts = state.live.read().open_alerts();
     let page = AlertsPage {
         alerts: {
@@ -285,6 +313,19 @@ pub async fn alerts(
             alerts.iter().map(|a| alert_row(&dashboard, a)).collect()
         },
         filter: filter.state.unwrap_or_else(|| "all".into()),
+        verdict: filter.verdict.unwrap_or_else(|| "all".into()),
+        verdicts: verdicts
+            .into_iter()
+            .map(|v| VerdictRow {
+                share: format!(
+                    "{:.0} %",
+                    100.0 * v.false_alarms as f64 / v.judged.max(1) as f64
+                ),
+                stream: v.stream,
+                judged: v.judged,
+                false_alarms: v.false_alarms,
+            })
+            .collect(),
         open_alerts,
         viewer: Viewer::of(&state, &headers),
     };
@@ -293,6 +334,11 @@ pub async fn alerts(
 
 fn alert_row(dashboard: &Dashboard, a: &AlertRecord) -> AlertRow {
     let (spark, dot_x, dot_y) = alert_spark(dashboard, a).unwrap_or_default();
+    let (verdict, verdict_text) = match a.verdict {
+        Some(Verdict::Real) => ("real", "real"),
+        Some(Verdict::FalseAlarm) => ("false_alarm", "false alarm"),
+        None => ("", ""),
+    };
     AlertRow {
         spark,
         dot_x: format!("{dot_x:.1}"),
@@ -302,8 +348,11 @@ fn alert_row(dashboard: &Dashboard, a: &AlertRecord) -> AlertRow {
         series: a.series.to_string(),
         time: format_ms(a.ts),
         value: number(a.value),
-        expected: format!("{} ± {}", number(a.expected), number(a.stddev)),
+        expected: number(a.expected),
+        band: band_text(a.lower, a.upper),
         z: format!("{:+.2}", a.z),
+        score: score_text(a.method, a.score, a.probability),
+        why: why_text(a.method, a.expectation.as_deref()),
         direction: match a.direction {
             crate::record::Direction::High => "high",
             crate::record::Direction::Low => "low",
@@ -322,7 +371,49 @@ fn alert_row(dashboard: &Dashboard, a: &AlertRecord) -> AlertRow {
             _ => String::new(),
         },
         note: a.note.clone().unwrap_or_default(),
+        verdict,
+        verdict_text,
         can_ack: a.state == AlertState::Open,
+    }
+}
+
+/// `10.2 – 14.8`, or "unbounded" where no value would have been anomalous on its own.
+fn band_text(lower: Option<f64>, upper: Option<f64>) -> String {
+    match (lower, upper) {
+        (Some(l), Some(u)) => format!("{} – {}", number(l), number(u)),
+        _ => "unbounded".into(),
+    }
+}
+
+/// The likelihood score and tail probability, or |z| and its normal tail for a threshold alert.
+fn score_text(method: AlertMethod, score: Option<f64>, probability: Option<f64>) -> String {
+    let p = probability.map_or(String::new(), |p| format!("p {p:.1e}"));
+    match (method, score) {
+        (AlertMethod::Likelihood | AlertMethod::Spike, Some(s)) => format!("{s:.1} σ, {p}"),
+        (AlertMethod::Threshold, Some(s)) => format!("|z| {s:.1}, {p}"),
+        (_, None) => p,
+    }
+}
+
+/// What fired, in words: `likelihood, daily pattern`.
+fn why_text(method: AlertMethod, expectation: Option<&str>) -> String {
+    let method = match method {
+        AlertMethod::Likelihood => "likelihood",
+        AlertMethod::Spike => "spike",
+        AlertMethod::Threshold => "threshold",
+    };
+    match expectation {
+        Some("flat") | None => method.to_owned(),
+        Some(model) => format!("{method}, {}", expectation_text(model)),
+    }
+}
+
+/// How the expectation model reads on the dashboard.
+fn expectation_text(model: &str) -> String {
+    match model {
+        "1d" => "daily pattern".to_owned(),
+        "1w" => "weekly pattern".to_owned(),
+        period => format!("{period} pattern"),
     }
 }
 
@@ -396,25 +487,24 @@ pub async fn series(
     axum::extract::Path((stream, series)): axum::extract::Path<(String, String)>,
 ) -> Result<impl IntoResponse, WebError> {
     let viewer = Viewer::of(&state, &headers);
-    let threshold = state.thresholds.get(&stream).copied().unwrap_or(3.0);
     let dashboard = state.live.read();
     let view = dashboard
         .series
         .values()
         .find(|v| *v.stream == *stream && *v.series == *series)
         .ok_or_else(|| WebError::NotFound(format!("series {stream}/{series}")))?;
-    // Columns: time (s), value, SMA, EWMA, band low, band high, anomaly marker.
-    let mut columns: [Vec<serde_json::Value>; 7] = Default::default();
+    // Columns: time (s), value, SMA, EWMA, band low, band high, anomaly marker, expected.
+    let mut columns: [Vec<serde_json::Value>; 8] = Default::default();
     for p in &view.chart {
-        let band = p.expected.zip(p.spread);
         let cells = [
             serde_json::json!(p.ts as f64 / 1000.0),
             serde_json::json!(p.value),
             serde_json::json!(p.sma),
             serde_json::json!(p.ewma),
-            serde_json::json!(band.map(|(e, s)| e - threshold * s)),
-            serde_json::json!(band.map(|(e, s)| e + threshold * s)),
+            serde_json::json!(p.lower),
+            serde_json::json!(p.upper),
             serde_json::json!(p.anomaly.then_some(p.value)),
+            serde_json::json!(p.expected),
         ];
         for (column, cell) in columns.iter_mut().zip(cells) {
             column.push(cell);
@@ -423,7 +513,6 @@ pub async fn series(
     let chart = serde_json::json!({
         "stream": *view.stream,
         "series": *view.series,
-        "threshold": threshold,
         "data": columns,
     });
     let alerts: Vec<AlertRow> = {

@@ -502,15 +502,18 @@ proptest! {
         sma_points in 1usize..8,
         alpha in 0.05f64..1.0,
         trend_window in 10i64..300,
-        z_window in 20i64..400,
+        z_points in 2usize..40,
+        z_window in prop::option::of(20i64..400),
         min_samples in 2usize..10,
         threshold in 0.8f64..3.0,
-        robust in prop::bool::ANY,
+        floor in prop::sample::select(vec![0.0, 0.05, 0.5]),
+        method in prop::sample::select(vec!["robust", "mean", "auto"]),
     ) {
-        let method = if robust { "robust" } else { "mean" };
+        let z_points = z_points.max(min_samples);
+        let window = z_window.map_or(String::new(), |w| format!(", window = \"{w}ms\""));
         let mut engine = Engine::new(&config(
             &format!("fields = {{ time = \"ts\", series = \"series\", value = \"value\" }}\nwatermark = {{ lateness = \"{lateness}ms\" }}\n\
-                      analytics = {{ sma_points = {sma_points}, ewma_alpha = {alpha}, trend_window = \"{trend_window}ms\", zscore = {{ window = \"{z_window}ms\", threshold = {threshold}, min_samples = {min_samples}, method = \"{method}\" }} }}"),
+                      analytics = {{ sma_points = {sma_points}, ewma_alpha = {alpha}, trend_window = \"{trend_window}ms\", zscore = {{ points = {z_points}{window}, threshold = {threshold}, min_samples = {min_samples}, method = \"{method}\", season = \"none\", floor = {floor} }} }}"),
             "",
         ));
         let out = run(&mut engine, 0, &events);
@@ -524,8 +527,11 @@ proptest! {
             mine.sort_by_key(|m| (m.0, m.1));
             let actual: Vec<&PointRecord> = points.iter().filter(|p| *p.series == *label(series)).collect();
             prop_assert_eq!(actual.len(), mine.len());
-            let mut anomalous: Vec<bool> = Vec::new();
             let mut ewma = None;
+            // The detector's own recurrences: the level (EWMA over 100 points) and the long-run
+            // mean absolute deviation (over 500), both behind the spread floor.
+            let mut level: Option<f64> = None;
+            let (mut deviation, mut deviations) = (0.0f64, 0u64);
             for (i, &(ts, _, value)) in mine.iter().enumerate() {
                 let p = actual[i];
                 prop_assert_eq!((p.ts, p.value), (ts, value));
@@ -561,28 +567,53 @@ proptest! {
                     prop_assert_eq!(p.slope, None);
                 }
 
-                // Baseline: earlier, strictly older points in [ts - window, ts), not anomalous.
-                let baseline: Vec<f64> = (0..i).filter(|&j| !anomalous[j] && mine[j].0 < ts && mine[j].0 >= ts - z_window).map(|j| mine[j].2).collect();
-                let expected_z = if baseline.len() < min_samples { None } else {
-                    let (centre, spread) = if robust {
+                // Baseline: as of the last refresh (every 8 points), the last `points` points
+                // before it, none more than `window` older than the newest of them.
+                let refreshed = i / 8 * 8;
+                let baseline: Vec<f64> = (refreshed.saturating_sub(z_points)..refreshed)
+                    .filter(|&j| z_window.is_none_or(|w| mine[j].0 >= mine[refreshed - 1].0 - w))
+                    .map(|j| mine[j].2)
+                    .collect();
+                let expected = (baseline.len() >= min_samples.max(1)).then(|| {
+                    let (centre, raw) = if method == "mean" {
+                        let mean = baseline.iter().sum::<f64>() / baseline.len() as f64;
+                        (mean, sample_stddev(&baseline).unwrap_or(0.0))
+                    } else {
                         let median = |v: &mut Vec<f64>| { v.sort_by(f64::total_cmp); let n = v.len(); if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 } };
                         let mut b = baseline.clone();
                         let m = median(&mut b);
                         let mut dev: Vec<f64> = baseline.iter().map(|v| (v - m).abs()).collect();
                         (m, median(&mut dev) * 1.4826)
-                    } else {
-                        let mean = baseline.iter().sum::<f64>() / baseline.len() as f64;
-                        (mean, sample_stddev(&baseline).unwrap_or(0.0))
                     };
-                    (spread > 1e-9).then(|| (value - centre) / spread)
-                };
-                match (p.z, expected_z) {
-                    (Some(a), Some(b)) => prop_assert!(close(a, b, 1e-6), "z {} vs {}", a, b),
-                    (a, b) => prop_assert_eq!(a, b, "z presence"),
+                    let lv = level.unwrap_or(centre).abs();
+                    let mut spread = raw.max(floor * lv).max(1e-9 * lv.max(centre.abs()).max(1.0));
+                    if deviations > 0 {
+                        spread = spread.max(0.3 * deviation);
+                    }
+                    (centre, spread)
+                });
+                match (p.z, p.expected, p.spread, expected) {
+                    (Some(z), Some(centre), Some(spread), Some((c, s))) => {
+                        prop_assert!(close(centre, c, 1e-6), "centre {} vs {}", centre, c);
+                        prop_assert!(close(spread, s, 1e-6), "spread {} vs {}", spread, s);
+                        prop_assert!(close(z, (value - c) / s, 1e-6), "z {} vs {}", z, (value - c) / s);
+                        if method != "auto" {
+                            let flagged = ((value - c) / s).abs() >= threshold;
+                            if (((value - c) / s).abs() - threshold).abs() > 1e-9 {
+                                prop_assert_eq!(p.anomaly, flagged);
+                            }
+                            prop_assert!(close(p.lower.unwrap(), c - threshold * s, 1e-6));
+                            prop_assert!(close(p.upper.unwrap(), c + threshold * s, 1e-6));
+                        }
+                        deviations += 1;
+                        let weight = if (deviations as f64) < 500.0 { 1.0 / deviations as f64 } else { 1.0 / 500.0 };
+                        deviation += weight * ((value - c).abs() - deviation);
+                    }
+                    (None, None, None, None) => prop_assert!(!p.anomaly),
+                    (z, c, s, e) => return Err(TestCaseError::fail(format!("z presence: {z:?} {c:?} {s:?} vs {e:?}"))),
                 }
-                let flagged = expected_z.is_some_and(|z| z.abs() >= threshold);
-                prop_assert_eq!(p.anomaly, flagged);
-                anomalous.push(flagged);
+                let previous = level.unwrap_or(value);
+                level = Some(previous + 2.0 / 101.0 * (value - previous));
             }
         }
     }

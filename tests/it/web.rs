@@ -7,7 +7,9 @@ use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use serde_json::Value;
 use tidewatch::live::{LiveSink, LiveState, Update};
-use tidewatch::record::{AlertRecord, AlertState, Direction, PointRecord, Record, Severity, Trend};
+use tidewatch::record::{
+    AlertMethod, AlertRecord, AlertState, Direction, PointRecord, Record, Severity, Trend,
+};
 use tidewatch::sink::{DbSink, Sink};
 use tidewatch::store::Store;
 use tidewatch::web::auth::{Auth, SESSION_COOKIE};
@@ -30,6 +32,8 @@ fn point(series: &str, ts: i64, value: f64) -> Record {
         anomaly: true,
         expected: Some(value - 4.2),
         spread: Some(1.0),
+        lower: Some(value - 7.2),
+        upper: Some(value - 1.2),
     })
 }
 
@@ -42,7 +46,13 @@ fn alert(id: &str) -> AlertRecord {
         value: 9.0,
         expected: 1.0,
         stddev: 2.0,
+        lower: Some(-5.0),
+        upper: Some(7.0),
         z: 4.0,
+        score: Some(6.5),
+        probability: Some(4e-11),
+        method: AlertMethod::Likelihood,
+        expectation: Some("1d".into()),
         direction: Direction::High,
         severity: Severity::Warning,
         episode_start: 1_000,
@@ -50,6 +60,7 @@ fn alert(id: &str) -> AlertRecord {
         acked_by: None,
         acked_at: None,
         note: None,
+        verdict: None,
     }
 }
 
@@ -87,7 +98,7 @@ async fn fixture_with(auth: Auth) -> (axum::Router, Arc<LiveState>, tempfile::Te
         point(EVIL, 1_000, 1.5),
         point("plain", 1_000, 2.0),
         point("plain", 2_000, 3.0),
-        Record::Alert(alert("a1")),
+        Record::Alert(Box::new(alert("a1"))),
     ];
     live_sink.write(&records).unwrap();
     // The db sink runs its own runtime: create, use and drop it off the async threads.
@@ -98,12 +109,7 @@ async fn fixture_with(auth: Auth) -> (axum::Router, Arc<LiveState>, tempfile::Te
     .await
     .unwrap();
     let store = Store::connect(&url).await.unwrap();
-    let app = router(AppState::new(
-        live.clone(),
-        Some(store),
-        auth,
-        [("s".to_owned(), 3.0)].into(),
-    ));
+    let app = router(AppState::new(live.clone(), Some(store), auth));
     (app, live, dir)
 }
 
@@ -286,12 +292,7 @@ async fn with_a_token_acknowledging_needs_it_and_without_a_store_it_is_refused()
     let acked: Value = serde_json::from_str(&body_text(response).await).unwrap();
     assert_eq!(acked["acked_by"], "api");
 
-    let no_store = router(AppState::new(
-        LiveState::new(),
-        None,
-        Auth::open(),
-        Default::default(),
-    ));
+    let no_store = router(AppState::new(LiveState::new(), None, Auth::open()));
     let response = no_store
         .oneshot(
             ack_request("a1", "{}")
@@ -392,7 +393,6 @@ mod live_updates {
                     .unwrap(),
             ),
             Auth::open(),
-            Default::default(),
         ));
         let response = ack_app
             .oneshot(
@@ -475,11 +475,13 @@ async fn series_page_embeds_chart_data_safely() {
     let start = html.find("id=\"chart-data\">").unwrap() + "id=\"chart-data\">".len();
     let end = start + html[start..].find("</script>").unwrap();
     let chart: Value = serde_json::from_str(&html[start..end]).unwrap();
-    // Columns: time, value, SMA, EWMA, band low, band high, anomaly marker.
-    assert_eq!(chart["data"].as_array().unwrap().len(), 7);
+    // Columns: time, value, SMA, EWMA, band low, band high, anomaly marker, expected.
+    assert_eq!(chart["data"].as_array().unwrap().len(), 8);
     assert_eq!(chart["data"][1], serde_json::json!([2.0, 3.0]));
-    // expected = value - 4.2, spread 1, threshold 3: band = expected ± 3.
-    assert_eq!(chart["data"][4][1], serde_json::json!(3.0 - 4.2 - 3.0));
+    // The band the detector used, as the point records carry it.
+    assert_eq!(chart["data"][4][1], serde_json::json!(3.0 - 7.2));
+    assert_eq!(chart["data"][5][1], serde_json::json!(3.0 - 1.2));
+    assert_eq!(chart["data"][7][1], serde_json::json!(3.0 - 4.2));
     assert_eq!(
         chart["data"][6][0],
         serde_json::json!(2.0),
@@ -828,7 +830,10 @@ async fn bulk_acknowledgement_is_all_or_nothing() {
     tokio::task::spawn_blocking(move || {
         DbSink::connect(&url)
             .unwrap()
-            .write(&[Record::Alert(alert("a2")), Record::Alert(alert("a3"))])
+            .write(&[
+                Record::Alert(Box::new(alert("a2"))),
+                Record::Alert(Box::new(alert("a3"))),
+            ])
             .unwrap()
     })
     .await
@@ -949,12 +954,7 @@ async fn series_history_comes_from_the_stored_windows() {
     assert_eq!(code, StatusCode::OK);
     assert!(body.contains("\"recent\""));
 
-    let no_store = router(AppState::new(
-        LiveState::new(),
-        None,
-        Auth::open(),
-        Default::default(),
-    ));
+    let no_store = router(AppState::new(LiveState::new(), None, Auth::open()));
     let (code, _) = get(&no_store, "/api/series/s/plain?from=0&to=10").await;
     assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
 }
