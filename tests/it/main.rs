@@ -4,6 +4,7 @@ mod browser;
 mod cli;
 mod compose;
 mod crash;
+mod detection;
 mod examples;
 mod follow;
 mod golden;
