@@ -303,7 +303,16 @@ fn parse_ack_body<T: serde::de::DeserializeOwned>(
     } else {
         body
     };
-    serde_json::from_slice(text).map_err(|e| WebError::BadRequest(format!("invalid body: {e}")))
+    // The path names the field a bad value is in: `invalid body: verdict: unknown variant ...`.
+    let mut json = serde_json::Deserializer::from_slice(text);
+    serde_path_to_error::deserialize(&mut json).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        WebError::BadRequest(match path.as_str() {
+            "." => format!("invalid body: {inner}"),
+            field => format!("invalid body: {field}: {inner}"),
+        })
+    })
 }
 
 /// Who acknowledges (a logged-in user is who they logged in as; others may say, else "api" or

@@ -4,7 +4,9 @@
 use std::path::Path;
 
 use sqlx::Row;
+use tidewatch::record::Verdict;
 use tidewatch::sink::DbSink;
+use tidewatch::store::{Acknowledgement, VerdictFilter, VerdictShare};
 
 use crate::support::postgres::Postgres;
 use crate::support::{assert_success, read_ndjson, tidewatch};
@@ -142,12 +144,24 @@ fn check_store(db_url: &str, dir: &Path) {
         .or_else(|| final_state.iter().next())
         .map(|(id, state)| (id.clone(), state.clone()))
         .unwrap();
-    let updated = db
-        .fetch_all(&format!(
-            "UPDATE alerts SET state = 'acknowledged', acked_by = 'ops', acked_at = 1 WHERE id = '{acked_id}' RETURNING id"
-        ))
+    // Through the store, as the dashboard does it: with a verdict, then once more without one
+    // (which keeps it).
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let store = runtime
+        .block_on(tidewatch::store::Store::connect(db_url))
         .unwrap();
-    assert_eq!(updated.len(), 1);
+    for verdict in [Some(Verdict::FalseAlarm), None] {
+        let ack = Acknowledgement {
+            by: "ops",
+            note: None,
+            verdict,
+            at: 1,
+        };
+        let acked = runtime
+            .block_on(store.acknowledge(&acked_id, &ack))
+            .unwrap();
+        assert_eq!(acked.unwrap().verdict, Some(Verdict::FalseAlarm));
+    }
     // A finished run leaves a checkpoint at the end of the input; drop it to replay it all.
     assert_eq!(count(&db, "checkpoints"), 1);
     db.fetch_all("DELETE FROM checkpoints RETURNING pipeline")
@@ -177,6 +191,27 @@ fn check_store(db_url: &str, dir: &Path) {
     assert_eq!(
         row.try_get::<Option<String>, _>(1).unwrap().as_deref(),
         Some("ops")
+    );
+    // The verdict survived the replay, and the store lists and counts it.
+    let judged = runtime
+        .block_on(store.alerts(None, Some(VerdictFilter::Is(Verdict::FalseAlarm)), 10))
+        .unwrap();
+    assert_eq!(
+        judged.iter().map(|a| a.id.as_str()).collect::<Vec<_>>(),
+        [acked_id.as_str()]
+    );
+    let unjudged = runtime
+        .block_on(store.alerts(None, Some(VerdictFilter::None), 100_000))
+        .unwrap();
+    assert_eq!(unjudged.len() as i64, count(&db, "alerts") - 1);
+    let shares = runtime.block_on(store.verdicts()).unwrap();
+    assert_eq!(
+        shares,
+        [VerdictShare {
+            stream: "sensors".into(),
+            judged: 1,
+            false_alarms: 1
+        }]
     );
 }
 

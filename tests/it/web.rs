@@ -270,6 +270,106 @@ async fn acknowledgement_is_checked_stored_then_broadcast() {
 }
 
 #[tokio::test]
+async fn verdicts_are_stored_with_acknowledgements_shown_per_stream_and_exported() {
+    let (app, live, dir) = fixture(None).await;
+    // Two more alerts, so there is one of each kind of judgement.
+    let more = vec![
+        Record::Alert(Box::new(alert("a2"))),
+        Record::Alert(Box::new(alert("a3"))),
+    ];
+    let url = format!("sqlite://{}/t.db", dir.path().display());
+    tokio::task::spawn_blocking(move || DbSink::connect(&url).unwrap().write(&more).unwrap())
+        .await
+        .unwrap();
+    let post = |uri: &str, body: &str| {
+        let app = app.clone();
+        let request = Request::post(uri)
+            .header(header::HOST, "localhost:8080")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body.to_owned()))
+            .unwrap();
+        async move {
+            let response = app.oneshot(request).await.unwrap();
+            let status = response.status();
+            (status, body_text(response).await)
+        }
+    };
+    // An unknown verdict is refused with a reason and judges nothing.
+    let (status, error) = post("/api/alerts/a1/ack", r#"{"verdict": "maybe"}"#).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(error.contains("verdict"), "{error}");
+
+    let mut updates = live.subscribe();
+    let (status, body) = post("/api/alerts/a1/ack", r#"{"verdict": "false_alarm"}"#).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let judged: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(judged["verdict"], "false_alarm");
+    assert_eq!(judged["state"], "acknowledged");
+    // The WebSocket hears of it with the verdict.
+    match updates.try_recv().as_deref() {
+        Ok([Update::Ack(a)]) => {
+            assert_eq!(a.verdict, Some(tidewatch::record::Verdict::FalseAlarm))
+        }
+        other => panic!("expected an ack broadcast, got {other:?}"),
+    }
+    // Acknowledging again without a verdict keeps it; with one, replaces it.
+    let (_, body) = post("/api/alerts/a1/ack", r#"{"note": "looked again"}"#).await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["verdict"],
+        "false_alarm"
+    );
+    let (status, body) = post(
+        "/api/alerts/ack",
+        r#"{"ids": ["a2", "a3"], "verdict": "real"}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, body) = post("/api/alerts/a3/ack", r#"{"verdict": "false_alarm"}"#).await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["verdict"],
+        "false_alarm"
+    );
+
+    // A replay of the engine's records does not undo a person's verdict.
+    let replay = vec![Record::Alert(Box::new(alert("a1")))];
+    let url = format!("sqlite://{}/t.db", dir.path().display());
+    tokio::task::spawn_blocking(move || DbSink::connect(&url).unwrap().write(&replay).unwrap())
+        .await
+        .unwrap();
+
+    // Exported by verdict.
+    let ids = |json: &str| {
+        let mut ids: Vec<String> = serde_json::from_str::<Vec<Value>>(json)
+            .unwrap()
+            .iter()
+            .map(|a| a["id"].as_str().unwrap().to_owned())
+            .collect();
+        ids.sort();
+        ids
+    };
+    let (_, false_alarms) = get(&app, "/api/alerts?verdict=false_alarm").await;
+    assert_eq!(ids(&false_alarms), ["a1", "a3"]);
+    let (_, real) = get(&app, "/api/alerts?verdict=real").await;
+    assert_eq!(ids(&real), ["a2"]);
+    let (_, unjudged) = get(&app, "/api/alerts?verdict=none").await;
+    assert!(ids(&unjudged).is_empty());
+    let (status, _) = get(&app, "/api/alerts?verdict=perhaps").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    // The alerts page shows the share of false alarms among judged alerts per stream.
+    let (_, html) = get(&app, "/alerts").await;
+    let table = &html[html.find("Judged alerts").expect("the verdicts table")..];
+    let row = &table[table.find("<td>s</td>").unwrap()..];
+    assert!(
+        row.starts_with("<td>s</td><td>3</td><td>2</td><td class=\"share\">67 %</td>"),
+        "{}",
+        &row[..80.min(row.len())]
+    );
+    let (_, filtered) = get(&app, "/alerts?verdict=real").await;
+    assert!(filtered.contains("data-id=\"a2\"") && !filtered.contains("data-id=\"a1\""));
+}
+
+#[tokio::test]
 async fn with_a_token_acknowledging_needs_it_and_without_a_store_it_is_refused() {
     let (app, _live, _dir) = fixture(Some("s3cret")).await;
     let request = |auth: Option<&str>| {
