@@ -621,7 +621,7 @@ mod raw {
         /// "auto" (default), "robust" or "mean".
         #[serde(default = "default_method")]
         pub method: String,
-        /// Baseline size in points of the series (default 300).
+        /// Baseline size in points of the series (default 500).
         #[serde(default = "default_points")]
         pub points: usize,
         /// Also drop baseline points older than this (default: no limit).
@@ -661,7 +661,7 @@ mod raw {
     }
 
     fn default_points() -> usize {
-        300
+        500
     }
     fn default_season() -> String {
         "auto".into()
