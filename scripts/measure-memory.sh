@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Measures engine memory per series and per window kind: peak RSS of `tidewatch run --once`
-# over SERIES series (default 10000) x SECONDS seconds (default 300) of one event per second,
+# over SERIES series (default 10000) x SECONDS seconds (default 600: the anomaly detector's
+# 500-point baseline fills) of one event per second,
 # for pipelines that add one operator at a time. The differences divided by the series count
 # are the per-series costs in docs/operations.md.
 #
 #   scripts/measure-memory.sh [SERIES] [SECONDS]
 set -euo pipefail
 series=${1:-10000}
-seconds=${2:-300}
+seconds=${2:-600}
 cd "$(dirname "$0")/.."
 cargo build --release --quiet
 work=$(mktemp -d)
@@ -50,4 +51,5 @@ run "dedup 5m" 'dedup = { horizon = "5m" }'
 run "tumbling 1m" 'windows = [{ kind = "tumbling", size = "1m" }]'
 run "sliding 5m / 10s" 'windows = [{ kind = "sliding", size = "5m", slide = "10s" }]'
 run "session gap 30s" 'windows = [{ kind = "session", gap = "30s" }]'
-run "analytics (5m windows)" 'analytics = { sma_points = 20, trend_window = "5m", zscore = { window = "5m" } }'
+run "analytics (defaults)" 'analytics = {}'
+run "analytics, no seasonal profiles" 'analytics = { zscore = { season = "none" } }'

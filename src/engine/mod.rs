@@ -39,13 +39,19 @@
 //!    point, in that order: the mean of the last `sma_points` values including itself; EWMA with
 //!    `ewma_alpha`, seeded with the first value; the least-squares slope (units/second) over the
 //!    points in `[ts − trend_window, ts]` released so far, labelled rising/falling when its
-//!    t-statistic is at least [`points::TREND_MIN_T`] in size, else flat; the z-score against
-//!    the normal points in `[ts − zscore.window, ts)` (itself and anomalous points excluded) by
-//!    sample mean/stddev or by median/MAD × 1.4826. No z below `min_samples` baseline points or
-//!    with zero spread. `|z| ≥ threshold` marks the point anomalous.
-//! 5. **Alerts**: consecutive anomalous points of a series form one episode, one alert with a
-//!    stable id, re-emitted when a more extreme point joins; `resolve_after` normal points in a
-//!    row resolve it. A later anomaly starts a new episode and a new alert.
+//!    t-statistic is at least [`points::TREND_MIN_T`] in size, else flat; the z-score of the
+//!    point's residual (value minus the seasonal expectation, when a daily or weekly profile is
+//!    in use) against the baseline — the residuals of the series' last `zscore.points` points,
+//!    none older than `zscore.window` before the newest, as of the last refresh every
+//!    [`anomaly::baseline::REFRESH_EVERY`] points — by median/MAD × 1.4826 or sample
+//!    mean/stddev, the spread floored; no z below `min_samples` baseline points. Every point
+//!    joins the baseline. The point is anomalous, with `method = "auto"`, when the anomaly
+//!    likelihood of the recent z-scores (or of this one alone) is improbable for the series,
+//!    else when `|z| ≥ threshold`. The details are in [`anomaly`].
+//! 5. **Alerts**: anomalous points of a series form one episode, one alert with a stable id,
+//!    re-emitted when a more extreme point joins; `resolve_after` normal points in a row resolve
+//!    it; an anomaly within `refractory` points of its last anomalous point reopens it, a later
+//!    one starts a new episode and a new alert.
 //! 6. **Interval joins** between two streams on the series label or a named field: pairs with
 //!    `|t_left − t_right| ≤ within`, emitted as soon as the second one arrives; inner or
 //!    left-outer. Rows are evicted once the joint watermark (the minimum of both streams') is
@@ -59,7 +65,10 @@
 //! Per series and stream: the series label and counters (~100 B); per aligned window spec, one
 //! pane (~90 B) per `gcd(size, slide)` of event time within `size + lateness`; per session spec,
 //! one open session (~80 B) per gap-separated burst within `gap + lateness`; for analytics,
-//! `sma_points` values, the points of `trend_window` and of `zscore.window` (16 B each), and the
+//! `sma_points` values (8 B each), the points of `trend_window` (16 B each), the anomaly
+//! detector's baseline (8 B per point of `zscore.points`, 16 with a `zscore.window`), its
+//! seasonal profiles with `season = "auto"` (two of at most 168 bins, 8 B each: 2.7 KB), about
+//! 200 B of running statistics, an open alert episode (~300 B, only while one is open), and the
 //! reorder buffer (32 B per event within `lateness`). Dedup keeps each id of the last
 //! `horizon + lateness` of event time, at most about twice that between its sweeps (~33 B per
 //! id; ids longer than 23 bytes add their length). Nothing grows with the length of the stream;
