@@ -507,8 +507,11 @@ mod raw {
     fn default_demo_seed() -> u64 {
         1
     }
+    /// One event in 2,000: at the default rate an anomaly every 40 s over the six series, rare
+    /// enough per series to be an anomaly (at 0.003 spikes came often enough that the
+    /// detector, rightly, began to treat them as the series' usual behaviour).
     fn default_demo_anomaly_rate() -> f64 {
-        0.003
+        0.0005
     }
     fn default_demo_late_rate() -> f64 {
         0.002
@@ -628,15 +631,15 @@ mod raw {
         pub window: Option<String>,
         #[serde(default = "default_min_samples")]
         pub min_samples: usize,
-        #[serde(default = "default_threshold")]
-        pub threshold: f64,
+        /// "robust"/"mean" only (default 3.0).
+        pub threshold: Option<f64>,
         /// "auto" (default), "none" or a period such as "1d".
         #[serde(default = "default_season")]
         pub season: String,
         #[serde(default)]
         pub floor: f64,
-        #[serde(default = "default_probability")]
-        pub probability: f64,
+        /// "auto" only (default 1e-5).
+        pub probability: Option<f64>,
         #[serde(default = "default_resolve_after")]
         pub resolve_after: u32,
         #[serde(default = "default_refractory")]
@@ -650,10 +653,10 @@ mod raw {
                 points: default_points(),
                 window: None,
                 min_samples: default_min_samples(),
-                threshold: default_threshold(),
+                threshold: None,
                 season: default_season(),
                 floor: 0.0,
-                probability: default_probability(),
+                probability: None,
                 resolve_after: default_resolve_after(),
                 refractory: default_refractory(),
             }
@@ -666,14 +669,8 @@ mod raw {
     fn default_season() -> String {
         "auto".into()
     }
-    fn default_probability() -> f64 {
-        1e-5
-    }
     fn default_refractory() -> u32 {
         100
-    }
-    fn default_threshold() -> f64 {
-        3.0
     }
     fn default_min_samples() -> usize {
         30
@@ -1218,10 +1215,28 @@ impl raw::Analytics {
                 ))
             }
         };
-        if !(z.threshold.is_finite() && z.threshold > 0.0) {
+        // Each method has its own rule: a key of the other one would silently do nothing.
+        let (threshold, probability) = match (method, z.threshold, z.probability) {
+            (ZScoreMethod::Auto, Some(_), _) => {
+                return Err(ConfigError::invalid(
+                    format!("{zkey}.threshold"),
+                    "method \"auto\" has no threshold (it alerts by `probability`); set \
+                     method = \"robust\" or \"mean\" for a fixed |z| threshold",
+                ))
+            }
+            (ZScoreMethod::Robust | ZScoreMethod::Mean, _, Some(_)) => {
+                return Err(ConfigError::invalid(
+                    format!("{zkey}.probability"),
+                    "only method \"auto\" alerts by probability; \"robust\" and \"mean\" use \
+                     `threshold`",
+                ))
+            }
+            (_, threshold, probability) => (threshold.unwrap_or(3.0), probability.unwrap_or(1e-5)),
+        };
+        if !(threshold.is_finite() && threshold > 0.0) {
             return Err(ConfigError::invalid(
                 format!("{zkey}.threshold"),
-                format!("must be a positive number, got {}", z.threshold),
+                format!("must be a positive number, got {threshold}"),
             ));
         }
         if z.min_samples < 2 {
@@ -1246,10 +1261,10 @@ impl raw::Analytics {
                 format!("must be in [0, 1), got {floor}"),
             ));
         }
-        if !(z.probability > 0.0 && z.probability < 0.5) {
+        if !(probability > 0.0 && probability < 0.5) {
             return Err(ConfigError::invalid(
                 format!("{zkey}.probability"),
-                format!("must be in (0, 0.5), got {}", z.probability),
+                format!("must be in (0, 0.5), got {probability}"),
             ));
         }
         if z.resolve_after == 0 {
@@ -1284,10 +1299,10 @@ impl raw::Analytics {
                 points: z.points,
                 window_ms,
                 min_samples: z.min_samples,
-                threshold: z.threshold,
+                threshold,
                 season,
                 floor,
-                probability: z.probability,
+                probability,
                 resolve_after: z.resolve_after,
                 refractory: z.refractory,
             },
@@ -1453,6 +1468,22 @@ path = "out/"
         assert!(error_of(&wide).starts_with("streams[0].windows[1].slide:"));
         let method = ISSUE_EXAMPLE.replace("\"mean\"", "\"median\"");
         assert!(error_of(&method).starts_with("streams[0].analytics.zscore.method:"));
+        // Each method's own rule: a key of the other one would silently do nothing.
+        let auto = ISSUE_EXAMPLE.replace("\"mean\"", "\"auto\"");
+        assert!(error_of(&auto).starts_with("streams[0].analytics.zscore.threshold:"));
+        let probability = ISSUE_EXAMPLE.replace("threshold = 3.0", "probability = 1e-6");
+        assert!(error_of(&probability).starts_with("streams[0].analytics.zscore.probability:"));
+        let season = ISSUE_EXAMPLE.replace(
+            "method = \"mean\"",
+            "method = \"mean\", season = \"yearly\"",
+        );
+        let msg = error_of(&season);
+        assert!(
+            msg.starts_with("streams[0].analytics.zscore.season:") && msg.contains("\"1d\""),
+            "{msg}"
+        );
+        let points = ISSUE_EXAMPLE.replace("min_samples = 30", "min_samples = 30, points = 10");
+        assert!(error_of(&points).starts_with("streams[0].analytics.zscore.points:"));
         assert!(error_of("streams = 3").starts_with("streams:"));
         assert!(
             error_of("[[streams]\n").contains("TOML parse error")

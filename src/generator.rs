@@ -105,6 +105,8 @@ struct SeriesModel {
     season_amplitude: f64,
     phase: f64,
     noise: f64,
+    /// Events generated for this series so far.
+    emitted: u64,
 }
 
 /// Generates events round-robin over its series. Fields: `ts` (epoch ms), `series`, `value`, `id`.
@@ -121,8 +123,8 @@ pub struct Generator {
 /// Length of the seasonal cycle: a "day" of ten minutes, so a demo shows it within minutes.
 const SEASON_MS: f64 = 600_000.0;
 
-/// Event time from the first event before which no anomaly is planted.
-pub const ANOMALIES_AFTER_MS: i64 = 300_000;
+/// Events of a series before the first anomaly is planted in it.
+pub const ANOMALIES_AFTER_POINTS: u64 = 200;
 
 impl Generator {
     pub fn new(series: usize, seed: u64, faults: Faults) -> Self {
@@ -135,6 +137,7 @@ impl Generator {
                 season_amplitude: 1.0 + rng.next_f64() * 4.0,
                 phase: rng.next_f64() * std::f64::consts::TAU,
                 noise: 0.5 + rng.next_f64(),
+                emitted: 0,
             })
             .collect();
         Generator {
@@ -181,8 +184,10 @@ impl Generator {
             model.level + model.trend_per_hour * hours + season + model.noise * self.rng.normal();
         // Anomalies only once the series has a history: before it no detector has a baseline
         // to call a point anomalous against (Tidewatch's needs about 130 points).
+        self.series[index].emitted += 1;
+        let model = &self.series[index];
         if kind == Kind::Normal
-            && now_ms - start >= ANOMALIES_AFTER_MS
+            && model.emitted > ANOMALIES_AFTER_POINTS
             && self.rng.chance(self.faults.anomaly)
         {
             let sign = if self.rng.chance(0.5) { 1.0 } else { -1.0 };
@@ -225,9 +230,9 @@ mod tests {
         let mut a = Generator::new(10, 3, faults);
         let mut b = Generator::new(10, 3, faults);
         let mut kinds = std::collections::HashMap::new();
-        // 2,000 s: anomalies from 300 s on.
+        // 2,000 events a series: anomalies after the first 200.
         for i in 0..20_000i64 {
-            let now = 1_700_000_000_000 + i * 100;
+            let now = 1_700_000_000_000 + i * 10;
             let (x, y) = (a.next_event(now), b.next_event(now));
             assert_eq!(x.line, y.line);
             *kinds.entry(x.kind).or_insert(0usize) += 1;

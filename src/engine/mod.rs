@@ -171,7 +171,7 @@ pub enum SnapshotError {
 
 /// Version of the layout of [`Engine::snapshot`]: bumped whenever a state type changes shape,
 /// so an old checkpoint is refused with a clear message instead of misread.
-pub const SNAPSHOT_FORMAT: u8 = 2;
+pub const SNAPSHOT_FORMAT: u8 = 3;
 
 /// Counters of one stream, for the status page and `/metrics`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -554,9 +554,91 @@ mod tests {
         old[0] = SNAPSHOT_FORMAT - 1;
         let refused = Engine::restore(&old).err().unwrap().to_string();
         assert!(
-            refused.contains("format 1") && refused.contains("checkpoint.pipeline"),
+            refused.contains(&format!("format {}", SNAPSHOT_FORMAT - 1))
+                && refused.contains("checkpoint.pipeline"),
             "{refused}"
         );
         assert!(Engine::restore(&[]).is_err());
+    }
+
+    /// A month of an hourly series with a daily pattern and two anomalies: the default
+    /// detector picks up the pattern and alerts. Run straight through, or snapshotted and
+    /// restored at any of several points (before and after the pattern is found, between the
+    /// anomalies), it writes the same records.
+    #[test]
+    fn a_restored_detector_continues_exactly() {
+        let config = Config::from_toml_str(
+            "[[streams]]\nname = \"s\"\nsource = { kind = \"file\", path = \"x\" }\n\
+             fields = { time = \"ts\", series = \"series\", value = \"value\" }\n\
+             watermark = { lateness = \"0s\" }\nanalytics = {}\n\
+             [[sinks]]\nkind = \"ndjson\"\npath = \"x\"\n",
+        )
+        .unwrap();
+        let hour = 3_600_000i64;
+        let values: Vec<(i64, f64)> = (0..24 * 30)
+            .map(|i| {
+                let daily = if (8..20).contains(&(i % 24)) {
+                    50.0
+                } else {
+                    10.0
+                };
+                let noise = ((i * 7919) % 11) as f64 / 11.0;
+                let planted = match i {
+                    600 => 40.0,
+                    661 => -30.0,
+                    _ => 0.0,
+                };
+                (1_700_000_000_000 + i * hour, daily + noise + planted)
+            })
+            .collect();
+        let feed = |engine: &mut Engine, range: std::ops::Range<usize>, out: &mut Vec<Record>| {
+            for i in range {
+                let (ts, value) = values[i];
+                let event = Event {
+                    ts,
+                    series: "a".into(),
+                    value,
+                    id: None,
+                    join_key: None,
+                };
+                let origin = Origin {
+                    source: "x",
+                    split: 0,
+                    partition: 0,
+                    offset: i as u64,
+                };
+                engine.process(0, &event, origin, 0, out).unwrap();
+            }
+        };
+        let mut straight = Vec::new();
+        let mut engine = Engine::new(&config);
+        feed(&mut engine, 0..values.len(), &mut straight);
+        engine.finish(&mut straight);
+        let alerts: Vec<&crate::record::AlertRecord> = straight
+            .iter()
+            .filter_map(|r| match r {
+                Record::Alert(a) => Some(&**a),
+                _ => None,
+            })
+            .collect();
+        assert!(
+            alerts
+                .iter()
+                .any(|a| a.expectation.as_deref() == Some("1d")),
+            "the daily pattern was in use: {alerts:?}"
+        );
+        assert!(alerts.iter().any(|a| a.ts == values[600].0));
+        // The second, within the refractory period, reopens the same alert.
+        assert!(straight.iter().any(|r| matches!(r,
+            Record::Point(p) if p.ts == values[661].0 && p.anomaly)));
+        for cut in [50, 130, 599, 630] {
+            let mut resumed = Vec::new();
+            let mut first = Engine::new(&config);
+            feed(&mut first, 0..cut, &mut resumed);
+            let mut second = Engine::restore(&first.snapshot().unwrap()).unwrap();
+            feed(&mut second, cut..values.len(), &mut resumed);
+            second.finish(&mut resumed);
+            assert_eq!(resumed, straight, "restored after {cut} points");
+        }
     }
 }

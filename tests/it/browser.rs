@@ -138,7 +138,7 @@ name = "plant"
 source = {{ kind = "socket", listen = "127.0.0.1:{socket_port}" }}
 fields = {{ time = "ts", series = "series", value = "value" }}
 watermark = {{ lateness = "0s" }}
-analytics = {{ sma_points = 5, zscore = {{ window = "10m", min_samples = 10, threshold = 3.0, resolve_after = 1000 }} }}
+analytics = {{ sma_points = 5, zscore = {{ method = "mean", window = "10m", min_samples = 10, threshold = 3.0, resolve_after = 1000 }} }}
 
 [[sinks]]
 kind = "db"

@@ -334,7 +334,7 @@ proptest! {
         let mut order: Vec<(i64, usize)> = seed_values.iter().enumerate().map(|(i, (_, j))| (i as i64 * 10 + j, i)).collect();
         order.sort();
         let shuffled: Vec<In> = order.iter().map(|&(_, i)| sorted[i].clone()).collect();
-        let body = "fields = { time = \"ts\", series = \"series\", value = \"value\", id = \"id\" }\nwatermark = { lateness = \"100ms\" }\ndedup = { horizon = \"1s\" }\nwindows = [{ kind = \"tumbling\", size = \"50ms\" }, { kind = \"sliding\", size = \"60ms\", slide = \"20ms\" }, { kind = \"session\", gap = \"15ms\" }]\nanalytics = { sma_points = 4, ewma_alpha = 0.3, trend_window = \"80ms\", zscore = { window = \"200ms\", min_samples = 3, threshold = 1.5 } }";
+        let body = "fields = { time = \"ts\", series = \"series\", value = \"value\", id = \"id\" }\nwatermark = { lateness = \"100ms\" }\ndedup = { horizon = \"1s\" }\nwindows = [{ kind = \"tumbling\", size = \"50ms\" }, { kind = \"sliding\", size = \"60ms\", slide = \"20ms\" }, { kind = \"session\", gap = \"15ms\" }]\nanalytics = { sma_points = 4, ewma_alpha = 0.3, trend_window = \"80ms\", zscore = { window = \"200ms\", min_samples = 3, season = \"1s\" } }";
         let a = run(&mut Engine::new(&config(body, "")), 0, &sorted);
         let b = run(&mut Engine::new(&config(body, "")), 0, &shuffled);
         let key = |w: &WindowRecord| (w.kind as u8, w.series.to_string(), w.window_start);
@@ -511,9 +511,11 @@ proptest! {
     ) {
         let z_points = z_points.max(min_samples);
         let window = z_window.map_or(String::new(), |w| format!(", window = \"{w}ms\""));
+        // "auto" alerts by probability, the others by threshold.
+        let rule = if method == "auto" { String::new() } else { format!(", threshold = {threshold}") };
         let mut engine = Engine::new(&config(
             &format!("fields = {{ time = \"ts\", series = \"series\", value = \"value\" }}\nwatermark = {{ lateness = \"{lateness}ms\" }}\n\
-                      analytics = {{ sma_points = {sma_points}, ewma_alpha = {alpha}, trend_window = \"{trend_window}ms\", zscore = {{ points = {z_points}{window}, threshold = {threshold}, min_samples = {min_samples}, method = \"{method}\", season = \"none\", floor = {floor} }} }}"),
+                      analytics = {{ sma_points = {sma_points}, ewma_alpha = {alpha}, trend_window = \"{trend_window}ms\", zscore = {{ points = {z_points}{window}{rule}, min_samples = {min_samples}, method = \"{method}\", season = \"none\", floor = {floor} }} }}"),
             "",
         ));
         let out = run(&mut engine, 0, &events);
