@@ -112,7 +112,7 @@ impl SeriesAnalytics {
             slope: fit.map(|f| f.slope),
             trend,
             z: assessment.z,
-            anomaly: assessment.anomaly,
+            anomaly: assessment.anomaly(),
             expected: assessment.expected,
             spread: assessment.spread,
             lower: assessment.lower,

@@ -86,8 +86,7 @@ impl Episodes {
                 }
             }
             (Some(finding), None) => {
-                let mut alert = open_alert(finding);
-                fill(&mut alert, finding);
+                let alert = open_alert(finding);
                 out.push(Record::Alert(Box::new(alert.clone())));
                 self.current = Some(Box::new(Episode { alert, quiet: 0 }));
             }
@@ -106,6 +105,7 @@ impl Episodes {
     }
 }
 
+/// Makes `f` the alert's point: the most extreme of its episode so far.
 fn fill(alert: &mut AlertRecord, f: &Finding) {
     alert.ts = f.ts;
     alert.value = f.value;
@@ -141,26 +141,26 @@ pub fn alert_id(stream: &str, series: &str, episode_start: i64) -> String {
     format!("{:016x}", crate::checkpoint::fnv1a(bytes))
 }
 
-/// A new episode's alert record before its worst point is filled in.
+/// The alert of a new episode that starts with `finding`.
 pub fn new_alert(
     stream: &Arc<str>,
     series: &Arc<str>,
     expectation: String,
     finding: &Finding,
 ) -> AlertRecord {
-    AlertRecord {
+    let mut alert = AlertRecord {
         id: alert_id(stream, series, finding.ts),
         stream: stream.clone(),
         series: series.clone(),
-        ts: finding.ts,
-        value: finding.value,
-        expected: finding.expected,
-        stddev: finding.spread,
-        lower: finding.lower,
-        upper: finding.upper,
-        z: finding.z,
-        score: Some(finding.score),
-        probability: Some(finding.probability),
+        ts: 0,
+        value: 0.0,
+        expected: 0.0,
+        stddev: 0.0,
+        lower: None,
+        upper: None,
+        z: 0.0,
+        score: None,
+        probability: None,
         method: finding.method,
         expectation: Some(expectation),
         direction: Direction::High,
@@ -171,7 +171,9 @@ pub fn new_alert(
         acked_at: None,
         note: None,
         verdict: None,
-    }
+    };
+    fill(&mut alert, finding);
+    alert
 }
 
 #[cfg(test)]

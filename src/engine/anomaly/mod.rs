@@ -7,11 +7,12 @@
 //! 2. computes the **z-score** of that residual against the residuals of the series' last
 //!    `points` points ([`baseline`]): median and MAD × 1.4826 (`robust`, and `auto`) or mean and
 //!    standard deviation (`mean`). The spread has a floor — a share of the series' long-run
-//!    absolute deviation and of its level — so flat and quantised series (MAD = 0) get finite,
-//!    meaningful z-scores instead of infinite ones;
+//!    absolute deviation (and, with `floor`, of its level) — so flat and quantised series
+//!    (MAD = 0) get finite, meaningful z-scores instead of infinite ones;
 //! 3. decides whether the point is **anomalous**: with `method = "auto"` when the anomaly
-//!    likelihood of the recent z-scores is below `probability` ([`likelihood`]); with `robust`
-//!    or `mean` when `|z| ≥ threshold`;
+//!    likelihood of the recent z-scores is below `probability`, or this one z-score is far
+//!    beyond the series' usual ones ([`likelihood`]); with `robust` or `mean` when
+//!    `|z| ≥ threshold`;
 //! 4. feeds the **episode** of the series ([`episodes`]): one alert per incident, with a
 //!    refractory period.
 //!
@@ -81,14 +82,19 @@ pub struct Assessment {
     /// detector is still learning the series).
     pub lower: Option<f64>,
     pub upper: Option<f64>,
-    pub anomaly: bool,
-    /// The test that made it anomalous.
+    /// The test that made it anomalous, if one did.
     pub trigger: Option<AlertMethod>,
     /// The score of that test (`auto`: the likelihood score of the recent deviations, or of
     /// this point alone for a spike; `robust`/`mean`: |z|).
     pub score: Option<f64>,
     /// Its tail probability (two-sided normal for |z|). Only for anomalous points.
     pub probability: Option<f64>,
+}
+
+impl Assessment {
+    pub fn anomaly(&self) -> bool {
+        self.trigger.is_some()
+    }
 }
 
 /// The anomaly detector of one series.
@@ -139,42 +145,10 @@ impl Detector {
         let prior = self.expectation.expect(t);
         let residual = x - prior;
         let mut assessment = Assessment::default();
-        let mut centre_and_spread = None;
-        if self.window.len() >= config.min_samples {
-            if let Some((centre, raw_spread)) = self.window.centre_and_spread() {
-                let level = self.expectation.level().unwrap_or(centre).abs();
-                let mut spread = raw_spread
-                    .max(config.floor * level)
-                    .max(RELATIVE_EPSILON * level.max(centre.abs()).max(1.0));
-                if self.deviation.count > 0 {
-                    spread = spread.max(DEVIATION_FLOOR * self.deviation.value);
-                }
-                centre_and_spread = Some((centre, spread));
-            }
-        }
-        if let Some((centre, spread)) = centre_and_spread {
+        if let Some((centre, spread)) = self.baseline(config) {
             let z = (residual - centre) / spread;
             let expected = prior + centre;
-            let (limit, score, trigger) = match config.method {
-                ZScoreMethod::Auto => {
-                    let Calibrated {
-                        score,
-                        spike_score,
-                        z_limit,
-                        fired,
-                    } = self.likelihood.observe(z, detection.critical);
-                    match fired {
-                        Some(Test::Spike) => (z_limit, spike_score, Some(AlertMethod::Spike)),
-                        Some(Test::Recent) => (z_limit, score, Some(AlertMethod::Likelihood)),
-                        None => (z_limit, score, None),
-                    }
-                }
-                ZScoreMethod::Robust | ZScoreMethod::Mean => (
-                    Some(config.threshold),
-                    Some(z.abs()),
-                    (z.abs() >= config.threshold).then_some(AlertMethod::Threshold),
-                ),
-            };
+            let (limit, score, trigger) = self.decide(detection, z);
             // An `erfc` per point is measurable in the engine benchmark: only for anomalies.
             let probability = trigger.zip(score).map(|(method, s)| match method {
                 AlertMethod::Threshold => 2.0 * likelihood::tail_probability(s),
@@ -186,7 +160,6 @@ impl Detector {
                 spread: Some(spread),
                 lower: limit.map(|l| expected - l * spread),
                 upper: limit.map(|l| expected + l * spread),
-                anomaly: trigger.is_some(),
                 trigger,
                 score,
                 probability,
@@ -203,6 +176,52 @@ impl Detector {
             self.window.clear();
         }
         assessment
+    }
+
+    /// The baseline's centre and floored spread, once it holds `min_samples` points.
+    fn baseline(&self, config: &ZScoreConfig) -> Option<(f64, f64)> {
+        if self.window.len() < config.min_samples {
+            return None;
+        }
+        let (centre, raw_spread) = self.window.centre_and_spread()?;
+        let level = self.expectation.level().unwrap_or(centre).abs();
+        let mut spread = raw_spread
+            .max(config.floor * level)
+            .max(RELATIVE_EPSILON * level.max(centre.abs()).max(1.0));
+        if self.deviation.count > 0 {
+            spread = spread.max(DEVIATION_FLOOR * self.deviation.value);
+        }
+        Some((centre, spread))
+    }
+
+    /// What a z-score decides under the stream's method: the |z| limit of the band, the score,
+    /// and the test that fired, if one did.
+    fn decide(
+        &mut self,
+        detection: &Detection,
+        z: f64,
+    ) -> (Option<f64>, Option<f64>, Option<AlertMethod>) {
+        let config = &detection.config;
+        match config.method {
+            ZScoreMethod::Auto => {
+                let Calibrated {
+                    score,
+                    spike_score,
+                    z_limit,
+                    fired,
+                } = self.likelihood.observe(z, detection.critical);
+                match fired {
+                    Some(Test::Spike) => (z_limit, spike_score, Some(AlertMethod::Spike)),
+                    Some(Test::Recent) => (z_limit, score, Some(AlertMethod::Likelihood)),
+                    None => (z_limit, score, None),
+                }
+            }
+            ZScoreMethod::Robust | ZScoreMethod::Mean => (
+                Some(config.threshold),
+                Some(z.abs()),
+                (z.abs() >= config.threshold).then_some(AlertMethod::Threshold),
+            ),
+        }
     }
 
     /// What an anomalous assessment contributes to its alert.
@@ -278,7 +297,7 @@ mod tests {
         assert_eq!(a.expected, Some(11.0));
         assert_eq!(a.spread, Some(MAD_TO_SIGMA));
         assert!((a.z.unwrap() - 9.0 / MAD_TO_SIGMA).abs() < 1e-12);
-        assert!(a.anomaly);
+        assert!(a.anomaly());
         assert_eq!(a.lower, Some(11.0 - 3.0 * MAD_TO_SIGMA));
         let f = Detector::finding(&detection, 16, 20.0, &a).unwrap();
         assert_eq!(f.score, a.z.unwrap());
@@ -291,12 +310,12 @@ mod tests {
             let mut d = Detector::new(&detection.config);
             for i in 0..200 {
                 let a = d.assess(&detection, i, 5.0);
-                assert!(!a.anomaly);
+                assert!(!a.anomaly());
                 assert!(a.z.is_none_or(|z| z == 0.0));
             }
             let a = d.assess(&detection, 200, 6.0);
             assert!(a.z.unwrap().is_finite(), "{method:?}");
-            assert!(a.anomaly, "{method:?}: {a:?}");
+            assert!(a.anomaly(), "{method:?}: {a:?}");
         }
     }
 
@@ -311,7 +330,7 @@ mod tests {
         let mut anomalous = Vec::new();
         for i in 500..700 {
             let a = d.assess(&detection, i, 30.0 + noise(i));
-            anomalous.push(a.anomaly);
+            anomalous.push(a.anomaly());
         }
         assert!(anomalous[0], "the shift itself is anomalous");
         // Half of the 50-point baseline later (and a refresh), 30 is normal again.
