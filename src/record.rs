@@ -181,6 +181,17 @@ pub enum AlertMethod {
     Threshold,
 }
 
+impl AlertMethod {
+    /// The name in records and the store.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertMethod::Likelihood => "likelihood",
+            AlertMethod::Spike => "spike",
+            AlertMethod::Threshold => "threshold",
+        }
+    }
+}
+
 /// A person's judgement of an alert, recorded with its acknowledgement.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -51,7 +51,8 @@ fn line(record: &Record) -> Option<String> {
             w.stddev.map_or("-".to_owned(), |s| format!("{s:.4}"))
         ),
         Record::Alert(a) => format!(
-            "ALERT {} {}/{} at {}  value {:.4}  expected {:.4} ± {:.4}  z {:+.2}  {:?} {:?}{}",
+            "ALERT {} {}/{} at {}  value {:.4}  expected {:.4} ± {:.4}  z {:+.2}  {:?} {:?}  \
+             ({}{}){}",
             match a.state {
                 AlertState::Open => "open    ",
                 AlertState::Acknowledged => "acked   ",
@@ -66,6 +67,9 @@ fn line(record: &Record) -> Option<String> {
             a.z,
             a.direction,
             a.severity,
+            a.method.as_str(),
+            a.probability
+                .map_or(String::new(), |p| format!(", p {p:.1e}")),
             if a.ts == a.episode_start {
                 String::new()
             } else {

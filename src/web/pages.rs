@@ -397,11 +397,7 @@ fn score_text(method: AlertMethod, score: Option<f64>, probability: Option<f64>)
 
 /// What fired, in words: `likelihood, daily pattern`.
 fn why_text(method: AlertMethod, expectation: Option<&str>) -> String {
-    let method = match method {
-        AlertMethod::Likelihood => "likelihood",
-        AlertMethod::Spike => "spike",
-        AlertMethod::Threshold => "threshold",
-    };
+    let method = method.as_str();
     match expectation {
         Some("flat") | None => method.to_owned(),
         Some(model) => format!("{method}, {}", expectation_text(model)),
