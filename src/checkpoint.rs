@@ -50,14 +50,5 @@ pub fn fingerprint(config: &Config) -> String {
         })
         .chain(config.joins.iter().map(|j| format!("{j:?}")))
         .collect();
-    format!("{:016x}", fnv1a(shape.join("\n").bytes()))
-}
-
-/// FNV-1a, 64 bit: stable across Rust versions and platforms, unlike `DefaultHasher`.
-pub(crate) fn fnv1a(bytes: impl IntoIterator<Item = u8>) -> u64 {
-    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-    const PRIME: u64 = 0x0000_0100_0000_01b3;
-    bytes
-        .into_iter()
-        .fold(OFFSET, |hash, b| (hash ^ u64::from(b)).wrapping_mul(PRIME))
+    format!("{:016x}", crate::digest::fnv1a(shape.join("\n").bytes()))
 }

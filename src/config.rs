@@ -837,9 +837,9 @@ impl raw::Config {
                     }
                     let mut by_kind = BTreeMap::new();
                     for (name, topic) in topics {
-                        let kind = RecordKind::ALL
-                            .into_iter()
-                            .find(|k| k.file_stem() == name)
+                        let kind = *RecordKind::ALL
+                            .iter()
+                            .find(|k| k.collection() == name)
                             .ok_or_else(|| {
                                 ConfigError::invalid(
                                     format!("sinks[{i}].topics.{name}"),
@@ -1168,7 +1168,7 @@ impl raw::Window {
                         format!("slide ({slide}) must not be longer than size ({size}); events would fall between windows"),
                     ));
                 }
-                if size_ms / gcd(size_ms, slide_ms) > 10_000 {
+                if size_ms / crate::engine::window::gcd(size_ms, slide_ms) > 10_000 {
                     return Err(ConfigError::invalid(
                         format!("{key}.slide"),
                         "size and slide share too small a common step (over 10000 panes per window); make size a multiple of slide",
@@ -1378,13 +1378,6 @@ fn lake_url(text: &str) -> Result<String, String> {
     url::Url::from_directory_path(&absolute)
         .map(|u| u.to_string())
         .map_err(|()| format!("{text:?} is not a usable directory path"))
-}
-
-pub(crate) fn gcd(mut a: i64, mut b: i64) -> i64 {
-    while b != 0 {
-        (a, b) = (b, a % b);
-    }
-    a.abs()
 }
 
 #[cfg(test)]

@@ -20,11 +20,14 @@
 
 pub mod bench;
 pub mod checkpoint;
+pub mod clock;
 pub mod config;
+pub mod digest;
 pub mod engine;
 pub mod event;
 pub mod generator;
 pub mod live;
+pub mod names;
 pub mod pipeline;
 pub mod produce;
 pub mod record;

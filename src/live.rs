@@ -157,7 +157,7 @@ impl Sink for LiveSink {
             for record in records {
                 *dashboard
                     .records
-                    .entry(record.kind().file_stem())
+                    .entry(record.kind().collection())
                     .or_default() += 1;
                 match record {
                     Record::Point(p) => {

@@ -7,7 +7,7 @@
 
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use rdkafka::client::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -144,7 +144,7 @@ pub fn produce(options: &ProduceOptions) -> Result<ProduceReport, ProduceError> 
                 continue;
             }
         }
-        let event = generator.next_event(wall_clock_ms());
+        let event = generator.next_event(crate::clock::now_ms());
         let mut record = BaseRecord::to(&options.topic)
             .key(event.series.as_bytes())
             .payload(&event.line);
@@ -190,10 +190,4 @@ pub fn produce(options: &ProduceOptions) -> Result<ProduceReport, ProduceError> 
         });
     }
     Ok(report)
-}
-
-fn wall_clock_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }

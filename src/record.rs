@@ -8,6 +8,8 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::names::named;
+
 /// One output of the engine or of decoding, routed by kind to the sinks.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "record", rename_all = "snake_case")]
@@ -36,29 +38,24 @@ impl Record {
     }
 }
 
-/// The kinds of record, in the order sinks list them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum RecordKind {
-    Window,
-    Point,
-    Alert,
-    Late,
-    DeadLetter,
-    Join,
+named! {
+    /// The kinds of record, in the order sinks list them. The name is a record's `record` tag
+    /// (`{"record": "window", ...}`) and its Parquet directory.
+    #[derive(PartialOrd, Ord)]
+    pub enum RecordKind as "record kind" {
+        Window = "window",
+        Point = "point",
+        Alert = "alert",
+        Late = "late",
+        DeadLetter = "dead_letter",
+        Join = "join",
+    }
 }
 
 impl RecordKind {
-    pub const ALL: [RecordKind; 6] = [
-        RecordKind::Window,
-        RecordKind::Point,
-        RecordKind::Alert,
-        RecordKind::Late,
-        RecordKind::DeadLetter,
-        RecordKind::Join,
-    ];
-
-    /// File stem used by file-based sinks: `windows.ndjson`, `points.ndjson`, ...
-    pub fn file_stem(self) -> &'static str {
+    /// Name of a collection of such records: NDJSON file stem (`windows.ndjson`), key of the
+    /// Kafka sink's `topics` table, the dashboard's record counters.
+    pub const fn collection(self) -> &'static str {
         match self {
             RecordKind::Window => "windows",
             RecordKind::Point => "points",
@@ -74,19 +71,19 @@ impl RecordKind {
 pub fn describe_counts(counts: impl IntoIterator<Item = (RecordKind, u64)>) -> String {
     counts
         .into_iter()
-        .map(|(kind, n)| format!("{} {n}", kind.file_stem()))
+        .map(|(kind, n)| format!("{} {n}", kind.collection()))
         .collect::<Vec<_>>()
         .join(", ")
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum WindowKind {
-    Tumbling,
-    Sliding,
-    Session,
-    /// All time, updated as it goes (Spark's complete mode).
-    Global,
+named! {
+    pub enum WindowKind as "window kind" {
+        Tumbling = "tumbling",
+        Sliding = "sliding",
+        Session = "session",
+        /// All time, updated as it goes (Spark's complete mode).
+        Global = "global",
+    }
 }
 
 /// The aggregate of one closed window of one series.
@@ -113,12 +110,12 @@ pub struct WindowRecord {
     pub is_final: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Trend {
-    Rising,
-    Falling,
-    Flat,
+named! {
+    pub enum Trend as "trend" {
+        Rising = "rising",
+        Falling = "falling",
+        Flat = "flat",
+    }
 }
 
 /// Per-event analytics, computed in event-time order once the watermark passes the event.
@@ -147,57 +144,47 @@ pub struct PointRecord {
     pub upper: Option<f64>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Direction {
-    High,
-    Low,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Severity {
-    Warning,
-    Critical,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AlertState {
-    Open,
-    Acknowledged,
-    Resolved,
-}
-
-/// What decided that a point was anomalous.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AlertMethod {
-    /// The anomaly likelihood of the recent z-scores fell below `zscore.probability`.
-    Likelihood,
-    /// One point alone was far beyond anything the series' own deviations produce.
-    Spike,
-    /// `|z|` reached `zscore.threshold` (methods `robust` and `mean`).
-    Threshold,
-}
-
-impl AlertMethod {
-    /// The name in records and the store.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AlertMethod::Likelihood => "likelihood",
-            AlertMethod::Spike => "spike",
-            AlertMethod::Threshold => "threshold",
-        }
+named! {
+    /// Which side of the expectation an alert's point lies on.
+    pub enum Direction as "direction" {
+        High = "high",
+        Low = "low",
     }
 }
 
-/// A person's judgement of an alert, recorded with its acknowledgement.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Verdict {
-    Real,
-    FalseAlarm,
+named! {
+    pub enum Severity as "severity" {
+        Warning = "warning",
+        Critical = "critical",
+    }
+}
+
+named! {
+    pub enum AlertState as "alert state" {
+        Open = "open",
+        Acknowledged = "acknowledged",
+        Resolved = "resolved",
+    }
+}
+
+named! {
+    /// What decided that a point was anomalous.
+    pub enum AlertMethod as "alert method" {
+        /// The anomaly likelihood of the recent z-scores fell below `zscore.probability`.
+        Likelihood = "likelihood",
+        /// One point alone was far beyond anything the series' own deviations produce.
+        Spike = "spike",
+        /// `|z|` reached `zscore.threshold` (methods `robust` and `mean`).
+        Threshold = "threshold",
+    }
+}
+
+named! {
+    /// A person's judgement of an alert, recorded with its acknowledgement.
+    pub enum Verdict as "verdict" {
+        Real = "real",
+        FalseAlarm = "false_alarm",
+    }
 }
 
 /// One anomaly episode of a series. Emitted when it opens, each time a more extreme point joins

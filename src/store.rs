@@ -6,9 +6,8 @@ use std::sync::Arc;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
-use crate::record::{
-    AlertRecord, AlertState, Direction, Severity, Verdict, WindowKind, WindowRecord,
-};
+use crate::names::UnknownName;
+use crate::record::{AlertRecord, AlertState, Verdict, WindowRecord};
 use crate::sink::db::{connection_url, migrate, redact};
 use crate::sink::DbError;
 
@@ -135,10 +134,10 @@ impl Store {
         );
         let mut query = sqlx::query(&sql);
         if let Some(state) = state {
-            query = query.bind(state_text(state));
+            query = query.bind(state.as_str());
         }
         if let Some(VerdictFilter::Is(verdict)) = verdict {
-            query = query.bind(verdict_text(verdict));
+            query = query.bind(verdict.as_str());
         }
         let rows = query
             .bind(limit)
@@ -205,7 +204,7 @@ impl Store {
             .bind(ack.by.to_owned())
             .bind(ack.at)
             .bind(ack.note.map(str::to_owned))
-            .bind(ack.verdict.map(verdict_text))
+            .bind(ack.verdict.map(Verdict::as_str))
             .bind(id.to_owned())
             .execute(&mut *tx)
             .await
@@ -230,32 +229,12 @@ impl Store {
     }
 }
 
-fn verdict_text(verdict: Verdict) -> &'static str {
-    match verdict {
-        Verdict::Real => "real",
-        Verdict::FalseAlarm => "false_alarm",
-    }
-}
-
-fn state_text(state: AlertState) -> &'static str {
-    match state {
-        AlertState::Open => "open",
-        AlertState::Acknowledged => "acknowledged",
-        AlertState::Resolved => "resolved",
-    }
-}
-
 fn window_of(row: &AnyRow) -> Result<WindowRecord, sqlx::Error> {
     let count: i64 = row.try_get(5)?;
     Ok(WindowRecord {
         stream: Arc::from(row.try_get::<String, _>(0)?),
         series: Arc::from(row.try_get::<String, _>(1)?),
-        kind: match row.try_get::<String, _>(2)?.as_str() {
-            "sliding" => WindowKind::Sliding,
-            "session" => WindowKind::Session,
-            "global" => WindowKind::Global,
-            _ => WindowKind::Tumbling,
-        },
+        kind: named(row, 2, "windows.kind")?,
         window_start: row.try_get(3)?,
         window_end: row.try_get(4)?,
         count: count.max(0) as u64,
@@ -286,37 +265,35 @@ fn alert_of(row: &AnyRow) -> Result<AlertRecord, sqlx::Error> {
         z: row.try_get(9)?,
         score: row.try_get(10)?,
         probability: row.try_get(11)?,
-        method: named(&text(12)?, "method")?,
+        method: named(row, 12, "alerts.method")?,
         expectation: row.try_get(13)?,
-        direction: if text(14)? == "low" {
-            Direction::Low
-        } else {
-            Direction::High
-        },
-        severity: if text(15)? == "critical" {
-            Severity::Critical
-        } else {
-            Severity::Warning
-        },
+        direction: named(row, 14, "alerts.direction")?,
+        severity: named(row, 15, "alerts.severity")?,
         episode_start: row.try_get(16)?,
-        state: match text(17)?.as_str() {
-            "acknowledged" => AlertState::Acknowledged,
-            "resolved" => AlertState::Resolved,
-            _ => AlertState::Open,
-        },
+        state: named(row, 17, "alerts.state")?,
         acked_by: row.try_get(18)?,
         acked_at: row.try_get(19)?,
         note: row.try_get(20)?,
         verdict: row
             .try_get::<Option<String>, _>(21)?
-            .map(|v| named(&v, "verdict"))
+            .map(|v| parse_named(&v, "alerts.verdict"))
             .transpose()?,
     })
 }
 
-/// A stored name of one of the record enums; an unknown one is an error, not a default.
-fn named<T: serde::de::DeserializeOwned>(text: &str, column: &str) -> Result<T, sqlx::Error> {
-    serde_json::from_value(serde_json::Value::String(text.to_owned())).map_err(|e| {
-        sqlx::Error::Decode(format!("alerts.{column}: unknown value {text:?} ({e})").into())
-    })
+/// The value of column `index`, one of an enum's names; an unknown one is an error, not a
+/// default (a row written by a newer Tidewatch, or by hand, is not silently misread).
+fn named<T>(row: &AnyRow, index: usize, column: &str) -> Result<T, sqlx::Error>
+where
+    T: std::str::FromStr<Err = UnknownName>,
+{
+    parse_named(&row.try_get::<String, _>(index)?, column)
+}
+
+fn parse_named<T>(text: &str, column: &str) -> Result<T, sqlx::Error>
+where
+    T: std::str::FromStr<Err = UnknownName>,
+{
+    text.parse()
+        .map_err(|e: UnknownName| sqlx::Error::Decode(format!("{column}: {e}").into()))
 }

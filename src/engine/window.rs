@@ -13,7 +13,6 @@ use serde::{Deserialize, Serialize};
 use super::stats::Moments;
 use super::time::SeriesTimers;
 use super::{Accepted, Operator};
-use crate::config::gcd;
 use crate::record::{Record, WindowKind, WindowRecord};
 
 /// Count, sum, mean, min, max, sample stddev, first and last of a set of events.
@@ -453,6 +452,14 @@ impl Operator for GlobalWindows {
         }
         self.next_update = (watermark.div_euclid(self.update) + 1).saturating_mul(self.update);
     }
+}
+
+/// Greatest common divisor: sliding windows are built from panes of `gcd(size, slide)`.
+pub(crate) fn gcd(mut a: i64, mut b: i64) -> i64 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a.abs()
 }
 
 #[cfg(test)]

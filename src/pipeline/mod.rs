@@ -13,12 +13,13 @@ mod tasks;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use thiserror::Error;
 use tracing::{debug, info, info_span, warn};
 
 use crate::checkpoint::{self, Checkpoint, SplitPosition};
+use crate::clock::now_ms;
 use crate::config::{Config, SourceConfig};
 use crate::engine::time::PartitionWatermark;
 use crate::engine::{Engine, Origin, StreamCounters};
@@ -428,9 +429,7 @@ fn open_source(
 fn processing_time(mode: &Mode) -> i64 {
     match mode {
         Mode::Once => 0,
-        Mode::Continuous { .. } => SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64),
+        Mode::Continuous { .. } => now_ms(),
     }
 }
 
@@ -583,9 +582,7 @@ fn checkpoint(
         ),
         None => None,
     };
-    let written_at = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
+    let written_at = now_ms();
     let pipeline = config.checkpoint.pipeline.as_str();
     let mut positions = Vec::with_capacity(inputs.len());
     for input in inputs.iter() {

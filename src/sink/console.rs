@@ -3,10 +3,8 @@
 
 use std::io::{BufWriter, Stdout, Write};
 
-use time::format_description::well_known::Rfc3339;
-use time::OffsetDateTime;
-
 use super::{Sink, SinkError};
+use crate::clock::format_ms;
 use crate::record::{AlertState, Record};
 
 pub struct ConsoleSink {
@@ -25,14 +23,6 @@ impl Default for ConsoleSink {
     fn default() -> Self {
         Self::new()
     }
-}
-
-/// Epoch milliseconds as RFC 3339 UTC, or the number when it is out of range.
-pub fn format_ms(ms: i64) -> String {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .ok()
-        .and_then(|t| t.format(&Rfc3339).ok())
-        .unwrap_or_else(|| ms.to_string())
 }
 
 fn line(record: &Record) -> Option<String> {

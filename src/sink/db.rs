@@ -20,7 +20,7 @@ use tracing::info;
 
 use super::{Sink, SinkError};
 use crate::checkpoint::Checkpoint;
-use crate::record::{AlertRecord, DeadLetterRecord, LateRecord, Record, WindowRecord};
+use crate::record::{AlertRecord, DeadLetterRecord, LateRecord, Record, Verdict, WindowRecord};
 
 /// Rows per INSERT statement: well under SQLite's 32766 and PostgreSQL's 65535 bind limits.
 const ROWS_PER_STATEMENT: usize = 500;
@@ -396,7 +396,7 @@ async fn upsert_windows(tx: &mut Tx<'_>, rows: &[&WindowRecord]) -> Result<(), s
         query = query
             .bind(w.stream.to_string())
             .bind(w.series.to_string())
-            .bind(window_kind(w))
+            .bind(w.kind.as_str())
             .bind(w.window_start)
             .bind(w.window_end)
             .bind(w.count as i64)
@@ -410,22 +410,6 @@ async fn upsert_windows(tx: &mut Tx<'_>, rows: &[&WindowRecord]) -> Result<(), s
             .bind(w.is_final);
     }
     query.execute(&mut **tx).await.map(drop)
-}
-
-fn window_kind(w: &WindowRecord) -> &'static str {
-    match w.kind {
-        crate::record::WindowKind::Tumbling => "tumbling",
-        crate::record::WindowKind::Sliding => "sliding",
-        crate::record::WindowKind::Session => "session",
-        crate::record::WindowKind::Global => "global",
-    }
-}
-
-fn text_of<T: serde::Serialize>(value: &T) -> String {
-    match serde_json::to_value(value) {
-        Ok(serde_json::Value::String(s)) => s,
-        _ => String::new(),
-    }
 }
 
 /// Upserts an alert. A replay must not undo a person's acknowledgement: the ack columns (and
@@ -459,16 +443,16 @@ async fn upsert_alert(tx: &mut Tx<'_>, a: &AlertRecord) -> Result<(), sqlx::Erro
     .bind(a.z)
     .bind(a.score)
     .bind(a.probability)
-    .bind(text_of(&a.method))
+    .bind(a.method.as_str())
     .bind(a.expectation.clone())
-    .bind(text_of(&a.direction))
-    .bind(text_of(&a.severity))
+    .bind(a.direction.as_str())
+    .bind(a.severity.as_str())
     .bind(a.episode_start)
-    .bind(text_of(&a.state))
+    .bind(a.state.as_str())
     .bind(a.acked_by.clone())
     .bind(a.acked_at)
     .bind(a.note.clone())
-    .bind(a.verdict.as_ref().map(text_of))
+    .bind(a.verdict.map(Verdict::as_str))
     .execute(&mut **tx)
     .await
     .map(drop)

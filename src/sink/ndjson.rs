@@ -37,7 +37,7 @@ impl NdjsonSink {
         SinkError::Io {
             path: self
                 .dir
-                .join(format!("{}.ndjson", kind.file_stem()))
+                .join(format!("{}.ndjson", kind.collection()))
                 .display()
                 .to_string(),
             source,
@@ -49,13 +49,13 @@ impl Sink for NdjsonSink {
     fn begin(&mut self, resume: Option<u64>) -> Result<(), SinkError> {
         let resumed = resume.is_some();
         self.files.clear();
-        for kind in RecordKind::ALL {
+        for &kind in RecordKind::ALL {
             let file = std::fs::OpenOptions::new()
                 .create(true)
                 .write(true)
                 .append(resumed)
                 .truncate(!resumed)
-                .open(self.dir.join(format!("{}.ndjson", kind.file_stem())))
+                .open(self.dir.join(format!("{}.ndjson", kind.collection())))
                 .map_err(|e| self.error(kind, e))?;
             self.files
                 .push((kind, BufWriter::with_capacity(1 << 16, file)));

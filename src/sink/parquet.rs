@@ -192,7 +192,7 @@ impl ParquetSink {
         );
         *n += 1;
         let mut path = self.root.clone();
-        for part in std::iter::once(format!("kind={}", kind_dir(partition.kind)))
+        for part in std::iter::once(format!("kind={}", partition.kind.as_str()))
             .chain(
                 partition
                     .time
@@ -240,17 +240,6 @@ fn fields<'de, T: Deserialize<'de> + Serialize>(
     options: &TracingOptions,
 ) -> Result<Vec<FieldRef>, ParquetError> {
     Ok(Vec::<FieldRef>::from_type::<T>(options.clone())?)
-}
-
-fn kind_dir(kind: RecordKind) -> &'static str {
-    match kind {
-        RecordKind::Window => "window",
-        RecordKind::Point => "point",
-        RecordKind::Alert => "alert",
-        RecordKind::Late => "late",
-        RecordKind::DeadLetter => "dead_letter",
-        RecordKind::Join => "join",
-    }
 }
 
 /// `date=YYYY-MM-DD/hour=HH` of an epoch-millisecond time, in UTC.

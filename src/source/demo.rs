@@ -2,7 +2,7 @@
 //! wall clock — series with trend, seasonality and noise, plus anomalies, duplicates and late
 //! events — so Tidewatch shows something alive with no input of its own.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use super::{Polled, RawMessage, Source, SourceError, SplitStatus};
 use crate::checkpoint::SplitPosition;
@@ -31,10 +31,7 @@ impl DemoSource {
     }
 
     fn emit(&mut self) -> RawMessage<'_> {
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
-        self.line = self.generator.next_event(now_ms).line;
+        self.line = self.generator.next_event(crate::clock::now_ms()).line;
         self.sent += 1;
         RawMessage {
             source: "demo",

@@ -10,8 +10,10 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 
 use super::auth::Principal;
-use super::{check_same_origin, now_ms, AppState, WebError, NOTE_LIMIT};
+use super::{check_same_origin, AppState, WebError, NOTE_LIMIT};
+use crate::clock::now_ms;
 use crate::live::SeriesView;
+use crate::names::UnknownName;
 use crate::record::{AlertRecord, AlertState, Verdict};
 use crate::store::{Acknowledgement, VerdictFilter};
 
@@ -127,25 +129,26 @@ pub struct AlertQuery {
     limit: Option<i64>,
 }
 
-fn parse_state(text: &str) -> Result<AlertState, WebError> {
+/// An alert state filter: `all` (or nothing) for every state.
+pub(super) fn parse_state_filter(text: Option<&str>) -> Result<Option<AlertState>, WebError> {
     match text {
-        "open" => Ok(AlertState::Open),
-        "acknowledged" => Ok(AlertState::Acknowledged),
-        "resolved" => Ok(AlertState::Resolved),
-        other => Err(WebError::BadRequest(format!(
-            "unknown state {other:?}: expected open, acknowledged or resolved"
-        ))),
+        None | Some("" | "all") => Ok(None),
+        Some(text) => text
+            .parse()
+            .map(Some)
+            .map_err(|e: UnknownName| WebError::BadRequest(format!("{e}, or all"))),
     }
 }
 
-pub(super) fn parse_verdict_filter(text: &str) -> Result<VerdictFilter, WebError> {
+/// A verdict filter: `none` for alerts nobody judged yet, `all` (or nothing) for every alert.
+pub(super) fn parse_verdict_filter(text: Option<&str>) -> Result<Option<VerdictFilter>, WebError> {
     match text {
-        "real" => Ok(VerdictFilter::Is(Verdict::Real)),
-        "false_alarm" => Ok(VerdictFilter::Is(Verdict::FalseAlarm)),
-        "none" => Ok(VerdictFilter::None),
-        other => Err(WebError::BadRequest(format!(
-            "unknown verdict {other:?}: expected real, false_alarm or none"
-        ))),
+        None | Some("" | "all") => Ok(None),
+        Some("none") => Ok(Some(VerdictFilter::None)),
+        Some(text) => text
+            .parse()
+            .map(|v| Some(VerdictFilter::Is(v)))
+            .map_err(|e: UnknownName| WebError::BadRequest(format!("{e}, none or all"))),
     }
 }
 
@@ -155,12 +158,8 @@ pub async fn alerts(
     State(state): State<AppState>,
     Query(query): Query<AlertQuery>,
 ) -> Result<Json<Vec<AlertRecord>>, WebError> {
-    let wanted = query.state.as_deref().map(parse_state).transpose()?;
-    let verdict = query
-        .verdict
-        .as_deref()
-        .map(parse_verdict_filter)
-        .transpose()?;
+    let wanted = parse_state_filter(query.state.as_deref())?;
+    let verdict = parse_verdict_filter(query.verdict.as_deref())?;
     let limit = query.limit.unwrap_or(200).clamp(1, 5000);
     Ok(Json(list_alerts(&state, wanted, verdict, limit).await?))
 }

@@ -142,13 +142,6 @@ pub(crate) fn check_same_origin(headers: &HeaderMap) -> Result<(), WebError> {
     }
 }
 
-/// Wall-clock time in epoch milliseconds: acknowledgement times, how far a watermark trails.
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
 /// `Cache-Control` for assets embedded in the binary: they change only with it.
 fn asset_cache() -> (header::HeaderName, HeaderValue) {
     (

@@ -8,12 +8,12 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::Form;
 
-use super::api::{list_alerts, parse_verdict_filter};
+use super::api::{list_alerts, parse_state_filter, parse_verdict_filter};
 use super::auth::{safe_next, session_cookie};
-use super::{asset_cache, check_same_origin, now_ms, AppState, WebError};
+use super::{asset_cache, check_same_origin, AppState, WebError};
+use crate::clock::{format_ms, now_ms};
 use crate::live::Dashboard;
-use crate::record::{AlertMethod, AlertRecord, AlertState, Trend, Verdict};
-use crate::sink::console::format_ms;
+use crate::record::{AlertMethod, AlertRecord, AlertState, Trend, Verdict, WindowKind};
 use crate::sink::StreamProgress;
 
 /// What the page header shows of the person looking, and what they may do.
@@ -290,17 +290,8 @@ pub async fn alerts(
     headers: HeaderMap,
     Query(filter): Query<AlertFilter>,
 ) -> Result<impl IntoResponse, WebError> {
-    let wanted = match filter.state.as_deref() {
-        None | Some("") | Some("all") => None,
-        Some("open") => Some(AlertState::Open),
-        Some("acknowledged") => Some(AlertState::Acknowledged),
-        Some("resolved") => Some(AlertState::Resolved),
-        Some(other) => return Err(WebError::BadRequest(format!("unknown state {other:?}"))),
-    };
-    let verdict = match filter.verdict.as_deref() {
-        None | Some("") | Some("all") => None,
-        Some(text) => Some(parse_verdict_filter(text)?),
-    };
+    let wanted = parse_state_filter(filter.state.as_deref())?;
+    let verdict = parse_verdict_filter(filter.verdict.as_deref())?;
     let alerts = list_alerts(&state, wanted, verdict, 500).await?;
     let verdicts = match &state.store {
         Some(store) => store.verdicts().await?,
@@ -335,8 +326,8 @@ pub async fn alerts(
 fn alert_row(dashboard: &Dashboard, a: &AlertRecord) -> AlertRow {
     let (spark, dot_x, dot_y) = alert_spark(dashboard, a).unwrap_or_default();
     let (verdict, verdict_text) = match a.verdict {
-        Some(Verdict::Real) => ("real", "real"),
-        Some(Verdict::FalseAlarm) => ("false_alarm", "false alarm"),
+        Some(Verdict::Real) => (Verdict::Real.as_str(), "real"),
+        Some(Verdict::FalseAlarm) => (Verdict::FalseAlarm.as_str(), "false alarm"),
         None => ("", ""),
     };
     AlertRow {
@@ -353,19 +344,9 @@ fn alert_row(dashboard: &Dashboard, a: &AlertRecord) -> AlertRow {
         z: format!("{:+.2}", a.z),
         score: score_text(a.method, a.score, a.probability),
         why: why_text(a.method, a.expectation.as_deref()),
-        direction: match a.direction {
-            crate::record::Direction::High => "high",
-            crate::record::Direction::Low => "low",
-        },
-        severity: match a.severity {
-            crate::record::Severity::Warning => "warning",
-            crate::record::Severity::Critical => "critical",
-        },
-        state: match a.state {
-            AlertState::Open => "open",
-            AlertState::Acknowledged => "acknowledged",
-            AlertState::Resolved => "resolved",
-        },
+        direction: a.direction.as_str(),
+        severity: a.severity.as_str(),
+        state: a.state.as_str(),
         acked: match (&a.acked_by, a.acked_at) {
             (Some(by), Some(at)) => format!("{by}, {}", format_ms(at)),
             _ => String::new(),
@@ -544,10 +525,9 @@ pub async fn series(
             .rev()
             .map(|w| WindowRow {
                 kind: match w.kind {
-                    crate::record::WindowKind::Tumbling => "tumbling",
-                    crate::record::WindowKind::Sliding => "sliding",
-                    crate::record::WindowKind::Session => "session",
-                    crate::record::WindowKind::Global => "all time",
+                    // The one window kind whose name is not plain English.
+                    WindowKind::Global => "all time",
+                    kind => kind.as_str(),
                 },
                 start: format_ms(w.window_start),
                 end: format_ms(w.window_end),

@@ -213,6 +213,34 @@ fn check_store(db_url: &str, dir: &Path) {
             false_alarms: 1
         }]
     );
+
+    // A row whose state or window kind this version does not know (written by a newer one,
+    // or by hand) is an error that names the column, not a quiet default.
+    db.fetch_all(&format!(
+        "UPDATE alerts SET state = 'snoozed' WHERE id = '{acked_id}' RETURNING id"
+    ))
+    .unwrap();
+    let error = runtime
+        .block_on(store.alerts(None, None, 100_000))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("alerts.state: unknown alert state \"snoozed\""),
+        "{error}"
+    );
+    db.fetch_all(&format!(
+        "UPDATE windows SET kind = 'hopping' WHERE series = '{series}' AND kind = 'tumbling' \
+         RETURNING series"
+    ))
+    .unwrap();
+    let error = runtime
+        .block_on(store.windows("sensors", &series, i64::MIN, i64::MAX, 10))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("windows.kind: unknown window kind \"hopping\""),
+        "{error}"
+    );
 }
 
 #[test]

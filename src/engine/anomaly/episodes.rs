@@ -138,7 +138,7 @@ pub fn alert_id(stream: &str, series: &str, episode_start: i64) -> String {
         .chain(series.bytes())
         .chain([0xff])
         .chain(episode_start.to_le_bytes());
-    format!("{:016x}", crate::checkpoint::fnv1a(bytes))
+    format!("{:016x}", crate::digest::fnv1a(bytes))
 }
 
 /// The alert of a new episode that starts with `finding`.
