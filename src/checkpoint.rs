@@ -37,18 +37,34 @@ pub struct Checkpoint {
 }
 
 /// A stable digest of everything that shapes engine state (streams without their sources,
-/// joins): a checkpoint taken under another shape cannot be restored into this one.
+/// joins): a checkpoint taken under another shape cannot be restored into this one. Digested
+/// from the JSON of those settings, a format of their own, rather than `Debug` text, which may
+/// change with any refactoring.
 pub fn fingerprint(config: &Config) -> String {
-    let shape: Vec<String> = config
+    #[derive(Serialize)]
+    struct StreamShape<'a> {
+        name: &'a str,
+        fields: &'a crate::event::FieldMapping,
+        watermark: &'a crate::engine::time::WatermarkConfig,
+        dedup: &'a Option<crate::engine::dedup::DedupConfig>,
+        windows: &'a [crate::engine::window::WindowSpec],
+        analytics: &'a Option<crate::engine::points::AnalyticsConfig>,
+        max_series: usize,
+    }
+    let streams: Vec<StreamShape<'_>> = config
         .streams
         .iter()
-        .map(|s| {
-            format!(
-                "{}|{:?}|{:?}|{:?}|{:?}|{:?}|{}",
-                s.name, s.fields, s.watermark, s.dedup, s.windows, s.analytics, s.max_series
-            )
+        .map(|s| StreamShape {
+            name: &s.name,
+            fields: &s.fields,
+            watermark: &s.watermark,
+            dedup: &s.dedup,
+            windows: &s.windows,
+            analytics: &s.analytics,
+            max_series: s.max_series,
         })
-        .chain(config.joins.iter().map(|j| format!("{j:?}")))
         .collect();
-    format!("{:016x}", crate::digest::fnv1a(shape.join("\n").bytes()))
+    let shape = serde_json::to_vec(&(streams, &config.joins))
+        .expect("settings of plain strings, numbers and lists always serialise");
+    format!("{:016x}", crate::digest::fnv1a(shape))
 }

@@ -32,24 +32,58 @@ pub struct Event<'a> {
 }
 
 /// How epoch times are written in the input.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub enum TimeFormat {
+    /// Milliseconds since 1970 (default).
+    #[default]
+    #[serde(rename = "epoch_ms")]
     EpochMillis,
+    #[serde(rename = "epoch_s")]
     EpochSeconds,
+    #[serde(rename = "rfc3339")]
     Rfc3339,
 }
 
-/// Which JSON fields hold what: the validated form of a stream's `fields` table.
-#[derive(Debug, Clone, PartialEq)]
+/// Which JSON fields hold what: a stream's `fields` table.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct FieldMapping {
     pub time: String,
+    #[serde(default)]
     pub time_format: TimeFormat,
     pub series: Option<String>,
+    /// More fields whose values join the series label (`host/cpu0`).
+    #[serde(default)]
     pub group_by: Vec<String>,
     pub value: Option<String>,
     pub id: Option<String>,
     /// Extra field to extract for a join on a named key (not a config key of `fields`: joins set it).
+    #[serde(skip)]
     pub join_key: Option<String>,
+}
+
+impl FieldMapping {
+    pub fn validate(&self) -> Result<(), crate::config::Invalid> {
+        use crate::config::Invalid;
+        let mut named = vec![("time", &self.time)];
+        named.extend(self.series.as_ref().map(|s| ("series", s)));
+        named.extend(self.value.as_ref().map(|s| ("value", s)));
+        named.extend(self.id.as_ref().map(|s| ("id", s)));
+        named.extend(self.group_by.iter().map(|s| ("group_by", s)));
+        if let Some((name, _)) = named.iter().find(|(_, field)| field.is_empty()) {
+            return Err(Invalid::new(*name, "field name must not be empty"));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for field in &self.group_by {
+            if !seen.insert(field) || Some(field) == self.series.as_ref() {
+                return Err(Invalid::new(
+                    "group_by",
+                    format!("field {field:?} is listed twice as a grouping key"),
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Why an input could not become an event. The `Display` text is the dead letter's reason.

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use tidewatch::bench::{self, Workload};
-use tidewatch::config::{Config, SinkConfig, DEFAULT_PIPELINE};
+use tidewatch::config::{Config, DEFAULT_PIPELINE};
 use tidewatch::generator::Faults;
 use tidewatch::live::{LiveSink, LiveState};
 use tidewatch::pipeline::{self, Mode};
@@ -199,10 +199,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let live = LiveState::new();
     let mut sinks = sink::build(&config.sinks, &config.checkpoint.pipeline)?;
     sinks.push(Box::new(LiveSink::new(live.clone())));
-    let store_url = config.sinks.iter().find_map(|s| match s {
-        SinkConfig::Db { url } => Some(url.clone()),
-        _ => None,
-    });
+    let store_url = config.database_url().map(str::to_owned);
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

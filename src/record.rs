@@ -53,6 +53,14 @@ named! {
 }
 
 impl RecordKind {
+    /// The kind whose [`collection`](Self::collection) is `name`.
+    pub fn from_collection(name: &str) -> Option<RecordKind> {
+        RecordKind::ALL
+            .iter()
+            .copied()
+            .find(|k| k.collection() == name)
+    }
+
     /// Name of a collection of such records: NDJSON file stem (`windows.ndjson`), key of the
     /// Kafka sink's `topics` table, the dashboard's record counters.
     pub const fn collection(self) -> &'static str {

@@ -5,6 +5,22 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 use smol_str::SmolStr;
 
+use crate::config::{Duration, Invalid};
+
+/// A stream's `dedup` table: an event whose id was seen within `horizon` is a duplicate.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DedupConfig {
+    pub horizon: Duration,
+}
+
+impl DedupConfig {
+    pub fn validate(&self) -> Result<(), Invalid> {
+        self.horizon.positive("horizon")?;
+        Ok(())
+    }
+}
+
 /// Sweeps never run more often than every this many new ids, so tiny maps do not sweep
 /// constantly.
 const MIN_SWEEP_INTERVAL: usize = 1024;

@@ -6,8 +6,80 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::JoinKind;
+use crate::config::{Duration, Invalid};
 use crate::record::{JoinRecord, Record};
+
+/// One `[[joins]]` table: events of two streams with equal keys at most `within` apart.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JoinConfig {
+    /// Unique; appears as `join` in every join record.
+    pub name: String,
+    /// The streams joined, by name.
+    pub left: String,
+    pub right: String,
+    /// `"series"` (default) or the name of a field both streams carry.
+    #[serde(default)]
+    pub on: JoinOn,
+    pub within: Duration,
+    #[serde(default)]
+    pub kind: JoinKind,
+    /// Indices of `left` and `right` in the config's streams (set once the config is valid).
+    #[serde(skip)]
+    pub sides: (usize, usize),
+}
+
+impl JoinConfig {
+    /// What can be checked without the other streams (the config checks the names).
+    pub fn validate(&self) -> Result<(), Invalid> {
+        if let JoinOn::Field(field) = &self.on {
+            if field.is_empty() {
+                return Err(Invalid::new("on", "must be \"series\" or a field name"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What makes a left and a right event match besides their times.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum JoinOn {
+    /// The same series label.
+    #[default]
+    Series,
+    /// The same value of this field.
+    Field(String),
+}
+
+impl Serialize for JoinOn {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            JoinOn::Series => serializer.serialize_str("series"),
+            JoinOn::Field(field) => serializer.serialize_str(field),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for JoinOn {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Ok(match text.as_str() {
+            "series" => JoinOn::Series,
+            _ => JoinOn::Field(text),
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JoinKind {
+    /// Only pairs that match (default).
+    #[default]
+    Inner,
+    /// Also every left event that matched nothing, once nothing can match it any more.
+    #[serde(rename = "left", alias = "left_outer")]
+    LeftOuter,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Side {

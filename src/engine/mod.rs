@@ -89,15 +89,15 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::config::{Config, JoinOn, WindowSpec};
+use crate::config::Config;
 use crate::event::Event;
 use crate::record::{LateRecord, Record};
 
 use self::dedup::Dedup;
-use self::join::{IntervalJoin, JoinInput, Side};
+use self::join::{IntervalJoin, JoinInput, JoinOn, Side};
 use self::points::PointAnalytics;
 use self::time::WatermarkTracker;
-use self::window::{AlignedWindows, GlobalWindows, SessionWindows};
+use self::window::{AlignedWindows, GlobalWindows, SessionWindows, WindowSpec};
 
 /// An event that reached the operators: deduplicated, not late, its series interned.
 pub struct Accepted<'a> {
@@ -123,7 +123,8 @@ enum StreamOperator {
     Aligned(AlignedWindows),
     Session(SessionWindows),
     Global(GlobalWindows),
-    Points(PointAnalytics),
+    /// Boxed: one per stream, and far larger than the window operators.
+    Points(Box<PointAnalytics>),
 }
 
 impl StreamOperator {
@@ -132,7 +133,7 @@ impl StreamOperator {
             StreamOperator::Aligned(op) => op,
             StreamOperator::Session(op) => op,
             StreamOperator::Global(op) => op,
-            StreamOperator::Points(op) => op,
+            StreamOperator::Points(op) => op.as_mut(),
         }
     }
 }
@@ -171,7 +172,7 @@ pub enum SnapshotError {
 
 /// Version of the layout of [`Engine::snapshot`]: bumped whenever a state type changes shape,
 /// so an old checkpoint is refused with a clear message instead of misread.
-pub const SNAPSHOT_FORMAT: u8 = 3;
+pub const SNAPSHOT_FORMAT: u8 = 4;
 
 /// Counters of one stream, for the status page and `/metrics`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -263,34 +264,34 @@ impl Engine {
                 let mut operators: Vec<StreamOperator> = Vec::new();
                 for spec in &s.windows {
                     operators.push(match *spec {
-                        WindowSpec::Tumbling { size_ms } => {
-                            StreamOperator::Aligned(AlignedWindows::tumbling(name.clone(), size_ms))
-                        }
-                        WindowSpec::Sliding { size_ms, slide_ms } => StreamOperator::Aligned(
-                            AlignedWindows::sliding(name.clone(), size_ms, slide_ms),
+                        WindowSpec::Tumbling { size } => StreamOperator::Aligned(
+                            AlignedWindows::tumbling(name.clone(), size.ms()),
                         ),
-                        WindowSpec::Session { gap_ms } => {
-                            StreamOperator::Session(SessionWindows::new(name.clone(), gap_ms))
+                        WindowSpec::Sliding { size, slide } => StreamOperator::Aligned(
+                            AlignedWindows::sliding(name.clone(), size.ms(), slide.ms()),
+                        ),
+                        WindowSpec::Session { gap } => {
+                            StreamOperator::Session(SessionWindows::new(name.clone(), gap.ms()))
                         }
-                        WindowSpec::Global { update_ms } => {
-                            StreamOperator::Global(GlobalWindows::new(name.clone(), update_ms))
+                        WindowSpec::Global { update } => {
+                            StreamOperator::Global(GlobalWindows::new(name.clone(), update.ms()))
                         }
                     });
                 }
                 if let Some(analytics) = s.analytics {
-                    operators.push(StreamOperator::Points(PointAnalytics::new(
+                    operators.push(StreamOperator::Points(Box::new(PointAnalytics::new(
                         name.clone(),
                         analytics,
-                    )));
+                    ))));
                 }
                 StreamRuntime {
                     name,
                     max_series: s.max_series,
                     watermark: WatermarkTracker::new(
-                        s.watermark.lateness_ms,
-                        s.watermark.idle_timeout_ms,
+                        s.watermark.lateness.ms(),
+                        s.watermark.idle_timeout.ms(),
                     ),
-                    dedup: s.dedup.map(|d| Dedup::new(d.horizon_ms)),
+                    dedup: s.dedup.map(|d| Dedup::new(d.horizon.ms())),
                     series: SeriesRegistry::default(),
                     operators,
                     joins: Vec::new(),
@@ -304,18 +305,19 @@ impl Engine {
             .enumerate()
             .map(|(i, j)| {
                 let by_field = matches!(j.on, JoinOn::Field(_));
-                streams[j.left].joins.push((i, Side::Left, by_field));
-                streams[j.right].joins.push((i, Side::Right, by_field));
+                let (left, right) = j.sides;
+                streams[left].joins.push((i, Side::Left, by_field));
+                streams[right].joins.push((i, Side::Right, by_field));
                 JoinRuntime {
                     join: IntervalJoin::new(
                         Arc::from(j.name.as_str()),
-                        streams[j.left].name.clone(),
-                        streams[j.right].name.clone(),
-                        j.within_ms,
+                        streams[left].name.clone(),
+                        streams[right].name.clone(),
+                        j.within.ms(),
                         j.kind,
                     ),
-                    left: j.left,
-                    right: j.right,
+                    left,
+                    right,
                     watermark: time::WATERMARK_MIN,
                 }
             })

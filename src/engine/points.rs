@@ -9,13 +9,54 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use super::anomaly::ZScoreConfig;
 use super::anomaly::{new_alert, Detection, Detector};
 use super::reorder::{Buffered, ReorderBuffer};
 use super::stats::{Ewma, MovingAverage, SlidingRegression};
 use super::window::slot;
 use super::{Accepted, Operator};
-use crate::config::AnalyticsConfig;
+use crate::config::{Duration, Invalid};
 use crate::record::{PointRecord, Record, Trend};
+
+/// A stream's `analytics` table: what is computed per point.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AnalyticsConfig {
+    /// Points in the simple moving average; default 20.
+    pub sma_points: usize,
+    /// Weight of the newest point in the EWMA; default 0.1.
+    pub ewma_alpha: f64,
+    /// Event time the trend slope is fitted over; default "5m".
+    pub trend_window: Duration,
+    pub zscore: ZScoreConfig,
+}
+
+impl Default for AnalyticsConfig {
+    fn default() -> Self {
+        AnalyticsConfig {
+            sma_points: 20,
+            ewma_alpha: 0.1,
+            trend_window: Duration::from_secs(300),
+            zscore: ZScoreConfig::default(),
+        }
+    }
+}
+
+impl AnalyticsConfig {
+    pub fn validate(&self) -> Result<(), Invalid> {
+        if self.sma_points == 0 || self.sma_points > 100_000 {
+            return Err(Invalid::new("sma_points", "must be between 1 and 100000"));
+        }
+        if !(self.ewma_alpha > 0.0 && self.ewma_alpha <= 1.0) {
+            return Err(Invalid::new(
+                "ewma_alpha",
+                format!("must be in (0, 1], got {}", self.ewma_alpha),
+            ));
+        }
+        self.trend_window.positive("trend_window")?;
+        self.zscore.validate().map_err(|e| e.under("zscore"))
+    }
+}
 
 /// |t| of the slope above which a trend is called rising or falling: about 95 % confidence that
 /// the sign of the slope is real, for a few dozen points.
@@ -82,7 +123,7 @@ impl SeriesAnalytics {
         let ewma = self.ewma.push(value);
         self.trend.push(ts, value);
         self.trend
-            .evict_before(ts.saturating_sub(config.trend_window_ms));
+            .evict_before(ts.saturating_sub(config.trend_window.ms()));
         let fit = self.trend.fit();
         let trend = match fit.and_then(|f| f.t_stat) {
             Some(t) if t >= TREND_MIN_T => Trend::Rising,

@@ -7,6 +7,35 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::{Duration, Invalid};
+
+/// How far a stream's watermark trails its events (its `watermark` table).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WatermarkConfig {
+    /// Events up to this much older than the newest one seen still count; default "5s".
+    pub lateness: Duration,
+    /// A partition silent this long (processing time) stops holding the watermark back;
+    /// default "30s".
+    pub idle_timeout: Duration,
+}
+
+impl Default for WatermarkConfig {
+    fn default() -> Self {
+        WatermarkConfig {
+            lateness: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl WatermarkConfig {
+    pub fn validate(&self) -> Result<(), Invalid> {
+        self.idle_timeout.positive("idle_timeout")?;
+        Ok(())
+    }
+}
+
 /// Watermark before any event: nothing is late, nothing closes.
 pub const WATERMARK_MIN: i64 = i64::MIN;
 /// Watermark at end of input: everything closes.

@@ -13,7 +13,67 @@ use serde::{Deserialize, Serialize};
 use super::stats::Moments;
 use super::time::SeriesTimers;
 use super::{Accepted, Operator};
+use crate::config::{Duration, Invalid};
 use crate::record::{Record, WindowKind, WindowRecord};
+
+/// One entry of a stream's `windows` list, told apart by `kind` (see `config::tagged`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum WindowSpec {
+    Tumbling {
+        size: Duration,
+    },
+    Sliding {
+        size: Duration,
+        slide: Duration,
+    },
+    Session {
+        gap: Duration,
+    },
+    /// All time per series, re-emitted every `update` of event time (complete mode).
+    Global {
+        #[serde(default = "default_global_update")]
+        update: Duration,
+    },
+}
+
+fn default_global_update() -> Duration {
+    Duration::from_secs(60)
+}
+
+/// Most panes a sliding window may combine: bounds per-window work and state.
+const MAX_PANES: i64 = 10_000;
+
+impl WindowSpec {
+    pub fn validate(&self) -> Result<(), Invalid> {
+        match *self {
+            WindowSpec::Tumbling { size } => size.positive("size").map(drop),
+            WindowSpec::Sliding { size, slide } => {
+                size.positive("size")?;
+                slide.positive("slide")?;
+                if slide > size {
+                    return Err(Invalid::new(
+                        "slide",
+                        format!(
+                            "slide ({slide}) must not be longer than size ({size}); events \
+                             would fall between windows"
+                        ),
+                    ));
+                }
+                if size.ms() / gcd(size.ms(), slide.ms()) > MAX_PANES {
+                    return Err(Invalid::new(
+                        "slide",
+                        "size and slide share too small a common step (over 10000 panes per \
+                         window); make size a multiple of slide",
+                    ));
+                }
+                Ok(())
+            }
+            WindowSpec::Session { gap } => gap.positive("gap").map(drop),
+            WindowSpec::Global { update } => update.positive("update").map(drop),
+        }
+    }
+}
 
 /// Count, sum, mean, min, max, sample stddev, first and last of a set of events.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

@@ -18,17 +18,15 @@ use std::time::{Duration, Instant};
 use thiserror::Error;
 use tracing::{debug, info, info_span, warn};
 
-use crate::checkpoint::{self, Checkpoint, SplitPosition};
+use crate::checkpoint::{self, Checkpoint};
 use crate::clock::now_ms;
-use crate::config::{Config, SourceConfig};
+use crate::config::Config;
 use crate::engine::time::PartitionWatermark;
 use crate::engine::{Engine, Origin, StreamCounters};
 use crate::event::Decoder;
 use crate::record::{describe_counts, DeadLetterRecord, Record, RecordKind};
 use crate::sink::{self, PartitionProgress, Sink, SinkError, StreamProgress};
-use crate::source::{
-    DemoSource, FileSource, KafkaSource, Polled, Rebalance, SocketSource, Source, SourceError,
-};
+use crate::source::{Polled, Rebalance, Source, SourceError};
 
 use self::tasks::PartitionTasks;
 
@@ -178,12 +176,14 @@ pub fn run_into(
     let mut inputs = Vec::with_capacity(config.streams.len());
     for (index, stream) in config.streams.iter().enumerate() {
         let resume = positions.get(index).map(Vec::as_slice).unwrap_or_default();
-        let source = open_source(&stream.source, resume, following).map_err(|source| {
-            PipelineError::Source {
-                stream: stream.name.clone(),
-                source,
-            }
-        })?;
+        let source =
+            stream
+                .source
+                .open(resume, following)
+                .map_err(|source| PipelineError::Source {
+                    stream: stream.name.clone(),
+                    source,
+                })?;
         for split in source.splits() {
             engine.assign_split(index, split, processing_time(&mode));
         }
@@ -204,7 +204,7 @@ pub fn run_into(
 
     let mut out: Vec<Record> = Vec::with_capacity(BATCH * 4);
     let mut written: BTreeMap<RecordKind, u64> = BTreeMap::new();
-    let interval = Duration::from_millis(config.checkpoint.interval_ms.max(1) as u64);
+    let interval = Duration::from_millis(config.checkpoint.interval.ms().max(1) as u64);
     let mut last_checkpoint = Instant::now();
     let mut idle_rounds = 0u32;
     loop {
@@ -395,33 +395,6 @@ fn partition_progress(engine: &Engine, input: &StreamInput) -> Vec<PartitionProg
 
 fn inputs_len(config: &Config) -> u32 {
     config.streams.len().max(1) as u32
-}
-
-fn open_source(
-    config: &SourceConfig,
-    resume: &[SplitPosition],
-    following: bool,
-) -> Result<Box<dyn Source>, SourceError> {
-    Ok(match config {
-        SourceConfig::File { path } => {
-            let source = FileSource::open(path, resume.first().cloned())?;
-            Box::new(if following { source.follow() } else { source })
-        }
-        SourceConfig::Kafka(kafka) if following => {
-            Box::new(KafkaSource::open_following(kafka, resume)?)
-        }
-        SourceConfig::Kafka(kafka) => Box::new(KafkaSource::open_to_end(kafka, resume)?),
-        SourceConfig::Socket { .. } | SourceConfig::Demo { .. } if !following => {
-            return Err(SourceError::NeverEnds)
-        }
-        SourceConfig::Socket { listen } => Box::new(SocketSource::bind(listen)?),
-        SourceConfig::Demo {
-            rate,
-            series,
-            seed,
-            faults,
-        } => Box::new(DemoSource::new(*rate, *series, *seed, *faults)),
-    })
 }
 
 /// Processing time for the engine: the wall clock when following; 0 in a batch run, which is a
@@ -631,8 +604,9 @@ fn load_checkpoint(
         if found.fingerprint != fingerprint {
             return Err(PipelineError::Checkpoint(format!(
                 "checkpoint {name:?} was written by a pipeline with other streams, windows or \
-                 analytics (fingerprint {} ≠ {fingerprint}); use another checkpoint.pipeline name \
-                 or delete its row from the checkpoints table to start over",
+                 analytics, or by another version (fingerprint {} ≠ {fingerprint}); use another \
+                 checkpoint.pipeline name or delete its row from the checkpoints table to start \
+                 over",
                 found.fingerprint
             )));
         }

@@ -7,6 +7,11 @@ use super::{Sink, SinkError};
 use crate::clock::format_ms;
 use crate::record::{AlertState, Record};
 
+/// A `console` sink table: it has no settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleConfig {}
+
 pub struct ConsoleSink {
     out: BufWriter<Stdout>,
 }

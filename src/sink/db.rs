@@ -123,6 +123,34 @@ CREATE INDEX IF NOT EXISTS alerts_by_verdict ON alerts (stream, verdict)
 "#,
 ];
 
+/// A `db` sink table.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DbConfig {
+    /// `sqlite://PATH` (default `sqlite://tidewatch.db`) or `postgres://USER:PASSWORD@HOST/DB`.
+    pub url: String,
+}
+
+impl Default for DbConfig {
+    fn default() -> Self {
+        DbConfig {
+            url: "sqlite://tidewatch.db".into(),
+        }
+    }
+}
+
+impl DbConfig {
+    pub fn validate(&self) -> Result<(), crate::config::Invalid> {
+        match connection_url(&self.url) {
+            Ok(_) => Ok(()),
+            Err(_) => Err(crate::config::Invalid::new(
+                "url",
+                "expected sqlite://PATH or postgres://USER:PASSWORD@HOST/DB",
+            )),
+        }
+    }
+}
+
 pub struct DbSink {
     runtime: tokio::runtime::Runtime,
     pool: AnyPool,

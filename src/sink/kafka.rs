@@ -17,7 +17,60 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, T
 use rdkafka::ClientConfig;
 
 use super::{Sink, SinkError};
+use crate::config::Invalid;
 use crate::record::{Record, RecordKind};
+
+/// A `kafka` sink table.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSinkConfig {
+    /// `bootstrap.servers`.
+    pub brokers: String,
+    /// Record kind (`windows`, `alerts`, `points`, `late`, `dead_letters`, `joins`) → topic;
+    /// kinds not listed are not sent.
+    pub topics: BTreeMap<String, String>,
+    /// Extra librdkafka properties, passed through as they are.
+    #[serde(default, rename = "kafka")]
+    pub properties: BTreeMap<String, String>,
+}
+
+impl KafkaSinkConfig {
+    pub fn validate(&self) -> Result<(), Invalid> {
+        if self.brokers.trim().is_empty() {
+            return Err(Invalid::new("brokers", "must list at least one broker"));
+        }
+        if self.topics.is_empty() {
+            return Err(Invalid::new(
+                "topics",
+                "name at least one record kind's topic, e.g. { alerts = \"tidewatch.alerts\" }",
+            ));
+        }
+        for (name, topic) in &self.topics {
+            if RecordKind::from_collection(name).is_none() {
+                return Err(Invalid::new(
+                    format!("topics.{name}"),
+                    "unknown record kind; expected one of windows, points, alerts, late, \
+                     dead_letters, joins",
+                ));
+            }
+            if topic.trim().is_empty() {
+                return Err(Invalid::new(
+                    format!("topics.{name}"),
+                    "topic name must not be empty",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The topic of each record kind that has one.
+    fn topics_by_kind(&self) -> BTreeMap<RecordKind, String> {
+        self.topics
+            .iter()
+            .filter_map(|(name, topic)| Some((RecordKind::from_collection(name)?, topic.clone())))
+            .collect()
+    }
+}
 
 /// How long a flush waits for the broker to acknowledge everything sent.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
@@ -51,25 +104,21 @@ pub struct KafkaSink {
 }
 
 impl KafkaSink {
-    /// `topics` maps record kinds to topic names; kinds without a topic are not sent.
-    pub fn create(
-        brokers: &str,
-        topics: BTreeMap<RecordKind, String>,
-        properties: &BTreeMap<String, String>,
-    ) -> Result<Self, SinkError> {
-        let mut config = ClientConfig::new();
-        for (key, value) in properties {
-            config.set(key, value);
+    /// A producer to the configured brokers; kinds without a topic are not sent.
+    pub fn create(config: &KafkaSinkConfig) -> Result<Self, SinkError> {
+        let mut client = ClientConfig::new();
+        for (key, value) in &config.properties {
+            client.set(key, value);
         }
-        let producer = config
-            .set("bootstrap.servers", brokers)
+        let producer = client
+            .set("bootstrap.servers", &config.brokers)
             .set("enable.idempotence", "true")
             .set("linger.ms", "20")
             .create_with_context(Deliveries::default())
             .map_err(|e| SinkError::Kafka(e.to_string()))?;
         Ok(KafkaSink {
             producer,
-            topics,
+            topics: config.topics_by_kind(),
             buffer: Vec::with_capacity(512),
         })
     }

@@ -7,17 +7,56 @@ mod kafka;
 mod ndjson;
 mod parquet;
 
-pub use console::ConsoleSink;
-pub use db::{DbError, DbSink};
-pub use kafka::KafkaSink;
-pub use ndjson::NdjsonSink;
-pub use parquet::{ParquetError, ParquetSink};
+pub use console::{ConsoleConfig, ConsoleSink};
+pub use db::{DbConfig, DbError, DbSink};
+pub use kafka::{KafkaSink, KafkaSinkConfig};
+pub use ndjson::{NdjsonConfig, NdjsonSink};
+pub use parquet::{ParquetConfig, ParquetError, ParquetSink};
 
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::checkpoint::Checkpoint;
-use crate::config::SinkConfig;
+use crate::config::Invalid;
 use crate::record::Record;
+
+/// One `[[sinks]]` table, told apart by `kind` (see `config::tagged`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SinkConfig {
+    /// One NDJSON file per record kind in a directory.
+    Ndjson(NdjsonConfig),
+    /// SQLite (`sqlite://PATH`) or PostgreSQL (`postgres://...`).
+    Db(DbConfig),
+    /// Records as JSON to Kafka topics, one per record kind.
+    Kafka(KafkaSinkConfig),
+    /// Closed windows and alerts as readable lines on standard output.
+    Console(ConsoleConfig),
+    /// Parquet files partitioned by kind, date and hour on an object store.
+    Parquet(ParquetConfig),
+}
+
+impl SinkConfig {
+    pub fn validate(&self) -> Result<(), Invalid> {
+        match self {
+            SinkConfig::Ndjson(_) | SinkConfig::Console(_) => Ok(()),
+            SinkConfig::Db(db) => db.validate(),
+            SinkConfig::Kafka(kafka) => kafka.validate(),
+            SinkConfig::Parquet(parquet) => parquet.validate(),
+        }
+    }
+
+    /// Opens the sink; `pipeline` names this pipeline's files.
+    pub fn build(&self, pipeline: &str) -> Result<Box<dyn Sink>, SinkError> {
+        Ok(match self {
+            SinkConfig::Ndjson(ndjson) => Box::new(NdjsonSink::create(&ndjson.path)?),
+            SinkConfig::Console(_) => Box::new(ConsoleSink::new()),
+            SinkConfig::Parquet(parquet) => Box::new(ParquetSink::create(parquet, pipeline)?),
+            SinkConfig::Kafka(kafka) => Box::new(KafkaSink::create(kafka)?),
+            SinkConfig::Db(db) => Box::new(DbSink::connect(&db.url)?),
+        })
+    }
+}
 
 #[derive(Debug, Error)]
 pub enum SinkError {
@@ -124,23 +163,6 @@ pub trait Sink: Send {
 pub fn build(configs: &[SinkConfig], pipeline: &str) -> Result<Vec<Box<dyn Sink>>, SinkError> {
     configs
         .iter()
-        .map(|config| match config {
-            SinkConfig::Ndjson { path } => {
-                NdjsonSink::create(path).map(|s| Box::new(s) as Box<dyn Sink>)
-            }
-            SinkConfig::Console => Ok(Box::new(ConsoleSink::new()) as Box<dyn Sink>),
-            SinkConfig::Parquet { url, max_rows } => ParquetSink::create(url, pipeline, *max_rows)
-                .map(|s| Box::new(s) as Box<dyn Sink>)
-                .map_err(SinkError::from),
-            SinkConfig::Kafka {
-                brokers,
-                topics,
-                properties,
-            } => KafkaSink::create(brokers, topics.clone(), properties)
-                .map(|s| Box::new(s) as Box<dyn Sink>),
-            SinkConfig::Db { url } => DbSink::connect(url)
-                .map(|s| Box::new(s) as Box<dyn Sink>)
-                .map_err(SinkError::from),
-        })
+        .map(|config| config.build(pipeline))
         .collect()
 }

@@ -14,6 +14,14 @@ use std::path::{Path, PathBuf};
 use super::{Sink, SinkError};
 use crate::record::{Record, RecordKind};
 
+/// An `ndjson` sink table.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NdjsonConfig {
+    /// The directory the files go to (created if missing).
+    pub path: PathBuf,
+}
+
 pub struct NdjsonSink {
     dir: PathBuf,
     /// Opened by `begin`: truncated for a fresh run, appended to when resuming.

@@ -36,10 +36,50 @@ use thiserror::Error;
 use tracing::{debug, info};
 
 use super::{Sink, SinkError};
+use crate::config::Invalid;
 use crate::record::{
     AlertRecord, DeadLetterRecord, JoinRecord, LateRecord, PointRecord, Record, RecordKind,
     WindowRecord,
 };
+
+/// A `parquet` sink table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParquetConfig {
+    /// `file:///abs/path`, a plain (relative) directory, or `s3://bucket/prefix`.
+    pub url: String,
+    /// Rows per partition after which a file is written before the next checkpoint
+    /// (default 1,000,000).
+    #[serde(default = "default_max_rows")]
+    pub max_rows: usize,
+}
+
+fn default_max_rows() -> usize {
+    1_000_000
+}
+
+impl ParquetConfig {
+    pub fn validate(&self) -> Result<(), Invalid> {
+        if self.max_rows == 0 {
+            return Err(Invalid::new("max_rows", "must be at least 1"));
+        }
+        lake_url(&self.url).map_err(|message| Invalid::new("url", message))?;
+        Ok(())
+    }
+}
+
+/// A lake location as a URL: URLs pass through, a plain path becomes an absolute `file://` URL.
+fn lake_url(text: &str) -> Result<String, String> {
+    if text.contains("://") {
+        return url::Url::parse(text)
+            .map(|u| u.to_string())
+            .map_err(|e| format!("invalid URL {text:?}: {e}"));
+    }
+    let absolute = std::path::absolute(text).map_err(|e| format!("{text:?}: {e}"))?;
+    url::Url::from_directory_path(&absolute)
+        .map(|u| u.to_string())
+        .map_err(|()| format!("{text:?} is not a usable directory path"))
+}
 
 #[derive(Debug, Error)]
 pub enum ParquetError {
@@ -84,7 +124,12 @@ pub struct ParquetSink {
 }
 
 impl ParquetSink {
-    pub fn create(url: &str, pipeline: &str, max_rows: usize) -> Result<Self, ParquetError> {
+    pub fn create(config: &ParquetConfig, pipeline: &str) -> Result<Self, ParquetError> {
+        let url = lake_url(&config.url).map_err(|reason| ParquetError::Url {
+            url: config.url.clone(),
+            reason,
+        })?;
+        let url = url.as_str();
         let parsed = url::Url::parse(url).map_err(|e| ParquetError::Url {
             url: url.to_owned(),
             reason: e.to_string(),
@@ -130,7 +175,7 @@ impl ParquetSink {
             store: Arc::from(store),
             root,
             pipeline: pipeline.to_owned(),
-            max_rows: max_rows.max(1),
+            max_rows: config.max_rows.max(1),
             epoch: 1,
             files_in_epoch: BTreeMap::new(),
             pending: BTreeMap::new(),

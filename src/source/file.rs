@@ -8,6 +8,13 @@ use std::path::{Path, PathBuf};
 use super::{Polled, RawMessage, Source, SourceError};
 use crate::checkpoint::SplitPosition;
 
+/// A `file` source: one `.ndjson`/`.jsonl` file, or every such file of a directory.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub path: PathBuf,
+}
+
 /// Reads NDJSON lines. Blank lines are skipped; the offset of a message is its line number.
 pub struct FileSource {
     files: std::vec::IntoIter<PathBuf>,

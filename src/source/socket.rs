@@ -13,6 +13,14 @@ use tracing::{debug, info, warn};
 use super::{Polled, RawMessage, Source, SourceError, SplitStatus};
 use crate::checkpoint::SplitPosition;
 
+/// A `socket` source: where to listen for newline-delimited JSON.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SocketConfig {
+    /// Address and port, e.g. "127.0.0.1:9999".
+    pub listen: SocketAddr,
+}
+
 /// Lines queued between the connection threads and the pipeline.
 const QUEUE: usize = 10_000;
 /// Longest line accepted; a longer one is cut and ends up a dead letter (invalid JSON).
@@ -32,7 +40,7 @@ pub struct SocketSource {
 
 impl SocketSource {
     /// Binds `listen` (e.g. `127.0.0.1:9999`) and accepts connections in the background.
-    pub fn bind(listen: &str) -> Result<Self, SourceError> {
+    pub fn bind(listen: SocketAddr) -> Result<Self, SourceError> {
         let listener = TcpListener::bind(listen).map_err(|source| SourceError::Io {
             path: format!("tcp://{listen}"),
             source,

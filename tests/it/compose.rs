@@ -5,7 +5,9 @@
 
 use std::path::{Path, PathBuf};
 
-use tidewatch::config::{Config, SinkConfig, SourceConfig};
+use tidewatch::config::Config;
+use tidewatch::sink::SinkConfig;
+use tidewatch::source::SourceConfig;
 use yaml_rust2::{Yaml, YamlLoader};
 
 use crate::support::{assert_success, tidewatch};
@@ -157,7 +159,7 @@ fn the_pipeline_config_is_valid_and_points_at_the_stack() {
         .sinks
         .iter()
         .find_map(|s| match s {
-            SinkConfig::Db { url } => Some(url.clone()),
+            SinkConfig::Db(db) => Some(db.url.clone()),
             _ => None,
         })
         .expect("a db sink");

@@ -9,8 +9,10 @@
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
-use tidewatch::config::{Config, SinkConfig, SourceConfig};
+use tidewatch::config::Config;
 use tidewatch::pipeline;
+use tidewatch::sink::{NdjsonConfig, SinkConfig};
+use tidewatch::source::SourceConfig;
 
 fn golden_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
@@ -20,14 +22,14 @@ fn run_case(name: &str) {
     let case = golden_dir().join(name);
     let mut config = Config::from_file(&case.join("config.toml")).expect("case config is valid");
     for stream in &mut config.streams {
-        if let SourceConfig::File { path } = &mut stream.source {
-            *path = case.join(&*path);
+        if let SourceConfig::File(file) = &mut stream.source {
+            file.path = case.join(&file.path);
         }
     }
     let out = tempfile::tempdir().unwrap();
-    config.sinks = vec![SinkConfig::Ndjson {
+    config.sinks = vec![SinkConfig::Ndjson(NdjsonConfig {
         path: out.path().to_owned(),
-    }];
+    })];
     pipeline::run_once(&config).expect("case runs");
 
     let mut compared = 0;

@@ -9,10 +9,11 @@ use std::time::{Duration, Instant};
 use rdkafka::mocking::MockCluster;
 use sqlx::Row;
 use tidewatch::checkpoint::SplitPosition;
-use tidewatch::config::{Assignment, KafkaSourceConfig, StartFrom};
 use tidewatch::generator::{Faults, Generator};
 use tidewatch::sink::DbSink;
-use tidewatch::source::{KafkaSource, Polled, Rebalance, Source};
+use tidewatch::source::{
+    Assignment, KafkaSource, KafkaSourceConfig, Polled, Rebalance, Source, StartFrom,
+};
 
 use crate::crash::dump_url;
 use crate::support::broker::{produce_to, Broker};
@@ -479,7 +480,7 @@ fn a_group_source_reads_only_what_the_pipeline_assigned_and_closes_cleanly() {
     let config = KafkaSourceConfig {
         brokers: broker.bootstrap.clone(),
         topics: vec![topic.clone()],
-        group: unique_name("source-group"),
+        group: Some(unique_name("source-group")),
         start: StartFrom::Earliest,
         partitions: None,
         assignment: Assignment::Group,
@@ -509,7 +510,10 @@ fn a_group_source_reads_only_what_the_pipeline_assigned_and_closes_cleanly() {
     source.assign(&splits, &resume).unwrap();
     assert_eq!(
         source.state().unwrap(),
-        format!("reading 2 partitions of consumer group {:?}", config.group)
+        format!(
+            "reading 2 partitions of consumer group {:?}",
+            config.group_id()
+        )
     );
     let mut first_offset = BTreeMap::new();
     let mut read = 0;

@@ -329,8 +329,8 @@ fn total_lag(source: &dyn tidewatch::source::Source) -> u64 {
 /// show up as lag before they are read.
 #[test]
 fn consumer_lag_is_tracked_per_partition_while_following() {
-    use tidewatch::config::{KafkaSourceConfig, StartFrom};
     use tidewatch::source::{KafkaSource, Polled, Source};
+    use tidewatch::source::{KafkaSourceConfig, StartFrom};
 
     let broker = Broker::start();
     let topic = unique_name("lag");
@@ -339,7 +339,7 @@ fn consumer_lag_is_tracked_per_partition_while_following() {
     let config = KafkaSourceConfig {
         brokers: broker.bootstrap.clone(),
         topics: vec![topic.clone()],
-        group: unique_name("lag-group"),
+        group: Some(unique_name("lag-group")),
         start: StartFrom::Earliest,
         partitions: None,
         assignment: Default::default(),

@@ -17,7 +17,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::Season;
+use super::Season;
 
 pub const DAY_MS: i64 = 86_400_000;
 pub const WEEK_MS: i64 = 7 * DAY_MS;
@@ -321,7 +321,7 @@ impl Expectation {
         let periods: &[i64] = match self.season {
             Season::None => &[],
             Season::Auto => &[DAY_MS, WEEK_MS],
-            Season::Period(ms) => &[ms][..],
+            Season::Period(period) => &[period.ms()][..],
         };
         self.candidates = periods
             .iter()

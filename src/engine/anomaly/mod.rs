@@ -21,6 +21,7 @@
 //! per series; a checkpoint restores it exactly.
 
 pub mod baseline;
+mod config;
 pub mod episodes;
 pub mod expectation;
 pub mod likelihood;
@@ -31,8 +32,9 @@ use self::baseline::{ResidualWindow, Statistic};
 use self::episodes::{Episodes, Finding};
 use self::expectation::{EwMean, Expectation};
 use self::likelihood::{Calibrated, Likelihood, Test};
-use crate::config::{ZScoreConfig, ZScoreMethod};
 use crate::record::AlertMethod;
+
+pub use self::config::{Season, ZScoreConfig, ZScoreMethod};
 
 pub use self::baseline::MAD_TO_SIGMA;
 pub use self::episodes::{alert_id, new_alert};
@@ -56,7 +58,7 @@ impl Detection {
     pub fn new(config: ZScoreConfig) -> Self {
         Detection {
             config,
-            critical: likelihood::critical_score(config.probability),
+            critical: likelihood::critical_score(config.probability()),
         }
     }
 
@@ -65,7 +67,7 @@ impl Detection {
         match method {
             AlertMethod::Likelihood => self.critical,
             AlertMethod::Spike => likelihood::SPIKE_SCORE,
-            AlertMethod::Threshold => self.config.threshold,
+            AlertMethod::Threshold => self.config.threshold(),
         }
     }
 }
@@ -115,7 +117,7 @@ impl Detector {
             ZScoreMethod::Auto | ZScoreMethod::Robust => Statistic::Robust,
         };
         Detector {
-            window: ResidualWindow::new(statistic, config.points, config.window_ms),
+            window: ResidualWindow::new(statistic, config.points, config.window_ms()),
             expectation: Expectation::new(config.season),
             deviation: EwMean::default(),
             likelihood: Likelihood::default(),
@@ -217,9 +219,9 @@ impl Detector {
                 }
             }
             ZScoreMethod::Robust | ZScoreMethod::Mean => (
-                Some(config.threshold),
+                Some(config.threshold()),
                 Some(z.abs()),
-                (z.abs() >= config.threshold).then_some(AlertMethod::Threshold),
+                (z.abs() >= config.threshold()).then_some(AlertMethod::Threshold),
             ),
         }
     }
@@ -266,18 +268,17 @@ pub fn period_label(ms: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Season;
 
     fn config(method: ZScoreMethod) -> ZScoreConfig {
         ZScoreConfig {
             method,
             points: 50,
-            window_ms: None,
+            window: None,
             min_samples: 10,
-            threshold: 3.0,
+            threshold: Some(3.0),
             season: Season::None,
             floor: 0.0,
-            probability: 1e-5,
+            probability: None,
             resolve_after: 3,
             refractory: 20,
         }

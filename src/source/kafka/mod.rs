@@ -12,6 +12,8 @@
 //!   pipeline has checkpointed the revoked partitions' state, or restored the assigned ones'
 //!   (so their start offsets come from the checkpoint store, not the group).
 
+mod config;
+
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
@@ -27,7 +29,8 @@ use tracing::{debug, info, warn};
 
 use super::{Polled, RawMessage, Rebalance, Source, SourceError, SplitRef, SplitStatus};
 use crate::checkpoint::SplitPosition;
-use crate::config::{Assignment, KafkaSourceConfig, StartFrom};
+
+pub use self::config::{Assignment, KafkaSourceConfig, StartFrom};
 
 /// How long metadata, offset and commit requests may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
@@ -243,16 +246,10 @@ impl KafkaSource {
         }
         client
             .set("bootstrap.servers", &config.brokers)
-            .set("group.id", &config.group)
+            .set("group.id", config.group_id())
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
-            .set(
-                "auto.offset.reset",
-                match config.start {
-                    StartFrom::Earliest => "earliest",
-                    StartFrom::Latest => "latest",
-                },
-            );
+            .set("auto.offset.reset", config.start.as_str());
         if follow && !config.properties.contains_key("statistics.interval.ms") {
             client.set("statistics.interval.ms", STATISTICS_INTERVAL);
         }
@@ -272,7 +269,7 @@ impl KafkaSource {
             trouble: None,
             follow,
             start: config.start,
-            group: config.group.clone(),
+            group: config.group_id().to_owned(),
             membership: group.then_some(Membership::AwaitingAssignment),
             last_activity: Instant::now(),
         };
@@ -282,7 +279,7 @@ impl KafkaSource {
         if group {
             let topics: Vec<&str> = config.topics.iter().map(String::as_str).collect();
             source.consumer.subscribe(&topics).map_err(kafka_error)?;
-            info!(group = %config.group, topics = ?config.topics, "Joining the consumer group.");
+            info!(group = %config.group_id(), topics = ?config.topics, "Joining the consumer group.");
             return Ok(source);
         }
 
@@ -290,13 +287,13 @@ impl KafkaSource {
         let assign = source.take_over(&all, resume)?;
         source.consumer.assign(&assign).map_err(kafka_error)?;
         if follow {
-            info!(partitions = source.splits.len(), group = %config.group, "Following Kafka.");
+            info!(partitions = source.splits.len(), group = %config.group_id(), "Following Kafka.");
         } else {
             let to_read: i64 = source.splits.iter().map(|s| (s.end - s.next).max(0)).sum();
             info!(
                 partitions = source.splits.len(),
                 messages = to_read,
-                group = %config.group,
+                group = %config.group_id(),
                 "Reading Kafka to the end offsets."
             );
         }
