@@ -20,9 +20,9 @@ use futures_util::StreamExt;
 use serde::Deserialize;
 use tidewatch::config::Config;
 use tidewatch::live::{LiveSink, LiveState};
-use tidewatch::pipeline::{self, Mode};
+use tidewatch::pipeline::{Mode, Outputs, Pipeline};
 use tidewatch::record::Record;
-use tidewatch::sink::{Sink, SinkError, StreamProgress};
+use tidewatch::sink::{Sink, SinkError};
 use tidewatch::web::{self, AppState};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -79,10 +79,6 @@ impl Sink for Stamping {
 
     fn flush(&mut self, epoch: u64) -> Result<(), SinkError> {
         self.inner.flush(epoch)
-    }
-
-    fn on_progress(&mut self, progress: &[StreamProgress]) {
-        self.inner.on_progress(progress)
     }
 }
 
@@ -243,12 +239,16 @@ interval = "1h"
         std::thread::Builder::new()
             .name("pipeline".into())
             .spawn(move || {
-                let mut sinks: Vec<Box<dyn Sink>> = vec![Box::new(Stamping {
-                    inner: LiveSink::new(live),
-                    stamps,
-                    last_prune: Instant::now(),
-                })];
-                pipeline::run_into(&config, &mut sinks, Mode::Continuous { stop })
+                let outputs = Outputs {
+                    sinks: vec![Box::new(Stamping {
+                        inner: LiveSink::new(live.clone()),
+                        stamps,
+                        last_prune: Instant::now(),
+                    })],
+                    checkpoints: None,
+                    status: Some(live.status_sender()),
+                };
+                Pipeline::open(&config, outputs, Mode::Continuous { stop }).and_then(Pipeline::run)
             })
             .unwrap()
     };
@@ -316,7 +316,7 @@ interval = "1h"
     std::thread::sleep(Duration::from_secs(3));
 
     let accepted =
-        |live: &LiveState| -> u64 { live.read().streams.iter().map(|s| s.accepted).sum() };
+        |live: &LiveState| -> u64 { live.status().streams.iter().map(|s| s.accepted).sum() };
     let cpu_before = cpu_by_thread();
     let events_before = accepted(&live);
     let window = Instant::now();

@@ -7,8 +7,10 @@
 //! and every sink upserts on natural keys.
 
 use serde::{Deserialize, Serialize};
+use thiserror::Error;
 
 use crate::config::Config;
+use crate::db::DbError;
 
 /// Where a source split is: the next message to read.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,6 +36,26 @@ pub struct Checkpoint {
     pub epoch: u64,
     /// Processing time it was written at (epoch ms), for the status page.
     pub written_at: i64,
+}
+
+/// Where checkpoints are kept, by name (the `db` sink's database: its `checkpoints` table).
+pub trait CheckpointStore: Send {
+    /// The checkpoint stored under `name`, if there is one.
+    fn load(&mut self, name: &str) -> Result<Option<Checkpoint>, CheckpointError>;
+    /// Stores `checkpoint` under `name` atomically, replacing the one before.
+    fn save(&mut self, name: &str, checkpoint: &Checkpoint) -> Result<(), CheckpointError>;
+}
+
+#[derive(Debug, Error)]
+pub enum CheckpointError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error("checkpoint {name:?}: its source positions cannot be stored or read")]
+    Positions {
+        name: String,
+        #[source]
+        source: serde_json::Error,
+    },
 }
 
 /// A stable digest of everything that shapes engine state (streams without their sources,

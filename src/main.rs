@@ -9,12 +9,12 @@ use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use tidewatch::bench::{self, Workload};
 use tidewatch::config::{Config, DEFAULT_PIPELINE};
+use tidewatch::db::Store;
 use tidewatch::generator::Faults;
 use tidewatch::live::{LiveSink, LiveState};
-use tidewatch::pipeline::{self, Mode};
+use tidewatch::pipeline::{self, Mode, Outputs, Pipeline};
 use tidewatch::produce::{self, ProduceOptions};
-use tidewatch::sink;
-use tidewatch::store::Store;
+use tidewatch::report::Report;
 use tidewatch::web;
 use tracing_subscriber::EnvFilter;
 
@@ -137,7 +137,7 @@ fn main() -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {}", error_chain(&err));
+            eprintln!("error: {}", Report(err.as_ref()));
             ExitCode::FAILURE
         }
     }
@@ -155,20 +155,6 @@ fn stop_on_signals() -> anyhow::Result<Arc<AtomicBool>> {
             .context("installing the signal handler")?;
     }
     Ok(stop)
-}
-
-/// The error and its causes on one line, skipping a cause whose text its parent already shows
-/// (our error types embed their source in their own message).
-fn error_chain(err: &anyhow::Error) -> String {
-    let mut text = err.to_string();
-    for cause in err.chain().skip(1) {
-        let cause = cause.to_string();
-        if !text.contains(&cause) {
-            text.push_str(": ");
-            text.push_str(&cause);
-        }
-    }
-    text
 }
 
 /// Runs the pipeline on its own thread and the dashboard on the async runtime, until a signal
@@ -197,8 +183,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     web::check_listen(args.listen, token.is_some(), args.insecure)?;
     let stop = stop_on_signals()?;
     let live = LiveState::new();
-    let mut sinks = sink::build(&config.sinks, &config.checkpoint.pipeline)?;
-    sinks.push(Box::new(LiveSink::new(live.clone())));
+    let mut outputs = Outputs::build(&config)?;
+    outputs.sinks.push(Box::new(LiveSink::new(live.clone())));
+    outputs.status = Some(live.status_sender());
     let store_url = config.database_url().map(str::to_owned);
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -220,13 +207,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let pipeline = std::thread::Builder::new()
         .name("pipeline".into())
         .spawn(move || {
-            let result = pipeline::run_into(
-                &config,
-                &mut sinks,
-                Mode::Continuous {
-                    stop: pipeline_stop.clone(),
-                },
-            );
+            let mode = Mode::Continuous {
+                stop: pipeline_stop.clone(),
+            };
+            let result = Pipeline::open(&config, outputs, mode).and_then(Pipeline::run);
             // Whatever ended the pipeline ends the server too.
             pipeline_stop.store(true, std::sync::atomic::Ordering::Relaxed);
             result

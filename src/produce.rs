@@ -19,10 +19,15 @@ use crate::generator::{Faults, Generator};
 
 #[derive(Debug, Error)]
 pub enum ProduceError {
-    #[error("kafka: {0}")]
+    #[error("kafka")]
     Kafka(#[from] KafkaError),
-    #[error("kafka: {0}")]
-    Topic(String),
+    #[error("cannot start a runtime for the admin client")]
+    Runtime(#[source] std::io::Error),
+    #[error("cannot create topic {topic:?}: {code}")]
+    CreateTopic {
+        topic: String,
+        code: RDKafkaErrorCode,
+    },
     #[error(
         "{undelivered} of {sent} messages were not acknowledged by the broker within {waited:?}"
     )]
@@ -100,17 +105,13 @@ fn ensure_topic(brokers: &str, topic: &str, partitions: i32) -> Result<(), Produ
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| ProduceError::Topic(e.to_string()))?;
+        .map_err(ProduceError::Runtime)?;
     let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
     let results = runtime.block_on(admin.create_topics(&[new], &AdminOptions::new()))?;
     for result in results {
         match result {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((topic, code)) => {
-                return Err(ProduceError::Topic(format!(
-                    "cannot create {topic}: {code}"
-                )))
-            }
+            Err((topic, code)) => return Err(ProduceError::CreateTopic { topic, code }),
         }
     }
     Ok(())

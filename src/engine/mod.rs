@@ -160,7 +160,7 @@ pub enum RejectError {
 /// A checkpoint could not be written or read back.
 #[derive(Debug, Error)]
 pub enum SnapshotError {
-    #[error("engine snapshot: {0}")]
+    #[error("engine snapshot")]
     Encoding(#[source] postcard::Error),
     #[error(
         "engine snapshot in state format {found}, but this Tidewatch reads format \

@@ -16,14 +16,14 @@ use std::sync::Arc;
 
 use tracing::info;
 
-use super::{engine_from, load_checkpoint, save_checkpoint, PipelineError};
+use super::checkpoints::{engine_from, Checkpoints};
+use super::PipelineError;
 use crate::checkpoint::{self, Checkpoint, SplitPosition};
 use crate::config::Config;
 use crate::engine::time::PartitionWatermark;
 use crate::engine::{Engine, Origin, StreamCounters};
 use crate::event::Event;
 use crate::record::Record;
-use crate::sink::Sink;
 use crate::source::SplitRef;
 
 /// The engines of one group-assigned stream, by split.
@@ -76,7 +76,7 @@ impl PartitionTasks {
     pub fn assign(
         &mut self,
         splits: &[SplitRef],
-        sinks: &mut [Box<dyn Sink>],
+        checkpoints: &mut Checkpoints,
         pipeline: &str,
         now: i64,
     ) -> Result<Vec<SplitPosition>, PipelineError> {
@@ -84,7 +84,7 @@ impl PartitionTasks {
         for split in splits {
             let name =
                 Self::checkpoint_name(pipeline, &self.stream, &split.source, split.partition);
-            let engine = match load_checkpoint(sinks, &name, &self.fingerprint)? {
+            let engine = match checkpoints.load(&name, &self.fingerprint)? {
                 Some(checkpoint) => {
                     info!(checkpoint = %name, "Partition state restored.");
                     let engine = engine_from(&checkpoint, &self.config)?;
@@ -174,7 +174,7 @@ impl PartitionTasks {
     /// Writes each task's checkpoint at its split's position in `positions`.
     pub fn save(
         &self,
-        sinks: &mut [Box<dyn Sink>],
+        checkpoints: &mut Checkpoints,
         pipeline: &str,
         epoch: u64,
         written_at: i64,
@@ -190,11 +190,7 @@ impl PartitionTasks {
             let engine = if task.finished {
                 None
             } else {
-                Some(
-                    task.engine
-                        .snapshot()
-                        .map_err(|e| PipelineError::Checkpoint(e.to_string()))?,
-                )
+                Some(task.engine.snapshot()?)
             };
             let checkpoint = Checkpoint {
                 fingerprint: self.fingerprint.clone(),
@@ -204,7 +200,7 @@ impl PartitionTasks {
                 written_at,
             };
             let name = Self::checkpoint_name(pipeline, &self.stream, &task.source, task.partition);
-            save_checkpoint(sinks, &name, &checkpoint)?;
+            checkpoints.save(&name, &checkpoint)?;
         }
         Ok(())
     }
@@ -247,34 +243,32 @@ mod tests {
     use std::borrow::Cow;
     use std::collections::BTreeMap;
 
+    use std::sync::{Arc, Mutex};
+
     use super::*;
-    use crate::sink::SinkError;
+    use crate::checkpoint::{CheckpointError, CheckpointStore};
 
-    /// Keeps checkpoints in memory, as the db sink keeps them in its table.
-    #[derive(Default)]
-    struct CheckpointStore(BTreeMap<String, Checkpoint>);
+    /// Keeps checkpoints in memory, as the database keeps them in its table.
+    #[derive(Default, Clone)]
+    struct InMemory(Arc<Mutex<BTreeMap<String, Checkpoint>>>);
 
-    impl Sink for CheckpointStore {
-        fn write(&mut self, _records: &[Record]) -> Result<(), SinkError> {
+    impl CheckpointStore for InMemory {
+        fn save(&mut self, name: &str, checkpoint: &Checkpoint) -> Result<(), CheckpointError> {
+            self.0
+                .lock()
+                .unwrap()
+                .insert(name.to_owned(), checkpoint.clone());
             Ok(())
         }
 
-        fn flush(&mut self, _epoch: u64) -> Result<(), SinkError> {
-            Ok(())
+        fn load(&mut self, name: &str) -> Result<Option<Checkpoint>, CheckpointError> {
+            Ok(self.0.lock().unwrap().get(name).cloned())
         }
+    }
 
-        fn save_checkpoint(
-            &mut self,
-            name: &str,
-            checkpoint: &Checkpoint,
-        ) -> Result<bool, SinkError> {
-            self.0.insert(name.to_owned(), checkpoint.clone());
-            Ok(true)
-        }
-
-        fn load_checkpoint(&mut self, name: &str) -> Result<Option<Checkpoint>, SinkError> {
-            Ok(self.0.get(name).cloned())
-        }
+    fn store() -> (Checkpoints, InMemory) {
+        let memory = InMemory::default();
+        (Checkpoints::new(Some(Box::new(memory.clone()))), memory)
     }
 
     const CONFIG: &str = r#"
@@ -327,11 +321,11 @@ url = "sqlite://unused.db"
     #[test]
     fn a_partition_moves_with_its_state_and_is_counted_once() {
         let config = Config::from_toml_str(CONFIG).unwrap();
-        let mut sinks: Vec<Box<dyn Sink>> = vec![Box::new(CheckpointStore::default())];
+        let (mut checkpoints, _memory) = store();
         let mut tasks = PartitionTasks::new(&config, 0);
         let mut out = Vec::new();
         let resume = tasks
-            .assign(&[split(0), split(1)], &mut sinks, "p", 0)
+            .assign(&[split(0), split(1)], &mut checkpoints, "p", 0)
             .unwrap();
         assert!(resume.is_empty(), "nothing checkpointed yet");
         for offset in 0..5 {
@@ -348,7 +342,13 @@ url = "sqlite://unused.db"
             .process(&event("b", 0), origin(1, 0), 0, &mut out)
             .unwrap();
         tasks
-            .save(&mut sinks, "p", 1, 0, &[position(0, 5), position(1, 1)])
+            .save(
+                &mut checkpoints,
+                "p",
+                1,
+                0,
+                &[position(0, 5), position(1, 1)],
+            )
             .unwrap();
         assert_eq!(tasks.counters().accepted, 6);
 
@@ -356,7 +356,7 @@ url = "sqlite://unused.db"
         // the checkpoint, with its counters, which are not counted a second time.
         tasks.revoke(&[split(0), split(1)]);
         assert_eq!(tasks.counters().accepted, 6);
-        let resume = tasks.assign(&[split(0)], &mut sinks, "p", 0).unwrap();
+        let resume = tasks.assign(&[split(0)], &mut checkpoints, "p", 0).unwrap();
         assert_eq!(resume, [position(0, 5)]);
         assert_eq!(tasks.counters().accepted, 6);
 
@@ -377,11 +377,11 @@ url = "sqlite://unused.db"
     #[test]
     fn a_series_from_a_second_partition_is_refused_with_the_reason() {
         let config = Config::from_toml_str(CONFIG).unwrap();
-        let mut sinks: Vec<Box<dyn Sink>> = vec![Box::new(CheckpointStore::default())];
+        let (mut checkpoints, _memory) = store();
         let mut tasks = PartitionTasks::new(&config, 0);
         let mut out = Vec::new();
         tasks
-            .assign(&[split(0), split(1)], &mut sinks, "p", 0)
+            .assign(&[split(0), split(1)], &mut checkpoints, "p", 0)
             .unwrap();
         tasks
             .process(&event("a", 0), origin(0, 0), 0, &mut out)
@@ -403,18 +403,18 @@ url = "sqlite://unused.db"
     #[test]
     fn a_finished_task_is_checkpointed_without_state() {
         let config = Config::from_toml_str(CONFIG).unwrap();
-        let mut sinks: Vec<Box<dyn Sink>> = vec![Box::new(CheckpointStore::default())];
+        let (mut checkpoints, mut memory) = store();
         let mut tasks = PartitionTasks::new(&config, 0);
         let mut out = Vec::new();
-        tasks.assign(&[split(0)], &mut sinks, "p", 0).unwrap();
+        tasks.assign(&[split(0)], &mut checkpoints, "p", 0).unwrap();
         tasks
             .process(&event("a", 0), origin(0, 0), 0, &mut out)
             .unwrap();
         tasks.finish(&mut out);
         tasks
-            .save(&mut sinks, "p", 3, 0, &[position(0, 1)])
+            .save(&mut checkpoints, "p", 3, 0, &[position(0, 1)])
             .unwrap();
-        let saved = sinks[0].load_checkpoint("p/s/t/0").unwrap().unwrap();
+        let saved = memory.load("p/s/t/0").unwrap().unwrap();
         assert_eq!(saved.engine, None);
         assert_eq!(saved.positions, [[position(0, 1)]]);
         assert_eq!(saved.epoch, 3);

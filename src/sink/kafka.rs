@@ -15,6 +15,7 @@ use rdkafka::client::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::ClientConfig;
+use thiserror::Error;
 
 use super::{Sink, SinkError};
 use crate::config::Invalid;
@@ -72,6 +73,29 @@ impl KafkaSinkConfig {
     }
 }
 
+#[derive(Debug, Error)]
+pub enum KafkaSinkError {
+    #[error("cannot create the producer")]
+    Create(#[source] KafkaError),
+    #[error("cannot encode a record as JSON")]
+    Encode(#[source] serde_json::Error),
+    #[error("cannot send to topic {topic:?}")]
+    Send {
+        topic: String,
+        #[source]
+        source: KafkaError,
+    },
+    #[error("the broker did not acknowledge everything within {FLUSH_TIMEOUT:?}")]
+    Flush(#[source] KafkaError),
+    #[error("{failed} record(s) were not delivered")]
+    Undelivered {
+        failed: u64,
+        /// The first delivery error (the others are usually alike).
+        #[source]
+        first: Option<KafkaError>,
+    },
+}
+
 /// How long a flush waits for the broker to acknowledge everything sent.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -79,7 +103,7 @@ const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
 #[derive(Default)]
 struct Deliveries {
     failed: AtomicU64,
-    first_error: Mutex<Option<String>>,
+    first_error: Mutex<Option<KafkaError>>,
 }
 
 impl ClientContext for Deliveries {}
@@ -91,7 +115,7 @@ impl ProducerContext for Deliveries {
         if let Err((error, _)) = result {
             self.failed.fetch_add(1, Ordering::Relaxed);
             if let Ok(mut first) = self.first_error.lock() {
-                first.get_or_insert_with(|| error.to_string());
+                first.get_or_insert_with(|| error.clone());
             }
         }
     }
@@ -115,7 +139,7 @@ impl KafkaSink {
             .set("enable.idempotence", "true")
             .set("linger.ms", "20")
             .create_with_context(Deliveries::default())
-            .map_err(|e| SinkError::Kafka(e.to_string()))?;
+            .map_err(KafkaSinkError::Create)?;
         Ok(KafkaSink {
             producer,
             topics: config.topics_by_kind(),
@@ -150,7 +174,7 @@ impl Sink for KafkaSink {
                 Record::DeadLetter(r) => serde_json::to_writer(&mut self.buffer, r),
                 Record::Join(r) => serde_json::to_writer(&mut self.buffer, r),
             };
-            encoded.map_err(|e| SinkError::Kafka(e.to_string()))?;
+            encoded.map_err(KafkaSinkError::Encode)?;
             let mut message = BaseRecord::to(topic)
                 .key(key_of(record))
                 .payload(&self.buffer[..]);
@@ -162,7 +186,13 @@ impl Sink for KafkaSink {
                         message = back;
                         std::thread::sleep(Duration::from_millis(5));
                     }
-                    Err((error, _)) => return Err(SinkError::Kafka(error.to_string())),
+                    Err((source, _)) => {
+                        return Err(KafkaSinkError::Send {
+                            topic: topic.clone(),
+                            source,
+                        }
+                        .into())
+                    }
                 }
             }
         }
@@ -174,19 +204,12 @@ impl Sink for KafkaSink {
     fn flush(&mut self, _epoch: u64) -> Result<(), SinkError> {
         self.producer
             .flush(FLUSH_TIMEOUT)
-            .map_err(|e| SinkError::Kafka(format!("flush: {e}")))?;
+            .map_err(KafkaSinkError::Flush)?;
         let context = self.producer.context();
         let failed = context.failed.swap(0, Ordering::Relaxed);
         if failed > 0 {
-            let first = context
-                .first_error
-                .lock()
-                .ok()
-                .and_then(|mut e| e.take())
-                .unwrap_or_default();
-            return Err(SinkError::Kafka(format!(
-                "{failed} record(s) were not delivered: {first}"
-            )));
+            let first = context.first_error.lock().ok().and_then(|mut e| e.take());
+            return Err(KafkaSinkError::Undelivered { failed, first }.into());
         }
         Ok(())
     }

@@ -1,5 +1,4 @@
-//! Sinks: where records go. Every sink receives every record kind and writes the same logical
-//! records (field names of `record.rs`).
+//! Sinks: where records go, each configured by its own table and built by [`SinkConfig::build`].
 
 pub(crate) mod console;
 pub(crate) mod db;
@@ -7,16 +6,16 @@ mod kafka;
 mod ndjson;
 mod parquet;
 
+pub use crate::db::DbError;
 pub use console::{ConsoleConfig, ConsoleSink};
-pub use db::{DbConfig, DbError, DbSink};
-pub use kafka::{KafkaSink, KafkaSinkConfig};
+pub use db::{DbConfig, DbSink};
+pub use kafka::{KafkaSink, KafkaSinkConfig, KafkaSinkError};
 pub use ndjson::{NdjsonConfig, NdjsonSink};
 pub use parquet::{ParquetConfig, ParquetError, ParquetSink};
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::checkpoint::Checkpoint;
 use crate::config::Invalid;
 use crate::record::Record;
 
@@ -46,7 +45,8 @@ impl SinkConfig {
         }
     }
 
-    /// Opens the sink; `pipeline` names this pipeline's files.
+    /// Opens the sink; `pipeline` names this pipeline's files. (The pipeline opens `db` sinks
+    /// itself, to take the first one's checkpoint store: see `pipeline::Outputs`.)
     pub fn build(&self, pipeline: &str) -> Result<Box<dyn Sink>, SinkError> {
         Ok(match self {
             SinkConfig::Ndjson(ndjson) => Box::new(NdjsonSink::create(&ndjson.path)?),
@@ -60,7 +60,7 @@ impl SinkConfig {
 
 #[derive(Debug, Error)]
 pub enum SinkError {
-    #[error("{path}: {source}")]
+    #[error("cannot write {path}")]
     Io {
         path: String,
         #[source]
@@ -68,62 +68,14 @@ pub enum SinkError {
     },
     #[error(transparent)]
     Db(#[from] DbError),
-    #[error("checkpoint: {0}")]
-    Checkpoint(String),
-    #[error("kafka: {0}")]
-    Kafka(String),
-    #[error("parquet: {0}")]
-    Parquet(String),
+    #[error("kafka sink")]
+    Kafka(#[from] KafkaSinkError),
+    #[error("parquet sink")]
+    Parquet(#[from] ParquetError),
 }
 
-/// One stream's progress, as the status page shows it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
-pub struct StreamProgress {
-    pub name: String,
-    /// `None` before the first event.
-    pub watermark: Option<i64>,
-    pub messages: u64,
-    pub accepted: u64,
-    pub late: u64,
-    pub duplicates: u64,
-    pub dead_letters: u64,
-    /// Per source partition, in split order.
-    pub partitions: Vec<PartitionProgress>,
-    /// Why the source cannot read right now (e.g. every broker down); `None` while it reads.
-    pub source_error: Option<String>,
-    /// What the source is doing when that is more than reading, e.g. which partitions a
-    /// consumer group gave this instance (see [`crate::source::Source::state`]).
-    pub source_state: Option<String>,
-}
-
-impl StreamProgress {
-    /// Consumer lag summed over the partitions that report one.
-    pub fn total_lag(&self) -> Option<u64> {
-        self.partitions
-            .iter()
-            .filter_map(|p| p.lag)
-            .reduce(|a, b| a + b)
-    }
-}
-
-/// One source partition (a Kafka topic-partition, a file) as the status page shows it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
-pub struct PartitionProgress {
-    /// The id the engine tracks the partition's watermark by.
-    pub split: u32,
-    /// Topic or file; empty when the source has no name for it (socket, demo).
-    pub source: String,
-    pub partition: u32,
-    /// Next offset (Kafka) or line (file) to read; `None` when the source has no positions.
-    pub next_offset: Option<u64>,
-    /// Messages between the next offset and the newest the broker has reported (Kafka only).
-    pub lag: Option<u64>,
-    /// This partition's contribution: max event time − lateness; `None` before its first event.
-    pub watermark: Option<i64>,
-    /// Silent for `idle_timeout`: not holding the stream's watermark back.
-    pub idle: bool,
-}
-
+/// Where records go. Every sink receives every record kind and writes the same logical records
+/// (the fields of `record.rs`); what it makes of a replay (upsert, append) is its own.
 pub trait Sink: Send {
     /// Called once before the first write. `resume` is the epoch of the checkpoint the run
     /// continues from (`None`: a fresh start), so file sinks know whether to start over or to
@@ -133,36 +85,9 @@ pub trait Sink: Send {
     }
 
     fn write(&mut self, records: &[Record]) -> Result<(), SinkError>;
+
     /// Makes everything written so far durable (or at least handed to the OS). It belongs to
     /// checkpoint `epoch`; epochs only grow (a failed checkpoint's epoch is skipped, not reused),
     /// which file sinks rely on to name their files.
     fn flush(&mut self, epoch: u64) -> Result<(), SinkError>;
-
-    /// Stores a checkpoint atomically; `false` when this sink cannot hold checkpoints.
-    fn save_checkpoint(
-        &mut self,
-        _pipeline: &str,
-        _checkpoint: &Checkpoint,
-    ) -> Result<bool, SinkError> {
-        Ok(false)
-    }
-
-    /// The pipeline's progress after each round of reading (status pages, metrics).
-    fn on_progress(&mut self, _progress: &[StreamProgress]) {}
-
-    /// The pipeline stopped because a sink failed (`Some(reason)`) or resumed (`None`).
-    fn on_paused(&mut self, _reason: Option<&str>) {}
-
-    /// The pipeline's last checkpoint, if this sink holds one.
-    fn load_checkpoint(&mut self, _pipeline: &str) -> Result<Option<Checkpoint>, SinkError> {
-        Ok(None)
-    }
-}
-
-/// Builds the sinks a config lists; `pipeline` names this pipeline's files and checkpoint.
-pub fn build(configs: &[SinkConfig], pipeline: &str) -> Result<Vec<Box<dyn Sink>>, SinkError> {
-    configs
-        .iter()
-        .map(|config| config.build(pipeline))
-        .collect()
 }

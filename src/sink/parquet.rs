@@ -85,20 +85,14 @@ fn lake_url(text: &str) -> Result<String, String> {
 pub enum ParquetError {
     #[error("parquet sink URL {url:?}: {reason}")]
     Url { url: String, reason: String },
-    #[error("object store: {0}")]
+    #[error("object store")]
     Store(#[from] object_store::Error),
-    #[error("arrow conversion: {0}")]
+    #[error("arrow conversion")]
     Arrow(#[from] serde_arrow::Error),
-    #[error("parquet: {0}")]
+    #[error("parquet encoding")]
     Parquet(#[from] parquet::errors::ParquetError),
-    #[error("cannot start the object-store runtime: {0}")]
-    Runtime(std::io::Error),
-}
-
-impl From<ParquetError> for SinkError {
-    fn from(e: ParquetError) -> Self {
-        SinkError::Parquet(e.to_string())
-    }
+    #[error("cannot start the object-store runtime")]
+    Runtime(#[source] std::io::Error),
 }
 
 /// Where in the lake a record goes.

@@ -94,7 +94,7 @@ pub struct RawMessage<'a> {
 
 #[derive(Debug, Error)]
 pub enum SourceError {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Io {
         path: String,
         #[source]
@@ -104,10 +104,16 @@ pub enum SourceError {
     Empty { path: String },
     #[error("this source never ends: run without --once")]
     NeverEnds,
-    #[error("kafka: {0}")]
-    Kafka(String),
+    #[error("kafka")]
+    Kafka(#[source] rdkafka::error::KafkaError),
     #[error("kafka: topic {topic:?} does not exist or has no partitions")]
     MissingTopic { topic: String },
+    #[error("kafka: topic {topic:?} has no partition {partition} (it has {partitions})")]
+    MissingPartition {
+        topic: String,
+        partition: i32,
+        partitions: usize,
+    },
     #[error("kafka: the consumer group {group:?} assigned no partitions within {waited:?}")]
     NoAssignment {
         group: String,

@@ -1,6 +1,7 @@
 //! The JSON API, `/healthz` and `/metrics`.
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -12,10 +13,11 @@ use serde::{Deserialize, Serialize};
 use super::auth::Principal;
 use super::{check_same_origin, AppState, WebError, NOTE_LIMIT};
 use crate::clock::now_ms;
+use crate::db::{Acknowledgement, VerdictFilter};
 use crate::live::SeriesView;
 use crate::names::UnknownName;
+use crate::record::PointRecord;
 use crate::record::{AlertRecord, AlertState, Verdict};
-use crate::store::{Acknowledgement, VerdictFilter};
 
 pub async fn healthz() -> &'static str {
     "ok"
@@ -24,12 +26,29 @@ pub async fn healthz() -> &'static str {
 /// `GET /api/status`: the status page's data — streams with their partitions, recent late
 /// events and dead letters.
 pub async fn status(State(state): State<AppState>) -> Json<serde_json::Value> {
-    let dashboard = state.live.read();
+    let (late, dead_letters) = {
+        let dashboard = state.live.read();
+        (
+            dashboard
+                .recent_late
+                .iter()
+                .rev()
+                .cloned()
+                .collect::<Vec<_>>(),
+            dashboard
+                .recent_dead_letters
+                .iter()
+                .rev()
+                .cloned()
+                .collect::<Vec<_>>(),
+        )
+    };
+    let status = state.live.status().clone();
     Json(serde_json::json!({
-        "streams": dashboard.streams,
-        "paused": dashboard.paused,
-        "late": dashboard.recent_late.iter().rev().collect::<Vec<_>>(),
-        "dead_letters": dashboard.recent_dead_letters.iter().rev().collect::<Vec<_>>(),
+        "streams": status.streams,
+        "paused": status.paused,
+        "late": late,
+        "dead_letters": dead_letters,
     }))
 }
 
@@ -65,6 +84,16 @@ impl From<&SeriesView> for SeriesSummary {
     }
 }
 
+/// One series with its recent points: `GET /api/series/{stream}/{series}`.
+#[derive(Serialize)]
+struct SeriesDetail {
+    stream: Arc<str>,
+    series: Arc<str>,
+    last: Arc<PointRecord>,
+    /// `(ts, value)`, oldest first.
+    recent: Vec<(i64, f64)>,
+}
+
 pub async fn series_list(State(state): State<AppState>) -> Json<Vec<SeriesSummary>> {
     let dashboard = state.live.read();
     Json(dashboard.series.values().map(SeriesSummary::from).collect())
@@ -90,13 +119,19 @@ pub async fn series_one(
     Query(range): Query<HistoryQuery>,
 ) -> Result<axum::response::Response, WebError> {
     if range.from.is_none() && range.to.is_none() {
-        let dashboard = state.live.read();
-        return dashboard
+        let detail = state
+            .live
+            .read()
             .series
-            .values()
-            .find(|v| *v.stream == *stream && *v.series == *series)
-            .cloned()
-            .map(|view| Json(view).into_response())
+            .get(&(Arc::from(stream.as_str()), Arc::from(series.as_str())))
+            .map(|view| SeriesDetail {
+                stream: view.stream.clone(),
+                series: view.series.clone(),
+                last: view.last.clone(),
+                recent: view.sparkline_points(usize::MAX),
+            });
+        return detail
+            .map(|detail| Json(detail).into_response())
             .ok_or_else(|| WebError::NotFound(format!("series {stream}/{series}")));
     }
     let to = range.to.unwrap_or_else(now_ms);
@@ -345,7 +380,7 @@ fn ack_fields(
     Ok((by, note))
 }
 
-fn store_of(state: &AppState) -> Result<&crate::store::Store, WebError> {
+fn store_of(state: &AppState) -> Result<&crate::db::Store, WebError> {
     state.store.as_ref().ok_or_else(|| {
         WebError::Unavailable(
             "acknowledgements are stored in the database: add a db sink to the pipeline".into(),
@@ -356,6 +391,7 @@ fn store_of(state: &AppState) -> Result<&crate::store::Store, WebError> {
 /// Prometheus text exposition of the pipeline's counters.
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let events_per_second = state.live.events_per_second();
+    let status = state.live.status().clone();
     let dashboard = state.live.read();
     let mut text = String::new();
     let mut family = |name: &str, kind: &str, help: &str| {
@@ -428,7 +464,7 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         "gauge",
         "Accepted events per second since start.",
     );
-    for s in &dashboard.streams {
+    for s in &status.streams {
         let stream = escape_label(&s.name);
         for (name, value) in [
             ("tidewatch_messages_total", s.messages),
@@ -478,7 +514,7 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let _ = writeln!(
         text,
         "tidewatch_pipeline_paused {}",
-        u8::from(dashboard.paused.is_some())
+        u8::from(status.paused.is_some())
     );
     let _ = writeln!(text, "tidewatch_open_alerts {}", dashboard.open_alerts());
     let _ = writeln!(text, "tidewatch_series {}", dashboard.series.len());

@@ -7,6 +7,8 @@ use axum::Json;
 use serde_json::json;
 use tracing::error;
 
+use crate::report::Report;
+
 #[derive(Debug, thiserror::Error)]
 pub enum WebError {
     #[error("{0}")]
@@ -43,14 +45,14 @@ impl IntoResponse for WebError {
     }
 }
 
-impl From<crate::sink::DbError> for WebError {
-    fn from(e: crate::sink::DbError) -> Self {
-        WebError::Internal(e.to_string())
+impl From<crate::db::DbError> for WebError {
+    fn from(e: crate::db::DbError) -> Self {
+        WebError::Internal(Report(&e).to_string())
     }
 }
 
 impl From<askama::Error> for WebError {
     fn from(e: askama::Error) -> Self {
-        WebError::Internal(e.to_string())
+        WebError::Internal(Report(&e).to_string())
     }
 }

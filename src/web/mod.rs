@@ -25,8 +25,8 @@ use tower_http::trace::TraceLayer;
 
 pub use error::WebError;
 
+use crate::db::Store;
 use crate::live::LiveState;
-use crate::store::Store;
 
 /// Largest request body accepted (an acknowledgement with its note).
 pub const BODY_LIMIT: usize = 16 * 1024;

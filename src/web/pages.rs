@@ -13,8 +13,8 @@ use super::auth::{safe_next, session_cookie};
 use super::{asset_cache, check_same_origin, AppState, WebError};
 use crate::clock::{format_ms, now_ms};
 use crate::live::Dashboard;
+use crate::pipeline::StreamProgress;
 use crate::record::{AlertMethod, AlertRecord, AlertState, Trend, Verdict, WindowKind};
-use crate::sink::StreamProgress;
 
 /// What the page header shows of the person looking, and what they may do.
 pub struct Viewer {
@@ -207,8 +207,8 @@ fn alert_spark(dashboard: &Dashboard, a: &AlertRecord) -> Option<(String, f64, f
     let around: Vec<(i64, f64)> = view
         .recent
         .iter()
-        .copied()
-        .filter(|&(t, _)| t >= a.ts - 300_000 && t <= a.ts + 120_000)
+        .filter(|p| p.ts >= a.ts - 300_000 && p.ts <= a.ts + 120_000)
+        .map(|p| (p.ts, p.value))
         .collect();
     let &(_, value) = around.iter().find(|&&(t, _)| t == a.ts)?;
     if around.len() < 2 {
@@ -231,8 +231,7 @@ pub async fn overview(
             .series
             .values()
             .map(|v| {
-                let recent: Vec<(i64, f64)> =
-                    v.recent.iter().rev().take(120).rev().copied().collect();
+                let recent = v.sparkline_points(120);
                 let stale = v.updated.is_some_and(|t| t.elapsed() > STALE_AFTER);
                 SeriesRow {
                     stream: v.stream.to_string(),
@@ -261,8 +260,9 @@ pub async fn overview(
             .collect();
         // Most anomalous first.
         series.sort_by(|a, b| b.score.total_cmp(&a.score));
+        let status = state.live.status();
         OverviewPage {
-            streams: dashboard
+            streams: status
                 .streams
                 .iter()
                 .map(|s| StreamRow::of(s, now))
@@ -272,7 +272,7 @@ pub async fn overview(
             open_alerts: dashboard.open_alerts(),
             late_total: dashboard.late_total,
             dead_letters_total: dashboard.dead_letters_total,
-            paused: dashboard.paused.clone().unwrap_or_default(),
+            paused: status.paused.clone().unwrap_or_default(),
             viewer,
         }
     };
@@ -472,16 +472,16 @@ pub async fn series(
         .ok_or_else(|| WebError::NotFound(format!("series {stream}/{series}")))?;
     // Columns: time (s), value, SMA, EWMA, band low, band high, anomaly marker, expected.
     let mut columns: [Vec<serde_json::Value>; 8] = Default::default();
-    for p in &view.chart {
+    for p in &view.recent {
         let cells = [
             serde_json::json!(p.ts as f64 / 1000.0),
             serde_json::json!(p.value),
             serde_json::json!(p.sma),
             serde_json::json!(p.ewma),
-            serde_json::json!(p.lower),
-            serde_json::json!(p.upper),
+            serde_json::json!(p.lower()),
+            serde_json::json!(p.upper()),
             serde_json::json!(p.anomaly.then_some(p.value)),
-            serde_json::json!(p.expected),
+            serde_json::json!(p.expected()),
         ];
         for (column, cell) in columns.iter_mut().zip(cells) {
             column.push(cell);
@@ -640,11 +640,12 @@ pub async fn status(
 ) -> Result<impl IntoResponse, WebError> {
     let viewer = Viewer::of(&state, &headers);
     let page = {
+        let status = state.live.status().clone();
         let dashboard = state.live.read();
         let now = now_ms();
         let dash = || "–".to_string();
         StatusPage {
-            streams: dashboard
+            streams: status
                 .streams
                 .iter()
                 .map(|s| StreamStatus {
@@ -701,7 +702,7 @@ pub async fn status(
                 })
                 .collect(),
             open_alerts: dashboard.open_alerts(),
-            paused: dashboard.paused.clone().unwrap_or_default(),
+            paused: status.paused.unwrap_or_default(),
             viewer,
         }
     };

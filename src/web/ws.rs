@@ -28,7 +28,7 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
 use futures_util::{SinkExt, StreamExt};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::sync::broadcast::{self, error::RecvError};
 use tracing::debug;
@@ -36,6 +36,7 @@ use tracing::debug;
 use super::api::SeriesSummary;
 use super::{check_same_origin, AppState, WebError};
 use crate::live::{LiveState, Update, Updates};
+use crate::record::AlertRecord;
 
 /// Protocol version, in every message.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -92,42 +93,56 @@ struct ClientMessage {
     subscribe: Subscription,
 }
 
+/// A series in a snapshot: its summary and the points of its sparkline.
+#[derive(Serialize)]
+struct SnapshotSeries {
+    #[serde(flatten)]
+    summary: SeriesSummary,
+    recent: Vec<(i64, f64)>,
+}
+
+/// Everything a client needs to start from. The data is copied out under the lock and
+/// serialised after it is released, so the pipeline never waits for the serialisation.
 fn snapshot(live: &LiveState) -> Value {
     let events_per_second = live.events_per_second();
-    let dashboard = live.read();
-    let series: Vec<Value> = dashboard
-        .series
-        .values()
-        .map(|v| {
-            let recent: Vec<(i64, f64)> = v.recent.iter().rev().take(120).rev().copied().collect();
-            let mut summary = serde_json::to_value(SeriesSummary::from(v)).unwrap_or(Value::Null);
-            summary["recent"] = json!(recent);
-            summary
-        })
-        .collect();
-    let mut alerts: Vec<_> = dashboard.alerts.values().cloned().collect();
-    alerts.sort_by_key(|a| std::cmp::Reverse(a.ts));
-    alerts.truncate(SNAPSHOT_ALERTS);
+    let (series, alerts) = {
+        let dashboard = live.read();
+        let series: Vec<SnapshotSeries> = dashboard
+            .series
+            .values()
+            .map(|v| SnapshotSeries {
+                summary: SeriesSummary::from(v),
+                recent: v.sparkline_points(120),
+            })
+            .collect();
+        let mut alerts: Vec<&AlertRecord> = dashboard.alerts.values().collect();
+        alerts.sort_by_key(|a| std::cmp::Reverse(a.ts));
+        alerts.truncate(SNAPSHOT_ALERTS);
+        let alerts: Vec<AlertRecord> = alerts.into_iter().cloned().collect();
+        (series, alerts)
+    };
+    let streams = live.status().streams.clone();
     json!({
         "v": PROTOCOL_VERSION,
         "type": "snapshot",
         "series": series,
         "alerts": alerts,
-        "streams": dashboard.streams,
+        "streams": streams,
         "events_per_second": events_per_second,
     })
 }
 
 fn status(live: &LiveState) -> Value {
     let events_per_second = live.events_per_second();
-    let dashboard = live.read();
+    let open_alerts = live.read().open_alerts();
+    let status = live.status().clone();
     json!({
         "v": PROTOCOL_VERSION,
         "type": "status",
-        "streams": dashboard.streams,
+        "streams": status.streams,
         "events_per_second": events_per_second,
-        "open_alerts": dashboard.open_alerts(),
-        "paused": dashboard.paused,
+        "open_alerts": open_alerts,
+        "paused": status.paused,
     })
 }
 

@@ -4,9 +4,10 @@
 use std::path::Path;
 
 use sqlx::Row;
+use tidewatch::db::{Acknowledgement, VerdictFilter, VerdictShare};
 use tidewatch::record::Verdict;
+use tidewatch::report::Report;
 use tidewatch::sink::DbSink;
-use tidewatch::store::{Acknowledgement, VerdictFilter, VerdictShare};
 
 use crate::support::postgres::Postgres;
 use crate::support::{assert_success, read_ndjson, tidewatch};
@@ -75,7 +76,7 @@ fn check_store(db_url: &str, dir: &Path) {
         .collect();
     expected.sort();
     let history = tokio::runtime::Runtime::new().unwrap().block_on(async {
-        let store = tidewatch::store::Store::connect(db_url).await.unwrap();
+        let store = tidewatch::db::Store::connect(db_url).await.unwrap();
         store
             .windows("sensors", &series, i64::MIN, i64::MAX, 1_000_000)
             .await
@@ -148,7 +149,7 @@ fn check_store(db_url: &str, dir: &Path) {
     // (which keeps it).
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let store = runtime
-        .block_on(tidewatch::store::Store::connect(db_url))
+        .block_on(tidewatch::db::Store::connect(db_url))
         .unwrap();
     for verdict in [Some(Verdict::FalseAlarm), None] {
         let ack = Acknowledgement {
@@ -222,8 +223,8 @@ fn check_store(db_url: &str, dir: &Path) {
     .unwrap();
     let error = runtime
         .block_on(store.alerts(None, None, 100_000))
-        .unwrap_err()
-        .to_string();
+        .unwrap_err();
+    let error = Report(&error).to_string();
     assert!(
         error.contains("alerts.state: unknown alert state \"snoozed\""),
         "{error}"
@@ -235,8 +236,8 @@ fn check_store(db_url: &str, dir: &Path) {
     .unwrap();
     let error = runtime
         .block_on(store.windows("sensors", &series, i64::MIN, i64::MAX, 10))
-        .unwrap_err()
-        .to_string();
+        .unwrap_err();
+    let error = Report(&error).to_string();
     assert!(
         error.contains("windows.kind: unknown window kind \"hopping\""),
         "{error}"

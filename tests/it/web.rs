@@ -6,12 +6,12 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use serde_json::Value;
+use tidewatch::db::Store;
 use tidewatch::live::{LiveSink, LiveState, Update};
 use tidewatch::record::{
     AlertMethod, AlertRecord, AlertState, Direction, PointRecord, Record, Severity, Trend,
 };
 use tidewatch::sink::{DbSink, Sink};
-use tidewatch::store::Store;
 use tidewatch::web::auth::{Auth, SESSION_COOKIE};
 use tidewatch::web::{router, AppState};
 use tower::ServiceExt;
@@ -608,8 +608,8 @@ async fn series_page_embeds_chart_data_safely() {
 
 #[tokio::test]
 async fn status_page_shows_partitions_lag_late_events_and_dead_letters() {
+    use tidewatch::pipeline::{PartitionProgress, StreamProgress};
     use tidewatch::record::{DeadLetterRecord, LateRecord};
-    use tidewatch::sink::{PartitionProgress, StreamProgress};
 
     let (app, live, _dir) = fixture(None).await;
     let mut live_sink = LiveSink::new(live.clone());
@@ -644,22 +644,26 @@ async fn status_page_shows_partitions_lag_late_events_and_dead_letters() {
         watermark,
         idle,
     };
-    live_sink.on_progress(&[StreamProgress {
-        name: "s".into(),
-        watermark: Some(1_764_000_010_000),
-        messages: 3001,
-        accepted: 2990,
-        late: 1,
-        duplicates: 10,
-        dead_letters: 1,
-        partitions: vec![
-            partition(0, 5, Some(1_764_000_010_000), false),
-            partition(1, 7, Some(1_763_999_000_000), true),
-            partition(2, 11, None, false),
-        ],
-        source_error: Some("all brokers down".into()),
-        source_state: None,
-    }]);
+    // The pipeline reports its progress to the live view over the status channel.
+    let pipeline_status = live.status_sender();
+    pipeline_status.send_modify(|s| {
+        s.streams = vec![StreamProgress {
+            name: "s".into(),
+            watermark: Some(1_764_000_010_000),
+            messages: 3001,
+            accepted: 2990,
+            late: 1,
+            duplicates: 10,
+            dead_letters: 1,
+            partitions: vec![
+                partition(0, 5, Some(1_764_000_010_000), false),
+                partition(1, 7, Some(1_763_999_000_000), true),
+                partition(2, 11, None, false),
+            ],
+            source_error: Some("all brokers down".into()),
+            source_state: None,
+        }]
+    });
 
     let (code, html) = get(&app, "/status").await;
     assert_eq!(code, StatusCode::OK);
@@ -705,7 +709,7 @@ async fn status_page_shows_partitions_lag_late_events_and_dead_letters() {
     assert!(metrics.contains("tidewatch_source_up{stream=\"s\"} 0"));
 
     // A failing sink pauses the pipeline: the status page and the metrics say so.
-    live_sink.on_paused(Some("database unreachable <again>"));
+    pipeline_status.send_modify(|s| s.paused = Some("database unreachable <again>".into()));
     let (_, html) = get(&app, "/status").await;
     assert!(
         html.contains("Pipeline paused: database unreachable &"),
@@ -713,18 +717,20 @@ async fn status_page_shows_partitions_lag_late_events_and_dead_letters() {
     );
     let (_, metrics) = get(&app, "/metrics").await;
     assert!(metrics.contains("tidewatch_pipeline_paused 1"));
-    live_sink.on_paused(None);
+    pipeline_status.send_modify(|s| s.paused = None);
     let (_, html) = get(&app, "/status").await;
     assert!(!html.contains("Pipeline paused"));
 
     // Reading again, as one member of a consumer group: the status says which partitions.
     let member = "reading 2 partitions of consumer group \"g\"";
-    live_sink.on_progress(&[StreamProgress {
-        name: "s".into(),
-        partitions: vec![partition(0, 5, None, false), partition(2, 11, None, false)],
-        source_state: Some(member.into()),
-        ..StreamProgress::default()
-    }]);
+    pipeline_status.send_modify(|s| {
+        s.streams = vec![StreamProgress {
+            name: "s".into(),
+            partitions: vec![partition(0, 5, None, false), partition(2, 11, None, false)],
+            source_state: Some(member.into()),
+            ..StreamProgress::default()
+        }]
+    });
     let (_, html) = get(&app, "/status").await;
     assert!(
         html.contains("reading 2 partitions of consumer group &quot;g&quot;")

@@ -712,10 +712,11 @@ fn list_partitions(
         }
         let exists = |id: i32| found.partitions().iter().any(|p| p.id() == id);
         if let Some(missing) = config.partitions.iter().flatten().find(|&&p| !exists(p)) {
-            return Err(SourceError::Kafka(format!(
-                "topic {topic:?} has no partition {missing} (it has {})",
-                found.partitions().len()
-            )));
+            return Err(SourceError::MissingPartition {
+                topic: topic.clone(),
+                partition: *missing,
+                partitions: found.partitions().len(),
+            });
         }
         for partition in found.partitions() {
             let chosen = config
@@ -731,5 +732,5 @@ fn list_partitions(
 }
 
 fn kafka_error(error: KafkaError) -> SourceError {
-    SourceError::Kafka(error.to_string())
+    SourceError::Kafka(error)
 }

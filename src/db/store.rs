@@ -3,13 +3,12 @@
 
 use std::sync::Arc;
 
-use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::{AnyPool, Row};
+use sqlx::any::AnyRow;
+use sqlx::Row;
 
+use super::{Database, DbError};
 use crate::names::UnknownName;
 use crate::record::{AlertRecord, AlertState, Verdict, WindowRecord};
-use crate::sink::db::{connection_url, migrate, redact};
-use crate::sink::DbError;
 
 const ALERT_COLUMNS: &str = "id, stream, series, ts, value, expected, stddev, lower, upper, z, \
                              score, probability, method, expectation, direction, severity, \
@@ -42,35 +41,18 @@ pub struct VerdictShare {
 
 #[derive(Clone)]
 pub struct Store {
-    pool: AnyPool,
-    url: String,
+    db: Database,
 }
 
 impl Store {
     pub async fn connect(url: &str) -> Result<Store, DbError> {
-        sqlx::any::install_default_drivers();
-        let connect_url = connection_url(url)?;
-        let shown = redact(url);
-        let error = |source| DbError::Sqlx {
-            url: shown.clone(),
-            source,
-        };
-        let pool = AnyPoolOptions::new()
-            .max_connections(4)
-            .connect(&connect_url)
-            .await
-            .map_err(error)?;
-        migrate(&pool, connect_url.starts_with("postgres"))
-            .await
-            .map_err(error)?;
-        Ok(Store { pool, url: shown })
+        Ok(Store {
+            db: Database::connect(url).await?,
+        })
     }
 
     fn error(&self, source: sqlx::Error) -> DbError {
-        DbError::Sqlx {
-            url: self.url.clone(),
-            source,
-        }
+        self.db.error(source)
     }
 
     /// Closed windows of one series starting in `[from, to)`, oldest first, at most `limit`:
@@ -94,7 +76,7 @@ impl Store {
         .bind(from)
         .bind(to)
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(self.db.pool())
         .await
         .map_err(|e| self.error(e))?;
         rows.iter()
@@ -141,7 +123,7 @@ impl Store {
         }
         let rows = query
             .bind(limit)
-            .fetch_all(&self.pool)
+            .fetch_all(self.db.pool())
             .await
             .map_err(|e| self.error(e))?;
         rows.iter()
@@ -156,7 +138,7 @@ impl Store {
              SUM(CASE WHEN verdict = 'false_alarm' THEN 1 ELSE 0 END) \
              FROM alerts WHERE verdict IS NOT NULL GROUP BY stream ORDER BY stream",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(self.db.pool())
         .await
         .map_err(|e| self.error(e))?;
         rows.iter()
@@ -192,7 +174,7 @@ impl Store {
         ids: &[String],
         ack: &Acknowledgement<'_>,
     ) -> Result<Result<Vec<AlertRecord>, Vec<String>>, DbError> {
-        let mut tx = self.pool.begin().await.map_err(|e| self.error(e))?;
+        let mut tx = self.db.pool().begin().await.map_err(|e| self.error(e))?;
         let mut missing = Vec::new();
         let mut alerts = Vec::with_capacity(ids.len());
         for id in ids {

@@ -1,0 +1,148 @@
+//! The database: SQLite (the embedded default) or PostgreSQL, one implementation over both
+//! through sqlx's `Any` driver. The `db` sink writes records to it, checkpoints are kept in it
+//! ([`DbCheckpoints`]), and the dashboard reads it through the [`Store`] (whose one write is an
+//! acknowledgement).
+//!
+//! Tables: `windows` (key: stream, series, kind, window_start, window_end), `alerts` (key: id,
+//! itself derived from stream, series and episode start), `late_events` and `dead_letters` (key:
+//! source, partition, offset), `checkpoints` (key: the checkpoint's name). Point records are
+//! not stored (one row per event would dwarf everything else; the dashboard keeps recent points
+//! in memory and history comes from windows); join records go to the other sinks.
+
+mod checkpoints;
+mod schema;
+mod store;
+
+pub use self::checkpoints::DbCheckpoints;
+pub use self::store::{Acknowledgement, Store, VerdictFilter, VerdictShare};
+
+use sqlx::any::AnyPoolOptions;
+use sqlx::AnyPool;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum DbError {
+    #[error("database {url}")]
+    Sqlx {
+        url: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("unsupported database URL {0:?}: use sqlite://PATH or postgres://...")]
+    UnsupportedUrl(String),
+    #[error("cannot start the database runtime")]
+    Runtime(#[source] std::io::Error),
+}
+
+/// A connection pool to one database, its schema up to date.
+#[derive(Clone)]
+pub struct Database {
+    pool: AnyPool,
+    /// The URL without its password, for logs and errors.
+    url: String,
+}
+
+impl Database {
+    /// Connects (creating a SQLite file if needed) and brings the schema up to date.
+    pub async fn connect(url: &str) -> Result<Database, DbError> {
+        sqlx::any::install_default_drivers();
+        let connect_url = connection_url(url)?;
+        let shown = redact(url);
+        let error = |source| DbError::Sqlx {
+            url: shown.clone(),
+            source,
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(4)
+            .connect(&connect_url)
+            .await
+            .map_err(error)?;
+        if connect_url.starts_with("sqlite:") {
+            // WAL lets the dashboard read while the pipeline writes.
+            sqlx::query("PRAGMA journal_mode = WAL")
+                .execute(&pool)
+                .await
+                .map_err(error)?;
+        }
+        schema::migrate(&pool, connect_url.starts_with("postgres"))
+            .await
+            .map_err(error)?;
+        Ok(Database { pool, url: shown })
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// The URL as logs may show it (no password).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// A query's failure, naming this database.
+    pub fn error(&self, source: sqlx::Error) -> DbError {
+        DbError::Sqlx {
+            url: self.url.clone(),
+            source,
+        }
+    }
+}
+
+/// sqlx wants `mode=rwc` to create a SQLite file; users should not have to know that.
+pub fn connection_url(url: &str) -> Result<String, DbError> {
+    if let Some(rest) = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+    {
+        if rest.contains("mode=") {
+            return Ok(format!("sqlite://{rest}"));
+        }
+        let separator = if rest.contains('?') { '&' } else { '?' };
+        return Ok(format!("sqlite://{rest}{separator}mode=rwc"));
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(url.to_owned());
+    }
+    Err(DbError::UnsupportedUrl(redact(url)))
+}
+
+/// The URL without its password, for logs and errors.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme + 3],
+                    &credentials[..colon],
+                    &url[at..]
+                ),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_normalised_and_redacted() {
+        assert_eq!(
+            connection_url("sqlite://tidewatch.db").unwrap(),
+            "sqlite://tidewatch.db?mode=rwc"
+        );
+        assert_eq!(
+            connection_url("sqlite:data/x.db?cache=shared").unwrap(),
+            "sqlite://data/x.db?cache=shared&mode=rwc"
+        );
+        assert!(connection_url("mysql://x").is_err());
+        assert_eq!(
+            redact("postgres://tw:secret@db:5432/tw"),
+            "postgres://tw:***@db:5432/tw"
+        );
+    }
+}

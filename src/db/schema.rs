@@ -1,0 +1,135 @@
+//! The schema, as numbered migrations applied in order on connect.
+
+use sqlx::{AnyConnection, AnyPool, Connection, Row};
+
+/// Schema changes in order; `schema_version` records how many have been applied.
+const MIGRATIONS: &[&str] = &[
+    r#"
+CREATE TABLE IF NOT EXISTS windows (
+    stream TEXT NOT NULL,
+    series TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    window_start BIGINT NOT NULL,
+    window_end BIGINT NOT NULL,
+    count BIGINT NOT NULL,
+    sum DOUBLE PRECISION NOT NULL,
+    mean DOUBLE PRECISION NOT NULL,
+    min DOUBLE PRECISION NOT NULL,
+    max DOUBLE PRECISION NOT NULL,
+    stddev DOUBLE PRECISION,
+    first DOUBLE PRECISION NOT NULL,
+    last DOUBLE PRECISION NOT NULL,
+    "final" BOOLEAN NOT NULL,
+    PRIMARY KEY (stream, series, kind, window_start, window_end)
+);
+CREATE INDEX IF NOT EXISTS windows_by_end ON windows (stream, series, window_end);
+CREATE TABLE IF NOT EXISTS alerts (
+    id TEXT PRIMARY KEY,
+    stream TEXT NOT NULL,
+    series TEXT NOT NULL,
+    ts BIGINT NOT NULL,
+    value DOUBLE PRECISION NOT NULL,
+    expected DOUBLE PRECISION NOT NULL,
+    stddev DOUBLE PRECISION NOT NULL,
+    z DOUBLE PRECISION NOT NULL,
+    direction TEXT NOT NULL,
+    severity TEXT NOT NULL,
+    episode_start BIGINT NOT NULL,
+    state TEXT NOT NULL,
+    acked_by TEXT,
+    acked_at BIGINT,
+    note TEXT
+);
+CREATE INDEX IF NOT EXISTS alerts_by_state ON alerts (state, ts);
+CREATE TABLE IF NOT EXISTS late_events (
+    stream TEXT NOT NULL,
+    series TEXT NOT NULL,
+    ts BIGINT NOT NULL,
+    watermark BIGINT NOT NULL,
+    lateness_ms BIGINT NOT NULL,
+    source TEXT NOT NULL,
+    "partition" BIGINT NOT NULL,
+    "offset" BIGINT NOT NULL,
+    PRIMARY KEY (source, "partition", "offset")
+);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    stream TEXT NOT NULL,
+    source TEXT NOT NULL,
+    "partition" BIGINT NOT NULL,
+    "offset" BIGINT NOT NULL,
+    reason TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    PRIMARY KEY (source, "partition", "offset")
+)
+"#,
+    r#"
+CREATE TABLE IF NOT EXISTS checkpoints (
+    pipeline TEXT PRIMARY KEY,
+    fingerprint TEXT NOT NULL,
+    engine {BLOB},
+    positions TEXT NOT NULL,
+    epoch BIGINT NOT NULL,
+    written_at BIGINT NOT NULL
+)
+"#,
+    // What the detector found (method, expectation, band, score, probability) and people's
+    // verdicts. Alerts from before were all threshold alerts.
+    r#"
+ALTER TABLE alerts ADD COLUMN lower DOUBLE PRECISION;
+ALTER TABLE alerts ADD COLUMN upper DOUBLE PRECISION;
+ALTER TABLE alerts ADD COLUMN score DOUBLE PRECISION;
+ALTER TABLE alerts ADD COLUMN probability DOUBLE PRECISION;
+ALTER TABLE alerts ADD COLUMN method TEXT NOT NULL DEFAULT 'threshold';
+ALTER TABLE alerts ADD COLUMN expectation TEXT;
+ALTER TABLE alerts ADD COLUMN verdict TEXT;
+CREATE INDEX IF NOT EXISTS alerts_by_verdict ON alerts (stream, verdict)
+"#,
+];
+
+/// Key of the PostgreSQL advisory lock migrations hold: instances starting together (a
+/// consumer group, the dashboard beside the pipeline) take turns, since concurrent `CREATE
+/// TABLE IF NOT EXISTS` can fail on PostgreSQL and two could apply the same migration.
+const MIGRATION_LOCK: i64 = 0x7469_6465_7761_7463; // "tidewatc"
+
+pub async fn migrate(pool: &AnyPool, postgres: bool) -> Result<(), sqlx::Error> {
+    let mut conn = pool.acquire().await?;
+    if postgres {
+        sqlx::query("SELECT pg_advisory_lock($1)")
+            .bind(MIGRATION_LOCK)
+            .execute(&mut *conn)
+            .await?;
+    }
+    let result = apply_migrations(&mut conn, postgres).await;
+    if postgres {
+        // Also released when the connection closes, should this fail.
+        sqlx::query("SELECT pg_advisory_unlock($1)")
+            .bind(MIGRATION_LOCK)
+            .execute(&mut *conn)
+            .await?;
+    }
+    result
+}
+
+async fn apply_migrations(conn: &mut AnyConnection, postgres: bool) -> Result<(), sqlx::Error> {
+    sqlx::query("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")
+        .execute(&mut *conn)
+        .await?;
+    let applied: i64 = sqlx::query("SELECT COUNT(*) FROM schema_version")
+        .fetch_one(&mut *conn)
+        .await?
+        .try_get(0)?;
+    for (index, migration) in MIGRATIONS.iter().enumerate().skip(applied.max(0) as usize) {
+        // The one type the two dialects spell differently.
+        let migration = migration.replace("{BLOB}", if postgres { "BYTEA" } else { "BLOB" });
+        let mut tx = conn.begin().await?;
+        for statement in migration.split(';').filter(|s| !s.trim().is_empty()) {
+            sqlx::query(statement).execute(&mut *tx).await?;
+        }
+        sqlx::query("INSERT INTO schema_version (version) VALUES ($1)")
+            .bind(index as i64 + 1)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,59 @@
+//! The pipeline's side of checkpoints: which store it uses, and which checkpoints it accepts.
+
+use super::PipelineError;
+use crate::checkpoint::{Checkpoint, CheckpointStore};
+use crate::config::Config;
+use crate::engine::Engine;
+
+/// The checkpoint store of a pipeline, if it has one (the first `db` sink's database).
+pub struct Checkpoints {
+    store: Option<Box<dyn CheckpointStore>>,
+}
+
+impl Checkpoints {
+    pub fn new(store: Option<Box<dyn CheckpointStore>>) -> Self {
+        Checkpoints { store }
+    }
+
+    /// The checkpoint stored under `name`; refused when a pipeline of another shape
+    /// (`fingerprint`) wrote it.
+    pub fn load(
+        &mut self,
+        name: &str,
+        fingerprint: &str,
+    ) -> Result<Option<Checkpoint>, PipelineError> {
+        let Some(store) = self.store.as_mut() else {
+            return Ok(None);
+        };
+        match store.load(name)? {
+            Some(found) if found.fingerprint != fingerprint => {
+                Err(PipelineError::ForeignCheckpoint {
+                    name: name.to_owned(),
+                    found: found.fingerprint,
+                    expected: fingerprint.to_owned(),
+                })
+            }
+            found => Ok(found),
+        }
+    }
+
+    /// Stores `checkpoint` under `name`; `false` when there is no store to keep it.
+    pub fn save(&mut self, name: &str, checkpoint: &Checkpoint) -> Result<bool, PipelineError> {
+        match self.store.as_mut() {
+            Some(store) => {
+                store.save(name, checkpoint)?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+}
+
+/// The engine a checkpoint holds, or a fresh one for `config` when it holds none (a finished
+/// batch run keeps positions only).
+pub fn engine_from(checkpoint: &Checkpoint, config: &Config) -> Result<Engine, PipelineError> {
+    match &checkpoint.engine {
+        Some(state) => Ok(Engine::restore(state)?),
+        None => Ok(Engine::new(config)),
+    }
+}
