@@ -1,6 +1,6 @@
 //! The `tidewatch` command line.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -66,38 +66,7 @@ enum Command {
         file: PathBuf,
     },
     /// Write generated events (with anomalies, duplicates and late data) to a Kafka topic.
-    Produce {
-        /// Kafka bootstrap servers.
-        #[arg(long, default_value = "127.0.0.1:9092")]
-        brokers: String,
-        #[arg(long, default_value = "events")]
-        topic: String,
-        /// Events per second; 0 sends as fast as the broker takes them.
-        #[arg(long, default_value_t = 1000.0)]
-        rate: f64,
-        #[arg(long, default_value_t = 10)]
-        series: usize,
-        /// Stop after this many events.
-        #[arg(long, required_unless_present = "duration")]
-        events: Option<u64>,
-        /// Stop after this long, e.g. "60s" or "5m".
-        #[arg(long, value_parser = humantime::parse_duration)]
-        duration: Option<std::time::Duration>,
-        /// Share of events whose value jumps by 8 noise deviations.
-        #[arg(long, default_value_t = 0.0005)]
-        anomaly_rate: f64,
-        /// Share of events stamped a minute or more in the past.
-        #[arg(long, default_value_t = 0.001)]
-        late_rate: f64,
-        /// Share of events sent twice.
-        #[arg(long, default_value_t = 0.01)]
-        dup_rate: f64,
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        /// Create the topic with this many partitions if it does not exist.
-        #[arg(long)]
-        partitions: Option<i32>,
-    },
+    Produce(ProduceArgs),
     /// Measure engine throughput on a generated in-memory workload (one thread).
     Bench {
         #[arg(long, default_value_t = 2_000_000)]
@@ -107,6 +76,74 @@ enum Command {
         #[arg(long, default_value_t = 42)]
         seed: u64,
     },
+}
+
+#[derive(Debug, clap::Args)]
+struct ProduceArgs {
+    /// Kafka bootstrap servers.
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    brokers: String,
+    #[arg(long, default_value = "events")]
+    topic: String,
+    /// Events per second; 0 sends as fast as the broker takes them.
+    #[arg(long, default_value_t = 1000.0)]
+    rate: f64,
+    #[arg(long, default_value_t = 10)]
+    series: usize,
+    /// Stop after this many events.
+    #[arg(long, required_unless_present = "duration")]
+    events: Option<u64>,
+    /// Stop after this long, e.g. "60s" or "5m".
+    #[arg(long, value_parser = humantime::parse_duration)]
+    duration: Option<std::time::Duration>,
+    /// Share of events whose value jumps by 8 noise deviations.
+    #[arg(long, default_value_t = 0.0005)]
+    anomaly_rate: f64,
+    /// Share of events stamped a minute or more in the past.
+    #[arg(long, default_value_t = 0.001)]
+    late_rate: f64,
+    /// Share of events sent twice.
+    #[arg(long, default_value_t = 0.01)]
+    dup_rate: f64,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Create the topic with this many partitions if it does not exist.
+    #[arg(long)]
+    partitions: Option<i32>,
+}
+
+impl ProduceArgs {
+    /// The options, checked: shares between 0 and 1, a rate of 0 or more, some series.
+    fn into_options(self) -> anyhow::Result<ProduceOptions> {
+        for (flag, value) in [
+            ("--anomaly-rate", self.anomaly_rate),
+            ("--late-rate", self.late_rate),
+            ("--dup-rate", self.dup_rate),
+        ] {
+            if !(0.0..=1.0).contains(&value) {
+                bail!("{flag} must be between 0 and 1, got {value}");
+            }
+        }
+        if !(self.rate >= 0.0 && self.rate.is_finite()) || self.series == 0 {
+            bail!("--rate must be 0 or more and --series at least 1");
+        }
+        Ok(ProduceOptions {
+            brokers: self.brokers,
+            topic: self.topic,
+            rate: self.rate,
+            series: self.series,
+            events: self.events,
+            duration: self.duration,
+            seed: self.seed,
+            faults: Faults {
+                duplicate: self.dup_rate,
+                late: self.late_rate,
+                anomaly: self.anomaly_rate,
+                ..Faults::default()
+            },
+            partitions: self.partitions,
+        })
+    }
 }
 
 fn main() -> ExitCode {
@@ -236,20 +273,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
 fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Serve(args) => serve(args)?,
-        Command::Run { config, once } => {
-            let parsed = Config::from_file(&config)?;
-            let mode = if once {
-                Mode::Once
-            } else {
-                Mode::Continuous {
-                    stop: stop_on_signals()?,
-                }
-            };
-            let summary = pipeline::run(&parsed, mode)
-                .with_context(|| format!("running {}", config.display()))?;
-            println!("{summary}");
-        }
+        Command::Serve(args) => serve(args),
+        Command::Run { config, once } => run_pipeline(&config, once),
         Command::CheckConfig { file } => {
             let parsed = Config::from_file(&file)?;
             println!(
@@ -259,48 +284,10 @@ fn run(command: Command) -> anyhow::Result<()> {
                 parsed.joins.len(),
                 parsed.sinks.len()
             );
+            Ok(())
         }
-        Command::Produce {
-            brokers,
-            topic,
-            rate,
-            series,
-            events,
-            duration,
-            anomaly_rate,
-            late_rate,
-            dup_rate,
-            seed,
-            partitions,
-        } => {
-            for (flag, value) in [
-                ("--anomaly-rate", anomaly_rate),
-                ("--late-rate", late_rate),
-                ("--dup-rate", dup_rate),
-            ] {
-                if !(0.0..=1.0).contains(&value) {
-                    bail!("{flag} must be between 0 and 1, got {value}");
-                }
-            }
-            if !(rate >= 0.0 && rate.is_finite()) || series == 0 {
-                bail!("--rate must be 0 or more and --series at least 1");
-            }
-            let options = ProduceOptions {
-                brokers,
-                topic,
-                rate,
-                series,
-                events,
-                duration,
-                seed,
-                faults: Faults {
-                    duplicate: dup_rate,
-                    late: late_rate,
-                    anomaly: anomaly_rate,
-                    ..Faults::default()
-                },
-                partitions,
-            };
+        Command::Produce(args) => {
+            let options = args.into_options()?;
             let report = produce::produce(&options)?;
             println!(
                 "produced {} events to {:?} in {:.2} s: {:.0} events/s acknowledged",
@@ -309,6 +296,7 @@ fn run(command: Command) -> anyhow::Result<()> {
                 report.elapsed.as_secs_f64(),
                 report.rate()
             );
+            Ok(())
         }
         Command::Bench {
             events,
@@ -325,7 +313,23 @@ fn run(command: Command) -> anyhow::Result<()> {
                 seed,
             });
             println!("{report}");
+            Ok(())
         }
     }
+}
+
+/// `tidewatch run`: the pipeline of a config file, to the end of its input or until a signal.
+fn run_pipeline(config: &Path, once: bool) -> anyhow::Result<()> {
+    let parsed = Config::from_file(config)?;
+    let mode = if once {
+        Mode::Once
+    } else {
+        Mode::Continuous {
+            stop: stop_on_signals()?,
+        }
+    };
+    let summary =
+        pipeline::run(&parsed, mode).with_context(|| format!("running {}", config.display()))?;
+    println!("{summary}");
     Ok(())
 }

@@ -238,6 +238,27 @@ struct StreamRuntime {
     counters: StreamCounters,
 }
 
+impl StreamRuntime {
+    /// Counts an event behind the watermark and describes it: late events never reach an
+    /// operator, but they still move their partition's watermark.
+    fn late(&mut self, series: u32, ts: i64, origin: Origin<'_>, now: i64) -> LateRecord {
+        let watermark = self.watermark.current();
+        self.watermark.observe(origin.split, ts, now);
+        self.counters.late += 1;
+        self.series.counters[series as usize].late += 1;
+        LateRecord {
+            stream: self.name.clone(),
+            series: self.series.labels[series as usize].clone(),
+            ts,
+            watermark,
+            lateness_ms: watermark.saturating_sub(ts),
+            source: Arc::from(origin.source),
+            partition: origin.partition,
+            offset: origin.offset,
+        }
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 struct JoinRuntime {
     join: IntervalJoin,
@@ -352,21 +373,8 @@ impl Engine {
         let seq = self.seq;
         self.seq += 1;
 
-        let watermark = s.watermark.current();
-        if event.ts < watermark {
-            s.watermark.observe(origin.split, event.ts, now);
-            s.counters.late += 1;
-            s.series.counters[series as usize].late += 1;
-            out.push(Record::Late(LateRecord {
-                stream: s.name.clone(),
-                series: s.series.labels[series as usize].clone(),
-                ts: event.ts,
-                watermark,
-                lateness_ms: watermark.saturating_sub(event.ts),
-                source: Arc::from(origin.source),
-                partition: origin.partition,
-                offset: origin.offset,
-            }));
+        if event.ts < s.watermark.current() {
+            out.push(Record::Late(s.late(series, event.ts, origin, now)));
             return Ok(());
         }
 

@@ -1,11 +1,12 @@
 //! The web server: server-rendered pages and a JSON API over the live state and the store.
 //!
-//! Routes are listed in [`router`]; handlers live beside their resource (`pages.rs`, `api.rs`).
+//! Routes are listed in [`router`]; handlers live beside their resource (`pages.rs`, `api.rs`, `metrics.rs`, `ws.rs`).
 //! The only write is an alert acknowledgement: stored first, then broadcast.
 
 mod api;
 pub mod auth;
 mod error;
+mod metrics;
 mod pages;
 mod ws;
 
@@ -68,7 +69,7 @@ pub fn router(state: AppState) -> Router {
         .route("/static/app.css", get(pages::stylesheet))
         .route("/static/app.js", get(pages::script))
         .route("/healthz", get(api::healthz))
-        .route("/metrics", get(api::metrics))
+        .route("/metrics", get(metrics::metrics))
         .route("/api/series", get(api::series_list))
         .route("/api/series/{stream}/{series}", get(api::series_one))
         .route("/api/alerts", get(api::alerts))

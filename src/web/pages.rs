@@ -1,5 +1,6 @@
 //! Server-rendered pages (askama): real data on first paint, escaped everywhere by default.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use askama::Template;
@@ -12,7 +13,7 @@ use super::api::{list_alerts, parse_state_filter, parse_verdict_filter};
 use super::auth::{safe_next, session_cookie};
 use super::{asset_cache, check_same_origin, AppState, WebError};
 use crate::clock::{format_ms, now_ms};
-use crate::live::Dashboard;
+use crate::live::{Dashboard, SeriesView};
 use crate::pipeline::StreamProgress;
 use crate::record::{AlertMethod, AlertRecord, AlertState, Trend, Verdict, WindowKind};
 
@@ -458,19 +459,9 @@ fn script_json(value: &serde_json::Value) -> String {
     value.to_string().replace('<', "\\u003c")
 }
 
-pub async fn series(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    axum::extract::Path((stream, series)): axum::extract::Path<(String, String)>,
-) -> Result<impl IntoResponse, WebError> {
-    let viewer = Viewer::of(&state, &headers);
-    let dashboard = state.live.read();
-    let view = dashboard
-        .series
-        .values()
-        .find(|v| *v.stream == *stream && *v.series == *series)
-        .ok_or_else(|| WebError::NotFound(format!("series {stream}/{series}")))?;
-    // Columns: time (s), value, SMA, EWMA, band low, band high, anomaly marker, expected.
+/// The series chart's data: the recent points as columns (time in seconds, value, SMA, EWMA,
+/// band low, band high, anomaly marker, expected), as uPlot takes them.
+fn chart_data(view: &SeriesView) -> serde_json::Value {
     let mut columns: [Vec<serde_json::Value>; 8] = Default::default();
     for p in &view.recent {
         let cells = [
@@ -487,23 +478,40 @@ pub async fn series(
             column.push(cell);
         }
     }
-    let chart = serde_json::json!({
+    serde_json::json!({
         "stream": *view.stream,
         "series": *view.series,
         "data": columns,
-    });
-    let alerts: Vec<AlertRow> = {
-        let mut mine: Vec<&AlertRecord> = dashboard
-            .alerts
-            .values()
-            .filter(|a| a.stream == view.stream && a.series == view.series)
-            .collect();
-        mine.sort_by_key(|a| std::cmp::Reverse(a.ts));
-        mine.into_iter()
-            .take(50)
-            .map(|a| alert_row(&dashboard, a))
-            .collect()
-    };
+    })
+}
+
+/// The series' latest alerts the live view holds, newest first.
+fn series_alerts(dashboard: &Dashboard, view: &SeriesView) -> Vec<AlertRow> {
+    let mut mine: Vec<&AlertRecord> = dashboard
+        .alerts
+        .values()
+        .filter(|a| a.stream == view.stream && a.series == view.series)
+        .collect();
+    mine.sort_by_key(|a| std::cmp::Reverse(a.ts));
+    mine.into_iter()
+        .take(50)
+        .map(|a| alert_row(dashboard, a))
+        .collect()
+}
+
+pub async fn series(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    axum::extract::Path((stream, series)): axum::extract::Path<(String, String)>,
+) -> Result<impl IntoResponse, WebError> {
+    let viewer = Viewer::of(&state, &headers);
+    let dashboard = state.live.read();
+    let view = dashboard
+        .series
+        .get(&(Arc::from(stream.as_str()), Arc::from(series.as_str())))
+        .ok_or_else(|| WebError::NotFound(format!("series {stream}/{series}")))?;
+    let chart = chart_data(view);
+    let alerts = series_alerts(&dashboard, view);
     let last = &view.last;
     let page = SeriesPage {
         stream: view.stream.to_string(),

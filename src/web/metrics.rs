@@ -1,0 +1,158 @@
+//! `GET /metrics`: the pipeline's counters in the Prometheus text exposition format.
+
+use std::fmt::Write as _;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+
+use super::AppState;
+use crate::pipeline::StreamProgress;
+
+/// Every metric: name, type and help, in the order they are declared.
+const FAMILIES: [(&str, &str, &str); 15] = [
+    (
+        "tidewatch_messages_total",
+        "counter",
+        "Messages read, per stream.",
+    ),
+    (
+        "tidewatch_events_total",
+        "counter",
+        "Events accepted by the engine, per stream.",
+    ),
+    (
+        "tidewatch_late_events_total",
+        "counter",
+        "Events behind the watermark, per stream.",
+    ),
+    (
+        "tidewatch_duplicates_total",
+        "counter",
+        "Duplicate events dropped, per stream.",
+    ),
+    (
+        "tidewatch_dead_letters_total",
+        "counter",
+        "Inputs that could not be decoded, per stream.",
+    ),
+    (
+        "tidewatch_source_up",
+        "gauge",
+        "1 while the stream's source reads, 0 while it cannot (e.g. every broker down).",
+    ),
+    (
+        "tidewatch_watermark_ms",
+        "gauge",
+        "Event-time watermark, epoch ms, per stream.",
+    ),
+    (
+        "tidewatch_records_total",
+        "counter",
+        "Records written, per kind.",
+    ),
+    (
+        "tidewatch_consumer_lag",
+        "gauge",
+        "Messages behind the newest offset, per source partition.",
+    ),
+    (
+        "tidewatch_partition_watermark_ms",
+        "gauge",
+        "Watermark contribution of a source partition, epoch ms.",
+    ),
+    (
+        "tidewatch_partition_idle",
+        "gauge",
+        "1 when the partition is idle and not holding the watermark back.",
+    ),
+    (
+        "tidewatch_pipeline_paused",
+        "gauge",
+        "1 while a sink is failing and the pipeline waits for it.",
+    ),
+    ("tidewatch_open_alerts", "gauge", "Alerts open now."),
+    ("tidewatch_series", "gauge", "Series seen."),
+    (
+        "tidewatch_events_per_second",
+        "gauge",
+        "Accepted events per second since start.",
+    ),
+];
+
+pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let events_per_second = state.live.events_per_second();
+    let status = state.live.status().clone();
+    let mut text = String::new();
+    for (name, kind, help) in FAMILIES {
+        let _ = writeln!(text, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    }
+    for stream in &status.streams {
+        write_stream(&mut text, stream);
+    }
+    let dashboard = state.live.read();
+    for (kind, n) in &dashboard.records {
+        let _ = writeln!(text, "tidewatch_records_total{{kind=\"{kind}\"}} {n}");
+    }
+    let paused = u8::from(status.paused.is_some());
+    let _ = writeln!(text, "tidewatch_pipeline_paused {paused}");
+    let _ = writeln!(text, "tidewatch_open_alerts {}", dashboard.open_alerts());
+    let _ = writeln!(text, "tidewatch_series {}", dashboard.series.len());
+    let _ = writeln!(text, "tidewatch_events_per_second {events_per_second:.3}");
+    drop(dashboard);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+}
+
+/// One stream's counters, and its partitions'.
+fn write_stream(text: &mut String, s: &StreamProgress) {
+    let stream = escape_label(&s.name);
+    for (name, value) in [
+        ("tidewatch_messages_total", s.messages),
+        ("tidewatch_events_total", s.accepted),
+        ("tidewatch_late_events_total", s.late),
+        ("tidewatch_duplicates_total", s.duplicates),
+        ("tidewatch_dead_letters_total", s.dead_letters),
+    ] {
+        let _ = writeln!(text, "{name}{{stream=\"{stream}\"}} {value}");
+    }
+    let up = u8::from(s.source_error.is_none());
+    let _ = writeln!(text, "tidewatch_source_up{{stream=\"{stream}\"}} {up}");
+    if let Some(watermark) = s.watermark {
+        let _ = writeln!(
+            text,
+            "tidewatch_watermark_ms{{stream=\"{stream}\"}} {watermark}"
+        );
+    }
+    for p in &s.partitions {
+        let labels = format!(
+            "stream=\"{stream}\",source=\"{}\",partition=\"{}\"",
+            escape_label(&p.source),
+            p.partition
+        );
+        if let Some(lag) = p.lag {
+            let _ = writeln!(text, "tidewatch_consumer_lag{{{labels}}} {lag}");
+        }
+        if let Some(watermark) = p.watermark {
+            let _ = writeln!(
+                text,
+                "tidewatch_partition_watermark_ms{{{labels}}} {watermark}"
+            );
+        }
+        let idle = u8::from(p.idle);
+        let _ = writeln!(text, "tidewatch_partition_idle{{{labels}}} {idle}");
+    }
+}
+
+/// Label values escape backslash, double quote and newline (Prometheus text format).
+fn escape_label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
