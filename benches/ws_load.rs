@@ -18,12 +18,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures_util::StreamExt;
 use serde::Deserialize;
-use tidewatch::config::Config;
-use tidewatch::live::{LiveSink, LiveState};
-use tidewatch::pipeline::{Mode, Outputs, Pipeline};
 use tidewatch::record::Record;
-use tidewatch::sink::{Sink, SinkError};
 use tidewatch::web::{self, AppState};
+use tidewatch::Config;
+use tidewatch::{LiveSink, LiveState};
+use tidewatch::{Mode, Outputs, Pipeline};
+use tidewatch::{Sink, SinkError};
 use tokio_tungstenite::tungstenite::Message;
 
 struct Options {

@@ -113,12 +113,6 @@ pub struct BenchReport {
     pub alert_episodes: u64,
 }
 
-impl BenchReport {
-    pub fn events_per_second(&self) -> f64 {
-        self.events as f64 / self.engine.as_secs_f64()
-    }
-}
-
 impl std::fmt::Display for BenchReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let rate = |d: Duration| self.events as f64 / d.as_secs_f64();

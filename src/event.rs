@@ -164,10 +164,6 @@ impl Decoder {
         Decoder { mapping }
     }
 
-    pub fn mapping(&self) -> &FieldMapping {
-        &self.mapping
-    }
-
     /// Decodes one JSON document (one line of NDJSON, one Kafka message).
     pub fn decode<'a>(&self, bytes: &'a [u8]) -> Result<Event<'a>, DecodeError> {
         let mut de = serde_json::Deserializer::from_slice(bytes);

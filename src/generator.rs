@@ -151,10 +151,6 @@ impl Generator {
         }
     }
 
-    pub fn series_count(&self) -> usize {
-        self.series.len()
-    }
-
     /// The next event at clock time `now_ms`. A duplicate, when one is due, comes before the
     /// next fresh event and does not advance the round-robin.
     pub fn next_event(&mut self, now_ms: i64) -> Generated {

@@ -2,37 +2,61 @@
 //!
 //! Modules, in the order data flows through them:
 //!
-//! - [`config`]: the pipeline's TOML file, validated into typed values; errors name the key.
-//! - [`source`]: where raw messages come from (files, Kafka; socket and demo next).
-//! - [`event`]: decoding JSON bytes into events with a field mapping; bad input is a typed error.
-//! - [`engine`]: the pure, deterministic event-time core — watermarks, dedup, windows,
+//! - `config`: the pipeline's TOML file; each component's own table lives beside it.
+//! - `source`: where raw messages come from (files, Kafka, a TCP socket, the demo generator).
+//! - `event`: decoding JSON bytes into events with a field mapping; bad input is a typed error.
+//! - `engine`: the pure, deterministic event-time core — watermarks, dedup, windows,
 //!   per-point analytics, anomaly alerts, joins. Its module doc states the semantics.
 //! - [`record`]: the output records every sink writes (the public contract).
-//! - [`store`]: the database as the web server reads it (alerts, acknowledgements).
-//! - [`sink`]: where records go (NDJSON files today).
-//! - [`checkpoint`]: engine state plus source positions, stored atomically for exact restarts.
-//! - [`live`]: the in-memory view of a running pipeline and the update hub the dashboard reads.
-//! - [`pipeline`]: wires sources → decode → engine → sinks.
-//! - [`generator`]: synthetic events with anomalies, duplicates and late data (bench, produce).
-//! - [`produce`]: `tidewatch produce`, the load generator that writes to Kafka.
-//! - [`web`]: the dashboard server (axum): pages, JSON API, alert acknowledgement.
-//! - [`bench`]: the generated workload and throughput measurement behind `tidewatch bench`.
+//! - `sink`: where records go (NDJSON, the database, Kafka, Parquet, the console).
+//! - `db`: the database (SQLite or PostgreSQL): schema, checkpoints, the dashboard's store.
+//! - `checkpoint`: engine state plus source positions, stored atomically for exact restarts.
+//! - `pipeline`: wires sources → decode → engine → sinks, with checkpoints.
+//! - `live`: the in-memory view of a running pipeline and the update hub the dashboard reads.
+//! - [`web`]: the dashboard server (axum): pages, JSON API, WebSocket, alert acknowledgement.
+//! - `generator`, `produce`, `bench`: synthetic events, the Kafka load generator, and the
+//!   throughput benchmark behind `tidewatch bench`.
+//! - `clock`, `digest`, `names`, `report`: wall-clock time, stable ids, one spelling per enum
+//!   value, errors as people read them.
+//!
+//! The modules are private; what the binary, the tests and the benchmarks use is exported
+//! below, so the compiler can tell what nothing uses.
 
-pub mod bench;
-pub mod checkpoint;
-pub mod clock;
-pub mod config;
-pub mod db;
-pub mod digest;
-pub mod engine;
-pub mod event;
-pub mod generator;
-pub mod live;
-pub mod names;
-pub mod pipeline;
-pub mod produce;
+mod bench;
+mod checkpoint;
+mod clock;
+mod config;
+mod db;
+mod digest;
+mod engine;
+mod event;
+mod generator;
+mod live;
+mod names;
+mod pipeline;
+mod produce;
 pub mod record;
-pub mod report;
-pub mod sink;
-pub mod source;
+mod report;
+mod sink;
+mod source;
 pub mod web;
+
+pub use bench::{run as run_bench, BenchReport, Workload};
+pub use checkpoint::SplitPosition;
+pub use config::{Config, ConfigError, Duration, DEFAULT_PIPELINE};
+pub use db::{Acknowledgement, DbError, Store, VerdictFilter, VerdictShare};
+pub use engine::reorder::{Buffered, ReorderBuffer};
+pub use engine::{Engine, Origin};
+pub use event::{Decoder, Event, FieldMapping, TimeFormat};
+pub use generator::{Faults, Generator, Kind, SplitMix64};
+pub use live::{LiveSink, LiveState, Update};
+pub use pipeline::{
+    run, run_once, Mode, Outputs, PartitionProgress, Pipeline, PipelineError, PipelineStatus,
+    RunSummary, StreamProgress,
+};
+pub use produce::{produce, ProduceOptions};
+pub use report::Report;
+pub use sink::{DbSink, NdjsonConfig, Sink, SinkConfig, SinkError};
+pub use source::{
+    Assignment, KafkaSource, KafkaSourceConfig, Polled, Rebalance, Source, SourceConfig, StartFrom,
+};

@@ -7,15 +7,15 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
-use tidewatch::bench::{self, Workload};
-use tidewatch::config::{Config, DEFAULT_PIPELINE};
-use tidewatch::db::Store;
-use tidewatch::generator::Faults;
-use tidewatch::live::{LiveSink, LiveState};
-use tidewatch::pipeline::{self, Mode, Outputs, Pipeline};
-use tidewatch::produce::{self, ProduceOptions};
-use tidewatch::report::Report;
 use tidewatch::web;
+use tidewatch::Faults;
+use tidewatch::ProduceOptions;
+use tidewatch::Report;
+use tidewatch::Store;
+use tidewatch::Workload;
+use tidewatch::{Config, DEFAULT_PIPELINE};
+use tidewatch::{LiveSink, LiveState};
+use tidewatch::{Mode, Outputs, Pipeline};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Debug, Parser)]
@@ -288,7 +288,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Produce(args) => {
             let options = args.into_options()?;
-            let report = produce::produce(&options)?;
+            let report = tidewatch::produce(&options)?;
             println!(
                 "produced {} events to {:?} in {:.2} s: {:.0} events/s acknowledged",
                 report.delivered,
@@ -307,7 +307,7 @@ fn run(command: Command) -> anyhow::Result<()> {
                 bail!("--events and --series must be at least 1");
             }
             println!("generating {events} events over {series} series (seed {seed}) ...");
-            let report = bench::run(Workload {
+            let report = tidewatch::run_bench(Workload {
                 events,
                 series,
                 seed,
@@ -329,7 +329,7 @@ fn run_pipeline(config: &Path, once: bool) -> anyhow::Result<()> {
         }
     };
     let summary =
-        pipeline::run(&parsed, mode).with_context(|| format!("running {}", config.display()))?;
+        tidewatch::run(&parsed, mode).with_context(|| format!("running {}", config.display()))?;
     println!("{summary}");
     Ok(())
 }

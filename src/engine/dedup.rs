@@ -130,6 +130,7 @@ impl Dedup {
         self.seen.len()
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.seen.is_empty()
     }

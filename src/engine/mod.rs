@@ -492,15 +492,6 @@ impl Engine {
         Ok(engine)
     }
 
-    /// Index of the stream with this name.
-    pub fn stream_index(&self, name: &str) -> Option<usize> {
-        self.streams.iter().position(|s| &*s.name == name)
-    }
-
-    pub fn stream_name(&self, stream: usize) -> Option<&Arc<str>> {
-        self.streams.get(stream).map(|s| &s.name)
-    }
-
     /// The stream's current watermark (`i64::MIN` before any event).
     pub fn watermark(&self, stream: usize) -> Option<i64> {
         self.streams.get(stream).map(|s| s.watermark.current())

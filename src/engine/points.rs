@@ -93,20 +93,6 @@ impl PointAnalytics {
             buffer: ReorderBuffer::default(),
         }
     }
-
-    /// Points waiting for the watermark, over all series.
-    pub fn buffered(&self) -> usize {
-        self.buffer.len()
-    }
-
-    /// Open anomaly episodes, over all series.
-    pub fn open_episodes(&self) -> usize {
-        self.series
-            .iter()
-            .flatten()
-            .filter(|s| s.detector.is_open())
-            .count()
-    }
 }
 
 impl SeriesAnalytics {

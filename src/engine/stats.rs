@@ -172,12 +172,9 @@ impl SlidingRegression {
         }
     }
 
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.points.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.points.is_empty()
     }
 
     /// `None` unless there are at least two distinct times.
@@ -207,71 +204,6 @@ impl SlidingRegression {
             }
         });
         Some(Fit { slope, t_stat })
-    }
-}
-
-/// Median and MAD of a multiset with insert and remove, kept as a sorted vector.
-///
-/// O(n) per update (a memmove) and per MAD (a selection), which for the few hundred points of a
-/// typical baseline is cheaper than a pair of heaps with lazy deletion, and exact.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct RollingMedian {
-    sorted: Vec<f64>,
-    #[serde(skip)]
-    scratch: Vec<f64>,
-}
-
-impl RollingMedian {
-    pub fn insert(&mut self, x: f64) {
-        let at = self.sorted.partition_point(|&v| v < x);
-        self.sorted.insert(at, x);
-    }
-
-    pub fn remove(&mut self, x: f64) {
-        let at = self.sorted.partition_point(|&v| v < x);
-        if self.sorted.get(at) == Some(&x) {
-            self.sorted.remove(at);
-        }
-    }
-
-    pub fn len(&self) -> usize {
-        self.sorted.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.sorted.is_empty()
-    }
-
-    pub fn median(&self) -> Option<f64> {
-        median_of_sorted(&self.sorted)
-    }
-
-    /// Median absolute deviation from the median (unscaled).
-    pub fn mad(&mut self) -> Option<f64> {
-        let median = self.median()?;
-        self.scratch.clear();
-        self.scratch
-            .extend(self.sorted.iter().map(|v| (v - median).abs()));
-        let n = self.scratch.len();
-        let (_, upper, _) = self.scratch.select_nth_unstable_by(n / 2, f64::total_cmp);
-        let upper = *upper;
-        if n % 2 == 1 {
-            return Some(upper);
-        }
-        let lower = self.scratch[..n / 2]
-            .iter()
-            .copied()
-            .fold(f64::NEG_INFINITY, f64::max);
-        Some((lower + upper) / 2.0)
-    }
-}
-
-fn median_of_sorted(sorted: &[f64]) -> Option<f64> {
-    let n = sorted.len();
-    match n {
-        0 => None,
-        _ if n % 2 == 1 => Some(sorted[n / 2]),
-        _ => Some((sorted[n / 2 - 1] + sorted[n / 2]) / 2.0),
     }
 }
 
@@ -381,20 +313,6 @@ mod tests {
         assert!(close(r.fit().unwrap().slope, 2.0));
         r.evict_before(i64::MAX);
         assert!(r.fit().is_none());
-    }
-
-    #[test]
-    fn rolling_median_and_mad() {
-        let mut m = RollingMedian::default();
-        for x in [5.0, 1.0, 3.0, 100.0] {
-            m.insert(x);
-        }
-        assert_eq!(m.median(), Some(4.0));
-        // deviations from 4: 1,3,1,96 -> sorted 1,1,3,96 -> mad 2
-        assert_eq!(m.mad(), Some(2.0));
-        m.remove(100.0);
-        assert_eq!(m.median(), Some(3.0));
-        assert_eq!(m.mad(), Some(2.0));
     }
 
     #[test]

@@ -217,6 +217,7 @@ impl SeriesTimers {
         self.queue.insert((at, series));
     }
 
+    #[cfg(test)]
     pub fn cancel(&mut self, series: u32) {
         if let Some(Some(old)) = self.scheduled.get_mut(series as usize).map(Option::take) {
             self.queue.remove(&(old, series));
@@ -234,10 +235,7 @@ impl SeriesTimers {
         Some(series)
     }
 
-    pub fn len(&self) -> usize {
-        self.queue.len()
-    }
-
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.queue.is_empty()
     }

@@ -26,7 +26,7 @@ use tracing::{debug, info, info_span, warn};
 use self::checkpoints::{engine_from, Checkpoints};
 use self::delivery::deliver;
 use self::input::StreamInput;
-use self::progress::{PipelineStatus, StatusReporter};
+use self::progress::StatusReporter;
 use crate::checkpoint::{self, Checkpoint, CheckpointError, CheckpointStore};
 use crate::clock::now_ms;
 use crate::config::Config;
@@ -37,7 +37,7 @@ use crate::sink::{DbSink, Sink, SinkConfig, SinkError};
 use crate::source::{Rebalance, SourceError};
 
 pub use self::input::BATCH;
-pub use self::progress::{PartitionProgress, StreamProgress};
+pub use self::progress::{PartitionProgress, PipelineStatus, StreamProgress};
 
 #[derive(Debug, Error)]
 pub enum PipelineError {

@@ -65,10 +65,6 @@ impl SocketSource {
             current: None,
         })
     }
-
-    pub fn local_addr(&self) -> SocketAddr {
-        self.local
-    }
 }
 
 fn accept_loop(listener: TcpListener, sender: SyncSender<Line>) {

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 
-use tidewatch::generator::SplitMix64;
+use tidewatch::SplitMix64;
 
 use crate::support::{read_ndjson, tidewatch};
 

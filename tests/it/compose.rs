@@ -5,9 +5,9 @@
 
 use std::path::{Path, PathBuf};
 
-use tidewatch::config::Config;
-use tidewatch::sink::SinkConfig;
-use tidewatch::source::SourceConfig;
+use tidewatch::Config;
+use tidewatch::SinkConfig;
+use tidewatch::SourceConfig;
 use yaml_rust2::{Yaml, YamlLoader};
 
 use crate::support::{assert_success, tidewatch};

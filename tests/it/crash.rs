@@ -6,8 +6,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use sqlx::Row;
-use tidewatch::generator::{Faults, Generator};
-use tidewatch::sink::DbSink;
+use tidewatch::DbSink;
+use tidewatch::{Faults, Generator};
 
 use tidewatch::record::{AlertRecord, PointRecord, WindowRecord};
 
@@ -116,7 +116,7 @@ fn kill_9_and_restart_gives_the_rows_of_an_uninterrupted_run() {
     let messages: Vec<(String, Vec<u8>)> = (0..120_000i64)
         .map(|i| {
             let e = generator.next_event(1_764_000_000_000 + i * 100);
-            duplicates += usize::from(e.kind == tidewatch::generator::Kind::Duplicate);
+            duplicates += usize::from(e.kind == tidewatch::Kind::Duplicate);
             (e.series, e.line)
         })
         .chain((0..5).map(|i| (format!("bad{i}"), b"not json".to_vec())))

@@ -12,10 +12,10 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use tidewatch::config::Config;
-use tidewatch::engine::{Engine, Origin};
-use tidewatch::event::Event;
 use tidewatch::record::Record;
+use tidewatch::Config;
+use tidewatch::Event;
+use tidewatch::{Engine, Origin};
 
 /// Measured with the defaults: 67.5 (45 of 57 windows, 0.36 false alarms per 1,000 points).
 const SCORE_FLOOR: f64 = 66.5;

@@ -386,7 +386,7 @@ fn kafka_postgres_example_fills_postgres_and_the_dashboard_shows_it() {
         ),
     ];
     let (dir, _) = run_example("kafka-postgres", &replace);
-    let db = tidewatch::sink::DbSink::connect(&postgres.url).unwrap();
+    let db = tidewatch::DbSink::connect(&postgres.url).unwrap();
     let count = |sql: &str| db.fetch_all(sql).unwrap()[0].try_get::<i64, _>(0).unwrap();
     assert!(count("SELECT COUNT(*) FROM windows") > 0);
     let alerts = count("SELECT COUNT(*) FROM alerts");

@@ -304,7 +304,7 @@ fn no_command_serves_the_built_in_demo_pipeline_and_dashboard() {
     assert!(run.terminate().success());
     // The stop wrote a checkpoint with the engine state of a live pipeline.
     let db = dir.path().join("tidewatch.db");
-    let store = tidewatch::sink::DbSink::connect(&format!("sqlite://{}", db.display())).unwrap();
+    let store = tidewatch::DbSink::connect(&format!("sqlite://{}", db.display())).unwrap();
     let rows = store
         .fetch_all("SELECT pipeline, epoch FROM checkpoints WHERE engine IS NOT NULL")
         .unwrap();

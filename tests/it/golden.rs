@@ -9,10 +9,9 @@
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
-use tidewatch::config::Config;
-use tidewatch::pipeline;
-use tidewatch::sink::{NdjsonConfig, SinkConfig};
-use tidewatch::source::SourceConfig;
+use tidewatch::Config;
+use tidewatch::SourceConfig;
+use tidewatch::{NdjsonConfig, SinkConfig};
 
 fn golden_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
@@ -30,7 +29,7 @@ fn run_case(name: &str) {
     config.sinks = vec![SinkConfig::Ndjson(NdjsonConfig {
         path: out.path().to_owned(),
     })];
-    pipeline::run_once(&config).expect("case runs");
+    tidewatch::run_once(&config).expect("case runs");
 
     let mut compared = 0;
     for entry in std::fs::read_dir(case.join("expected")).unwrap() {

@@ -8,12 +8,10 @@ use std::time::{Duration, Instant};
 
 use rdkafka::mocking::MockCluster;
 use sqlx::Row;
-use tidewatch::checkpoint::SplitPosition;
-use tidewatch::generator::{Faults, Generator};
-use tidewatch::sink::DbSink;
-use tidewatch::source::{
-    Assignment, KafkaSource, KafkaSourceConfig, Polled, Rebalance, Source, StartFrom,
-};
+use tidewatch::DbSink;
+use tidewatch::SplitPosition;
+use tidewatch::{Assignment, KafkaSource, KafkaSourceConfig, Polled, Rebalance, Source, StartFrom};
+use tidewatch::{Faults, Generator};
 
 use crate::crash::dump_url;
 use crate::support::broker::{produce_to, Broker};

@@ -8,7 +8,7 @@ use std::time::Duration;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 use serde_json::Value;
-use tidewatch::generator::{Faults, Generator, Kind};
+use tidewatch::{Faults, Generator, Kind};
 
 use crate::support::broker::Broker;
 use crate::support::{assert_success, read_ndjson, tidewatch, unique_name};
@@ -320,7 +320,7 @@ fn keyed_messages(range: std::ops::Range<i64>) -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
-fn total_lag(source: &dyn tidewatch::source::Source) -> u64 {
+fn total_lag(source: &dyn tidewatch::Source) -> u64 {
     source.split_status().iter().filter_map(|s| s.lag).sum()
 }
 
@@ -329,8 +329,8 @@ fn total_lag(source: &dyn tidewatch::source::Source) -> u64 {
 /// show up as lag before they are read.
 #[test]
 fn consumer_lag_is_tracked_per_partition_while_following() {
-    use tidewatch::source::{KafkaSource, Polled, Source};
-    use tidewatch::source::{KafkaSourceConfig, StartFrom};
+    use tidewatch::{KafkaSource, Polled, Source};
+    use tidewatch::{KafkaSourceConfig, StartFrom};
 
     let broker = Broker::start();
     let topic = unique_name("lag");

@@ -5,10 +5,10 @@
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
-use tidewatch::config::Config;
-use tidewatch::engine::{Engine, Origin};
-use tidewatch::event::{Decoder, Event, FieldMapping, TimeFormat};
 use tidewatch::record::{JoinRecord, PointRecord, Record, Trend, WindowKind, WindowRecord};
+use tidewatch::Config;
+use tidewatch::{Decoder, Event, FieldMapping, TimeFormat};
+use tidewatch::{Engine, Origin};
 
 /// One input event: series index, event time, value, id, partition.
 #[derive(Debug, Clone)]
@@ -260,7 +260,7 @@ proptest! {
     fn the_reorder_buffer_releases_like_a_sort(
         ops in prop::collection::vec((any::<bool>(), -3_000i64..3_000, 0u8..20), 1..400),
     ) {
-        use tidewatch::engine::reorder::{Buffered, ReorderBuffer};
+        use tidewatch::{Buffered, ReorderBuffer};
         let year = 365 * 24 * 3_600_000i64;
         let mut buffer = ReorderBuffer::default();
         let mut pending: Vec<(i64, u64)> = Vec::new();

@@ -4,10 +4,10 @@
 use std::path::Path;
 
 use sqlx::Row;
-use tidewatch::db::{Acknowledgement, VerdictFilter, VerdictShare};
 use tidewatch::record::Verdict;
-use tidewatch::report::Report;
-use tidewatch::sink::DbSink;
+use tidewatch::DbSink;
+use tidewatch::Report;
+use tidewatch::{Acknowledgement, VerdictFilter, VerdictShare};
 
 use crate::support::postgres::Postgres;
 use crate::support::{assert_success, read_ndjson, tidewatch};
@@ -76,7 +76,7 @@ fn check_store(db_url: &str, dir: &Path) {
         .collect();
     expected.sort();
     let history = tokio::runtime::Runtime::new().unwrap().block_on(async {
-        let store = tidewatch::db::Store::connect(db_url).await.unwrap();
+        let store = tidewatch::Store::connect(db_url).await.unwrap();
         store
             .windows("sensors", &series, i64::MIN, i64::MAX, 1_000_000)
             .await
@@ -148,9 +148,7 @@ fn check_store(db_url: &str, dir: &Path) {
     // Through the store, as the dashboard does it: with a verdict, then once more without one
     // (which keeps it).
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let store = runtime
-        .block_on(tidewatch::db::Store::connect(db_url))
-        .unwrap();
+    let store = runtime.block_on(tidewatch::Store::connect(db_url)).unwrap();
     for verdict in [Some(Verdict::FalseAlarm), None] {
         let ack = Acknowledgement {
             by: "ops",

@@ -6,14 +6,14 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use serde_json::Value;
-use tidewatch::db::Store;
-use tidewatch::live::{LiveSink, LiveState, Update};
 use tidewatch::record::{
     AlertMethod, AlertRecord, AlertState, Direction, PointRecord, Record, Severity, Trend,
 };
-use tidewatch::sink::{DbSink, Sink};
 use tidewatch::web::auth::{Auth, SESSION_COOKIE};
 use tidewatch::web::{router, AppState};
+use tidewatch::Store;
+use tidewatch::{DbSink, Sink};
+use tidewatch::{LiveSink, LiveState, Update};
 use tower::ServiceExt;
 
 const EVIL: &str = "<script>alert(1)</script>";
@@ -608,8 +608,8 @@ async fn series_page_embeds_chart_data_safely() {
 
 #[tokio::test]
 async fn status_page_shows_partitions_lag_late_events_and_dead_letters() {
-    use tidewatch::pipeline::{PartitionProgress, StreamProgress};
     use tidewatch::record::{DeadLetterRecord, LateRecord};
+    use tidewatch::{PartitionProgress, StreamProgress};
 
     let (app, live, _dir) = fixture(None).await;
     let mut live_sink = LiveSink::new(live.clone());

@@ -98,10 +98,6 @@ impl ResidualWindow {
         self.refreshed_len
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.refreshed_len == 0
-    }
-
     /// Centre and spread (before any floor) as of the last refresh; `None` when empty. The
     /// spread of a single point is 0.
     pub fn centre_and_spread(&self) -> Option<(f64, f64)> {
@@ -249,10 +245,6 @@ impl ResidualWindow {
             self.rebuild_moments();
         }
     }
-
-    /// Heap bytes per residual held, for the memory figures in the docs: the arrival-order
-    /// copy and the sorted one (plus 8 with a `window`).
-    pub const BYTES_PER_POINT: usize = 8;
 }
 
 /// Replaces `old` by `new` in a sorted slice, moving only the values between the two places:

@@ -56,6 +56,7 @@ impl Episodes {
         }
     }
 
+    #[cfg(test)]
     pub fn is_open(&self) -> bool {
         self.current
             .as_ref()

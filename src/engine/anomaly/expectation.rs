@@ -105,10 +105,6 @@ impl Profile {
         })
     }
 
-    pub fn period_ms(&self) -> i64 {
-        self.period_ms
-    }
-
     /// The bin of `t` and the times it covers in `t`'s period.
     fn bin(&self, t: i64) -> (usize, i64, i64) {
         let phase = t.rem_euclid(self.period_ms);
@@ -187,7 +183,8 @@ impl Profile {
         *value += PROFILE_WEIGHT * pull;
     }
 
-    /// Heap bytes: for the memory figures in the docs.
+    /// Heap bytes held.
+    #[cfg(test)]
     pub fn bytes(&self) -> usize {
         self.values.len() * 8
     }
@@ -242,6 +239,7 @@ impl Expectation {
         }
     }
 
+    #[cfg(test)]
     pub fn active(&self) -> Model {
         self.active
     }
@@ -329,7 +327,8 @@ impl Expectation {
             .collect();
     }
 
-    /// Heap bytes: for the memory figures in the docs.
+    /// Heap bytes held.
+    #[cfg(test)]
     pub fn bytes(&self) -> usize {
         self.gaps.capacity() * 8 + self.candidates.iter().map(Profile::bytes).sum::<usize>()
     }

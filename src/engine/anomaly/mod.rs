@@ -36,8 +36,7 @@ use crate::record::AlertMethod;
 
 pub use self::config::{Season, ZScoreConfig, ZScoreMethod};
 
-pub use self::baseline::MAD_TO_SIGMA;
-pub use self::episodes::{alert_id, new_alert};
+pub use self::episodes::new_alert;
 
 /// The spread is at least this share of the long-run mean absolute deviation of the residuals.
 const DEVIATION_FLOOR: f64 = 0.3;
@@ -127,10 +126,6 @@ impl Detector {
 
     pub fn episodes(&mut self) -> &mut Episodes {
         &mut self.episodes
-    }
-
-    pub fn is_open(&self) -> bool {
-        self.episodes.is_open()
     }
 
     /// What the expectation followed, as the alert shows it: `"flat"` or a seasonal period
@@ -243,11 +238,6 @@ impl Detector {
             critical_at: 2.0 * detection.firing_score(method),
         })
     }
-
-    /// Heap bytes held: for the memory figures in the docs.
-    pub fn bytes(&self) -> usize {
-        self.window.len() * ResidualWindow::BYTES_PER_POINT + self.expectation.bytes()
-    }
 }
 
 /// A period as people write it: `"1w"`, `"1d"`, `"12h"`, `"90s"`.
@@ -267,6 +257,7 @@ pub fn period_label(ms: i64) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::baseline::MAD_TO_SIGMA;
     use super::*;
 
     fn config(method: ZScoreMethod) -> ZScoreConfig {
