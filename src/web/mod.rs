@@ -67,7 +67,7 @@ pub fn router(state: AppState) -> Router {
         .route("/static/vendor/uplot.js", get(pages::uplot_script))
         .route("/static/vendor/uplot.css", get(pages::uplot_style))
         .route("/static/app.css", get(pages::stylesheet))
-        .route("/static/app.js", get(pages::script))
+        .route("/static/js/{file}", get(pages::script))
         .route("/healthz", get(api::healthz))
         .route("/metrics", get(metrics::metrics))
         .route("/api/series", get(api::series_list))

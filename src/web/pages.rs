@@ -41,6 +41,7 @@ impl Viewer {
 /// A series that has sent nothing for this long is shown as stale.
 const STALE_AFTER: Duration = Duration::from_secs(60);
 
+#[derive(Default)]
 pub struct SeriesRow {
     pub stream: String,
     pub series: String,
@@ -107,12 +108,16 @@ pub struct OverviewPage {
     pub viewer: Viewer,
     /// Why the pipeline is paused; empty when it runs.
     pub paused: String,
+    /// The row the page script fills for a series that appears live.
+    pub blank_series: SeriesRow,
 }
 
 #[derive(Template)]
 #[template(path = "alerts.html")]
 pub struct AlertsPage {
     pub alerts: Vec<AlertRow>,
+    /// The row the page script fills for an alert that opens live.
+    pub blank_alert: AlertRow,
     pub filter: String,
     pub verdict: String,
     /// Per stream: the share of false alarms among the alerts people judged.
@@ -128,6 +133,7 @@ pub struct VerdictRow {
     pub share: String,
 }
 
+#[derive(Default)]
 pub struct AlertRow {
     pub id: String,
     /// The series around the alert as SVG polyline points (empty when no longer in memory),
@@ -275,6 +281,7 @@ pub async fn overview(
             dead_letters_total: dashboard.dead_letters_total,
             paused: status.paused.clone().unwrap_or_default(),
             viewer,
+            blank_series: SeriesRow::default(),
         }
     };
     Ok(Html(page.render()?))
@@ -300,6 +307,7 @@ pub async fn alerts(
     };
     let open_alerts = state.live.read().open_alerts();
     let page = AlertsPage {
+        blank_alert: AlertRow::blank(),
         alerts: {
             let dashboard = state.live.read();
             alerts.iter().map(|a| alert_row(&dashboard, a)).collect()
@@ -359,6 +367,16 @@ fn alert_row(dashboard: &Dashboard, a: &AlertRecord) -> AlertRow {
     }
 }
 
+impl AlertRow {
+    /// The row the page script fills for an alert that opens while the page is open.
+    fn blank() -> AlertRow {
+        AlertRow {
+            can_ack: true,
+            ..AlertRow::default()
+        }
+    }
+}
+
 /// `10.2 – 14.8`, or "unbounded" where no value would have been anomalous on its own.
 fn band_text(lower: Option<f64>, upper: Option<f64>) -> String {
     match (lower, upper) {
@@ -410,8 +428,28 @@ pub async fn stylesheet() -> impl IntoResponse {
     )
 }
 
-pub async fn script() -> impl IntoResponse {
-    (
+/// The dashboard's script modules (`static/js/`), embedded in the binary.
+const SCRIPTS: [(&str, &str); 9] = [
+    ("main.js", include_str!("../../static/js/main.js")),
+    ("alerts.js", include_str!("../../static/js/alerts.js")),
+    ("chrome.js", include_str!("../../static/js/chrome.js")),
+    ("format.js", include_str!("../../static/js/format.js")),
+    ("live.js", include_str!("../../static/js/live.js")),
+    ("overview.js", include_str!("../../static/js/overview.js")),
+    ("series.js", include_str!("../../static/js/series.js")),
+    ("spark.js", include_str!("../../static/js/spark.js")),
+    ("streams.js", include_str!("../../static/js/streams.js")),
+];
+
+/// `GET /static/js/{file}`: one of the dashboard's script modules.
+pub async fn script(
+    axum::extract::Path(file): axum::extract::Path<String>,
+) -> Result<impl IntoResponse, WebError> {
+    let (_, body) = SCRIPTS
+        .iter()
+        .find(|(name, _)| *name == file)
+        .ok_or_else(|| WebError::NotFound(format!("script {file:?}")))?;
+    Ok((
         [
             (
                 header::CONTENT_TYPE,
@@ -419,8 +457,8 @@ pub async fn script() -> impl IntoResponse {
             ),
             asset_cache(),
         ],
-        include_str!("../../static/app.js"),
-    )
+        *body,
+    ))
 }
 
 #[derive(Template)]
@@ -438,6 +476,7 @@ pub struct SeriesPage {
     pub chart_json: String,
     pub windows: Vec<WindowRow>,
     pub alerts: Vec<AlertRow>,
+    pub blank_alert: AlertRow,
     pub open_alerts: usize,
     pub viewer: Viewer,
 }
@@ -514,6 +553,7 @@ pub async fn series(
     let alerts = series_alerts(&dashboard, view);
     let last = &view.last;
     let page = SeriesPage {
+        blank_alert: AlertRow::blank(),
         stream: view.stream.to_string(),
         series: view.series.to_string(),
         value: number(last.value),

@@ -207,15 +207,16 @@ async fn live_values_and_acknowledgement_across_two_browsers() {
     .await;
     assert!(title.as_str().unwrap().contains("Alerts"));
 
-    // Acknowledge in A (with a note); B sees it without a reload.
-    a.find(Locator::Css("button.ack"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    a.send_alert_text("checked the pump").await.unwrap();
-    a.accept_alert().await.unwrap();
+    // Acknowledge in A, with a note typed into the page's dialog; B sees it without a reload.
+    click(&a, "button.ack").await;
+    eventually(
+        &a,
+        "the acknowledgement dialog, naming the series",
+        "const d = document.getElementById('ack-dialog'); return d.open && d.querySelector('.target').textContent === 'plant/pump'",
+    )
+    .await;
+    type_into(&a, "#ack-note", "checked the pump").await;
+    click(&a, "#ack-confirm").await;
     eventually(
         &a,
         "the acknowledgement in A",
@@ -224,6 +225,10 @@ async fn live_values_and_acknowledgement_across_two_browsers() {
     .await;
     let acked = eventually(&b, "the acknowledgement in B", "const s = document.querySelector('#alerts td.state'); return s && s.textContent === 'acknowledged' ? document.querySelector('#alerts td.acked').textContent : false").await;
     assert!(acked.as_str().unwrap().starts_with("anonymous"), "{acked}");
+    assert!(
+        acked.as_str().unwrap().contains("checked the pump"),
+        "{acked}"
+    );
     shoot(&b, "alerts-acknowledged.png").await;
 
     // The overview, for the record.

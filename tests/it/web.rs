@@ -1064,3 +1064,88 @@ async fn series_history_comes_from_the_stored_windows() {
     let (code, _) = get(&no_store, "/api/series/s/plain?from=0&to=10").await;
     assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
 }
+
+/// The classes a script module requires of rows it fills: `row.querySelector(".name")` ...
+/// (the first class of each selector), not those it looks up optionally (`...)?.`).
+fn row_classes(script: &str) -> Vec<String> {
+    let mut classes = Vec::new();
+    for part in script.split("row.querySelector(\"").skip(1) {
+        let Some((selector, after)) = part.split_once('"') else {
+            continue;
+        };
+        if after.starts_with(")?.") {
+            continue;
+        }
+        if let Some(class) = selector.split('.').nth(1) {
+            classes.push(class.split([' ', ':', '[']).next().unwrap().to_owned());
+        }
+    }
+    classes.sort();
+    classes.dedup();
+    classes
+}
+
+/// The page script is ES modules served from the binary; every module the entry point imports,
+/// directly or not, is there. Rows the script adds live are clones of `<template>` rows the
+/// server renders with the same markup as its own rows, so every cell the script fills exists.
+#[tokio::test]
+async fn script_modules_resolve_and_fill_rows_the_templates_have() {
+    let (app, _live, _dir) = fixture(None).await;
+    let mut pending = vec!["main.js".to_owned()];
+    let mut served = std::collections::BTreeMap::new();
+    while let Some(module) = pending.pop() {
+        if served.contains_key(&module) {
+            continue;
+        }
+        let (status, js) = get(&app, &format!("/static/js/{module}")).await;
+        assert_eq!(status, StatusCode::OK, "{module} is served");
+        for import in js.split("from \"./").skip(1) {
+            pending.push(import.split('"').next().unwrap().to_owned());
+        }
+        served.insert(module, js);
+    }
+    assert!(served.len() >= 8, "{:?}", served.keys());
+    assert_eq!(
+        get(&app, "/static/js/nope.js").await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert!(
+        !served.values().any(|js| js.contains("window.prompt")),
+        "notes are typed into the page"
+    );
+
+    let (_, alerts) = get(&app, "/alerts").await;
+    let template = &alerts[alerts.find("<template id=\"alert-row\">").unwrap()..];
+    let template = &template[..template.find("</template>").unwrap()];
+    for class in row_classes(&served["alerts.js"]) {
+        assert!(
+            template.contains(&format!("class=\"{class}"))
+                || template.contains(&format!(" {class}\""))
+                || template.contains(&format!("class=\"zv {class}")),
+            "the alert row template has no .{class}: {template}"
+        );
+    }
+    assert!(alerts.contains("<dialog id=\"ack-dialog\""));
+    // A row's checkbox says which alert it selects.
+    assert!(
+        alerts.contains("aria-label=\"Select the alert of s/"),
+        "{alerts}"
+    );
+
+    let (_, overview) = get(&app, "/").await;
+    let template = &overview[overview.find("<template id=\"series-row\">").unwrap()..];
+    let template = &template[..template.find("</template>").unwrap()];
+    for class in row_classes(&served["overview.js"]) {
+        assert!(
+            template.contains(&format!("class=\"{class}")),
+            "the series row template has no .{class}: {template}"
+        );
+    }
+    // The connection state is announced; range toggles are buttons.
+    assert!(overview.contains("id=\"connection\"") && overview.contains("aria-live=\"polite\""));
+    let (_, series) = get(&app, "/series/s/plain").await;
+    assert!(series.contains(
+        "<button type=\"button\" data-minutes=\"60\" class=\"range\" aria-pressed=\"true\">"
+    ));
+    assert!(!series.contains("href=\"#\""));
+}
