@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::free_port;
+use crate::support::{dashboard_port, free_port};
 
 struct Running(Child);
 
@@ -269,16 +269,28 @@ fn no_command_serves_the_built_in_demo_pipeline_and_dashboard() {
     use sqlx::Row;
     use std::io::Read;
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    // Port 0: the binary binds a free port and says which.
+    let log = dir.path().join("stderr.log");
     let child = Command::new(env!("CARGO_BIN_EXE_tidewatch"))
         .current_dir(dir.path())
         .env("RUST_LOG", "warn")
-        .env("TIDEWATCH_LISTEN", format!("127.0.0.1:{port}"))
+        .env("TIDEWATCH_LISTEN", "127.0.0.1:0")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
     let run = Running(child);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let port = loop {
+        if let Some(port) = dashboard_port(&std::fs::read_to_string(&log).unwrap()) {
+            break port;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no dashboard address within 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
     // The dashboard answers, and shows the demo series once points are released.
     let deadline = Instant::now() + Duration::from_secs(30);
     let page = loop {

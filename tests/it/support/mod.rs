@@ -4,13 +4,29 @@ pub mod broker;
 pub mod postgres;
 
 use std::net::TcpListener;
+use std::sync::atomic::{AtomicU16, Ordering};
 
-/// A free loopback port (bound, read back, released): tests run in parallel without clashing.
+/// A loopback port for a server the test starts that must be told its port (chromedriver,
+/// PostgreSQL, the broker, a socket source). Tidewatch's own dashboard binds port 0 and says
+/// which port it got instead (see [`serve`]).
+///
+/// Port 0's answer cannot be used here: once released, the kernel may hand the same ephemeral
+/// port to any outgoing connection before the server binds it. These ports come from below the
+/// ephemeral range (which starts at 32768 on Linux), which the kernel never assigns by itself;
+/// each is taken once per run (a counter, offset by the process id so that two runs on one
+/// machine start apart) and checked free by binding it.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
+    const FIRST: u16 = 20_000;
+    const SPAN: u16 = 12_000;
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let offset = (std::process::id() % 30) as u16 * 400;
+    for _ in 0..SPAN {
+        let port = FIRST + (offset + NEXT.fetch_add(1, Ordering::Relaxed)) % SPAN;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port between {FIRST} and {}", FIRST + SPAN);
 }
 
 /// A name no other test (or earlier run) uses: topic and group names.
@@ -93,25 +109,33 @@ pub fn http_get(port: u16, path: &str) -> Option<String> {
     head.starts_with("HTTP/1.1 200").then(|| body.to_owned())
 }
 
-/// Starts `tidewatch serve --config CONFIG --listen 127.0.0.1:PORT` in `dir` (its log in
-/// `dir/tidewatch.log`); returns the guarded process and the port once it answers `/healthz`.
+/// Starts `tidewatch serve --config CONFIG --listen 127.0.0.1:0` in `dir` (its log in
+/// `dir/tidewatch.log`); returns the guarded process and the port it bound, once it answers
+/// `/healthz`.
 pub fn serve(config: &str, dir: &std::path::Path) -> (ChildGuard, u16) {
-    let port = free_port();
+    let log = dir.join("tidewatch.log");
     let mut server = ChildGuard(
         std::process::Command::new(env!("CARGO_BIN_EXE_tidewatch"))
-            .args(["serve", "--config", config, "--listen"])
-            .arg(format!("127.0.0.1:{port}"))
+            .args(["serve", "--config", config, "--listen", "127.0.0.1:0"])
             .current_dir(dir)
             .env("RUST_LOG", "info")
             .stdout(std::process::Stdio::null())
-            .stderr(
-                std::fs::File::create(dir.join("tidewatch.log"))
-                    .expect("a log file in the test dir"),
-            )
+            .stderr(std::fs::File::create(&log).expect("a log file in the test dir"))
             .spawn()
             .expect("tidewatch serve starts"),
     );
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let port = loop {
+        if let Some(port) = dashboard_port(&std::fs::read_to_string(&log).unwrap_or_default()) {
+            break port;
+        }
+        assert!(server.is_running(), "tidewatch serve exited");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "tidewatch serve did not say where it listens within 30 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
     while http_get(port, "/healthz").is_none() {
         assert!(server.is_running(), "tidewatch serve exited");
         assert!(
@@ -121,4 +145,10 @@ pub fn serve(config: &str, dir: &std::path::Path) -> (ChildGuard, u16) {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     (server, port)
+}
+
+/// The port in tidewatch's "Dashboard on http://127.0.0.1:PORT/" line, once it is there.
+pub fn dashboard_port(log: &str) -> Option<u16> {
+    let rest = log.split("Dashboard on http://127.0.0.1:").nth(1)?;
+    rest.split('/').next()?.parse().ok()
 }
