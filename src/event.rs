@@ -237,16 +237,16 @@ impl Decoder {
         let series = if m.group_by.is_empty() {
             series_part.unwrap_or(Cow::Borrowed(DEFAULT_SERIES))
         } else {
+            // Every part, separated by `/`, with `/` and `\` inside a part escaped by `\`: the
+            // number of parts is fixed by the mapping, so two different events never share a
+            // label (`"a/b"` + `"c"` is `a\/b/c`, `"a"` + `"b/c"` is `a/b\/c`).
             let mut label = String::new();
             if let Some(part) = series_part {
-                label.push_str(&part);
+                push_label_part(&mut label, &part, false);
             }
             for (i, field) in m.group_by.iter().enumerate() {
                 let part = required_str(field, found.groups.get(i).cloned().flatten())?;
-                if !label.is_empty() {
-                    label.push('/');
-                }
-                label.push_str(&part);
+                push_label_part(&mut label, &part, i > 0 || m.series.is_some());
             }
             Cow::Owned(label)
         };
@@ -294,6 +294,19 @@ fn required_key<'a>(field: &str, found: Option<Scalar<'a>>) -> Result<Cow<'a, st
             },
             e => e,
         }),
+    }
+}
+
+/// Appends one part of a composite series label, escaping what would make it ambiguous.
+fn push_label_part(label: &mut String, part: &str, separate: bool) {
+    if separate {
+        label.push('/');
+    }
+    for c in part.chars() {
+        if c == '/' || c == '\\' {
+            label.push('\\');
+        }
+        label.push(c);
     }
 }
 
@@ -605,6 +618,13 @@ mod tests {
         let ev = decode(m.clone(), r#"{"ts":5,"event_type":"click","country":"NL"}"#).unwrap();
         assert_eq!(ev.series, "click/NL");
         assert_eq!(ev.value, 1.0);
+        // Parts that contain the separator cannot make two events share a label.
+        let a = decode(m.clone(), r#"{"ts":5,"event_type":"a/b","country":"c"}"#).unwrap();
+        let b = decode(m.clone(), r#"{"ts":5,"event_type":"a","country":"b/c"}"#).unwrap();
+        assert_ne!(a.series, b.series);
+        assert_eq!((&*a.series, &*b.series), (r"a\/b/c", r"a/b\/c"));
+        let empty = decode(m.clone(), r#"{"ts":5,"event_type":"","country":"x"}"#).unwrap();
+        assert_eq!(empty.series, "/x");
         m.group_by.clear();
         assert_eq!(decode(m, r#"{"ts":5}"#).unwrap().series, DEFAULT_SERIES);
     }

@@ -46,7 +46,7 @@ pub use checkpoint::SplitPosition;
 pub use config::{Config, ConfigError, Duration, DEFAULT_PIPELINE};
 pub use db::{Acknowledgement, DbError, Store, VerdictFilter, VerdictShare};
 pub use engine::reorder::{Buffered, ReorderBuffer};
-pub use engine::{Engine, Origin};
+pub use engine::{Engine, LogOrder, Origin};
 pub use event::{Decoder, Event, FieldMapping, TimeFormat};
 pub use generator::{Faults, Generator, Kind, SplitMix64};
 pub use live::{LiveSink, LiveState, Update};

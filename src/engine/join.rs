@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use super::LogOrder;
 use crate::config::{Duration, Invalid};
 use crate::record::{JoinRecord, Record};
 
@@ -90,8 +91,8 @@ pub enum Side {
 /// One side's buffered events: by time for eviction, by key for matching.
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Rows {
-    by_time: BTreeMap<(i64, u64), Row>,
-    by_key: HashMap<Arc<str>, BTreeSet<(i64, u64)>>,
+    by_time: BTreeMap<(i64, LogOrder), Row>,
+    by_key: HashMap<Arc<str>, BTreeSet<(i64, LogOrder)>>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -103,7 +104,7 @@ struct Row {
 }
 
 impl Rows {
-    fn insert(&mut self, ts: i64, seq: u64, row: Row) {
+    fn insert(&mut self, ts: i64, seq: LogOrder, row: Row) {
         self.by_key
             .entry(row.key.clone())
             .or_default()
@@ -112,10 +113,14 @@ impl Rows {
     }
 
     /// Rows of `key` with times in `[from, to]`.
-    fn matching(&self, key: &str, from: i64, to: i64) -> Vec<(i64, u64)> {
+    fn matching(&self, key: &str, from: i64, to: i64) -> Vec<(i64, LogOrder)> {
         self.by_key
             .get(key)
-            .map(|set| set.range((from, 0)..=(to, u64::MAX)).copied().collect())
+            .map(|set| {
+                set.range((from, LogOrder::MIN)..=(to, LogOrder::MAX))
+                    .copied()
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -145,7 +150,7 @@ impl Rows {
 pub struct JoinInput<'a> {
     pub key: &'a str,
     pub ts: i64,
-    pub seq: u64,
+    pub seq: LogOrder,
     pub value: f64,
     pub id: Option<&'a str>,
 }
@@ -273,6 +278,10 @@ mod tests {
     use super::*;
 
     fn input(key: &str, ts: i64, seq: u64) -> JoinInput<'_> {
+        let seq = LogOrder {
+            split: 0,
+            offset: seq,
+        };
         JoinInput {
             key,
             ts,

@@ -14,10 +14,16 @@
 //!    no event for `idle_timeout` of processing time (measured by the ticks) is idle and ignored
 //!    until it sends again; when all are idle, the maximum over all. A partition that has been
 //!    seen but sent no event time yet holds the watermark at its start. The watermark never goes
-//!    backwards. An event whose time is **below** the watermark when it arrives (`ts <
-//!    watermark`) is *late*: it goes to no dedup, window, analytics or join, but becomes a
-//!    `late` record (with `watermark − ts`) and is counted per series. Never dropped silently —
-//!    a re-sent late event is reported late again.
+//!    backwards. An event is *late* when its time is below **its own partition's** watermark
+//!    (Kafka Streams' rule: each task judges grace by its own stream time), or below the
+//!    stream's when that is further on (only for a partition that was idle while the others
+//!    moved on). A late event goes to no dedup, window, analytics or join, but becomes a `late`
+//!    record (with the watermark it missed and by how much) and is counted per series. Never
+//!    dropped silently — a re-sent late event is reported late again. Windows, points and joins
+//!    still move on the stream's watermark, which is never ahead of a partition's own, so an
+//!    accepted event can never reach a closed window, and which events are late depends on each
+//!    partition's log alone, not on how the partitions interleave: a replay gives the same
+//!    records.
 //! 2. **Dedup** (when the stream has `dedup`), for events that are not late: an event whose `id`
 //!    was already accepted for an event at most `horizon` away in event time is a duplicate:
 //!    dropped and counted per series. It still counts as activity of its partition. Because
@@ -28,14 +34,14 @@
 //!    half-open `[start, end)`, sliding built from `gcd(size, slide)` panes; session windows in
 //!    which events at most `gap` apart share a session `[first, last + gap)`. Aggregates: count,
 //!    sum, mean, min, max, sample stddev (`null` for one event), first and last (by event time,
-//!    ties by arrival). An aligned window is emitted once, as `final`, when the watermark reaches
+//!    ties by (partition, offset): [`LogOrder`]). An aligned window is emitted once, as `final`, when the watermark reaches
 //!    its end (`watermark ≥ end`); a session when the watermark passes its end
 //!    (`watermark > last + gap`). Windows with no events are not emitted. A `global` window
 //!    (Spark's complete mode) holds a series' whole history, `[0, i64::MAX)`: it is re-emitted
 //!    with `final: false` when the watermark crosses a multiple of its `update` interval and
 //!    the series changed since, and once as `final` at end of input; sinks upsert it.
 //! 4. **Per-point analytics**, per series, in event-time order: events wait in a reorder buffer
-//!    until the watermark passes them (`ts < watermark`), ties broken by arrival order. For each
+//!    until the watermark passes them (`ts < watermark`), ties broken by (partition, offset). For each
 //!    point, in that order: the mean of the last `sma_points` values including itself; EWMA with
 //!    `ewma_alpha`, seeded with the first value; the least-squares slope (units/second) over the
 //!    points in `[ts − trend_window, ts]` released so far, labelled rising/falling when its
@@ -105,8 +111,40 @@ pub struct Accepted<'a> {
     pub label: &'a Arc<str>,
     pub ts: i64,
     pub value: f64,
-    /// Arrival order across the whole engine: the tie-breaker for equal event times.
-    pub seq: u64,
+    /// Where the event sits in its stream's logs: the tie-breaker for equal event times, so
+    /// their order does not depend on how partitions interleave.
+    pub seq: LogOrder,
+}
+
+/// An event's place in its stream's input: its split (partition) and offset in it. Ordering
+/// equal event times by it, rather than by arrival, makes every result a function of each
+/// partition's log alone.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct LogOrder {
+    pub split: u32,
+    pub offset: u64,
+}
+
+impl LogOrder {
+    pub const MIN: LogOrder = LogOrder {
+        split: 0,
+        offset: 0,
+    };
+    pub const MAX: LogOrder = LogOrder {
+        split: u32::MAX,
+        offset: u64::MAX,
+    };
+}
+
+impl From<Origin<'_>> for LogOrder {
+    fn from(origin: Origin<'_>) -> Self {
+        LogOrder {
+            split: origin.split,
+            offset: origin.offset,
+        }
+    }
 }
 
 /// A per-stream operator. Hooks are synchronous and never fail on data.
@@ -172,7 +210,7 @@ pub enum SnapshotError {
 
 /// Version of the layout of [`Engine::snapshot`]: bumped whenever a state type changes shape,
 /// so an old checkpoint is refused with a clear message instead of misread.
-pub const SNAPSHOT_FORMAT: u8 = 4;
+pub const SNAPSHOT_FORMAT: u8 = 5;
 
 /// Counters of one stream, for the status page and `/metrics`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -239,10 +277,17 @@ struct StreamRuntime {
 }
 
 impl StreamRuntime {
-    /// Counts an event behind the watermark and describes it: late events never reach an
-    /// operator, but they still move their partition's watermark.
-    fn late(&mut self, series: u32, ts: i64, origin: Origin<'_>, now: i64) -> LateRecord {
-        let watermark = self.watermark.current();
+    /// Counts an event behind `watermark` (its partition's, see [`WatermarkTracker::late_bound`])
+    /// and describes it: late events never reach an operator, but they still move their
+    /// partition's watermark.
+    fn late(
+        &mut self,
+        series: u32,
+        ts: i64,
+        watermark: i64,
+        origin: Origin<'_>,
+        now: i64,
+    ) -> LateRecord {
         self.watermark.observe(origin.split, ts, now);
         self.counters.late += 1;
         self.series.counters[series as usize].late += 1;
@@ -272,7 +317,6 @@ struct JoinRuntime {
 pub struct Engine {
     streams: Vec<StreamRuntime>,
     joins: Vec<JoinRuntime>,
-    seq: u64,
 }
 
 impl Engine {
@@ -343,11 +387,7 @@ impl Engine {
                 }
             })
             .collect();
-        Engine {
-            streams,
-            joins,
-            seq: 0,
-        }
+        Engine { streams, joins }
     }
 
     /// Processes one event of stream `stream` at processing time `now`, appending to `out`.
@@ -370,11 +410,11 @@ impl Engine {
                 stream: s.name.to_string(),
                 max: s.max_series,
             })?;
-        let seq = self.seq;
-        self.seq += 1;
+        let seq = LogOrder::from(origin);
 
-        if event.ts < s.watermark.current() {
-            out.push(Record::Late(s.late(series, event.ts, origin, now)));
+        let bound = s.watermark.late_bound(origin.split);
+        if event.ts < bound {
+            out.push(Record::Late(s.late(series, event.ts, bound, origin, now)));
             return Ok(());
         }
 

@@ -1,7 +1,7 @@
 //! Per-point analytics: a reorder buffer per series that releases events in event-time order
 //! once the watermark passes them, then SMA, EWMA, trend slope, z-score and alert episodes.
 //!
-//! Releasing in `(event time, arrival)` order is what makes these results independent of the
+//! Releasing in `(event time, partition, offset)` order is what makes these results independent of the
 //! arrival order within the allowed lateness: by the time a point is computed, every event that
 //! precedes it in event time has either arrived or is late.
 
@@ -68,7 +68,7 @@ pub struct PointAnalytics {
     config: AnalyticsConfig,
     detection: Detection,
     series: Vec<Option<SeriesAnalytics>>,
-    /// The reorder buffer of every series at once, released in (event time, arrival) order:
+    /// The reorder buffer of every series at once, released in (event time, partition, offset) order:
     /// one buffer for all series, where per-series buffers would also need a timer per series.
     /// Releasing in global order keeps each series in its own event-time order.
     buffer: ReorderBuffer,

@@ -1,5 +1,5 @@
 //! The reorder buffer of per-point analytics: holds points until the watermark passes them and
-//! releases them in (event time, arrival) order.
+//! releases them in (event time, place in the logs) order.
 //!
 //! A binary heap does this with a `log n` sift per point, each step a cache miss once the
 //! buffer holds a busy stream's ten seconds of lateness. Here points go into a calendar of
@@ -14,6 +14,8 @@ use std::collections::{BinaryHeap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
+use super::LogOrder;
+
 /// Event time one slot covers, in ms.
 const SLOT_MS: i64 = 256;
 /// Slots at most (about 4.7 hours of event time ahead of the oldest point).
@@ -23,14 +25,14 @@ const MAX_SLOTS: usize = 1 << 16;
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct Buffered {
     pub ts: i64,
-    /// Arrival order within the stream: breaks ties of equal event times.
-    pub seq: u64,
+    /// Place in the stream's logs: breaks ties of equal event times.
+    pub seq: LogOrder,
     pub series: u32,
     pub value: f64,
 }
 
 impl Buffered {
-    fn key(&self) -> (i64, u64) {
+    fn key(&self) -> (i64, LogOrder) {
         (self.ts, self.seq)
     }
 }
@@ -141,12 +143,14 @@ impl ReorderBuffer {
         }
     }
 
-    /// Releases, in (event time, arrival) order, every point with `ts < watermark`.
+    /// Releases, in (event time, place in the logs) order, every point with `ts < watermark`.
     pub fn release(&mut self, watermark: i64, mut emit: impl FnMut(Buffered)) {
         while let Some(slot) = self.slots.front_mut() {
             let slot_end = self.base.saturating_add(SLOT_MS);
             if !slot.sorted {
-                slot.points.sort_unstable();
+                // Stable: points with equal keys (lines of two files of one directory) keep
+                // their arrival order, which is the order of the files.
+                slot.points.sort();
                 slot.sorted = true;
             }
             if slot_end <= watermark {
@@ -190,7 +194,10 @@ mod tests {
     fn point(ts: i64, seq: u64) -> Buffered {
         Buffered {
             ts,
-            seq,
+            seq: LogOrder {
+                split: 0,
+                offset: seq,
+            },
             series: 0,
             value: seq as f64,
         }
@@ -198,7 +205,7 @@ mod tests {
 
     fn released(buffer: &mut ReorderBuffer, watermark: i64) -> Vec<(i64, u64)> {
         let mut out = Vec::new();
-        buffer.release(watermark, |p| out.push((p.ts, p.seq)));
+        buffer.release(watermark, |p| out.push((p.ts, p.seq.offset)));
         out
     }
 

@@ -86,6 +86,26 @@ impl WatermarkTracker {
         self.current
     }
 
+    /// The time below which an event of `partition` is late: the partition's own watermark
+    /// (its max event time − lateness), or the stream's when that is further on.
+    ///
+    /// A partition that has been active since it was declared is never behind the stream's
+    /// watermark (the stream's is the minimum over such partitions), so for it this is its own
+    /// watermark alone: whether an event is late depends on the events before it in its own
+    /// partition, never on how partitions interleave. The stream's watermark only takes over
+    /// for a partition that was idle while the others moved on (idleness is processing time);
+    /// it keeps an accepted event out of a window that has closed.
+    pub fn late_bound(&self, partition: u32) -> i64 {
+        let own = self
+            .partitions
+            .iter()
+            .find(|p| p.id == partition)
+            .map_or(WATERMARK_MIN, |p| {
+                p.max_event_time.saturating_sub(self.lateness_ms)
+            });
+        own.max(self.current)
+    }
+
     /// Each partition's contribution, for the status page.
     pub fn partitions(&self) -> impl Iterator<Item = (u32, PartitionWatermark)> + '_ {
         self.partitions.iter().map(|p| {
@@ -278,6 +298,27 @@ mod tests {
         assert_eq!(wm.current(), 500);
         wm.finish();
         assert_eq!(wm.current(), WATERMARK_END);
+    }
+
+    #[test]
+    fn lateness_is_judged_by_the_partition_s_own_watermark() {
+        let mut wm = WatermarkTracker::new(10, 1000);
+        wm.touch(0, 0);
+        wm.touch(1, 0);
+        wm.observe(0, 500, 0);
+        // Partition 1 has sent nothing: the stream's watermark is held back, but partition 0's
+        // own events are judged by partition 0 alone.
+        assert_eq!(wm.current(), WATERMARK_MIN);
+        assert_eq!(wm.late_bound(0), 490);
+        assert_eq!(wm.late_bound(1), WATERMARK_MIN);
+        wm.observe(1, 100, 0);
+        assert_eq!((wm.current(), wm.late_bound(1)), (90, 90));
+        // Partition 1 goes idle; the stream moves on with partition 0, and partition 1 waking
+        // up behind finds the stream's watermark, not its own.
+        wm.observe(0, 800, 999);
+        assert!(wm.tick(1000));
+        assert_eq!(wm.current(), 790);
+        assert_eq!(wm.late_bound(1), 790);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::stats::Moments;
 use super::time::SeriesTimers;
-use super::{Accepted, Operator};
+use super::{Accepted, LogOrder, Operator};
 use crate::config::{Duration, Invalid};
 use crate::record::{Record, WindowKind, WindowRecord};
 
@@ -82,13 +82,13 @@ pub struct Aggregate {
     sum: f64,
     min: f64,
     max: f64,
-    /// (event time, arrival sequence, value) of the earliest and latest event.
-    first: (i64, u64, f64),
-    last: (i64, u64, f64),
+    /// (event time, place in the logs, value) of the earliest and latest event.
+    first: (i64, LogOrder, f64),
+    last: (i64, LogOrder, f64),
 }
 
 impl Aggregate {
-    pub fn of(ts: i64, seq: u64, value: f64) -> Self {
+    pub fn of(ts: i64, seq: LogOrder, value: f64) -> Self {
         let mut moments = Moments::default();
         moments.add(value);
         Aggregate {
@@ -101,7 +101,7 @@ impl Aggregate {
         }
     }
 
-    pub fn add(&mut self, ts: i64, seq: u64, value: f64) {
+    pub fn add(&mut self, ts: i64, seq: LogOrder, value: f64) {
         self.moments.add(value);
         self.sum += value;
         self.min = self.min.min(value);
@@ -533,7 +533,10 @@ mod tests {
                     label: &label,
                     ts,
                     value,
-                    seq: seq as u64,
+                    seq: LogOrder {
+                        split: 0,
+                        offset: seq as u64,
+                    },
                 },
                 out,
             );

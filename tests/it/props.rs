@@ -260,25 +260,26 @@ proptest! {
     fn the_reorder_buffer_releases_like_a_sort(
         ops in prop::collection::vec((any::<bool>(), -3_000i64..3_000, 0u8..20), 1..400),
     ) {
-        use tidewatch::{Buffered, ReorderBuffer};
+        use tidewatch::{Buffered, LogOrder, ReorderBuffer};
         let year = 365 * 24 * 3_600_000i64;
         let mut buffer = ReorderBuffer::default();
-        let mut pending: Vec<(i64, u64)> = Vec::new();
+        // (event time, split, offset): ties break by place in the logs, not arrival.
+        let mut pending: Vec<(i64, u32, u64)> = Vec::new();
         let (mut watermark, mut clock, mut seq) = (i64::MIN, 0i64, 0u64);
         for (push, offset, far) in ops {
             if push {
                 // Not late: at or after the watermark; now and then a clock a year off.
                 let jump = match far { 0 => year, 1 => -year, _ => 0 };
                 let ts = (clock + offset + jump).max(watermark);
-                buffer.push(Buffered { ts, seq, series: 0, value: 0.0 });
-                pending.push((ts, seq));
+                buffer.push(Buffered { ts, seq: LogOrder { split: (seq % 3) as u32, offset: seq }, series: 0, value: 0.0 });
+                pending.push((ts, (seq % 3) as u32, seq));
                 seq += 1;
                 clock = clock.max(ts - 5_000);
             } else {
                 watermark = watermark.max(clock + offset);
                 let mut released = Vec::new();
-                buffer.release(watermark, |p| released.push((p.ts, p.seq)));
-                let mut expected: Vec<(i64, u64)> = pending.iter().copied().filter(|p| p.0 < watermark).collect();
+                buffer.release(watermark, |p| released.push((p.ts, p.seq.split, p.seq.offset)));
+                let mut expected: Vec<(i64, u32, u64)> = pending.iter().copied().filter(|p| p.0 < watermark).collect();
                 expected.sort();
                 pending.retain(|p| p.0 >= watermark);
                 prop_assert_eq!(released, expected);
@@ -286,7 +287,7 @@ proptest! {
             }
         }
         let mut rest = Vec::new();
-        buffer.release(i64::MAX, |p| rest.push((p.ts, p.seq)));
+        buffer.release(i64::MAX, |p| rest.push((p.ts, p.seq.split, p.seq.offset)));
         pending.sort();
         prop_assert_eq!(rest, pending);
     }
@@ -350,6 +351,61 @@ proptest! {
         pa.sort_by_key(|p| p.ts);
         pb.sort_by_key(|p| p.ts);
         prop_assert_eq!(pa, pb);
+    }
+
+    #[test]
+    fn results_do_not_depend_on_how_partitions_interleave(
+        logs in prop::collection::vec(
+            prop::collection::vec((0usize..2, 0i64..60, -40i64..40, 0u32..20, prop::bool::weighted(0.06)), 1..70),
+            3,
+        ),
+        picks_a in prop::collection::vec(0usize..3, 0..240),
+        picks_b in prop::collection::vec(0usize..3, 0..240),
+        lateness in 0i64..80,
+    ) {
+        // Three partitions, each with its own log: out of order, duplicates, now and then an
+        // event far behind. Series are keyed to partitions (series s of partition p is
+        // `k{2p+s}`), as Kafka producers key them. Two arbitrary interleavings of the same
+        // logs must give the same records, late ones included.
+        let logs: Vec<Vec<In>> = logs.into_iter().enumerate().map(|(p, log)| {
+            log.into_iter().enumerate().map(|(i, (series, jitter, value, id, far_behind))| In {
+                series: 2 * p + series,
+                ts: i as i64 * 10 - jitter - if far_behind { 400 } else { 0 },
+                value: value as f64,
+                id: p as u32 * 100 + id,
+                partition: p as u32,
+            }).collect()
+        }).collect();
+        let body = format!("fields = {{ time = \"ts\", series = \"series\", value = \"value\", id = \"id\" }}\nwatermark = {{ lateness = \"{lateness}ms\" }}\ndedup = {{ horizon = \"100ms\" }}\nwindows = [{{ kind = \"tumbling\", size = \"50ms\" }}, {{ kind = \"sliding\", size = \"60ms\", slide = \"20ms\" }}, {{ kind = \"session\", gap = \"15ms\" }}]\nanalytics = {{ sma_points = 4, ewma_alpha = 0.3, trend_window = \"80ms\", zscore = {{ window = \"200ms\", min_samples = 3 }} }}");
+        let run_interleaved = |picks: &[usize]| -> Vec<String> {
+            let mut engine = Engine::new(&config(&body, ""));
+            for p in 0..3 {
+                engine.assign_split(0, p, 0);
+            }
+            let mut next = [0usize; 3];
+            let mut order = picks.iter().copied().chain((0..3).cycle().take(3 * 70));
+            let mut out = Vec::new();
+            while next.iter().zip(&logs).any(|(n, log)| *n < log.len()) {
+                let p = order.next().unwrap();
+                let Some(e) = logs[p].get(next[p]) else { continue };
+                let series = label(e.series);
+                let id = e.id.to_string();
+                let event = Event { ts: e.ts, series: series.as_str().into(), value: e.value, id: Some(id.as_str().into()), join_key: None };
+                let origin = Origin { source: "t", split: e.partition, partition: e.partition, offset: next[p] as u64 };
+                engine.process(0, &event, origin, 0, &mut out).unwrap();
+                next[p] += 1;
+            }
+            engine.finish(&mut out);
+            let mut rows: Vec<String> = out.iter().map(|r| serde_json::to_string(r).unwrap()).collect();
+            rows.sort();
+            rows
+        };
+        let a = run_interleaved(&picks_a);
+        let b = run_interleaved(&picks_b);
+        prop_assert_eq!(a.len(), b.len());
+        for (x, y) in a.iter().zip(&b) {
+            prop_assert_eq!(x, y);
+        }
     }
 
     #[test]
@@ -423,7 +479,10 @@ proptest! {
                 engine.tick(now, &mut out);
             } else {
                 let ts = i as i64 * 10 - advance_ts;
-                let late = ts < watermark;
+                // Late: behind the partition's own watermark, or the stream's when further on.
+                let own = parts.get(&partition).map_or(i64::MIN, |p| p.0.saturating_sub(lateness));
+                let bound = own.max(watermark);
+                let late = ts < bound;
                 let p = parts.entry(partition).or_insert((i64::MIN, now, false));
                 p.0 = p.0.max(ts);
                 p.1 = p.1.max(now);
@@ -435,6 +494,7 @@ proptest! {
                 let late_record = out[before..].iter().find_map(|r| match r { Record::Late(l) => Some(l.clone()), _ => None });
                 prop_assert_eq!(late_record.is_some(), late, "step {}: ts {}", i, ts);
                 if let Some(l) = late_record {
+                    prop_assert_eq!(l.watermark, bound);
                     prop_assert_eq!(l.lateness_ms, l.watermark - ts);
                 }
             }

@@ -29,6 +29,7 @@ use tracing::{debug, info, warn};
 
 use super::{Polled, RawMessage, Rebalance, Source, SourceError, SplitRef, SplitStatus};
 use crate::checkpoint::SplitPosition;
+use crate::digest::fnv1a;
 
 pub use self::config::{Assignment, KafkaSourceConfig, StartFrom};
 
@@ -41,6 +42,9 @@ const STALL_TIMEOUT: Duration = Duration::from_secs(60);
 /// One topic-partition to read, `[next, end)`.
 #[derive(Debug, Clone)]
 struct Split {
+    /// What the engine tracks this partition's watermark and orders its events by: derived
+    /// from the topic and partition (see [`split_id`]), so it survives edits of `topics`.
+    id: u32,
     topic: String,
     partition: i32,
     next: i64,
@@ -181,9 +185,10 @@ impl Split {
 
 pub struct KafkaSource {
     consumer: BaseConsumer<LagContext>,
-    /// Index = the split id the engine tracks watermarks by.
+    /// Every partition seen, in the order first seen.
     splits: Vec<Split>,
     by_partition: BTreeMap<(String, i32), usize>,
+    by_id: HashMap<u32, usize>,
     /// Owned splits with messages left to read.
     remaining: usize,
     /// The current message, copied out of librdkafka's buffer so no `BorrowedMessage` outlives
@@ -216,9 +221,9 @@ impl KafkaSource {
     /// group: subscribes, and the ranges are found as partitions are assigned).
     ///
     /// A partition starts at its `resume` position when there is one (a checkpoint wins over the
-    /// group), else at the group's committed offset, else at `start`. Split ids are the
-    /// partitions' indexes in (topic, partition) order, stable across restarts even when a
-    /// partition has nothing left to read, because checkpointed watermarks are keyed by them.
+    /// group), else at the group's committed offset, else at `start`. Split ids are digests of
+    /// (topic, partition) ([`split_id`]), stable across restarts, versions and edits of
+    /// `topics` or `partitions`, because checkpointed watermarks are keyed by them.
     pub fn open_to_end(
         config: &KafkaSourceConfig,
         resume: &[SplitPosition],
@@ -262,6 +267,7 @@ impl KafkaSource {
             consumer,
             splits: Vec::new(),
             by_partition: BTreeMap::new(),
+            by_id: HashMap::new(),
             remaining: 0,
             payload: Vec::new(),
             topic: String::new(),
@@ -306,17 +312,32 @@ impl KafkaSource {
         if let Some(&index) = self.by_partition.get(&(topic.to_owned(), partition)) {
             return index;
         }
+        let index = self.splits.len();
+        let mut id = split_id(topic, partition);
+        // Two partitions whose digests collide (about one pair in four billion) take the next
+        // free id, in (topic, partition) order at start.
+        while self.by_id.contains_key(&id) {
+            id = id.wrapping_add(1);
+        }
         self.splits.push(Split {
+            id,
             topic: topic.to_owned(),
             partition,
             next: 0,
             end: 0,
             owned: false,
         });
-        let index = self.splits.len() - 1;
         self.by_partition
             .insert((topic.to_owned(), partition), index);
+        self.by_id.insert(id, index);
         index
+    }
+
+    /// The indexes of the splits `refs` name (by id).
+    fn indexes_of(&self, refs: &[SplitRef]) -> Vec<usize> {
+        refs.iter()
+            .filter_map(|s| self.by_id.get(&s.split).copied())
+            .collect()
     }
 
     /// Makes the splits at `indexes` owned and finds where each starts and ends; returns them as
@@ -403,7 +424,10 @@ impl KafkaSource {
             partitions
                 .into_iter()
                 .map(|(topic, partition)| SplitRef {
-                    split: self.split_of(&topic, partition) as u32,
+                    split: {
+                        let index = self.split_of(&topic, partition);
+                        self.splits[index].id
+                    },
                     source: topic,
                     partition: partition.max(0) as u32,
                 })
@@ -429,6 +453,25 @@ impl KafkaSource {
             }
     }
 
+    /// In a batch run, nothing arriving for [`STALL_TIMEOUT`] while there is data to read (or an
+    /// assignment to wait for) is an error.
+    fn check_stall(&self) -> Result<(), SourceError> {
+        if self.follow || self.last_activity.elapsed() <= STALL_TIMEOUT {
+            return Ok(());
+        }
+        Err(if self.remaining == 0 {
+            SourceError::NoAssignment {
+                group: self.group.clone(),
+                waited: STALL_TIMEOUT,
+            }
+        } else {
+            SourceError::Stalled {
+                remaining: self.remaining,
+                waited: STALL_TIMEOUT,
+            }
+        })
+    }
+
     /// Polls until a message inside a split's range arrives; `false` when every split is done.
     fn advance(&mut self) -> Result<bool, SourceError> {
         match self.advance_within(STALL_TIMEOUT)? {
@@ -452,34 +495,14 @@ impl KafkaSource {
                 return Ok(Progress::End);
             }
             let slice = patience.min(Duration::from_millis(500));
-            let Some(result) = self.consumer.poll(slice) else {
-                if !self.follow && self.last_activity.elapsed() > STALL_TIMEOUT {
-                    return Err(if self.remaining == 0 {
-                        SourceError::NoAssignment {
-                            group: self.group.clone(),
-                            waited: STALL_TIMEOUT,
-                        }
-                    } else {
-                        SourceError::Stalled {
-                            remaining: self.remaining,
-                            waited: STALL_TIMEOUT,
-                        }
-                    });
-                }
-                if started.elapsed() >= patience {
-                    return Ok(Progress::Idle);
-                }
-                continue;
-            };
-            let message = match result {
-                Ok(message) => message,
+            let message = match self.consumer.poll(slice) {
+                Some(Ok(message)) => message,
                 // librdkafka reconnects and retries by itself; everything short of a fatal error
-                // (the client cannot go on) is weather: say so and keep polling. A batch run
-                // still fails once nothing has arrived for the stall timeout.
-                Err(error @ KafkaError::MessageConsumptionFatal(_)) => {
+                // (the client cannot go on) is weather: say so and keep polling.
+                Some(Err(error @ KafkaError::MessageConsumptionFatal(_))) => {
                     return Err(kafka_error(error))
                 }
-                Err(error) => {
+                Some(Err(error)) => {
                     let text = error.to_string();
                     if self.trouble.is_none() {
                         warn!(error = %text, "Kafka is failing; retrying (librdkafka reconnects).");
@@ -487,6 +510,19 @@ impl KafkaSource {
                         debug!(error = %text, "Kafka still failing.");
                     }
                     self.trouble = Some((text, Instant::now()));
+                    // A steady stream of errors is no message either: the stall and patience
+                    // checks below still hand control back.
+                    self.check_stall()?;
+                    if started.elapsed() >= patience {
+                        return Ok(Progress::Idle);
+                    }
+                    continue;
+                }
+                None => {
+                    self.check_stall()?;
+                    if started.elapsed() >= patience {
+                        return Ok(Progress::Idle);
+                    }
                     continue;
                 }
             };
@@ -512,7 +548,7 @@ impl KafkaSource {
                 .extend_from_slice(message.payload().unwrap_or_default());
             self.topic.clear();
             self.topic.push_str(message.topic());
-            self.current = (index as u32, message.partition(), offset);
+            self.current = (split.id, message.partition(), offset);
             return Ok(Progress::Message);
         }
     }
@@ -557,11 +593,10 @@ impl Source for KafkaSource {
     }
 
     fn splits(&self) -> Vec<u32> {
-        (0..self.splits.len() as u32)
-            .filter(|&i| {
-                let s = &self.splits[i as usize];
-                s.owned && s.next < s.end
-            })
+        self.splits
+            .iter()
+            .filter(|s| s.owned && s.next < s.end)
+            .map(|s| s.id)
             .collect()
     }
 
@@ -601,9 +636,8 @@ impl Source for KafkaSource {
         let high = lock(&self.consumer.context().high_watermarks);
         self.splits
             .iter()
-            .enumerate()
-            .filter(|(_, s)| s.owned)
-            .map(|(split, s)| {
+            .filter(|s| s.owned)
+            .map(|s| {
                 let end = if s.end == i64::MAX {
                     high.get(&(s.topic.clone(), s.partition)).copied()
                 } else {
@@ -611,7 +645,7 @@ impl Source for KafkaSource {
                 };
                 let lag = end.map(|end| (end - s.next).max(0) as u64);
                 SplitStatus {
-                    split: split as u32,
+                    split: s.id,
                     position: s.position(),
                     lag,
                 }
@@ -646,7 +680,7 @@ impl Source for KafkaSource {
     }
 
     fn assign(&mut self, splits: &[SplitRef], resume: &[SplitPosition]) -> Result<(), SourceError> {
-        let indexes: Vec<usize> = splits.iter().map(|s| s.split as usize).collect();
+        let indexes = self.indexes_of(splits);
         let assign = self.take_over(&indexes, resume)?;
         apply_assign(&self.consumer, &assign).map_err(kafka_error)?;
         self.membership = Some(Membership::Assigned);
@@ -661,11 +695,10 @@ impl Source for KafkaSource {
 
     fn revoke(&mut self, splits: &[SplitRef]) -> Result<(), SourceError> {
         let mut revoked = TopicPartitionList::new();
-        for s in splits {
-            if let Some(split) = self.splits.get_mut(s.split as usize) {
-                split.owned = false;
-                revoked.add_partition(&split.topic, split.partition);
-            }
+        for index in self.indexes_of(splits) {
+            let split = &mut self.splits[index];
+            split.owned = false;
+            revoked.add_partition(&split.topic, split.partition);
         }
         apply_revoke(&self.consumer, &revoked).map_err(kafka_error)?;
         self.count_remaining();
@@ -687,6 +720,13 @@ impl Drop for KafkaSource {
             .closing
             .store(true, Ordering::Relaxed);
     }
+}
+
+/// A partition's split id: a digest of its topic and number, the same in every run and
+/// version, whatever else the stream reads.
+fn split_id(topic: &str, partition: i32) -> u32 {
+    let digest = fnv1a(topic.bytes().chain([0]).chain(partition.to_le_bytes()));
+    (digest ^ (digest >> 32)) as u32
 }
 
 /// Every partition of the configured topics (those `partitions` lists, when it does), in
@@ -733,4 +773,25 @@ fn list_partitions(
 
 fn kafka_error(error: KafkaError) -> SourceError {
     SourceError::Kafka(error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_id;
+
+    #[test]
+    fn split_ids_depend_on_the_partition_alone_and_do_not_collide_among_neighbours() {
+        // Stable across runs and versions: a checkpoint written today keys its watermarks by
+        // these (FNV-1a of "orders\0" and the partition, folded to 32 bits).
+        assert_eq!(split_id("orders", 0), split_id("orders", 0));
+        assert_ne!(split_id("orders", 0), split_id("orders", 1));
+        assert_ne!(split_id("orders", 1), split_id("orders-2", 1));
+        let mut ids: Vec<u32> = ["a", "b", "events", "orders"]
+            .iter()
+            .flat_map(|t| (0..256).map(move |p| split_id(t, p)))
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), 4 * 256);
+    }
 }
