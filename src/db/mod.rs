@@ -5,7 +5,7 @@
 //!
 //! Tables: `windows` (key: stream, series, kind, window_start, window_end), `alerts` (key: id,
 //! itself derived from stream, series and episode start), `late_events` and `dead_letters` (key:
-//! source, partition, offset), `checkpoints` (key: the checkpoint's name). Point records are
+//! stream, source, partition, offset), `checkpoints` (key: the checkpoint's name). Point records are
 //! not stored (one row per event would dwarf everything else; the dashboard keeps recent points
 //! in memory and history comes from windows); join records go to the other sinks.
 

@@ -84,6 +84,40 @@ ALTER TABLE alerts ADD COLUMN expectation TEXT;
 ALTER TABLE alerts ADD COLUMN verdict TEXT;
 CREATE INDEX IF NOT EXISTS alerts_by_verdict ON alerts (stream, verdict)
 "#,
+    // Late events and dead letters are keyed by stream too: two streams reading one topic
+    // each have their own row for the same message. (SQLite cannot change a primary key in
+    // place: rebuild both tables.)
+    r#"
+CREATE TABLE late_events_by_stream (
+    stream TEXT NOT NULL,
+    series TEXT NOT NULL,
+    ts BIGINT NOT NULL,
+    watermark BIGINT NOT NULL,
+    lateness_ms BIGINT NOT NULL,
+    source TEXT NOT NULL,
+    "partition" BIGINT NOT NULL,
+    "offset" BIGINT NOT NULL,
+    PRIMARY KEY (stream, source, "partition", "offset")
+);
+INSERT INTO late_events_by_stream
+    SELECT stream, series, ts, watermark, lateness_ms, source, "partition", "offset"
+    FROM late_events;
+DROP TABLE late_events;
+ALTER TABLE late_events_by_stream RENAME TO late_events;
+CREATE TABLE dead_letters_by_stream (
+    stream TEXT NOT NULL,
+    source TEXT NOT NULL,
+    "partition" BIGINT NOT NULL,
+    "offset" BIGINT NOT NULL,
+    reason TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    PRIMARY KEY (stream, source, "partition", "offset")
+);
+INSERT INTO dead_letters_by_stream
+    SELECT stream, source, "partition", "offset", reason, payload FROM dead_letters;
+DROP TABLE dead_letters;
+ALTER TABLE dead_letters_by_stream RENAME TO dead_letters
+"#,
 ];
 
 /// Key of the PostgreSQL advisory lock migrations hold: instances starting together (a

@@ -222,7 +222,7 @@ async fn upsert_alert(tx: &mut Tx<'_>, a: &AlertRecord) -> Result<(), sqlx::Erro
 async fn upsert_late(tx: &mut Tx<'_>, rows: &[&LateRecord]) -> Result<(), sqlx::Error> {
     let sql = format!(
         "INSERT INTO late_events (stream, series, ts, watermark, lateness_ms, source, \
-         \"partition\", \"offset\") VALUES {} ON CONFLICT (source, \"partition\", \"offset\") \
+         \"partition\", \"offset\") VALUES {} ON CONFLICT (stream, source, \"partition\", \"offset\") \
          DO UPDATE SET stream = excluded.stream, series = excluded.series, ts = excluded.ts, \
          watermark = excluded.watermark, lateness_ms = excluded.lateness_ms",
         placeholders(rows.len(), 8)
@@ -248,7 +248,7 @@ async fn upsert_dead_letters(
 ) -> Result<(), sqlx::Error> {
     let sql = format!(
         "INSERT INTO dead_letters (stream, source, \"partition\", \"offset\", reason, payload) \
-         VALUES {} ON CONFLICT (source, \"partition\", \"offset\") DO UPDATE SET \
+         VALUES {} ON CONFLICT (stream, source, \"partition\", \"offset\") DO UPDATE SET \
          stream = excluded.stream, reason = excluded.reason, payload = excluded.payload",
         placeholders(rows.len(), 6)
     );

@@ -194,7 +194,6 @@ impl ParquetSink {
 
     /// This pipeline's files, with the epoch in their name.
     fn list_own_files(&self) -> Result<Vec<(StorePath, u64)>, ParquetError> {
-        let prefix = format!("part-{}-", self.pipeline);
         let objects: Vec<_> = self
             .runtime
             .block_on(self.store.list(Some(&self.root)).try_collect::<Vec<_>>())?;
@@ -202,8 +201,7 @@ impl ParquetSink {
             .into_iter()
             .filter_map(|meta| {
                 let name = meta.location.filename()?;
-                let rest = name.strip_prefix(&prefix)?.strip_suffix(".parquet")?;
-                let epoch = rest.split('-').next()?.parse().ok()?;
+                let epoch = own_file_epoch(name, &self.pipeline)?;
                 Some((meta.location.clone(), epoch))
             })
             .collect())
@@ -275,6 +273,21 @@ impl ParquetSink {
     }
 }
 
+/// The epoch of `name` when it is a file of `pipeline` (`part-<pipeline>-<epoch>-<n>.parquet`).
+///
+/// Read from the right and matched whole, so pipeline `orders` does not claim (and delete) the
+/// files of pipeline `orders-2`, whatever characters the names hold.
+fn own_file_epoch(name: &str, pipeline: &str) -> Option<u64> {
+    let stem = name.strip_suffix(".parquet")?;
+    let (rest, n) = stem.rsplit_once('-')?;
+    let (owner, epoch) = rest.rsplit_once('-')?;
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(n) || !digits(epoch) || owner.strip_prefix("part-")? != pipeline {
+        return None;
+    }
+    epoch.parse().ok()
+}
+
 fn fields<'de, T: Deserialize<'de> + Serialize>(
     options: &TracingOptions,
 ) -> Result<Vec<FieldRef>, ParquetError> {
@@ -318,6 +331,8 @@ impl Sink for ParquetSink {
         }
         self.epoch = keep_through + 1;
         self.files_in_epoch.clear();
+        // A rewind (see `pipeline`) replays what these buffers held.
+        self.pending.clear();
         Ok(())
     }
 
@@ -363,5 +378,23 @@ mod tests {
     fn partitions_by_utc_date_and_hour() {
         assert_eq!(date_hour(1_764_000_000_000), "date=2025-11-24/hour=16");
         assert_eq!(date_hour(0), "date=1970-01-01/hour=00");
+    }
+
+    #[test]
+    fn a_pipeline_owns_exactly_the_files_named_after_it() {
+        let name = |pipeline: &str, epoch: u64| format!("part-{pipeline}-{epoch:010}-0003.parquet");
+        assert_eq!(own_file_epoch(&name("orders", 7), "orders"), Some(7));
+        assert_eq!(own_file_epoch(&name("orders-2", 7), "orders"), None);
+        assert_eq!(own_file_epoch(&name("orders-2", 7), "orders-2"), Some(7));
+        assert_eq!(own_file_epoch(&name("a-0000000001", 5), "a"), None);
+        assert_eq!(
+            own_file_epoch(&name("a-0000000001", 5), "a-0000000001"),
+            Some(5)
+        );
+        assert_eq!(own_file_epoch("part-orders-x-0000.parquet", "orders"), None);
+        assert_eq!(
+            own_file_epoch("part-orders-0000000001-0000.tmp", "orders"),
+            None
+        );
     }
 }

@@ -255,3 +255,30 @@ fn postgres_store_upserts_and_keeps_acknowledgements() {
     let dir = tempfile::tempdir().unwrap();
     check_store(&pg.url, dir.path());
 }
+
+/// Two streams reading one file: each has its own late-event and dead-letter rows for the same
+/// line (they used to share one key and overwrite each other).
+#[test]
+fn two_streams_on_one_source_keep_their_own_late_events_and_dead_letters() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/tidewatch.db", dir.path().display());
+    let one = pipeline(&url);
+    let (streams, sinks) = one.split_at(one.find("[[sinks]]").unwrap());
+    let copy = streams.replace("name = \"sensors\"", "name = \"sensors_copy\"");
+    std::fs::write(dir.path().join("p.toml"), format!("{streams}{copy}{sinks}")).unwrap();
+    assert_success(&tidewatch(
+        &["run", "--once", "--config", "p.toml"],
+        dir.path(),
+    ));
+    let late = read_ndjson(&dir.path().join("out/late.ndjson"));
+    let dead = read_ndjson(&dir.path().join("out/dead_letters.ndjson"));
+    let of = |rows: &[serde_json::Value], stream: &str| {
+        rows.iter().filter(|r| r["stream"] == stream).count()
+    };
+    assert!(of(&late, "sensors") > 0 && of(&dead, "sensors") > 0);
+    assert_eq!(of(&late, "sensors"), of(&late, "sensors_copy"));
+    assert_eq!(of(&dead, "sensors"), of(&dead, "sensors_copy"));
+    let db = DbSink::connect(&url).unwrap();
+    assert_eq!(count(&db, "late_events"), late.len() as i64);
+    assert_eq!(count(&db, "dead_letters"), dead.len() as i64);
+}
