@@ -151,7 +151,7 @@ impl Dashboard {
     fn apply(&mut self, record: &Record) -> Option<Update> {
         *self.records.entry(record.kind().collection()).or_default() += 1;
         match record {
-            Record::Point(p) => Some(self.point(p)),
+            Record::Point(p) => self.point(p),
             Record::Window(w) => Some(self.window(w)),
             Record::Alert(a) => Some(self.alert(a)),
             Record::Late(late) => {
@@ -168,10 +168,19 @@ impl Dashboard {
         }
     }
 
-    fn point(&mut self, p: &PointRecord) -> Update {
+    /// A series' points come in event-time order; an older one is a replay after the pipeline
+    /// went back to its checkpoint (see `pipeline`), which the chart already shows.
+    fn point(&mut self, p: &PointRecord) -> Option<Update> {
+        let key = (p.stream.clone(), p.series.clone());
+        if self
+            .series
+            .get(&key)
+            .is_some_and(|view| p.ts < view.last.ts)
+        {
+            return None;
+        }
         let last = Arc::new(p.clone());
         let capacity = share(POINT_BUDGET, RECENT_POINTS, self.series.len() + 1);
-        let key = (p.stream.clone(), p.series.clone());
         let view = self.series.entry(key).or_insert_with(|| SeriesView {
             stream: p.stream.clone(),
             series: p.series.clone(),
@@ -191,7 +200,7 @@ impl Dashboard {
         if self.points_held > POINT_BUDGET + POINT_BUDGET / 8 {
             self.trim_points(capacity);
         }
-        Update::Point(last)
+        Some(Update::Point(last))
     }
 
     /// Series that received no point since their share shrank still hold their old share:

@@ -156,6 +156,8 @@ fn main() -> ExitCode {
         // Colour only on a terminal: logs in files and journald stay plain text.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    // Test builds only (see tests/it/faults.rs): faults to inject, from `FAILPOINTS`.
+    let _failpoints = fail::has_failpoints().then(fail::FailScenario::setup);
     let cli = Cli::parse();
     let outcome = match cli.command {
         Some(command) => run(command),

@@ -20,6 +20,14 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::AnyPool;
 use thiserror::Error;
 
+/// SQLite's "database is locked" (SQLITE_BUSY) or "table is locked" (SQLITE_LOCKED).
+fn is_busy(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(e) if matches!(e.code().as_deref(), Some("5" | "6")))
+}
+
+/// How long a statement waits for a connection before it fails.
+const ACQUIRE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 #[derive(Debug, Error)]
 pub enum DbError {
     #[error("database {url}")]
@@ -54,15 +62,27 @@ impl Database {
         };
         let pool = AnyPoolOptions::new()
             .max_connections(4)
+            // An unreachable server is an error within seconds (the pipeline then pauses and
+            // replays from its checkpoint, saying why), not a write stuck for sqlx's 30 s.
+            .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect(&connect_url)
             .await
             .map_err(error)?;
         if connect_url.starts_with("sqlite:") {
-            // WAL lets the dashboard read while the pipeline writes.
-            sqlx::query("PRAGMA journal_mode = WAL")
+            // WAL lets the dashboard read while the pipeline writes. Switching needs the file
+            // to itself, and SQLite answers "busy" at once rather than waiting, so a process
+            // opening a fresh file beside another one tries again for a while.
+            let mut attempts = 0;
+            while let Err(failed) = sqlx::query("PRAGMA journal_mode = WAL")
                 .execute(&pool)
                 .await
-                .map_err(error)?;
+            {
+                attempts += 1;
+                if attempts >= 50 || !is_busy(&failed) {
+                    return Err(error(failed));
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(20 * attempts)).await;
+            }
         }
         schema::migrate(&pool, connect_url.starts_with("postgres"))
             .await

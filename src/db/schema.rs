@@ -148,22 +148,59 @@ async fn apply_migrations(conn: &mut AnyConnection, postgres: bool) -> Result<()
     sqlx::query("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")
         .execute(&mut *conn)
         .await?;
+    if postgres {
+        // Under the advisory lock: one transaction per migration.
+        let applied = applied_migrations(conn).await?;
+        for index in applied..MIGRATIONS.len() {
+            let mut tx = conn.begin().await?;
+            apply_migration(&mut tx, index, postgres).await?;
+            tx.commit().await?;
+        }
+        return Ok(());
+    }
+    // SQLite: the version is read and the migrations applied under the write lock (`BEGIN
+    // IMMEDIATE`), so two processes opening one file at once (a pipeline and a tool reading
+    // its store) cannot both apply the same migration.
+    sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+    let mut applied = async {
+        for index in applied_migrations(conn).await?..MIGRATIONS.len() {
+            apply_migration(conn, index, postgres).await?;
+        }
+        Ok::<(), sqlx::Error>(())
+    }
+    .await;
+    let end = if applied.is_ok() {
+        "COMMIT"
+    } else {
+        "ROLLBACK"
+    };
+    if let Err(error) = sqlx::query(end).execute(&mut *conn).await {
+        applied = applied.and(Err(error));
+    }
+    applied
+}
+
+async fn applied_migrations(conn: &mut AnyConnection) -> Result<usize, sqlx::Error> {
     let applied: i64 = sqlx::query("SELECT COUNT(*) FROM schema_version")
         .fetch_one(&mut *conn)
         .await?
         .try_get(0)?;
-    for (index, migration) in MIGRATIONS.iter().enumerate().skip(applied.max(0) as usize) {
-        // The one type the two dialects spell differently.
-        let migration = migration.replace("{BLOB}", if postgres { "BYTEA" } else { "BLOB" });
-        let mut tx = conn.begin().await?;
-        for statement in migration.split(';').filter(|s| !s.trim().is_empty()) {
-            sqlx::query(statement).execute(&mut *tx).await?;
-        }
-        sqlx::query("INSERT INTO schema_version (version) VALUES ($1)")
-            .bind(index as i64 + 1)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
+    Ok(applied.max(0) as usize)
+}
+
+async fn apply_migration(
+    conn: &mut AnyConnection,
+    index: usize,
+    postgres: bool,
+) -> Result<(), sqlx::Error> {
+    // The one type the two dialects spell differently.
+    let migration = MIGRATIONS[index].replace("{BLOB}", if postgres { "BYTEA" } else { "BLOB" });
+    for statement in migration.split(';').filter(|s| !s.trim().is_empty()) {
+        sqlx::query(statement).execute(&mut *conn).await?;
     }
+    sqlx::query("INSERT INTO schema_version (version) VALUES ($1)")
+        .bind(index as i64 + 1)
+        .execute(&mut *conn)
+        .await?;
     Ok(())
 }

@@ -49,6 +49,15 @@ pub enum PipelineError {
     },
     #[error("sink")]
     Sink(#[from] SinkError),
+    #[error("stream {stream:?}: committing offsets")]
+    Commit {
+        stream: String,
+        #[source]
+        source: SourceError,
+    },
+    /// A test's failpoint (see tests/it/faults.rs); never raised outside the test build.
+    #[error("fault injected at {point}")]
+    Injected { point: &'static str },
     #[error("checkpoint")]
     Checkpoint(#[from] CheckpointError),
     #[error("checkpoint")]
@@ -63,6 +72,21 @@ pub enum PipelineError {
         found: String,
         expected: String,
     },
+}
+
+impl PipelineError {
+    /// Whether going back to the last checkpoint and replaying can get past it: a sink, the
+    /// checkpoint store or an offset commit failed (the weather), as opposed to a checkpoint
+    /// that cannot be used or a source that cannot be read (the configuration).
+    fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            PipelineError::Sink(_)
+                | PipelineError::Checkpoint(_)
+                | PipelineError::Commit { .. }
+                | PipelineError::Injected { .. }
+        )
+    }
 }
 
 /// What a run did, per stream and per record kind.
@@ -127,6 +151,13 @@ impl Mode {
             Mode::Continuous { .. } => now_ms(),
         }
     }
+}
+
+/// How [`Pipeline::restore`] tells the sinks.
+#[derive(Debug, Clone, Copy)]
+enum Restore {
+    Begin,
+    Rewind,
 }
 
 /// Where a pipeline's results go.
@@ -197,72 +228,85 @@ pub struct Pipeline<'a> {
     written: BTreeMap<RecordKind, u64>,
     /// Consecutive rounds that read nothing.
     idle_rounds: u32,
+    /// Rewinds since the last checkpoint that succeeded: how long to wait before the next.
+    failures: u32,
 }
+
+/// The first wait before replaying from the checkpoint after a failure; it doubles with each
+/// failure in a row, up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 impl<'a> Pipeline<'a> {
     /// Restores the engine from the pipeline's checkpoint (or starts a fresh one), tells the
     /// sinks where the run begins, and opens every source where the checkpoint left it.
     pub fn open(config: &'a Config, outputs: Outputs, mode: Mode) -> Result<Self, PipelineError> {
-        let fingerprint = checkpoint::fingerprint(config);
-        let mut checkpoints = Checkpoints::new(outputs.checkpoints);
-        let name = config.checkpoint.pipeline.as_str();
-        let (mut engine, positions, resume_epoch) = match checkpoints.load(name, &fingerprint)? {
-            Some(found) => {
-                let engine = engine_from(&found, config)?;
-                info!(
-                    pipeline = name,
-                    written_at = found.written_at,
-                    "Resuming from checkpoint."
-                );
-                (engine, found.positions, Some(found.epoch))
-            }
-            None => (Engine::new(config), Vec::new(), None),
-        };
-        let mut sinks = outputs.sinks;
-        for sink in &mut sinks {
-            sink.begin(resume_epoch)?;
-        }
-        let mut inputs = Vec::with_capacity(config.streams.len());
-        for index in 0..config.streams.len() {
-            let resume = positions.get(index).map(Vec::as_slice).unwrap_or_default();
-            let now = mode.now();
-            let following = mode.following();
-            inputs.push(StreamInput::open(
-                config,
-                index,
-                resume,
-                following,
-                &mut engine,
-                now,
-            )?);
-        }
-        Ok(Pipeline {
+        let mut pipeline = Pipeline {
             config,
             mode,
-            fingerprint,
-            engine,
-            inputs,
-            sinks,
-            checkpoints,
+            fingerprint: checkpoint::fingerprint(config),
+            engine: Engine::new(config),
+            inputs: Vec::with_capacity(config.streams.len()),
+            sinks: outputs.sinks,
+            checkpoints: Checkpoints::new(outputs.checkpoints),
             status: StatusReporter::new(outputs.status),
-            epoch: resume_epoch.unwrap_or(0),
+            epoch: 0,
             last_checkpoint: Instant::now(),
             pending: Vec::with_capacity(BATCH * 4),
             written: BTreeMap::new(),
             idle_rounds: 0,
-        })
+            failures: 0,
+        };
+        pipeline.restore(Restore::Begin)?;
+        Ok(pipeline)
+    }
+
+    /// Puts the engine and every source where the last stored checkpoint left them (a fresh
+    /// start without one), and tells the sinks where the run continues from: `begin` when the
+    /// pipeline opens, `rewind` when it goes back after a failure.
+    fn restore(&mut self, how: Restore) -> Result<(), PipelineError> {
+        // Sources close first: a Kafka consumer leaves its group before a new one joins.
+        self.inputs.clear();
+        self.pending.clear();
+        let name = self.config.checkpoint.pipeline.as_str();
+        let (engine, positions, resume_epoch) =
+            match self.checkpoints.load(name, &self.fingerprint)? {
+                Some(found) => {
+                    let engine = engine_from(&found, self.config)?;
+                    info!(
+                        pipeline = name,
+                        written_at = found.written_at,
+                        "Resuming from checkpoint."
+                    );
+                    (engine, found.positions, Some(found.epoch))
+                }
+                None => (Engine::new(self.config), Vec::new(), None),
+            };
+        for sink in &mut self.sinks {
+            match how {
+                Restore::Begin => sink.begin(resume_epoch)?,
+                Restore::Rewind => sink.rewind(resume_epoch)?,
+            }
+        }
+        self.engine = engine;
+        let (now, following) = (self.mode.now(), self.mode.following());
+        for index in 0..self.config.streams.len() {
+            let resume = positions.get(index).map(Vec::as_slice).unwrap_or_default();
+            let input =
+                StreamInput::open(self.config, index, resume, following, &mut self.engine, now)?;
+            self.inputs.push(input);
+        }
+        self.epoch = resume_epoch.unwrap_or(0);
+        self.last_checkpoint = Instant::now();
+        Ok(())
     }
 
     /// Reads, processes and delivers until the sources end (batch) or a stop is requested
     /// (following), checkpointing on the way; then finishes the run.
     pub fn run(mut self) -> Result<RunSummary, PipelineError> {
         while !self.mode.stop_requested() && self.inputs.iter().any(|i| !i.done) {
-            self.read_round()?;
-            self.deliver()?;
-            self.carry_out_rebalances()?;
-            self.report_progress();
-            if self.last_checkpoint.elapsed() >= self.checkpoint_interval() {
-                self.periodic_checkpoint()?;
+            if let Err(error) = self.step() {
+                self.recover(error)?;
             }
         }
         if self.mode.stop_requested() {
@@ -279,6 +323,72 @@ impl<'a> Pipeline<'a> {
         };
         debug!(%summary, "Run finished.");
         Ok(summary)
+    }
+
+    /// One round: read, process, deliver, carry out rebalances, and checkpoint when it is time.
+    fn step(&mut self) -> Result<(), PipelineError> {
+        self.read_round()?;
+        self.deliver()?;
+        self.carry_out_rebalances()?;
+        self.report_progress();
+        if self.last_checkpoint.elapsed() >= self.checkpoint_interval() {
+            self.checkpoint(true)?;
+            self.last_checkpoint = Instant::now();
+            if self.failures > 0 {
+                info!("Checkpoint stored again; the pipeline has recovered.");
+                self.failures = 0;
+                self.status.paused(None);
+            }
+        }
+        Ok(())
+    }
+
+    /// Following, a failed sink write, flush, checkpoint or offset commit sends the pipeline
+    /// back to its last stored checkpoint (engine state and source positions), after a backoff,
+    /// to replay from there: what the sinks were given since is written again, which upserting
+    /// sinks (db, Parquet files by epoch) absorb, and which ndjson and Kafka sinks repeat (at
+    /// least once). Retrying a flush instead would move on past records that are gone. Anything
+    /// else, and any failure of a batch run, ends the run (which a restart resumes from the same
+    /// checkpoint).
+    fn recover(&mut self, mut error: PipelineError) -> Result<(), PipelineError> {
+        if !self.mode.following() || !error.is_transient() {
+            return Err(error);
+        }
+        loop {
+            if self.mode.stop_requested() {
+                return Err(error);
+            }
+            self.failures += 1;
+            let backoff = FIRST_BACKOFF
+                .saturating_mul(1 << self.failures.min(12).saturating_sub(1))
+                .min(MAX_BACKOFF);
+            let report = Report(&error).to_string();
+            warn!(error = %report, retry_in = ?backoff, "Pipeline failed; going back to the last checkpoint.");
+            self.status.paused(Some(format!(
+                "{report}; replaying from the last checkpoint in {backoff:?}"
+            )));
+            self.sleep_unless_stopped(backoff);
+            match self.restore(Restore::Rewind) {
+                Ok(()) => return Ok(()),
+                // A checkpoint that cannot be used stays unusable; the rest is weather too
+                // (the database or the broker still down).
+                Err(
+                    fatal @ (PipelineError::ForeignCheckpoint { .. } | PipelineError::Snapshot(_)),
+                ) => return Err(fatal),
+                Err(again) => error = again,
+            }
+        }
+    }
+
+    fn sleep_unless_stopped(&self, duration: Duration) {
+        let until = Instant::now() + duration;
+        while !self.mode.stop_requested() {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            std::thread::sleep(left.min(Duration::from_millis(100)));
+        }
     }
 
     fn checkpoint_interval(&self) -> Duration {
@@ -314,14 +424,7 @@ impl<'a> Pipeline<'a> {
 
     /// Hands what the round produced to every sink (see [`deliver`]).
     fn deliver(&mut self) -> Result<(), PipelineError> {
-        let status = &self.status;
-        deliver(
-            &mut self.pending,
-            &mut self.sinks,
-            &mut self.written,
-            &self.mode,
-            |reason| status.paused(reason),
-        )
+        deliver(&mut self.pending, &mut self.sinks, &mut self.written)
     }
 
     fn report_progress(&mut self) {
@@ -329,20 +432,6 @@ impl<'a> Pipeline<'a> {
             let (inputs, engine) = (&self.inputs, &self.engine);
             self.status
                 .progress(|| inputs.iter().map(|i| i.progress(engine)).collect());
-        }
-    }
-
-    /// The checkpoint every `checkpoint.interval`. Following, a failed one is retried at the
-    /// next interval (with the next epoch: epochs are never reused); a batch run fails.
-    fn periodic_checkpoint(&mut self) -> Result<(), PipelineError> {
-        let result = self.checkpoint(true);
-        self.last_checkpoint = Instant::now();
-        match result {
-            Err(error) if self.mode.following() => {
-                warn!(error = %Report(&error), "Checkpoint failed; retrying at the next interval.");
-                Ok(())
-            }
-            other => other,
         }
     }
 
@@ -366,6 +455,9 @@ impl<'a> Pipeline<'a> {
     fn checkpoint(&mut self, with_state: bool) -> Result<(), PipelineError> {
         self.epoch += 1;
         for sink in &mut self.sinks {
+            fail::fail_point!("sink-flush", |_| Err(PipelineError::Injected {
+                point: "sink-flush"
+            }));
             sink.flush(self.epoch)?;
         }
         let engine = match with_state {
@@ -393,10 +485,22 @@ impl<'a> Pipeline<'a> {
             epoch: self.epoch,
             written_at,
         };
+        fail::fail_point!("checkpoint-save", |_| Err(PipelineError::Injected {
+            point: "checkpoint-save"
+        }));
         let stored = self.checkpoints.save(name, &checkpoint)?;
         debug!(stored, epoch = self.epoch, "Checkpoint.");
         for input in &mut self.inputs {
-            input.source.commit().map_err(|e| input.error(e))?;
+            fail::fail_point!("offset-commit", |_| Err(PipelineError::Injected {
+                point: "offset-commit"
+            }));
+            input
+                .source
+                .commit()
+                .map_err(|source| PipelineError::Commit {
+                    stream: input.name.to_string(),
+                    source,
+                })?;
         }
         Ok(())
     }
@@ -430,17 +534,16 @@ impl<'a> Pipeline<'a> {
                 "The consumer group reassigned our partitions without waiting for us."
             );
         }
-        if let Err(error) = self.checkpoint(true) {
-            // The partitions go anyway; their next owner resumes from their last checkpoint
-            // and writes the same rows again.
-            warn!(error = %Report(&error), "Checkpoint before handing partitions over failed.");
-        }
+        let checkpointed = self.checkpoint(true);
         self.last_checkpoint = Instant::now();
         let input = &mut self.inputs[index];
         if let Some(tasks) = input.tasks.as_mut() {
             tasks.revoke(splits);
         }
-        input.source.revoke(splits).map_err(|e| input.error(e))
+        input.source.revoke(splits).map_err(|e| input.error(e))?;
+        // The partitions go anyway: their next owner resumes from their last checkpoint and
+        // writes the same rows again. What this instance keeps goes back to its own.
+        checkpointed
     }
 
     /// A consumer group gives partitions: restore their tasks from their checkpoints, then

@@ -213,4 +213,17 @@ impl Sink for KafkaSink {
         }
         Ok(())
     }
+
+    /// The pipeline replays from its checkpoint: records of this epoch are sent again, whether
+    /// or not they reached the broker (at least once). Failures counted so far belong to
+    /// records the replay resends, so they are forgotten; a message still queued is delivered
+    /// or counted against the next flush.
+    fn rewind(&mut self, _resume: Option<u64>) -> Result<(), SinkError> {
+        let context = self.producer.context();
+        context.failed.store(0, Ordering::Relaxed);
+        if let Ok(mut first) = context.first_error.lock() {
+            first.take();
+        }
+        Ok(())
+    }
 }

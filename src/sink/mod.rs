@@ -86,6 +86,14 @@ pub trait Sink: Send {
 
     fn write(&mut self, records: &[Record]) -> Result<(), SinkError>;
 
+    /// The pipeline went back to checkpoint `resume` after a failure (`None`: it has none) and
+    /// will write again everything that followed it. Drop what is buffered and not durable, and
+    /// undo what can be undone; sinks that upsert make the rest of the replay harmless. By
+    /// default, what `begin` does.
+    fn rewind(&mut self, resume: Option<u64>) -> Result<(), SinkError> {
+        self.begin(resume)
+    }
+
     /// Makes everything written so far durable (or at least handed to the OS). It belongs to
     /// checkpoint `epoch`; epochs only grow (a failed checkpoint's epoch is skipped, not reused),
     /// which file sinks rely on to name their files.

@@ -4,11 +4,12 @@
 //! A fresh run truncates the files, so re-running `run --once` over the same input rewrites them
 //! rather than appending a second copy; a run resuming from a checkpoint appends. Across a crash
 //! this sink is at-least-once: what was written after the last checkpoint is written again (the
-//! `db` sink upserts and is exactly-once). Alerts are a changelog: the last
-//! line of an `id` is that alert's state.
+//! `db` sink upserts and is exactly-once). When the pipeline goes back to its checkpoint after
+//! a failure, the files are cut back to their length at the last flush, so a failed write never
+//! leaves half a line. Alerts are a changelog: the last line of an `id` is that alert's state.
 
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use super::{Sink, SinkError};
@@ -25,7 +26,14 @@ pub struct NdjsonConfig {
 pub struct NdjsonSink {
     dir: PathBuf,
     /// Opened by `begin`: truncated for a fresh run, appended to when resuming.
-    files: Vec<(RecordKind, BufWriter<File>)>,
+    files: Vec<OpenFile>,
+}
+
+struct OpenFile {
+    kind: RecordKind,
+    out: BufWriter<File>,
+    /// Length after the last successful flush: what a rewind cuts the file back to.
+    flushed_len: u64,
 }
 
 impl NdjsonSink {
@@ -65,8 +73,12 @@ impl Sink for NdjsonSink {
                 .truncate(!resumed)
                 .open(self.dir.join(format!("{}.ndjson", kind.collection())))
                 .map_err(|e| self.error(kind, e))?;
-            self.files
-                .push((kind, BufWriter::with_capacity(1 << 16, file)));
+            let flushed_len = file.metadata().map_err(|e| self.error(kind, e))?.len();
+            self.files.push(OpenFile {
+                kind,
+                out: BufWriter::with_capacity(1 << 16, file),
+                flushed_len,
+            });
         }
         Ok(())
     }
@@ -74,7 +86,7 @@ impl Sink for NdjsonSink {
     fn write(&mut self, records: &[Record]) -> Result<(), SinkError> {
         for record in records {
             let kind = record.kind();
-            let Some((_, out)) = self.files.iter_mut().find(|(k, _)| *k == kind) else {
+            let Some(OpenFile { out, .. }) = self.files.iter_mut().find(|f| f.kind == kind) else {
                 continue;
             };
             let written = match record {
@@ -95,12 +107,49 @@ impl Sink for NdjsonSink {
 
     fn flush(&mut self, _epoch: u64) -> Result<(), SinkError> {
         for i in 0..self.files.len() {
-            let (kind, out) = &mut self.files[i];
-            let kind = *kind;
-            if let Err(e) = out.flush() {
-                return Err(self.error(kind, e));
+            let file = &mut self.files[i];
+            let flushed = file
+                .out
+                .flush()
+                .and_then(|()| file.out.get_ref().metadata());
+            match flushed {
+                Ok(meta) => file.flushed_len = meta.len(),
+                Err(e) => {
+                    let kind = file.kind;
+                    return Err(self.error(kind, e));
+                }
             }
         }
         Ok(())
+    }
+
+    /// Drops what was buffered and cuts each file back to its last flush; the replay writes it
+    /// again (at least once: a flush that preceded a failed checkpoint stays).
+    fn rewind(&mut self, _resume: Option<u64>) -> Result<(), SinkError> {
+        let mut failed = None;
+        for file in std::mem::take(&mut self.files) {
+            let OpenFile {
+                kind,
+                out,
+                flushed_len,
+            } = file;
+            let (mut inner, _dropped) = out.into_parts();
+            let cut = inner
+                .set_len(flushed_len)
+                .and_then(|()| inner.seek(SeekFrom::Start(flushed_len)));
+            if let Err(e) = cut {
+                // Keep the file open either way: the pipeline rewinds again before writing.
+                failed.get_or_insert((kind, e));
+            }
+            self.files.push(OpenFile {
+                kind,
+                out: BufWriter::with_capacity(1 << 16, inner),
+                flushed_len,
+            });
+        }
+        match failed {
+            Some((kind, e)) => Err(self.error(kind, e)),
+            None => Ok(()),
+        }
     }
 }

@@ -242,6 +242,12 @@ impl ParquetSink {
             path = path.join(part.as_str());
         }
         let rows = records.len();
+        fail::fail_point!("parquet-upload", |_| Err(ParquetError::Store(
+            object_store::Error::Generic {
+                store: "failpoint",
+                source: "fault injected at parquet-upload".into(),
+            }
+        )));
         self.runtime
             .block_on(self.store.put(&path, PutPayload::from(bytes)))?;
         debug!(%path, rows, "Parquet file written.");

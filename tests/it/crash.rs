@@ -108,9 +108,11 @@ fn kill_9_and_restart_gives_the_rows_of_an_uninterrupted_run() {
     let broker = Broker::start();
     let topic = unique_name("crash");
     broker.create_topic(&topic, 3);
+    // Late events too: which ones are late depends on each partition's log alone, so the
+    // restarted run, which interleaves the partitions differently, finds the same ones.
     let faults = Faults {
         duplicate: 0.01,
-        late: 0.0,
+        late: 0.002,
         anomaly: 0.001,
         max_disorder_ms: 4_000,
         ..Faults::default()
@@ -217,7 +219,7 @@ fn kill_9_and_restart_gives_the_rows_of_an_uninterrupted_run() {
         lake_rows::<AlertRecord>(&reference_lake, "alert")
     );
     let points = lake_rows::<PointRecord>(&crash_lake, "point");
-    assert_eq!(points.len(), 120_000 - duplicates);
+    assert!(points.len() < 120_000 - duplicates && points.len() > 110_000);
     assert!(
         points == lake_rows::<PointRecord>(&reference_lake, "point"),
         "point rows differ"

@@ -49,11 +49,11 @@ path = "out"
 }
 
 /// Generated events, keyed by series (so each series stays in one partition), with
-/// duplicates and anomalies but nothing beyond the allowed lateness.
+/// duplicates, anomalies and events beyond the allowed lateness.
 fn events(count: i64) -> Vec<(String, Vec<u8>)> {
     let faults = Faults {
         duplicate: 0.01,
-        late: 0.0,
+        late: 0.002,
         anomaly: 0.002,
         max_disorder_ms: 4_000,
         ..Faults::default()

@@ -6,6 +6,7 @@ mod compose;
 mod crash;
 mod detection;
 mod examples;
+mod faults;
 mod follow;
 mod golden;
 mod group;

@@ -282,3 +282,25 @@ fn two_streams_on_one_source_keep_their_own_late_events_and_dead_letters() {
     assert_eq!(count(&db, "late_events"), late.len() as i64);
     assert_eq!(count(&db, "dead_letters"), dead.len() as i64);
 }
+
+/// Processes opening one fresh SQLite file at once (a pipeline, a tool polling its store)
+/// apply each migration once: they used to race into "duplicate column name".
+#[test]
+fn sqlite_migrations_run_once_when_many_open_the_file_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/together.db", dir.path().display());
+    let opened: Vec<_> = (0..6)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || DbSink::connect(&url).map(drop))
+        })
+        .collect();
+    for thread in opened {
+        let result = thread.join().unwrap();
+        assert!(result.is_ok(), "{}", Report(&result.unwrap_err()));
+    }
+    let db = DbSink::connect(&url).unwrap();
+    let versions = db.fetch_all("SELECT version FROM schema_version").unwrap();
+    let versions: Vec<i64> = versions.iter().map(|r| r.get::<i64, _>(0)).collect();
+    assert_eq!(versions, (1..=versions.len() as i64).collect::<Vec<_>>());
+}

@@ -130,6 +130,28 @@ impl Broker {
         produce_to(&self.bootstrap, topic, messages);
     }
 
+    /// Produces `(partition, key, payload)` messages, each to the partition it names.
+    pub fn produce_to_partitions(&self, topic: &str, messages: &[(i32, String, Vec<u8>)]) {
+        let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+            .set("bootstrap.servers", &self.bootstrap)
+            .set("linger.ms", "5")
+            .create()
+            .unwrap();
+        for (partition, key, payload) in messages {
+            let mut record = BaseRecord::to(topic)
+                .partition(*partition)
+                .key(key.as_bytes())
+                .payload(payload);
+            while let Err((_, back)) = producer.send(record) {
+                record = back;
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+        producer
+            .flush(Duration::from_secs(30))
+            .expect("all messages acknowledged");
+    }
+
     /// Every message of a topic as (key, payload), partition by partition.
     pub fn read_all(&self, topic: &str) -> Vec<(String, Vec<u8>)> {
         use rdkafka::message::Message;

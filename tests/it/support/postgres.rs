@@ -81,26 +81,49 @@ impl Postgres {
                 "UTF8",
             ],
         );
+        pg.start_server();
+        pg
+    }
+
+    fn port(&self) -> &str {
+        let after_host = self.url.rsplit(':').next().unwrap_or_default();
+        after_host.split('/').next().unwrap_or_default()
+    }
+
+    fn start_server(&self) {
         let options = format!(
-            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off",
-            path(data.parent().unwrap_or(Path::new("/tmp")))
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off",
+            self.port(),
+            path(self.data.parent().unwrap_or(Path::new("/tmp")))
         );
-        pg.run(
+        self.run(
             "pg_ctl",
             &[
                 "-D",
-                path(&data),
+                path(&self.data),
                 "-o",
                 &options,
                 "-w",
                 "-t",
                 "60",
                 "-l",
-                path(&data.join("log")),
+                path(&self.data.join("log")),
                 "start",
             ],
         );
-        pg
+    }
+
+    /// Stops the server (an outage: connections are cut); its data stays for [`Postgres::restart`].
+    pub fn stop(&self) {
+        self.run(
+            "pg_ctl",
+            &["-D", path(&self.data), "-m", "immediate", "-w", "stop"],
+        );
+    }
+
+    /// Starts the server again on the same port with the same data.
+    pub fn restart(&self) {
+        self.start_server();
     }
 
     fn command(&self, program: &str) -> Command {
