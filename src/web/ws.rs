@@ -16,7 +16,8 @@
 //! per series, and every 100 ms serialises one batch message that all those clients share (and
 //! once a second one status message for everyone). A client subscribed to one series reads the
 //! hub itself and filters. Nobody ever waits for a client: one too slow to keep up loses its
-//! place and is sent a fresh snapshot; one that does not take a message within
+//! place and is sent a fresh snapshot (and when the shared task itself falls behind, every
+//! client is); one that does not take a message within
 //! [`SEND_TIMEOUT`] is disconnected.
 
 use std::collections::BTreeMap;
@@ -193,7 +194,8 @@ impl Pending {
 /// A message serialised once and shared by every client it is for.
 #[derive(Clone)]
 struct Wire {
-    /// A batch for the subscription `all` (clients of one series skip it); else a status.
+    /// A batch for the subscription `all` (clients of one series skip it); else a status or
+    /// a snapshot, for everyone.
     batch: bool,
     text: Utf8Bytes,
 }
@@ -245,11 +247,13 @@ async fn feed(
                     None
                 }
                 Err(RecvError::Lagged(missed)) => {
-                    // The feed itself fell behind (the runtime is starved): every point it
-                    // missed is older than the newest ones to come, and alerts are re-read
-                    // from the snapshot clients get when they fall behind.
-                    debug!(missed, "Live feed lagged behind the hub.");
-                    None
+                    // The feed itself fell behind (the runtime is starved) and lost updates,
+                    // alerts among them: every client starts again from one fresh snapshot,
+                    // which holds what the missed updates did.
+                    debug!(missed, "Live feed lagged behind the hub; resynchronising clients.");
+                    pending = Pending::default();
+                    let Some(live) = live.upgrade() else { return };
+                    Some((false, snapshot(&live)))
                 }
                 Err(RecvError::Closed) => return,
             },
@@ -353,5 +357,54 @@ where
     match tokio::time::timeout(SEND_TIMEOUT, sender.send(message)).await {
         Ok(Ok(())) => Ok(()),
         _ => Err(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::live::LiveSink;
+    use crate::record::{Record, WindowRecord};
+    use crate::sink::Sink;
+
+    fn window(start: i64) -> Record {
+        let record: WindowRecord = serde_json::from_value(serde_json::json!({
+            "stream": "s", "series": "a", "kind": "tumbling", "window_start": start,
+            "window_end": start + 1, "count": 1, "sum": 1.0, "mean": 1.0, "min": 1.0,
+            "max": 1.0, "stddev": null, "first": 1.0, "last": 1.0, "final": true
+        }))
+        .unwrap();
+        Record::Window(record)
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_feed_that_falls_behind_sends_every_client_a_fresh_snapshot() {
+        let live = LiveState::new();
+        let hub = live.subscribe();
+        let mut sink = LiveSink::new(live.clone());
+        // More sink writes than the hub keeps, before the feed reads any: it lags.
+        for start in 0..2_000 {
+            sink.write(&[window(start)]).unwrap();
+        }
+        let (wire, mut received) = broadcast::channel(WIRE_CAPACITY);
+        let task = tokio::spawn(feed(hub, Arc::downgrade(&live), wire));
+        let resynchronised = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                match received.recv().await {
+                    Ok(Wire { batch: false, text }) if text.contains("\"type\":\"snapshot\"") => {
+                        break true
+                    }
+                    Ok(_) => continue,
+                    Err(_) => break false,
+                }
+            }
+        })
+        .await;
+        task.abort();
+        assert_eq!(
+            resynchronised,
+            Ok(true),
+            "no snapshot after the feed lagged"
+        );
     }
 }
