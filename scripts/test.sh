@@ -47,6 +47,17 @@ if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
 fi
 
+# promtool checks /metrics as Prometheus reads it (Debian package; only the tool is needed).
+if ! command -v promtool >/dev/null 2>&1; then
+  log "Installing promtool (Debian package prometheus)"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+fi
+
+# The disk-full fault test mounts a small tmpfs: it needs root (CI runs as root here).
+if [ "$(id -u)" != 0 ]; then
+  echo "warning: not root; tests/it/faults.rs cannot mount its small tmpfs and will fail" >&2
+fi
+
 log "Toolchain components"
 rustup component list --installed 2>/dev/null | grep -qE '^(rustfmt|clippy)' || rustup component add rustfmt clippy
 

@@ -42,9 +42,9 @@ const FAMILIES: [(&str, &str, &str); 15] = [
         "1 while the stream's source reads, 0 while it cannot (e.g. every broker down).",
     ),
     (
-        "tidewatch_watermark_ms",
+        "tidewatch_watermark_seconds",
         "gauge",
-        "Event-time watermark, epoch ms, per stream.",
+        "Event-time watermark, Unix seconds, per stream.",
     ),
     (
         "tidewatch_records_total",
@@ -57,9 +57,9 @@ const FAMILIES: [(&str, &str, &str); 15] = [
         "Messages behind the newest offset, per source partition.",
     ),
     (
-        "tidewatch_partition_watermark_ms",
+        "tidewatch_partition_watermark_seconds",
         "gauge",
-        "Watermark contribution of a source partition, epoch ms.",
+        "Watermark of a source partition (its max event time - lateness), Unix seconds.",
     ),
     (
         "tidewatch_partition_idle",
@@ -69,7 +69,7 @@ const FAMILIES: [(&str, &str, &str); 15] = [
     (
         "tidewatch_pipeline_paused",
         "gauge",
-        "1 while a sink is failing and the pipeline waits for it.",
+        "1 while the pipeline, after a failed write, flush, checkpoint or commit, waits to replay from its last checkpoint.",
     ),
     ("tidewatch_open_alerts", "gauge", "Alerts open now."),
     ("tidewatch_series", "gauge", "Series seen."),
@@ -126,7 +126,8 @@ fn write_stream(text: &mut String, s: &StreamProgress) {
     if let Some(watermark) = s.watermark {
         let _ = writeln!(
             text,
-            "tidewatch_watermark_ms{{stream=\"{stream}\"}} {watermark}"
+            "tidewatch_watermark_seconds{{stream=\"{stream}\"}} {}",
+            seconds(watermark)
         );
     }
     for p in &s.partitions {
@@ -141,12 +142,20 @@ fn write_stream(text: &mut String, s: &StreamProgress) {
         if let Some(watermark) = p.watermark {
             let _ = writeln!(
                 text,
-                "tidewatch_partition_watermark_ms{{{labels}}} {watermark}"
+                "tidewatch_partition_watermark_seconds{{{labels}}} {}",
+                seconds(watermark)
             );
         }
         let idle = u8::from(p.idle);
         let _ = writeln!(text, "tidewatch_partition_idle{{{labels}}} {idle}");
     }
+}
+
+/// Epoch milliseconds as Prometheus' base unit, exactly (no float rounding of the digits).
+fn seconds(ms: i64) -> String {
+    let sign = if ms < 0 { "-" } else { "" };
+    let ms = ms.unsigned_abs();
+    format!("{sign}{}.{:03}", ms / 1000, ms % 1000)
 }
 
 /// Label values escape backslash, double quote and newline (Prometheus text format).
@@ -155,4 +164,16 @@ fn escape_label(value: &str) -> String {
         .replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn milliseconds_become_exact_seconds() {
+        assert_eq!(seconds(1_764_000_893_486), "1764000893.486");
+        assert_eq!(seconds(5), "0.005");
+        assert_eq!(seconds(-1_500), "-1.500");
+    }
 }

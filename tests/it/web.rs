@@ -1149,3 +1149,73 @@ async fn script_modules_resolve_and_fill_rows_the_templates_have() {
     ));
     assert!(!series.contains("href=\"#\""));
 }
+
+/// A real Prometheus tool reads `/metrics` of a running `serve`: `promtool check metrics`
+/// (Debian package `prometheus`, which scripts/test.sh installs) finds no error and no lint
+/// problem.
+#[test]
+fn promtool_accepts_the_metrics_of_a_running_pipeline() {
+    let promtool = std::path::Path::new("/usr/bin/promtool");
+    assert!(
+        promtool.exists(),
+        "promtool not found: run ./scripts/test.sh, which installs the Debian package prometheus"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("p.toml"),
+        format!(
+            r#"
+[[streams]]
+name = "sensors"
+source = {{ kind = "file", path = "{}/config/data/sensors.ndjson" }}
+fields = {{ time = "ts", series = "series", value = "value", id = "id" }}
+windows = [{{ kind = "tumbling", size = "1m" }}]
+analytics = {{}}
+
+[[sinks]]
+kind = "db"
+url = "sqlite://{}/t.db"
+"#,
+            env!("CARGO_MANIFEST_DIR"),
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let (_server, port) = crate::support::serve("p.toml", dir.path());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let metrics = loop {
+        let text = crate::support::http_get(port, "/metrics").unwrap_or_default();
+        // Every family has samples once the stream has been read.
+        if text.contains("tidewatch_partition_watermark_seconds{")
+            && text.contains("kind=\"windows\"")
+        {
+            break text;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "metrics never showed the stream:\n{text}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let mut check = std::process::Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    check
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(metrics.as_bytes())
+        .unwrap();
+    let output = check.wait_with_output().unwrap();
+    assert!(
+        output.status.success() && output.stdout.is_empty() && output.stderr.is_empty(),
+        "promtool check metrics: {}{}\n{metrics}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
