@@ -1,0 +1,216 @@
+//! Soak: `tidewatch serve` (the release binary, its own process) under a steady demo load with
+//! dashboard clients attached, its resident memory sampled at a fixed interval. Memory must
+//! level off: every buffer of the engine, the live view and the fan-out is bounded.
+//!
+//!     scripts/soak.sh                                  # 20,000 events/s, 100 clients, 30 min
+//!     cargo bench --bench soak -- --minutes 2 --clients 10 --rate 5000
+//!
+//! Prints one line per sample (minutes, RSS in MiB, events accepted, messages the clients
+//! read) and a summary: RSS at the end of each third of the run, so a slope is visible.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+
+struct Options {
+    minutes: f64,
+    clients: usize,
+    rate: u64,
+    series: u64,
+    every: u64,
+}
+
+fn options() -> Options {
+    let args: Vec<String> = std::env::args().collect();
+    let value = |name: &str, default: f64| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .map(|v| {
+                v.parse()
+                    .unwrap_or_else(|_| panic!("{name} takes a number, not {v:?}"))
+            })
+            .unwrap_or(default)
+    };
+    Options {
+        minutes: value("--minutes", 30.0),
+        clients: value("--clients", 100.0) as usize,
+        rate: value("--rate", 20_000.0) as u64,
+        series: value("--series", 10_000.0) as u64,
+        every: value("--every", 10.0) as u64,
+    }
+}
+
+/// The server under test; killed when dropped, so a failed soak leaves nothing running.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    kib / 1024.0
+}
+
+fn accepted(port: u16) -> u64 {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return 0;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let request = "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+    let mut text = String::new();
+    if stream.write_all(request.as_bytes()).is_err() || stream.read_to_string(&mut text).is_err() {
+        return 0;
+    }
+    text.lines()
+        .filter(|l| l.starts_with("tidewatch_events_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+async fn client(url: String, stop: Arc<AtomicBool>, read: Arc<AtomicU64>) {
+    let Ok((mut socket, _)) = tokio_tungstenite::connect_async(url.as_str()).await else {
+        eprintln!("soak: a client could not connect to {url}");
+        return;
+    };
+    while !stop.load(Ordering::Relaxed) {
+        match tokio::time::timeout(Duration::from_secs(1), socket.next()).await {
+            Ok(Some(Ok(_))) => {
+                read.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(_) => return,
+            Err(_) => {}
+        }
+    }
+}
+
+fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        // `cargo test --all-targets` runs bench targets too; the soak is for scripts/soak.sh.
+        eprintln!("soak: a long-running measurement; run it with scripts/soak.sh");
+        return;
+    }
+    let o = options();
+    let binary = std::env::var("TIDEWATCH_BIN").unwrap_or("target/release/tidewatch".into());
+    let dir = tempfile::tempdir().expect("a working directory");
+    let config = dir.path().join("soak.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[[streams]]
+name = "demo"
+source = {{ kind = "demo", rate = {}, series = {} }}
+fields = {{ time = "ts", series = "series", value = "value", id = "id" }}
+watermark = {{ lateness = "6s", idle_timeout = "30s" }}
+dedup = {{ horizon = "1m" }}
+windows = [{{ kind = "tumbling", size = "1m" }}, {{ kind = "sliding", size = "1m", slide = "10s" }}]
+analytics = {{}}
+
+[[sinks]]
+kind = "db"
+url = "sqlite://{}/soak.db"
+"#,
+            o.rate,
+            o.series,
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(&binary)
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("cannot start {binary}: {e} (build it with cargo build --release)")
+        });
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let server = Server(child);
+    let port: u16 = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|l| {
+            let rest = l.split("Dashboard on http://127.0.0.1:").nth(1)?;
+            rest.split('/').next()?.parse().ok()
+        })
+        .expect("serve says where it listens");
+    // Keep draining the server's stderr so it never blocks on a full pipe.
+    std::thread::spawn(move || {
+        lines
+            .map_while(Result::ok)
+            .for_each(|l| eprintln!("serve: {l}"))
+    });
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let read = Arc::new(AtomicU64::new(0));
+    let url = format!("ws://127.0.0.1:{port}/ws");
+    let tasks: Vec<_> = (0..o.clients)
+        .map(|_| runtime.spawn(client(url.clone(), stop.clone(), read.clone())))
+        .collect();
+
+    let pid = server.0.id();
+    println!(
+        "soak: serve (pid {pid}) with the demo source at {} events/s over {} series, {} clients, \
+         {:.0} min, RSS every {} s",
+        o.rate, o.series, o.clients, o.minutes, o.every
+    );
+    println!("minutes,rss_mib,events_accepted,client_messages");
+    let started = Instant::now();
+    let end = Duration::from_secs_f64(o.minutes * 60.0);
+    let mut samples = Vec::new();
+    while started.elapsed() < end {
+        std::thread::sleep(Duration::from_secs(o.every));
+        let minutes = started.elapsed().as_secs_f64() / 60.0;
+        let rss = rss_mib(pid);
+        assert!(rss > 0.0, "serve exited during the soak");
+        println!(
+            "{minutes:.2},{rss:.1},{},{}",
+            accepted(port),
+            read.load(Ordering::Relaxed)
+        );
+        samples.push((minutes, rss));
+    }
+    stop.store(true, Ordering::Relaxed);
+    for task in tasks {
+        let _ = runtime.block_on(task);
+    }
+    let third = |k: usize| samples[(samples.len() * k / 3).saturating_sub(1)];
+    if samples.len() >= 3 {
+        let (a, b, c) = (third(1), third(2), third(3));
+        println!(
+            "soak: RSS {:.0} MiB at {:.0} min, {:.0} MiB at {:.0} min, {:.0} MiB at {:.0} min; \
+             peak {:.0} MiB",
+            a.1,
+            a.0,
+            b.1,
+            b.0,
+            c.1,
+            c.0,
+            samples.iter().map(|s| s.1).fold(0.0, f64::max)
+        );
+    }
+    drop(server);
+}
