@@ -47,6 +47,16 @@ if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
 fi
 
+# DuckDB reads the Parquet lake in a test, as users do (PyPI wheel, into .test-deps/python).
+DUCKDB_VERSION=2.0.1
+if [ "$(cat .test-deps/python/DUCKDB_VERSION 2>/dev/null)" != "$DUCKDB_VERSION" ]; then
+  log "Installing DuckDB for Python ($DUCKDB_VERSION)"
+  command -v python3 >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq python3 python3-pip; }
+  rm -rf .test-deps/python && mkdir -p .test-deps/python
+  python3 -m pip install --quiet --disable-pip-version-check --target .test-deps/python "duckdb==$DUCKDB_VERSION"
+  echo "$DUCKDB_VERSION" > .test-deps/python/DUCKDB_VERSION
+fi
+
 # promtool checks /metrics as Prometheus reads it (Debian package; only the tool is needed).
 if ! command -v promtool >/dev/null 2>&1; then
   log "Installing promtool (Debian package prometheus)"

@@ -3,12 +3,20 @@
 //! feature). Layout:
 //!
 //! ```text
-//! <url>/kind=window/date=2026-11-24/hour=13/part-<pipeline>-<epoch>-<n>.parquet
-//! <url>/kind=dead_letter/part-<pipeline>-<epoch>-<n>.parquet        (no event time)
+//! <url>/_tidewatch_lake.json                                          ({"layout": 2})
+//! <url>/record=window/date=2026-11-24/hour=13/part-<pipeline>-<epoch>-<n>.parquet
+//! <url>/record=dead_letter/part-<pipeline>-<epoch>-<n>.parquet        (no event time)
 //! ```
 //!
 //! Windows are placed by `window_start`, points and late events by `ts`, alerts by
 //! `episode_start` (every version of an alert in one place), joins by `left_ts`.
+//!
+//! **As Spark and DuckDB read it** (layout 2): the record-kind directory is `record=`, a name no
+//! record field has, so hive-style partition discovery cannot shadow a column (window records
+//! have their own `kind`). Event times (`ts`, `window_start`, `window_end`, `episode_start`,
+//! `acked_at`, `watermark`, `left_ts`, `right_ts`) are Parquet timestamps in milliseconds,
+//! adjusted to UTC; counts are signed 64-bit. A lake of layout 1 (`kind=` directories, times as
+//! integers) is refused rather than mixed with the new files.
 //!
 //! **Files and exactly-once.** Records are buffered and written when the pipeline checkpoints
 //! (that is the time-based roll) or when a partition's buffer reaches `max_rows` (the size-based
@@ -23,7 +31,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow_array::RecordBatch;
-use arrow_schema::FieldRef;
+use arrow_schema::{DataType, Field, FieldRef, TimeUnit};
 use futures_util::TryStreamExt;
 use object_store::path::Path as StorePath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
@@ -93,7 +101,30 @@ pub enum ParquetError {
     Parquet(#[from] parquet::errors::ParquetError),
     #[error("cannot start the object-store runtime")]
     Runtime(#[source] std::io::Error),
+    #[error(
+        "the lake at {url} has files of layout 1 (kind=... directories, times as integers); \
+         this version writes layout {LAYOUT}: move them aside or write to a new URL (see \
+         Upgrading in docs/operations.md)"
+    )]
+    OldLayout { url: String },
 }
+
+/// Version of the lake's layout, written to [`MARKER`] at its root.
+const LAYOUT: u32 = 2;
+/// Spark, Hive and DuckDB skip files whose names start with `_` when reading a directory.
+const MARKER: &str = "_tidewatch_lake.json";
+
+/// Event-time fields, written as Parquet timestamps (ms, UTC) rather than bare integers.
+const TIME_FIELDS: &[&str] = &[
+    "ts",
+    "window_start",
+    "window_end",
+    "episode_start",
+    "acked_at",
+    "watermark",
+    "left_ts",
+    "right_ts",
+];
 
 /// Where in the lake a record goes.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -104,6 +135,8 @@ struct Partition {
 }
 
 pub struct ParquetSink {
+    /// The lake's URL, for errors.
+    url: String,
     runtime: tokio::runtime::Runtime,
     store: Arc<dyn ObjectStore>,
     root: StorePath,
@@ -165,6 +198,7 @@ impl ParquetSink {
         );
         schemas.insert(RecordKind::Join, fields::<JoinRecord>(&options)?);
         Ok(ParquetSink {
+            url: url.to_owned(),
             runtime,
             store: Arc::from(store),
             root,
@@ -190,6 +224,27 @@ impl ParquetSink {
             kind: record.kind(),
             time: at.map(date_hour).unwrap_or_default(),
         }
+    }
+
+    /// Refuses a lake of another layout, and marks a new one as this layout.
+    fn check_layout(&self) -> Result<(), ParquetError> {
+        let top = self
+            .runtime
+            .block_on(self.store.list_with_delimiter(Some(&self.root)))?;
+        let old = top
+            .common_prefixes
+            .iter()
+            .any(|dir| dir.filename().is_some_and(|name| name.starts_with("kind=")));
+        if old {
+            return Err(ParquetError::OldLayout {
+                url: self.url.clone(),
+            });
+        }
+        let marker = self.root.clone().join(MARKER);
+        let text = format!("{{\"layout\": {LAYOUT}}}\n");
+        self.runtime
+            .block_on(self.store.put(&marker, PutPayload::from(text.into_bytes())))?;
+        Ok(())
     }
 
     /// This pipeline's files, with the epoch in their name.
@@ -229,7 +284,7 @@ impl ParquetSink {
         );
         *n += 1;
         let mut path = self.root.clone();
-        for part in std::iter::once(format!("kind={}", partition.kind.as_str()))
+        for part in std::iter::once(format!("record={}", partition.kind.as_str()))
             .chain(
                 partition
                     .time
@@ -294,10 +349,29 @@ fn own_file_epoch(name: &str, pipeline: &str) -> Option<u64> {
     epoch.parse().ok()
 }
 
+/// The Arrow fields of a record type: as serde traces them, with event times as timestamps
+/// and counts signed (Spark reads unsigned 64-bit as `decimal(20,0)`).
 fn fields<'de, T: Deserialize<'de> + Serialize>(
     options: &TracingOptions,
 ) -> Result<Vec<FieldRef>, ParquetError> {
-    Ok(Vec::<FieldRef>::from_type::<T>(options.clone())?)
+    let traced = Vec::<FieldRef>::from_type::<T>(options.clone())?;
+    Ok(traced
+        .into_iter()
+        .map(|field| {
+            let as_type =
+                |data_type| Arc::new(Field::new(field.name(), data_type, field.is_nullable()));
+            if TIME_FIELDS.contains(&field.name().as_str()) {
+                as_type(DataType::Timestamp(
+                    TimeUnit::Millisecond,
+                    Some("UTC".into()),
+                ))
+            } else if field.data_type() == &DataType::UInt64 {
+                as_type(DataType::Int64)
+            } else {
+                field
+            }
+        })
+        .collect())
 }
 
 /// `date=YYYY-MM-DD/hour=HH` of an epoch-millisecond time, in UTC.
@@ -316,6 +390,7 @@ fn date_hour(ms: i64) -> String {
 
 impl Sink for ParquetSink {
     fn begin(&mut self, resume: Option<u64>) -> Result<(), SinkError> {
+        self.check_layout()?;
         let keep_through = resume.unwrap_or(0);
         let stale: Vec<StorePath> = self
             .list_own_files()?

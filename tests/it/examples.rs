@@ -323,7 +323,10 @@ fn kafka_to_parquet_example_writes_a_lake_partitioned_by_date_and_hour() {
         ],
     );
     let lake = dir.path().join("out/lake");
-    let files = files_under(&lake);
+    let mut files = files_under(&lake);
+    let marker = std::path::PathBuf::from("_tidewatch_lake.json");
+    assert!(files.contains(&marker), "no layout marker: {files:?}");
+    files.retain(|f| *f != marker);
     assert!(!files.is_empty());
     for file in &files {
         let parts: Vec<String> = file
@@ -336,7 +339,7 @@ fn kafka_to_parquet_example_writes_a_lake_partitioned_by_date_and_hour() {
             "{file:?}"
         );
         assert!(!name.contains("tmp"), "no temporary file left: {file:?}");
-        if parts[0] != "kind=dead_letter" {
+        if parts[0] != "record=dead_letter" {
             assert!(
                 parts.len() == 4 && parts[1].starts_with("date=") && parts[2].starts_with("hour="),
                 "{file:?}"
@@ -345,7 +348,7 @@ fn kafka_to_parquet_example_writes_a_lake_partitioned_by_date_and_hour() {
     }
     // Every window is in the partition of its start; the tumbling windows hold every event.
     let mut tumbling_total = 0;
-    for file in files.iter().filter(|f| f.starts_with("kind=window")) {
+    for file in files.iter().filter(|f| f.starts_with("record=window")) {
         let parts: Vec<String> = file
             .iter()
             .map(|p| p.to_string_lossy().into_owned())

@@ -46,7 +46,7 @@ pub fn lake_rows<T>(lake: &Path, kind: &str) -> Vec<String>
 where
     T: serde::de::DeserializeOwned + serde::Serialize,
 {
-    let dir = lake.join(format!("kind={kind}"));
+    let dir = lake.join(format!("record={kind}"));
     let mut rows: Vec<String> = files_under(&dir)
         .iter()
         .flat_map(|file| parquet_rows::<T>(&dir.join(file)))
@@ -98,7 +98,14 @@ max_rows = 400
     ));
 
     let lake = dir.path().join("lake");
-    let files = files_under(&lake);
+    let mut files = files_under(&lake);
+    // The layout marker, which Spark and DuckDB skip (leading underscore).
+    let marker = PathBuf::from("_tidewatch_lake.json");
+    assert!(files.contains(&marker), "{files:?}");
+    let layout: Value =
+        serde_json::from_str(&std::fs::read_to_string(lake.join(&marker)).unwrap()).unwrap();
+    assert_eq!(layout["layout"], 2);
+    files.retain(|f| *f != marker);
     assert!(!files.is_empty());
     let mut per_partition: BTreeMap<String, usize> = BTreeMap::new();
     for file in &files {
@@ -112,16 +119,16 @@ max_rows = 400
     }
     // The sample spans 2025-11-24 16:00 to 16:15 UTC.
     assert!(
-        per_partition.contains_key("kind=window/date=2025-11-24/hour=16"),
+        per_partition.contains_key("record=window/date=2025-11-24/hour=16"),
         "{per_partition:?}"
     );
     assert!(
-        per_partition.contains_key("kind=dead_letter"),
+        per_partition.contains_key("record=dead_letter"),
         "{per_partition:?}"
     );
     // 2,700 points with max_rows 400 roll into several files.
     assert!(
-        per_partition["kind=point/date=2025-11-24/hour=16"] >= 7,
+        per_partition["record=point/date=2025-11-24/hour=16"] >= 7,
         "{per_partition:?}"
     );
 
@@ -140,9 +147,149 @@ max_rows = 400
         &["run", "--once", "--config", "p.toml"],
         dir.path(),
     ));
-    assert_eq!(files_under(&lake), files);
+    let mut again = files_under(&lake);
+    again.retain(|f| *f != marker);
+    assert_eq!(again, files);
     assert_eq!(
         lake_rows::<WindowRecord>(&lake, "window"),
         sorted_json(read_ndjson(&out.join("windows.ndjson")))
     );
+
+    // A lake of the old layout is refused, not mixed with new files.
+    std::fs::create_dir_all(lake.join("kind=window")).unwrap();
+    let refused = tidewatch(&["run", "--once", "--config", "p.toml"], dir.path());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && stderr.contains("files of layout 1"),
+        "{stderr}"
+    );
+}
+
+/// Where scripts/test.sh installs the Python packages the lake tests read with.
+fn test_python_path() -> PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(".test-deps/python");
+    assert!(
+        path.join("duckdb").exists(),
+        "DuckDB for Python not found in {}: run ./scripts/test.sh, which installs it there",
+        path.display()
+    );
+    path
+}
+
+/// The lake as DuckDB reads it with hive partitioning: event times are timestamps, counts are
+/// signed, window records keep their own `kind` beside the `record` directory, and the rows
+/// are the NDJSON sink's.
+#[test]
+fn duckdb_reads_timestamps_signed_counts_and_window_kinds() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("p.toml"),
+        format!(
+            r#"
+[[streams]]
+name = "sensors"
+source = {{ kind = "file", path = "{}/config/data/sensors.ndjson" }}
+fields = {{ time = "ts", series = "series", value = "value", id = "id" }}
+watermark = {{ lateness = "10s" }}
+windows = [{{ kind = "tumbling", size = "1m" }}, {{ kind = "sliding", size = "1m", slide = "30s" }}, {{ kind = "session", gap = "20s" }}]
+analytics = {{}}
+
+[[sinks]]
+kind = "parquet"
+url = "lake"
+
+[[sinks]]
+kind = "ndjson"
+path = "out"
+"#,
+            env!("CARGO_MANIFEST_DIR")
+        ),
+    )
+    .unwrap();
+    assert_success(&tidewatch(
+        &["run", "--once", "--config", "p.toml"],
+        dir.path(),
+    ));
+    let script = r#"
+import json, duckdb
+con = duckdb.connect()
+def read(kind):
+    return f"read_parquet('lake/record={kind}/**/*.parquet', hive_partitioning = true)"
+types = {}
+for kind in ["window", "point", "alert", "late", "dead_letter"]:
+    types[kind] = {name: typ for name, typ, *_ in con.sql(f"DESCRIBE SELECT * FROM {read(kind)}").fetchall()}
+windows = con.sql(f"""SELECT stream, series, kind, epoch_ms(window_start), epoch_ms(window_end),
+    count, sum, record FROM {read('window')}""").fetchall()
+print(json.dumps({"types": types, "windows": windows}))
+"#;
+    let output = std::process::Command::new("python3")
+        .args(["-c", script])
+        .current_dir(dir.path())
+        .env("PYTHONPATH", test_python_path())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "duckdb: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let read: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let types = &read["types"];
+    let timestamp = "TIMESTAMP WITH TIME ZONE";
+    for (kind, column) in [
+        ("window", "window_start"),
+        ("window", "window_end"),
+        ("point", "ts"),
+        ("alert", "ts"),
+        ("alert", "episode_start"),
+        ("alert", "acked_at"),
+        ("late", "ts"),
+        ("late", "watermark"),
+    ] {
+        assert_eq!(types[kind][column], timestamp, "{kind}.{column}: {types}");
+    }
+    assert_eq!(types["window"]["count"], "BIGINT", "{types}");
+    assert_eq!(types["window"]["kind"], "VARCHAR", "{types}");
+    assert_eq!(types["window"]["record"], "VARCHAR", "{types}");
+
+    // Every window, with its own kind, equal to the NDJSON sink's.
+    let mut from_duckdb: Vec<String> = read["windows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| {
+            assert_eq!(w[7], "window");
+            format!(
+                "{}|{}|{}|{}|{}|{}|{}",
+                w[0], w[1], w[2], w[3], w[4], w[5], w[6]
+            )
+        })
+        .collect();
+    let mut from_ndjson: Vec<String> = read_ndjson(&dir.path().join("out/windows.ndjson"))
+        .iter()
+        .map(|w| {
+            let f = |k: &str| w[k].to_string();
+            format!(
+                "{}|{}|{}|{}|{}|{}|{}",
+                f("stream"),
+                f("series"),
+                f("kind"),
+                f("window_start"),
+                f("window_end"),
+                f("count"),
+                f("sum")
+            )
+        })
+        .collect();
+    from_duckdb.sort();
+    from_ndjson.sort();
+    let kinds: std::collections::BTreeSet<&str> = from_duckdb
+        .iter()
+        .map(|w| w.split('|').nth(2).unwrap())
+        .collect();
+    assert_eq!(
+        kinds.into_iter().collect::<Vec<_>>(),
+        ["\"session\"", "\"sliding\"", "\"tumbling\""]
+    );
+    assert_eq!(from_duckdb, from_ndjson);
 }
