@@ -220,7 +220,8 @@ pub struct Pipeline<'a> {
     sinks: Vec<Box<dyn Sink>>,
     checkpoints: Checkpoints,
     status: StatusReporter,
-    /// Number of the last checkpoint; only grows (file sinks name their files by it).
+    /// Number of the last checkpoint (file sinks name their files by it); grows, and goes back
+    /// to the stored one's on a rewind.
     epoch: u64,
     last_checkpoint: Instant,
     /// Records produced and not yet delivered to every sink.

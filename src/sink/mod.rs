@@ -95,7 +95,9 @@ pub trait Sink: Send {
     }
 
     /// Makes everything written so far durable (or at least handed to the OS). It belongs to
-    /// checkpoint `epoch`; epochs only grow (a failed checkpoint's epoch is skipped, not reused),
-    /// which file sinks rely on to name their files.
+    /// checkpoint `epoch`. Epochs grow, except that after a failure the pipeline goes back to
+    /// its last stored checkpoint and numbers on from there, having first called
+    /// [`Sink::rewind`] (file sinks delete what later epochs wrote, so a name is never reused
+    /// for other contents).
     fn flush(&mut self, epoch: u64) -> Result<(), SinkError>;
 }
