@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Same logs, same results, through Kafka: produces EVENTS events (300 series, 0.1 % a minute or
+# Same logs, same results, through Kafka: produces EVENTS events (300 series, one per series per
+# second of event time, ≤ 5 s out of order, 0.1 % a minute or
 # more late, 1 % duplicates) to a 3-partition topic on a local noida-db broker, then reads the
 # topic with `run --once` three ways — static assignment, static with small fetches, and a
 # consumer group (one engine per partition) — and compares the SQLite tables row for row.
@@ -21,7 +22,7 @@ for _ in $(seq 1 100); do (echo >"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && brea
 
 TOPIC=determinism-$$
 target/release/tidewatch produce --brokers "127.0.0.1:$PORT" --topic "$TOPIC" --partitions 3 \
-  --rate 0 --series 300 --events "$EVENTS" --late-rate 0.001 --dup-rate 0.01 >/dev/null
+  --rate 0 --series 300 --events "$EVENTS" --span "$((EVENTS / 300))s" --late-rate 0.001 --dup-rate 0.01 >/dev/null
 
 run() {
   local name=$1 extra=$2

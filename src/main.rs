@@ -110,6 +110,10 @@ struct ProduceArgs {
     /// Create the topic with this many partitions if it does not exist.
     #[arg(long)]
     partitions: Option<i32>,
+    /// Stamp the events over this much event time ending now (a backfill, e.g. "2h"), however
+    /// fast they are sent; needs --events. Without it, events carry the time they are sent.
+    #[arg(long, value_parser = humantime::parse_duration, requires = "events")]
+    span: Option<std::time::Duration>,
 }
 
 impl ProduceArgs {
@@ -142,6 +146,7 @@ impl ProduceArgs {
                 ..Faults::default()
             },
             partitions: self.partitions,
+            span: self.span,
         })
     }
 }

@@ -54,6 +54,10 @@ pub struct ProduceOptions {
     pub faults: Faults,
     /// Create the topic with this many partitions when it does not exist yet.
     pub partitions: Option<i32>,
+    /// With `events`: stamp event `i` at `start − span + i × span / events`, spreading the
+    /// events over this much event time ending at the start (a backfill), however fast they
+    /// go out. `None`: each event carries the time it is sent.
+    pub span: Option<Duration>,
 }
 
 /// What the broker acknowledged.
@@ -130,6 +134,7 @@ pub fn produce(options: &ProduceOptions) -> Result<ProduceReport, ProduceError> 
     let mut generator = Generator::new(options.series, options.seed, options.faults);
     let show_progress = std::io::stderr().is_terminal();
     let started = Instant::now();
+    let start_ms = crate::clock::now_ms();
     let mut last_progress = started;
     let mut sent = 0u64;
     loop {
@@ -145,7 +150,14 @@ pub fn produce(options: &ProduceOptions) -> Result<ProduceReport, ProduceError> 
                 continue;
             }
         }
-        let event = generator.next_event(crate::clock::now_ms());
+        let clock = match (options.span, options.events) {
+            (Some(span), Some(events)) if events > 0 => {
+                let span = span.as_millis() as i64;
+                start_ms - span + (i128::from(sent) * i128::from(span) / i128::from(events)) as i64
+            }
+            _ => crate::clock::now_ms(),
+        };
+        let event = generator.next_event(clock);
         let mut record = BaseRecord::to(&options.topic)
             .key(event.series.as_bytes())
             .payload(&event.line);

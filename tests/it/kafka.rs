@@ -209,11 +209,29 @@ fn produce_delivers_the_requested_events_keyed_by_series() {
             "4",
             "--dup-rate",
             "0.05",
+            "--span",
+            "1h",
         ],
         dir.path(),
     ));
     assert!(stdout.starts_with("produced 750 events"), "{stdout}");
     assert_eq!(broker.message_count(&topic, 3), 750);
+    // --span spreads the event times over the hour before the start, however fast they went.
+    let times: Vec<i64> = broker
+        .read_all(&topic)
+        .iter()
+        .map(|(_, payload)| {
+            serde_json::from_slice::<serde_json::Value>(payload).unwrap()["ts"]
+                .as_i64()
+                .unwrap()
+        })
+        .collect();
+    let (first, last) = (times.iter().min().unwrap(), times.iter().max().unwrap());
+    assert!(
+        last - first > 50 * 60_000,
+        "event times span {} ms",
+        last - first
+    );
 }
 
 #[test]
