@@ -148,6 +148,8 @@ pub struct ParquetSink {
     files_in_epoch: BTreeMap<Partition, u32>,
     pending: BTreeMap<Partition, Vec<Record>>,
     schemas: BTreeMap<RecordKind, Vec<FieldRef>>,
+    /// The lake's directory when it is local: where a killed upload leaves its staging file.
+    local_dir: Option<std::path::PathBuf>,
 }
 
 impl ParquetSink {
@@ -161,6 +163,7 @@ impl ParquetSink {
             url: url.to_owned(),
             reason: e.to_string(),
         })?;
+        let mut local_dir = None;
         if parsed.scheme() == "file" {
             // object_store's local store wants the directory to exist.
             let dir = parsed.to_file_path().map_err(|()| ParquetError::Url {
@@ -171,6 +174,7 @@ impl ParquetSink {
                 url: url.to_owned(),
                 reason: format!("cannot create {}: {e}", dir.display()),
             })?;
+            local_dir = Some(dir);
         }
         // Object-store settings come from the environment the way their own tools read them
         // (AWS_ACCESS_KEY_ID, AWS_REGION, AWS_ENDPOINT ...); unknown keys are ignored.
@@ -208,6 +212,7 @@ impl ParquetSink {
             files_in_epoch: BTreeMap::new(),
             pending: BTreeMap::new(),
             schemas,
+            local_dir,
         })
     }
 
@@ -334,6 +339,30 @@ impl ParquetSink {
     }
 }
 
+/// Deletes what uploads of `pipeline` killed half-way left in a local lake: object_store writes
+/// `<name>#<n>` and renames it into place, and its listings skip such files, but Spark reads
+/// every file of a directory and would fail on half a Parquet file.
+fn remove_staged_uploads(dir: &std::path::Path, pipeline: &str) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let path = entry.path();
+        if entry.file_type()?.is_dir() {
+            remove_staged_uploads(&path, pipeline)?;
+            continue;
+        }
+        let name = entry.file_name();
+        let Some((file, staging)) = name.to_str().and_then(|n| n.split_once('#')) else {
+            continue;
+        };
+        let numbered = !staging.is_empty() && staging.bytes().all(|b| b.is_ascii_digit());
+        if numbered && own_file_epoch(file, pipeline).is_some() {
+            std::fs::remove_file(&path)?;
+            info!(path = %path.display(), "Removed a half-written file of a stopped run.");
+        }
+    }
+    Ok(())
+}
+
 /// The epoch of `name` when it is a file of `pipeline` (`part-<pipeline>-<epoch>-<n>.parquet`).
 ///
 /// Read from the right and matched whole, so pipeline `orders` does not claim (and delete) the
@@ -391,6 +420,12 @@ fn date_hour(ms: i64) -> String {
 impl Sink for ParquetSink {
     fn begin(&mut self, resume: Option<u64>) -> Result<(), SinkError> {
         self.check_layout()?;
+        if let Some(dir) = &self.local_dir {
+            remove_staged_uploads(dir, &self.pipeline).map_err(|source| SinkError::Io {
+                path: dir.display().to_string(),
+                source,
+            })?;
+        }
         let keep_through = resume.unwrap_or(0);
         let stale: Vec<StorePath> = self
             .list_own_files()?
@@ -459,6 +494,29 @@ mod tests {
     fn partitions_by_utc_date_and_hour() {
         assert_eq!(date_hour(1_764_000_000_000), "date=2025-11-24/hour=16");
         assert_eq!(date_hour(0), "date=1970-01-01/hour=00");
+    }
+
+    #[test]
+    fn half_written_uploads_of_this_pipeline_are_removed_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let hour = dir.path().join("record=point/date=2025-11-24/hour=16");
+        std::fs::create_dir_all(&hour).unwrap();
+        let names = [
+            "part-p-0000000002-0000.parquet",
+            "part-p-0000000003-0000.parquet#1",
+            "part-q-0000000003-0000.parquet#1",
+            "notes#1",
+        ];
+        for name in names {
+            std::fs::write(hour.join(name), b"x").unwrap();
+        }
+        remove_staged_uploads(dir.path(), "p").unwrap();
+        let mut left: Vec<String> = std::fs::read_dir(&hour)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(left, [names[3], names[0], names[2]]);
     }
 
     #[test]
