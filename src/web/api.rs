@@ -10,6 +10,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 
 use super::auth::Principal;
+use super::listing::{self, ListQuery};
 use super::{check_same_origin, AppState, WebError, NOTE_LIMIT};
 use crate::clock::now_ms;
 use crate::db::{Acknowledgement, VerdictFilter};
@@ -93,9 +94,35 @@ struct SeriesDetail {
     recent: Vec<(i64, f64)>,
 }
 
-pub async fn series_list(State(state): State<AppState>) -> Json<Vec<SeriesSummary>> {
+/// `GET /api/series?q=&sort=&limit=&after=`: one page of series with their latest analytics
+/// (see [`listing`]). `X-Total-Count` says how many match; a `Link` header with `rel="next"`
+/// gives the next page while there is one.
+pub async fn series_list(
+    State(state): State<AppState>,
+    Query(query): Query<ListQuery>,
+) -> Result<impl IntoResponse, WebError> {
     let dashboard = state.live.read();
-    Json(dashboard.series.values().map(SeriesSummary::from).collect())
+    let page = listing::list(dashboard.series.values(), &query)?;
+    let items: Vec<SeriesSummary> = page.items.iter().map(|v| SeriesSummary::from(*v)).collect();
+    let mut headers = HeaderMap::new();
+    headers.insert("x-total-count", page.total.into());
+    if let Some(after) = page.next {
+        let mut next = url::form_urlencoded::Serializer::new(String::new());
+        for (name, value) in [("q", &query.q), ("sort", &query.sort)] {
+            if let Some(value) = value {
+                next.append_pair(name, value);
+            }
+        }
+        if let Some(limit) = query.limit {
+            next.append_pair("limit", &limit.to_string());
+        }
+        next.append_pair("after", &after);
+        let link = format!("</api/series?{}>; rel=\"next\"", next.finish());
+        if let Ok(value) = header::HeaderValue::from_str(&link) {
+            headers.insert(header::LINK, value);
+        }
+    }
+    Ok((headers, Json(items)))
 }
 
 #[derive(Deserialize)]

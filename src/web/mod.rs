@@ -6,6 +6,7 @@
 mod api;
 pub mod auth;
 mod error;
+mod listing;
 mod metrics;
 mod pages;
 mod ws;

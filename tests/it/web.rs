@@ -1219,3 +1219,95 @@ url = "sqlite://{}/t.db"
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+/// `/api/series` at 100,000 series: pages of `limit`, a cursor to the next one, filter and
+/// sort on the server, and every series exactly once when paged through.
+#[tokio::test]
+async fn the_series_list_pages_through_a_hundred_thousand_series() {
+    const SERIES: usize = 100_000;
+    let live = LiveState::new();
+    let mut sink = LiveSink::new(live.clone());
+    let records: Vec<Record> = (0..SERIES)
+        .map(|i| {
+            let Record::Point(mut p) = point(&format!("host-{i:06}"), 1_000 + i as i64, 1.0) else {
+                unreachable!()
+            };
+            // Every 1,000th series anomalous, with |z| growing with its number.
+            p.anomaly = i % 1_000 == 0;
+            p.z = Some(if p.anomaly { i as f64 / 1_000.0 } else { 0.5 });
+            Record::Point(p)
+        })
+        .collect();
+    sink.write(&records).unwrap();
+    drop(records);
+    let app = router(AppState::new(live, None, Auth::new(None, false)));
+    let fetch = |uri: String| {
+        let app = app.clone();
+        async move {
+            let response = app
+                .oneshot(Request::get(&uri).body(Body::empty()).unwrap())
+                .await
+                .unwrap();
+            let status = response.status();
+            let total = response
+                .headers()
+                .get("x-total-count")
+                .map(|v| v.to_str().unwrap().to_owned());
+            let next = response
+                .headers()
+                .get(header::LINK)
+                .map(|v| v.to_str().unwrap().to_owned());
+            let body = body_text(response).await;
+            (status, total, next, body)
+        }
+    };
+
+    // The default page: 500 series, the anomalous ones first, most extreme first.
+    let (status, total, _, body) = fetch("/api/series".into()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(total.as_deref(), Some("100000"));
+    assert!(body.len() < 200_000, "first page is {} bytes", body.len());
+    let first: Vec<Value> = serde_json::from_str(&body).unwrap();
+    assert_eq!(first.len(), 500);
+    assert_eq!(first[0]["series"], "host-099000");
+    assert_eq!(first[99]["series"], "host-000000");
+    assert_eq!(first[100]["anomaly"], false);
+
+    // Paged through by name, 5,000 at a time: each series once, in order.
+    let mut uri = "/api/series?sort=name&limit=5000".to_owned();
+    let mut seen = Vec::with_capacity(SERIES);
+    let mut pages = 0;
+    loop {
+        let (status, _, next, body) = fetch(uri.clone()).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let page: Vec<Value> = serde_json::from_str(&body).unwrap();
+        seen.extend(
+            page.iter()
+                .map(|v| v["series"].as_str().unwrap().to_owned()),
+        );
+        pages += 1;
+        assert!(pages <= 20, "more pages than series allow");
+        let Some(link) = next else { break };
+        uri = link
+            .strip_prefix('<')
+            .and_then(|l| l.split_once(">; rel=\"next\""))
+            .map(|(u, _)| u.to_owned())
+            .unwrap_or_else(|| panic!("Link header: {link}"));
+    }
+    assert_eq!(pages, 20);
+    let expected: Vec<String> = (0..SERIES).map(|i| format!("host-{i:06}")).collect();
+    assert!(seen == expected, "paging lost, doubled or reordered series");
+
+    // Filter and sort on the server; bad parameters are named.
+    let (_, total, next, body) = fetch("/api/series?q=HOST-0123&sort=recent".into()).await;
+    let found: Vec<Value> = serde_json::from_str(&body).unwrap();
+    assert_eq!(total.as_deref(), Some("100"));
+    assert!(next.is_none());
+    assert_eq!(found[0]["series"], "host-012399");
+    for bad in ["sort=size", "limit=0", "limit=100000", "after=nonsense"] {
+        let (status, _, _, body) = fetch(format!("/api/series?{bad}")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+        let param = bad.split('=').next().unwrap();
+        assert!(body.contains(param), "{bad}: {body}");
+    }
+}
