@@ -11,6 +11,7 @@ use axum::Form;
 
 use super::api::{list_alerts, parse_state_filter, parse_verdict_filter};
 use super::auth::{safe_next, session_cookie};
+use super::listing::{self, ListQuery};
 use super::{asset_cache, check_same_origin, AppState, WebError};
 use crate::clock::{format_ms, now_ms};
 use crate::live::{Dashboard, SeriesView};
@@ -54,7 +55,6 @@ pub struct SeriesRow {
     pub status: &'static str,
     /// SVG polyline points of the recent values, 120×28.
     pub sparkline: String,
-    score: f64,
 }
 
 pub struct StreamRow {
@@ -100,7 +100,17 @@ impl StreamRow {
 #[template(path = "overview.html")]
 pub struct OverviewPage {
     pub streams: Vec<StreamRow>,
+    pub totals: SeriesTotals,
+    /// One page of series, in the chosen order.
     pub series: Vec<SeriesRow>,
+    /// Whether the page script may add rows for series that appear live.
+    pub grows: bool,
+    pub q: String,
+    pub sort: String,
+    /// Whether this is a page after the first.
+    pub paged: bool,
+    /// The link to the next page, when there is one.
+    pub next: Option<String>,
     pub events_per_second: String,
     pub open_alerts: usize,
     pub late_total: u64,
@@ -227,54 +237,62 @@ fn alert_spark(dashboard: &Dashboard, a: &AlertRecord) -> Option<(String, f64, f
 
 pub async fn overview(
     State(state): State<AppState>,
+    Query(query): Query<OverviewQuery>,
     headers: HeaderMap,
 ) -> Result<impl IntoResponse, WebError> {
     let viewer = Viewer::of(&state, &headers);
     let events_per_second = state.live.events_per_second();
+    let list_query = ListQuery {
+        q: query.q.clone().filter(|q| !q.is_empty()),
+        sort: query.sort.clone(),
+        limit: Some(OVERVIEW_PAGE),
+        after: query.after.clone().filter(|a| !a.is_empty()),
+    };
     let page = {
         let dashboard = state.live.read();
-        let now = now_ms();
-        let mut series: Vec<SeriesRow> = dashboard
+        let listed = listing::list(dashboard.series.values(), &list_query)?;
+        let series: Vec<SeriesRow> = listed.items.iter().map(|v| series_row(v)).collect();
+        let stale = dashboard
             .series
             .values()
-            .map(|v| {
-                let recent = v.sparkline_points(120);
-                let stale = v.updated.is_some_and(|t| t.elapsed() > STALE_AFTER);
-                SeriesRow {
-                    stream: v.stream.to_string(),
-                    series: v.series.to_string(),
-                    value: number(v.last.value),
-                    sma: number(v.last.sma),
-                    ewma: number(v.last.ewma),
-                    trend: match v.last.trend {
-                        Trend::Rising => "↗",
-                        Trend::Falling => "↘",
-                        Trend::Flat => "→",
-                    },
-                    slope: v.last.slope.map_or("–".into(), |s| format!("{s:+.4}/s")),
-                    z: v.last.z.map_or("–".into(), |z| format!("{z:+.2}")),
-                    status: if stale {
-                        "stale"
-                    } else if v.last.anomaly {
-                        "anomalous"
-                    } else {
-                        "normal"
-                    },
-                    sparkline: sparkline(&recent),
-                    score: v.last.z.map_or(0.0, f64::abs),
+            .filter(|v| v.updated.is_some_and(|t| t.elapsed() > STALE_AFTER))
+            .count();
+        let anomalous = dashboard.series.values().filter(|v| v.last.anomaly).count();
+        // A first page of the default order, not yet full, shows new series as they come.
+        let grows = list_query.q.is_none()
+            && list_query.after.is_none()
+            && query.sort.as_deref().is_none_or(|s| s == "anomaly")
+            && series.len() < OVERVIEW_PAGE;
+        let next = listed.next.map(|after| {
+            let mut link = url::form_urlencoded::Serializer::new(String::from("/?"));
+            for (name, value) in [("q", &list_query.q), ("sort", &query.sort)] {
+                if let Some(value) = value {
+                    link.append_pair(name, value);
                 }
-            })
-            .collect();
-        // Most anomalous first.
-        series.sort_by(|a, b| b.score.total_cmp(&a.score));
+            }
+            link.append_pair("after", &after);
+            link.finish()
+        });
         let status = state.live.status();
+        let now = now_ms();
         OverviewPage {
             streams: status
                 .streams
                 .iter()
                 .map(|s| StreamRow::of(s, now))
                 .collect(),
+            totals: SeriesTotals {
+                series: dashboard.series.len(),
+                anomalous,
+                stale,
+                matching: listed.total,
+            },
             series,
+            grows,
+            q: list_query.q.clone().unwrap_or_default(),
+            sort: query.sort.clone().unwrap_or_else(|| "anomaly".into()),
+            paged: list_query.after.is_some(),
+            next,
             events_per_second: format!("{events_per_second:.1}"),
             open_alerts: dashboard.open_alerts(),
             late_total: dashboard.late_total,
@@ -285,6 +303,53 @@ pub async fn overview(
         }
     };
     Ok(Html(page.render()?))
+}
+
+/// Rows the overview shows at once; the rest are a filter or a page away.
+const OVERVIEW_PAGE: usize = 50;
+
+/// `/?q=&sort=&after=`: the overview's filter, order and page (see [`listing`]).
+#[derive(serde::Deserialize)]
+pub struct OverviewQuery {
+    q: Option<String>,
+    sort: Option<String>,
+    after: Option<String>,
+}
+
+/// Figures over every series, whatever the page shows.
+pub struct SeriesTotals {
+    pub series: usize,
+    pub anomalous: usize,
+    pub stale: usize,
+    /// Series the filter keeps.
+    pub matching: usize,
+}
+
+fn series_row(v: &SeriesView) -> SeriesRow {
+    let recent = v.sparkline_points(120);
+    let stale = v.updated.is_some_and(|t| t.elapsed() > STALE_AFTER);
+    SeriesRow {
+        stream: v.stream.to_string(),
+        series: v.series.to_string(),
+        value: number(v.last.value),
+        sma: number(v.last.sma),
+        ewma: number(v.last.ewma),
+        trend: match v.last.trend {
+            Trend::Rising => "↗",
+            Trend::Falling => "↘",
+            Trend::Flat => "→",
+        },
+        slope: v.last.slope.map_or("–".into(), |s| format!("{s:+.4}/s")),
+        z: v.last.z.map_or("–".into(), |z| format!("{z:+.2}")),
+        status: if stale {
+            "stale"
+        } else if v.last.anomaly {
+            "anomalous"
+        } else {
+            "normal"
+        },
+        sparkline: sparkline(&recent),
+    }
 }
 
 #[derive(serde::Deserialize)]

@@ -1,26 +1,34 @@
 //! `/ws`: live updates for dashboard pages.
 //!
-//! Protocol (JSON text messages, every one with `"v": 1`):
-//! - server → client, on connect and after falling behind: `{"type": "snapshot", "series":
-//!   [...], "alerts": [...], "streams": [...], "events_per_second": f}`;
+//! Protocol (JSON text messages, every one with `"v": 2`):
+//! - server → client, on connect: `{"type": "snapshot", "series": [...], "alerts": [...],
+//!   "streams": [...], "events_per_second": f}` with the overview's first page of series (50,
+//!   most anomalous first, each with its sparkline points), the 100 newest alerts and the
+//!   streams' figures: bounded, however many series there are. Again after a page subscription
+//!   (with that page's series) and after falling behind;
 //! - server → client, at most every 100 ms: `{"type": "batch", "updates": [update, ...]}` where
-//!   an update is `{"type": "point" | "window" | "alert" | "ack", ...record fields}`. With the
-//!   subscription `all`, only the newest point of each series is kept per batch; subscribed to
-//!   one series, every point of it is sent;
+//!   an update is `{"type": "point" | "window" | "alert" | "ack", ...record fields}`. Subscribed
+//!   to `all` or to a page, only the newest point of each series is kept per batch; subscribed
+//!   to one series, every point of it is sent. Alerts and acknowledgements go to everyone;
 //! - server → client, every second: `{"type": "status", "streams": [...], "events_per_second": f,
 //!   "open_alerts": n}`;
-//! - client → server: `{"subscribe": "all"}` or `{"subscribe": {"stream": s, "series": s}}`.
+//! - client → server: `{"subscribe": "all"}` (every series: for small setups and tools; the
+//!   default), `{"subscribe": {"series": [{"stream": s, "series": s}, ...]}}` (the series a
+//!   page shows, at most 500), or `{"subscribe": {"stream": s, "series": s}}` (one series).
+//!
+//! Version 1 sent every series in the snapshot (47 MB at 20,000 series) and had no page
+//! subscription.
 //!
 //! Fan-out: the pipeline publishes one batch of updates per sink write to the live hub. One
 //! task ([`Fanout`]) reads it for every client subscribed to `all`: it keeps the newest point
 //! per series, and every 100 ms serialises one batch message that all those clients share (and
 //! once a second one status message for everyone). A client subscribed to one series reads the
-//! hub itself and filters. Nobody ever waits for a client: one too slow to keep up loses its
+//! hub itself and filters (so does a client of a page). Nobody ever waits for a client: one too slow to keep up loses its
 //! place and is sent a fresh snapshot (and when the shared task itself falls behind, every
 //! client is); one that does not take a message within
 //! [`SEND_TIMEOUT`] is disconnected.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Once};
 use std::time::Duration;
 
@@ -35,12 +43,17 @@ use tokio::sync::broadcast::{self, error::RecvError};
 use tracing::debug;
 
 use super::api::SeriesSummary;
+use super::listing::{self, ListQuery};
 use super::{check_same_origin, AppState, WebError};
-use crate::live::{LiveState, Update, Updates};
+use crate::live::{LiveState, SeriesView, Update, Updates};
 use crate::record::AlertRecord;
 
 /// Protocol version, in every message.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
+/// Series in the snapshot sent on connect: the overview's first page in its default order.
+const SNAPSHOT_SERIES: usize = 50;
+/// Series one page subscription may name.
+const PAGE_SUBSCRIPTION_MAX: usize = 500;
 /// How often batched updates are sent.
 const BATCH_EVERY: Duration = Duration::from_millis(100);
 /// How often the pipeline status is sent.
@@ -71,6 +84,35 @@ enum Subscription {
         stream: String,
         series: String,
     },
+    /// The series a page shows (an overview page), at most [`PAGE_SUBSCRIPTION_MAX`].
+    Page(PageSet),
+}
+
+/// A series as a client names it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+struct SeriesName {
+    stream: String,
+    series: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct PageRequest {
+    series: Vec<SeriesName>,
+}
+
+/// The series of a page subscription, by stream, looked up without allocating.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(from = "PageRequest")]
+struct PageSet(HashMap<String, HashSet<String>>);
+
+impl From<PageRequest> for PageSet {
+    fn from(request: PageRequest) -> Self {
+        let mut set: HashMap<String, HashSet<String>> = HashMap::new();
+        for name in request.series.into_iter().take(PAGE_SUBSCRIPTION_MAX) {
+            set.entry(name.stream).or_default().insert(name.series);
+        }
+        PageSet(set)
+    }
 }
 
 impl Subscription {
@@ -81,11 +123,18 @@ impl Subscription {
                 stream: s,
                 series: n,
             } => s == stream && n == series,
+            Subscription::Page(PageSet(set)) => set.get(stream).is_some_and(|s| s.contains(series)),
         }
     }
 
     fn is_all(&self) -> bool {
         matches!(self, Subscription::All(_))
+    }
+
+    /// Whether a batch keeps only the newest point of each series (a list), rather than every
+    /// point (a chart of one series).
+    fn newest_only(&self) -> bool {
+        !matches!(self, Subscription::One { .. })
     }
 }
 
@@ -102,15 +151,33 @@ struct SnapshotSeries {
     recent: Vec<(i64, f64)>,
 }
 
-/// Everything a client needs to start from. The data is copied out under the lock and
-/// serialised after it is released, so the pipeline never waits for the serialisation.
-fn snapshot(live: &LiveState) -> Value {
+/// What a client needs to start from: the series it shows (on connect, the overview's first
+/// page in its default order; after a page subscription, that page), the newest alerts and the
+/// streams' figures — bounded however many series there are. The data is copied out under the
+/// lock and serialised after it is released, so the pipeline never waits for the serialisation.
+fn snapshot(live: &LiveState, page: Option<&Subscription>) -> Value {
     let events_per_second = live.events_per_second();
     let (series, alerts) = {
         let dashboard = live.read();
-        let series: Vec<SnapshotSeries> = dashboard
-            .series
-            .values()
+        let shown: Vec<&SeriesView> = match page {
+            Some(subscription) => dashboard
+                .series
+                .values()
+                .filter(|v| subscription.wants(&v.stream, &v.series))
+                .take(PAGE_SUBSCRIPTION_MAX)
+                .collect(),
+            None => {
+                let first_page = ListQuery {
+                    limit: Some(SNAPSHOT_SERIES),
+                    ..ListQuery::default()
+                };
+                listing::list(dashboard.series.values(), &first_page)
+                    .map(|listed| listed.items)
+                    .unwrap_or_default()
+            }
+        };
+        let series: Vec<SnapshotSeries> = shown
+            .into_iter()
             .map(|v| SnapshotSeries {
                 summary: SeriesSummary::from(v),
                 recent: v.sparkline_points(120),
@@ -163,7 +230,7 @@ impl Pending {
                 if !subscription.wants(&p.stream, &p.series) {
                     return;
                 }
-                if subscription.is_all() {
+                if subscription.newest_only() {
                     self.latest
                         .insert((p.stream.clone(), p.series.clone()), update.clone());
                 } else {
@@ -253,7 +320,7 @@ async fn feed(
                     debug!(missed, "Live feed lagged behind the hub; resynchronising clients.");
                     pending = Pending::default();
                     let Some(live) = live.upgrade() else { return };
-                    Some((false, snapshot(&live)))
+                    Some((false, snapshot(&live, None)))
                 }
                 Err(RecvError::Closed) => return,
             },
@@ -279,7 +346,7 @@ async fn client(socket: WebSocket, state: AppState) {
     let mut batch = tokio::time::interval(BATCH_EVERY);
 
     let text = |value: Value| Message::Text(value.to_string().into());
-    if send_within(&mut sender, text(snapshot(&state.live)))
+    if send_within(&mut sender, text(snapshot(&state.live, None)))
         .await
         .is_err()
     {
@@ -293,7 +360,7 @@ async fn client(socket: WebSocket, state: AppState) {
                 }
                 Err(RecvError::Lagged(missed)) => {
                     debug!(missed, "WebSocket client lagged; sending a fresh snapshot.");
-                    Some(text(snapshot(&state.live)))
+                    Some(text(snapshot(&state.live, own.as_ref().map(|(s, _, _)| s))))
                 }
                 Err(RecvError::Closed) => break,
             },
@@ -311,18 +378,23 @@ async fn client(socket: WebSocket, state: AppState) {
                     if let Some((_, _, pending)) = own.as_mut() {
                         *pending = Pending::default();
                     }
-                    Some(text(snapshot(&state.live)))
+                    Some(text(snapshot(&state.live, own.as_ref().map(|(s, _, _)| s))))
                 }
                 Err(RecvError::Closed) => break,
             },
             message = receiver.next() => match message {
                 Some(Ok(Message::Text(request))) => {
-                    if let Ok(request) = serde_json::from_str::<ClientMessage>(&request) {
-                        own = (!request.subscribe.is_all()).then(|| {
-                            (request.subscribe, state.live.subscribe(), Pending::default())
-                        });
+                    match serde_json::from_str::<ClientMessage>(&request) {
+                        Ok(request) => {
+                            let page = matches!(request.subscribe, Subscription::Page(_));
+                            own = (!request.subscribe.is_all()).then(|| {
+                                (request.subscribe, state.live.subscribe(), Pending::default())
+                            });
+                            // A page starts from a snapshot of its own series.
+                            page.then(|| text(snapshot(&state.live, own.as_ref().map(|(s, _, _)| s))))
+                        }
+                        Err(_) => None,
                     }
-                    None
                 }
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
                 Some(Ok(_)) => None,

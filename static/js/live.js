@@ -1,4 +1,4 @@
-// The live connection: one WebSocket to /ws (protocol v1, see src/web/ws.rs), reconnecting with
+// The live connection: one WebSocket to /ws (protocol v2, see src/web/ws.rs), reconnecting with
 // backoff; each message goes to the page's handlers.
 
 import { setConnection } from "./chrome.js";

@@ -6,7 +6,7 @@
 import { addOpenAlerts, page, setOpenAlerts, showPaused } from "./chrome.js";
 import { applyAlert, setupAlerts } from "./alerts.js";
 import { connect } from "./live.js";
-import { applyPoint, setupFilter } from "./overview.js";
+import { applyPoint, overviewSubscription } from "./overview.js";
 import { applySeriesPoint, setupChart, shown } from "./series.js";
 import { recent, remember } from "./spark.js";
 import { applyStreams } from "./streams.js";
@@ -35,6 +35,9 @@ const handlers = {
   open(socket) {
     if (page === "series" && shown.stream) {
       socket.send(JSON.stringify({ subscribe: { stream: shown.stream, series: shown.series } }));
+    } else if (page === "overview") {
+      const subscription = overviewSubscription();
+      if (subscription) socket.send(JSON.stringify({ subscribe: subscription }));
     }
   },
   snapshot(message) {
@@ -66,6 +69,5 @@ const handlers = {
 };
 
 setupAlerts();
-setupFilter();
 if (page === "series") setupChart();
 connect(handlers);

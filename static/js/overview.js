@@ -1,5 +1,6 @@
-// The overview: one row per series, updated live; new series get a row from the page's
-// `<template id="series-row">`.
+// The overview: one page of series rows (the server filters, orders and pages them), updated
+// live. A first page that is not full yet grows: new series get a row from the page's
+// `<template id="series-row">`; other pages keep the rows they were given.
 
 import { arrow, number, signed, slope } from "./format.js";
 import { rowFrom } from "./chrome.js";
@@ -9,7 +10,10 @@ function seriesRow(point) {
   const name = `${point.stream}/${point.series}`;
   const existing = document.querySelector(`#series tr[data-name="${CSS.escape(name)}"]`);
   if (existing) return existing;
-  const body = document.querySelector("#series tbody");
+  const table = document.getElementById("series");
+  const rows = table.querySelectorAll("tbody tr[data-name]").length;
+  if (table.dataset.grows !== "true" || rows >= Number(table.dataset.pageSize)) return null;
+  const body = table.querySelector("tbody");
   body.querySelector("td.empty")?.closest("tr").remove();
   const row = rowFrom("series-row");
   row.dataset.name = name;
@@ -23,6 +27,7 @@ function seriesRow(point) {
 /** A series' latest point; from a snapshot, its recent values are already known. */
 export function applyPoint(point, fromSnapshot = false) {
   const row = seriesRow(point);
+  if (!row) return;
   const points = fromSnapshot ? recent.get(row.dataset.name) ?? [] : remember(point);
   row.querySelector(".value").textContent = number(point.value);
   row.querySelector(".sma").textContent = number(point.sma);
@@ -38,12 +43,16 @@ export function applyPoint(point, fromSnapshot = false) {
   row.querySelector("polyline").setAttribute("points", sparkline(points));
 }
 
-export function setupFilter() {
-  const filter = document.getElementById("filter");
-  filter?.addEventListener("input", () => {
-    const needle = filter.value.toLowerCase();
-    for (const row of document.querySelectorAll("#series tbody tr[data-name]")) {
-      row.hidden = !row.dataset.name.toLowerCase().includes(needle);
-    }
-  });
+/**
+ * What the overview subscribes to: a page that may still grow hears of every series (there are
+ * fewer than a page of them); any other page hears of its own rows only (protocol v2).
+ */
+export function overviewSubscription() {
+  const table = document.getElementById("series");
+  if (!table || table.dataset.grows === "true") return null;
+  const series = [...table.querySelectorAll("tbody tr[data-name]")].map((row) => ({
+    stream: row.querySelector(".stream").textContent,
+    series: row.querySelector(".name").textContent,
+  }));
+  return { series };
 }

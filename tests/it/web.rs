@@ -429,7 +429,7 @@ mod live_updates {
                 .expect("a message");
             if let Message::Text(text) = message {
                 let value: Value = serde_json::from_str(&text).unwrap();
-                assert_eq!(value["v"], 1, "protocol version");
+                assert_eq!(value["v"], 2, "protocol version");
                 if value["type"] == kind {
                     return value;
                 }
@@ -563,6 +563,85 @@ mod live_updates {
             }
         }
         let _ = stop.send(());
+        server.abort();
+    }
+
+    /// 100,000 series: the overview page and the WebSocket snapshot stay small, and a client
+    /// subscribed to a page hears of that page's series only.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn at_a_hundred_thousand_series_pages_and_snapshots_stay_small() {
+        let live = LiveState::new();
+        let mut sink = LiveSink::new(live.clone());
+        for chunk in (0..100_000).collect::<Vec<usize>>().chunks(10_000) {
+            let records: Vec<Record> = chunk
+                .iter()
+                .map(|i| point(&format!("device-{i:06}"), 1_000, *i as f64))
+                .collect();
+            sink.write(&records).unwrap();
+        }
+        let app = router(AppState::new(live.clone(), None, Auth::new(None, false)));
+
+        let (status, html) = get(&app, "/").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(html.len() < 300_000, "GET / is {} bytes", html.len());
+        assert_eq!(
+            html.matches("data-name=\"s/").count(),
+            50,
+            "one page of rows"
+        );
+        assert!(html.contains("100000 series"), "totals for every series");
+        assert!(html.contains("rel=\"next\""), "a link to the next page");
+        let (_, filtered) = get(&app, "/?q=device-09999&sort=name").await;
+        assert_eq!(filtered.matches("data-name=\"s/").count(), 10);
+        assert!(filtered.contains("10 match"));
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move { axum::serve(listener, app).await });
+        let (mut client, _) = tokio_tungstenite::connect_async(format!("ws://{address}/ws"))
+            .await
+            .unwrap();
+        let first = tokio::time::timeout(Duration::from_secs(10), client.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        let Message::Text(text) = first else {
+            panic!("the first message is the snapshot")
+        };
+        assert!(text.len() < 1_000_000, "snapshot is {} bytes", text.len());
+        let snapshot: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(snapshot["type"], "snapshot");
+        assert_eq!(snapshot["series"].as_array().unwrap().len(), 50);
+
+        // Subscribed to a page of two series: their snapshot, then only their points.
+        let page = r#"{"subscribe": {"series": [{"stream": "s", "series": "device-000007"}, {"stream": "s", "series": "device-000008"}]}}"#;
+        futures_util::SinkExt::send(&mut client, Message::Text(page.into()))
+            .await
+            .unwrap();
+        let snapshot = next_of(&mut client, "snapshot", Duration::from_secs(10)).await;
+        let mut names: Vec<&str> = snapshot["series"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["series"].as_str().unwrap())
+            .collect();
+        names.sort_unstable();
+        assert_eq!(names, ["device-000007", "device-000008"]);
+        sink.write(&[
+            point("device-000009", 2_000, -9.0),
+            point("device-000007", 2_000, -7.0),
+        ])
+        .unwrap();
+        let batch = next_of(&mut client, "batch", Duration::from_secs(10)).await;
+        let series: Vec<&str> = batch["updates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|u| u["type"] == "point")
+            .map(|u| u["series"].as_str().unwrap())
+            .collect();
+        assert_eq!(series, ["device-000007"]);
         server.abort();
     }
 }
