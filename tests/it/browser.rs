@@ -323,3 +323,70 @@ async fn login_then_acknowledge_several_alerts_at_once() {
     shoot(&client, "alerts-bulk-acknowledged.png").await;
     client.close().await.unwrap();
 }
+
+/// The overview with 100,000 series: Chromium shows its first page and then a live update of a
+/// row on it. How long the page took and the update took are printed (not asserted: speed is
+/// for benchmarks); the screenshot is `target/screenshots/overview-100k.png`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_overview_of_a_hundred_thousand_series_loads_and_updates_live() {
+    const SERIES: usize = 100_000;
+    let dir = tempfile::tempdir().unwrap();
+    let (server, web_port, mut feed) = plant_server(dir.path(), "");
+    // One point per series, then a later one that moves the watermark past them all.
+    let mut text = String::with_capacity(SERIES * 80);
+    for i in 0..SERIES {
+        text.push_str(&line_of(&format!("device-{i:06}"), 0, 1.0));
+    }
+    text.push_str(&line_of("device-000000", 1, 1.0));
+    feed.write_all(text.as_bytes()).unwrap();
+    feed.flush().unwrap();
+    let base = format!("http://127.0.0.1:{web_port}");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !crate::support::http_get(web_port, "/api/series?limit=1")
+        .is_some_and(|body| body.contains("device-"))
+        || !crate::support::http_get(web_port, "/")
+            .is_some_and(|page| page.contains("100000 series"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "100,000 series not in the live view within 120 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    let (_driver, webdriver) = chromedriver();
+    let profile = tempfile::tempdir().unwrap();
+    let client = browser(&webdriver, profile.path()).await;
+    let opened = Instant::now();
+    client.goto(&format!("{base}/")).await.unwrap();
+    live(&client).await;
+    let loaded = opened.elapsed();
+    let rows = eventually(
+        &client,
+        "the first page",
+        "return document.querySelectorAll('#series tbody tr[data-name]').length",
+    )
+    .await;
+    assert_eq!(rows, 50);
+
+    // A new value for the first row reaches the open page without a reload.
+    let sent = Instant::now();
+    feed.write_all(line_of("device-000000", 2, 4242.0).as_bytes())
+        .unwrap();
+    feed.write_all(line_of("device-000000", 3, 1.0).as_bytes())
+        .unwrap();
+    feed.flush().unwrap();
+    eventually(
+        &client,
+        "the live update",
+        "const r = document.querySelector('#series tr[data-name=\"plant/device-000000\"]'); return r && r.querySelector('.value').textContent.startsWith('4242')",
+    )
+    .await;
+    let updated = sent.elapsed();
+    shoot(&client, "overview-100k.png").await;
+    eprintln!(
+        "overview of {SERIES} series: page live after {loaded:?}, an update shown after {updated:?}"
+    );
+    client.close().await.unwrap();
+    drop(server);
+}
