@@ -3,6 +3,11 @@
 //!
 //!     cargo bench --bench ws_load                       # 1,000 clients, 20,000 events/s, 15 s
 //!     cargo bench --bench ws_load -- --clients 200 --rate 5000 --seconds 10
+//!     cargo bench --bench ws_load -- --series 100000 --page   # clients as overview pages
+//!
+//! With `--page`, each client does what an overview page does (protocol v2): it subscribes to
+//! the 50 series of one page (client k to page k, wrapping around) and hears of those only.
+//! Without it, clients take every series (`all`).
 //!
 //! Latency is measured from the moment the engine's output reaches the live hub (the point
 //! leaves the engine: it was released by the watermark) to the moment a client has read and
@@ -27,6 +32,8 @@ use tidewatch::{Sink, SinkError};
 use tokio_tungstenite::tungstenite::Message;
 
 struct Options {
+    /// Clients subscribe to a page (the snapshot's series) rather than to every series.
+    page: bool,
     clients: usize,
     rate: u64,
     series: usize,
@@ -42,6 +49,7 @@ fn options() -> Options {
             .map_or(default, |v| v.parse().expect("a number"))
     };
     Options {
+        page: args.iter().any(|a| a == "--page"),
         clients: value("--clients", 1000) as usize,
         rate: value("--rate", 20_000),
         series: value("--series", 20) as usize,
@@ -90,6 +98,9 @@ struct Incoming<'a> {
     updates: Vec<Update<'a>>,
 }
 
+/// Series an overview page shows.
+const PAGE: usize = 50;
+
 #[derive(Deserialize)]
 struct Update<'a> {
     #[serde(rename = "type")]
@@ -120,6 +131,7 @@ fn now_ms() -> i64 {
 
 async fn client(
     url: String,
+    page: Option<std::ops::Range<usize>>,
     stamps: Stamps,
     measuring: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
@@ -133,6 +145,18 @@ async fn client(
             return stats;
         }
     };
+    if let Some(names) = page {
+        // The demo source names its series s0000, s0001, ...
+        let series: Vec<serde_json::Value> = names
+            .map(|i| serde_json::json!({ "stream": "demo", "series": format!("s{i:04}") }))
+            .collect();
+        let request = serde_json::json!({ "subscribe": { "series": series } });
+        let sent =
+            futures_util::SinkExt::send(&mut socket, Message::Text(request.to_string().into()));
+        if sent.await.is_err() {
+            return stats;
+        }
+    }
     connected.fetch_add(1, Ordering::Relaxed);
     while !stop.load(Ordering::Relaxed) {
         let next = tokio::time::timeout(Duration::from_millis(500), socket.next()).await;
@@ -145,6 +169,7 @@ async fn client(
         let Ok(incoming) = serde_json::from_str::<Incoming>(&text) else {
             continue;
         };
+
         if !measuring.load(Ordering::Relaxed) {
             continue;
         }
@@ -292,6 +317,11 @@ interval = "1h"
             }
             clients.spawn(client(
                 url.clone(),
+                options.page.then(|| {
+                    let pages = (options.series / PAGE).max(1);
+                    let first = (i % pages) * PAGE;
+                    first..(first + PAGE).min(options.series)
+                }),
                 stamps.clone(),
                 measuring.clone(),
                 stop_clients.clone(),
@@ -352,8 +382,11 @@ interval = "1h"
     let idle = stats.iter().filter(|s| s.messages == 0).count();
     let ms = |us: u32| us as f64 / 1000.0;
     println!(
-        "ws_load: {} clients, demo source at {} events/s over {} series, {elapsed:.1} s measured",
-        options.clients, options.rate, options.series
+        "ws_load: {} clients ({}), demo source at {} events/s over {} series, {elapsed:.1} s measured",
+        options.clients,
+        if options.page { "each subscribed to a page" } else { "all series" },
+        options.rate,
+        options.series
     );
     println!(
         "  events accepted by the engine: {:.0}/s",
