@@ -6,6 +6,7 @@
 mod api;
 pub mod auth;
 mod error;
+mod interest;
 mod listing;
 mod metrics;
 mod pages;

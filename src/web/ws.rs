@@ -22,11 +22,11 @@
 //! Fan-out: the pipeline publishes one batch of updates per sink write to the live hub. One
 //! task ([`Fanout`]) reads it for every client subscribed to `all`: it keeps the newest point
 //! per series, and every 100 ms serialises one batch message that all those clients share (and
-//! once a second one status message for everyone). A client subscribed to one series reads the
-//! hub itself and filters (so does a client of a page). Nobody ever waits for a client: one too slow to keep up loses its
-//! place and is sent a fresh snapshot (and when the shared task itself falls behind, every
-//! client is); one that does not take a message within
-//! [`SEND_TIMEOUT`] is disconnected.
+//! once a second one status message for everyone). A client of a page or of one series registers
+//! its series in the interest index ([`Interest`]), and the same task hands it the updates of
+//! those series only. Nobody ever waits for a client: one too slow to keep up loses its place
+//! and is sent a fresh snapshot (and when the shared task itself falls behind, every client
+//! is); one that does not take a message within [`SEND_TIMEOUT`] is disconnected.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Once};
@@ -43,6 +43,7 @@ use tokio::sync::broadcast::{self, error::RecvError};
 use tracing::debug;
 
 use super::api::SeriesSummary;
+use super::interest::{Interest, Registration};
 use super::listing::{self, ListQuery};
 use super::{check_same_origin, AppState, WebError};
 use crate::live::{LiveState, SeriesView, Update, Updates};
@@ -125,10 +126,6 @@ impl Subscription {
             } => s == stream && n == series,
             Subscription::Page(PageSet(set)) => set.get(stream).is_some_and(|s| s.contains(series)),
         }
-    }
-
-    fn is_all(&self) -> bool {
-        matches!(self, Subscription::All(_))
     }
 
     /// Whether a batch keeps only the newest point of each series (a list), rather than every
@@ -270,6 +267,8 @@ struct Wire {
 /// The shared feed: one task serialises what every `all` client gets.
 pub struct Fanout {
     wire: broadcast::Sender<Wire>,
+    /// Clients of a page or of one series, by the series they want.
+    interest: Arc<Interest>,
     started: Once,
 }
 
@@ -277,6 +276,7 @@ impl Default for Fanout {
     fn default() -> Self {
         Fanout {
             wire: broadcast::channel(WIRE_CAPACITY).0,
+            interest: Arc::default(),
             started: Once::new(),
         }
     }
@@ -290,6 +290,7 @@ impl Fanout {
                 live.subscribe(),
                 Arc::downgrade(live),
                 self.wire.clone(),
+                self.interest.clone(),
             ));
         });
     }
@@ -299,6 +300,7 @@ async fn feed(
     mut hub: broadcast::Receiver<Updates>,
     live: std::sync::Weak<LiveState>,
     wire: broadcast::Sender<Wire>,
+    interest: Arc<Interest>,
 ) {
     let all = Subscription::All("all".into());
     let mut pending = Pending::default();
@@ -311,6 +313,7 @@ async fn feed(
                     for update in updates.iter() {
                         pending.add(update, &all);
                     }
+                    interest.deliver(&updates);
                     None
                 }
                 Err(RecvError::Lagged(missed)) => {
@@ -319,6 +322,7 @@ async fn feed(
                     // which holds what the missed updates did.
                     debug!(missed, "Live feed lagged behind the hub; resynchronising clients.");
                     pending = Pending::default();
+                    interest.all_lagged();
                     let Some(live) = live.upgrade() else { return };
                     Some((false, snapshot(&live, None)))
                 }
@@ -341,8 +345,8 @@ async fn feed(
 async fn client(socket: WebSocket, state: AppState) {
     let (mut sender, mut receiver) = socket.split();
     let mut wire = state.fanout.wire.subscribe();
-    // Only a client of one series reads the hub itself.
-    let mut own: Option<(Subscription, broadcast::Receiver<Updates>, Pending)> = None;
+    // A client of a page or of one series gets its updates from the interest index.
+    let mut own: Option<Own> = None;
     let mut batch = tokio::time::interval(BATCH_EVERY);
 
     let text = |value: Value| Message::Text(value.to_string().into());
@@ -360,38 +364,28 @@ async fn client(socket: WebSocket, state: AppState) {
                 }
                 Err(RecvError::Lagged(missed)) => {
                     debug!(missed, "WebSocket client lagged; sending a fresh snapshot.");
-                    Some(text(snapshot(&state.live, own.as_ref().map(|(s, _, _)| s))))
+                    Some(text(snapshot(&state.live, own.as_ref().map(|o| &o.subscription))))
                 }
                 Err(RecvError::Closed) => break,
             },
-            updates = recv_own(&mut own) => match updates {
-                Ok(updates) => {
-                    if let Some((subscription, _, pending)) = own.as_mut() {
-                        for update in updates.iter() {
-                            pending.add(update, subscription);
-                        }
-                    }
-                    None
+            update = recv_own(&mut own) => {
+                if let (Some(update), Some(own)) = (update, own.as_mut()) {
+                    own.pending.add(&update, &own.subscription);
                 }
-                Err(RecvError::Lagged(missed)) => {
-                    debug!(missed, "WebSocket client lagged; sending a fresh snapshot.");
-                    if let Some((_, _, pending)) = own.as_mut() {
-                        *pending = Pending::default();
-                    }
-                    Some(text(snapshot(&state.live, own.as_ref().map(|(s, _, _)| s))))
-                }
-                Err(RecvError::Closed) => break,
+                None
             },
             message = receiver.next() => match message {
                 Some(Ok(Message::Text(request))) => {
                     match serde_json::from_str::<ClientMessage>(&request) {
                         Ok(request) => {
                             let page = matches!(request.subscribe, Subscription::Page(_));
-                            own = (!request.subscribe.is_all()).then(|| {
-                                (request.subscribe, state.live.subscribe(), Pending::default())
-                            });
+                            // The old registration goes before the new one comes.
+                            drop(own.take());
+                            own = Own::of(request.subscribe, &state.fanout.interest);
                             // A page starts from a snapshot of its own series.
-                            page.then(|| text(snapshot(&state.live, own.as_ref().map(|(s, _, _)| s))))
+                            page.then(|| {
+                                text(snapshot(&state.live, own.as_ref().map(|o| &o.subscription)))
+                            })
                         }
                         Err(_) => None,
                     }
@@ -399,9 +393,15 @@ async fn client(socket: WebSocket, state: AppState) {
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
                 Some(Ok(_)) => None,
             },
-            _ = batch.tick(), if own.is_some() => {
-                own.as_mut().and_then(|(_, _, pending)| pending.take()).map(text)
-            }
+            _ = batch.tick(), if own.is_some() => match own.as_mut() {
+                Some(own) if own.registration.take_lagged() => {
+                    debug!("WebSocket client fell behind; sending a fresh snapshot.");
+                    own.pending = Pending::default();
+                    Some(text(snapshot(&state.live, Some(&own.subscription))))
+                }
+                Some(own) => own.pending.take().map(text),
+                None => None,
+            },
         };
         if let Some(message) = outgoing {
             if send_within(&mut sender, message).await.is_err() {
@@ -412,12 +412,37 @@ async fn client(socket: WebSocket, state: AppState) {
     }
 }
 
-/// The next updates of a client's own hub receiver; never resolves without one.
-async fn recv_own(
-    own: &mut Option<(Subscription, broadcast::Receiver<Updates>, Pending)>,
-) -> Result<Updates, RecvError> {
+/// The subscription of a client of a page or of one series, its place in the interest index,
+/// and what it has gathered since its last batch.
+struct Own {
+    subscription: Subscription,
+    registration: Registration,
+    pending: Pending,
+}
+
+impl Own {
+    /// `None` for the subscription `all`, which the shared feed serves.
+    fn of(subscription: Subscription, interest: &Arc<Interest>) -> Option<Own> {
+        let series = match &subscription {
+            Subscription::All(_) => return None,
+            Subscription::One { stream, series } => vec![(stream.clone(), series.clone())],
+            Subscription::Page(PageSet(set)) => set
+                .iter()
+                .flat_map(|(stream, names)| names.iter().map(|n| (stream.clone(), n.clone())))
+                .collect(),
+        };
+        Some(Own {
+            registration: interest.register(series),
+            subscription,
+            pending: Pending::default(),
+        })
+    }
+}
+
+/// The next update of a client's own registration; never resolves without one.
+async fn recv_own(own: &mut Option<Own>) -> Option<Update> {
     match own {
-        Some((_, hub, _)) => hub.recv().await,
+        Some(own) => own.registration.recv().await,
         None => std::future::pending().await,
     }
 }
@@ -459,7 +484,7 @@ mod tests {
             sink.write(&[window(start)]).unwrap();
         }
         let (wire, mut received) = broadcast::channel(WIRE_CAPACITY);
-        let task = tokio::spawn(feed(hub, Arc::downgrade(&live), wire));
+        let task = tokio::spawn(feed(hub, Arc::downgrade(&live), wire, Arc::default()));
         let resynchronised = tokio::time::timeout(Duration::from_secs(5), async {
             loop {
                 match received.recv().await {
