@@ -1,7 +1,12 @@
 //! Who wants which series: a WebSocket client of an overview page or of one series registers the
-//! series it shows, and the live feed hands each update to just those clients. (Each such client
-//! filtering the whole hub itself cost the server one and a half cores at 1,000 clients over
-//! 100,000 series, and its p99 latency was seconds.)
+//! series it shows, and the live feed hands it the updates of just those series. (Each such
+//! client filtering the whole hub itself cost the server one and a half cores at 1,000 clients
+//! over 100,000 series, and its p99 latency was seconds.)
+//!
+//! A page gets, once per batch interval, the newest point of each of its series that changed
+//! — the feed already keeps those for the shared batch — so its cost does not grow with the
+//! event rate; a chart of one series gets every point as it comes. Windows, alerts and
+//! acknowledgements come as they happen.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,8 +16,8 @@ use tokio::sync::mpsc;
 
 use crate::live::Update;
 
-/// Updates queued for one client between its batches; more and it is resynchronised.
-const QUEUE: usize = 4096;
+/// Deliveries queued for one client; more and it is resynchronised.
+const QUEUE: usize = 256;
 
 /// The registered clients and the series each one wants.
 #[derive(Default)]
@@ -29,16 +34,18 @@ struct Index {
 }
 
 struct Client {
-    sender: mpsc::Sender<Update>,
+    sender: mpsc::Sender<Vec<Update>>,
     lagged: Arc<AtomicBool>,
     series: Vec<(String, String)>,
+    /// Every point as it comes (a chart), rather than the newest per batch (a list).
+    every_point: bool,
 }
 
 /// A client's place in the index; dropping it takes the client out.
 pub struct Registration {
     id: u64,
     interest: Arc<Interest>,
-    receiver: mpsc::Receiver<Update>,
+    receiver: mpsc::Receiver<Vec<Update>>,
     lagged: Arc<AtomicBool>,
 }
 
@@ -47,9 +54,13 @@ impl Interest {
         self.index.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Registers a client for `series` (stream, series): it receives their points and windows,
-    /// and every alert.
-    pub fn register(self: &Arc<Self>, series: Vec<(String, String)>) -> Registration {
+    /// Registers a client for `series` (stream, series): it receives their points (every one,
+    /// or the newest per batch) and windows, and every alert.
+    pub fn register(
+        self: &Arc<Self>,
+        series: Vec<(String, String)>,
+        every_point: bool,
+    ) -> Registration {
         let (sender, receiver) = mpsc::channel(QUEUE);
         let lagged = Arc::new(AtomicBool::new(false));
         let mut index = self.index();
@@ -70,6 +81,7 @@ impl Interest {
                 sender,
                 lagged: lagged.clone(),
                 series,
+                every_point,
             },
         );
         Registration {
@@ -100,42 +112,53 @@ impl Interest {
         }
     }
 
-    /// Hands each update to the clients that want it: a point or window to the clients of its
-    /// series, an alert or acknowledgement to every client. Never waits: a client whose queue
-    /// is full is marked to be resynchronised with a snapshot.
+    /// Hands the updates of one sink write to the clients that want them as they come: windows
+    /// to the clients of their series, points to clients of every point, alerts and
+    /// acknowledgements to every client.
     pub fn deliver(&self, updates: &[Update]) {
         let index = self.index();
         if index.clients.is_empty() {
             return;
         }
-        let send = |client: &Client, update: &Update| {
-            if let Err(mpsc::error::TrySendError::Full(_)) = client.sender.try_send(update.clone())
-            {
-                client.lagged.store(true, Ordering::Relaxed);
-            }
-        };
+        let mut outgoing: HashMap<u64, Vec<Update>> = HashMap::new();
         for update in updates {
-            let (stream, series) = match update {
-                Update::Point(p) => (&p.stream, &p.series),
-                Update::Window(w) => (&w.stream, &w.series),
+            let (stream, series, every_point_only) = match update {
+                Update::Point(p) => (&p.stream, &p.series, true),
+                Update::Window(w) => (&w.stream, &w.series, false),
                 Update::Alert(_) | Update::Ack(_) => {
-                    index.clients.values().for_each(|c| send(c, update));
+                    for &id in index.clients.keys() {
+                        outgoing.entry(id).or_default().push(update.clone());
+                    }
                     continue;
                 }
             };
-            let Some(ids) = index
-                .by_series
-                .get(&**stream)
-                .and_then(|names| names.get(&**series))
-            else {
-                continue;
-            };
-            for id in ids {
-                if let Some(client) = index.clients.get(id) {
-                    send(client, update);
+            for id in index.wanting(stream, series) {
+                let wanted = !every_point_only || index.clients[id].every_point;
+                if wanted {
+                    outgoing.entry(*id).or_default().push(update.clone());
                 }
             }
         }
+        index.send(outgoing);
+    }
+
+    /// Hands the newest point of each series that changed since the last batch to the clients
+    /// that list it (every batch interval, from the feed's own gathering).
+    pub fn deliver_newest<'u>(&self, newest: impl Iterator<Item = &'u Update>) {
+        let index = self.index();
+        if index.clients.is_empty() {
+            return;
+        }
+        let mut outgoing: HashMap<u64, Vec<Update>> = HashMap::new();
+        for update in newest {
+            let Update::Point(p) = update else { continue };
+            for id in index.wanting(&p.stream, &p.series) {
+                if !index.clients[id].every_point {
+                    outgoing.entry(*id).or_default().push(update.clone());
+                }
+            }
+        }
+        index.send(outgoing);
     }
 
     /// The feed lost updates: every registered client starts again from a snapshot.
@@ -152,10 +175,32 @@ impl Interest {
     }
 }
 
+impl Index {
+    /// The clients of one series.
+    fn wanting(&self, stream: &str, series: &str) -> &[u64] {
+        self.by_series
+            .get(stream)
+            .and_then(|names| names.get(series))
+            .map_or(&[], Vec::as_slice)
+    }
+
+    /// Queues each client's updates as one delivery, never waiting: a client whose queue is
+    /// full is marked to be resynchronised with a snapshot.
+    fn send(&self, outgoing: HashMap<u64, Vec<Update>>) {
+        for (id, updates) in outgoing {
+            let Some(client) = self.clients.get(&id) else {
+                continue;
+            };
+            if let Err(mpsc::error::TrySendError::Full(_)) = client.sender.try_send(updates) {
+                client.lagged.store(true, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
 impl Registration {
-    /// The next update for this client (pending for ever once the index dropped it, which
-    /// only happens when the registration itself goes).
-    pub async fn recv(&mut self) -> Option<Update> {
+    /// The next delivery for this client.
+    pub async fn recv(&mut self) -> Option<Vec<Update>> {
         self.receiver.recv().await
     }
 
@@ -185,34 +230,51 @@ mod tests {
         Update::Point(Arc::new(record))
     }
 
+    fn names(delivery: Option<Vec<Update>>) -> Vec<String> {
+        let mut names: Vec<String> = delivery
+            .unwrap_or_default()
+            .iter()
+            .map(|u| match u {
+                Update::Point(p) => p.series.to_string(),
+                _ => "other".into(),
+            })
+            .collect();
+        names.sort();
+        names
+    }
+
     #[tokio::test(flavor = "current_thread")]
-    async fn each_client_gets_its_own_series_and_leaves_no_trace() {
+    async fn pages_get_the_newest_points_per_batch_charts_get_every_point() {
         let interest = Arc::new(Interest::default());
-        let mut a = interest.register(vec![("s".into(), "x".into()), ("s".into(), "y".into())]);
-        let mut b = interest.register(vec![("s".into(), "y".into())]);
-        interest.deliver(&[point("x"), point("y"), point("z")]);
-        let series = |u: Option<Update>| match u {
-            Some(Update::Point(p)) => p.series.to_string(),
-            _ => "none".into(),
-        };
-        assert_eq!(series(a.recv().await), "x");
-        assert_eq!(series(a.recv().await), "y");
-        assert_eq!(series(b.recv().await), "y");
+        let page_series = vec![("s".into(), "x".into()), ("s".into(), "y".into())];
+        let mut page = interest.register(page_series, false);
+        let mut chart = interest.register(vec![("s".into(), "y".into())], true);
+        // As they come: points go to charts only.
+        interest.deliver(&[point("x"), point("y"), point("y"), point("z")]);
+        assert_eq!(names(chart.recv().await), ["y", "y"]);
         assert!(
-            b.receiver.try_recv().is_err(),
-            "b got a series it did not ask for"
+            page.receiver.try_recv().is_err(),
+            "a page gets points per batch"
         );
-        drop(a);
-        drop(b);
+        // Per batch: the newest points go to the pages that list them.
+        interest.deliver_newest([point("x"), point("y"), point("z")].iter());
+        assert_eq!(names(page.recv().await), ["x", "y"]);
+        assert!(
+            chart.receiver.try_recv().is_err(),
+            "a chart had its points already"
+        );
+        drop(page);
+        drop(chart);
         assert_eq!(interest.registered(), (0, 0));
     }
 
     #[tokio::test(flavor = "current_thread")]
     async fn a_client_that_falls_behind_is_marked_not_waited_for() {
         let interest = Arc::new(Interest::default());
-        let slow = interest.register(vec![("s".into(), "x".into())]);
-        let burst: Vec<Update> = (0..QUEUE + 1).map(|_| point("x")).collect();
-        interest.deliver(&burst);
+        let slow = interest.register(vec![("s".into(), "x".into())], true);
+        for _ in 0..=QUEUE {
+            interest.deliver(&[point("x")]);
+        }
         assert!(slow.take_lagged());
         assert!(!slow.take_lagged(), "the mark is taken once");
     }

@@ -328,7 +328,10 @@ async fn feed(
                 }
                 Err(RecvError::Closed) => return,
             },
-            _ = batch.tick() => pending.take().map(|value| (true, value)),
+            _ = batch.tick() => {
+                interest.deliver_newest(pending.latest.values());
+                pending.take().map(|value| (true, value))
+            }
             _ = status_tick.tick() => {
                 let Some(live) = live.upgrade() else { return };
                 Some((false, status(&live)))
@@ -368,11 +371,19 @@ async fn client(socket: WebSocket, state: AppState) {
                 }
                 Err(RecvError::Closed) => break,
             },
-            update = recv_own(&mut own) => {
-                if let (Some(update), Some(own)) = (update, own.as_mut()) {
-                    own.pending.add(&update, &own.subscription);
+            updates = recv_own(&mut own) => match (updates, own.as_mut()) {
+                (Some(updates), Some(own)) => {
+                    for update in &updates {
+                        own.pending.add(update, &own.subscription);
+                    }
+                    // A page's points come once per batch interval from the feed already:
+                    // passed on at once rather than held for this client's own tick.
+                    match own.subscription {
+                        Subscription::Page(_) => own.pending.take().map(text),
+                        _ => None,
+                    }
                 }
-                None
+                _ => None,
             },
             message = receiver.next() => match message {
                 Some(Ok(Message::Text(request))) => {
@@ -431,16 +442,17 @@ impl Own {
                 .flat_map(|(stream, names)| names.iter().map(|n| (stream.clone(), n.clone())))
                 .collect(),
         };
+        let every_point = matches!(subscription, Subscription::One { .. });
         Some(Own {
-            registration: interest.register(series),
+            registration: interest.register(series, every_point),
             subscription,
             pending: Pending::default(),
         })
     }
 }
 
-/// The next update of a client's own registration; never resolves without one.
-async fn recv_own(own: &mut Option<Own>) -> Option<Update> {
+/// The next delivery of a client's own registration; never resolves without one.
+async fn recv_own(own: &mut Option<Own>) -> Option<Vec<Update>> {
     match own {
         Some(own) => own.registration.recv().await,
         None => std::future::pending().await,
