@@ -10,16 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 EVENTS=${1:-1000000}
 ASSIGNMENT=${ASSIGNMENT:-static}
-BROKER=.test-deps/noida-db/noida-db
-[ -x "$BROKER" ] || { echo "no broker at $BROKER: run ./scripts/test.sh first" >&2; exit 1; }
-
-cargo build --release --quiet
-WORK=$(mktemp -d)
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-"$BROKER" start --host 127.0.0.1 --only kafka --kafka-port "$PORT" --data-dir "$WORK/broker" >"$WORK/broker.log" 2>&1 &
-BROKER_PID=$!
-trap 'kill $BROKER_PID 2>/dev/null; wait $BROKER_PID 2>/dev/null; rm -rf "$WORK"' EXIT
-for _ in $(seq 1 100); do (echo >"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.1; done
+source scripts/local-broker.sh
 
 TOPIC=bench-$$
 cat >"$WORK/p.toml" <<TOML

@@ -107,17 +107,7 @@ pub async fn series_list(
     let mut headers = HeaderMap::new();
     headers.insert("x-total-count", page.total.into());
     if let Some(after) = page.next {
-        let mut next = url::form_urlencoded::Serializer::new(String::new());
-        for (name, value) in [("q", &query.q), ("sort", &query.sort)] {
-            if let Some(value) = value {
-                next.append_pair(name, value);
-            }
-        }
-        if let Some(limit) = query.limit {
-            next.append_pair("limit", &limit.to_string());
-        }
-        next.append_pair("after", &after);
-        let link = format!("</api/series?{}>; rel=\"next\"", next.finish());
+        let link = format!("</api/series?{}>; rel=\"next\"", query.next_page(&after));
         if let Ok(value) = header::HeaderValue::from_str(&link) {
             headers.insert(header::LINK, value);
         }

@@ -12,7 +12,7 @@ pub const DEFAULT_LIMIT: usize = 500;
 pub const MAX_LIMIT: usize = 5_000;
 
 /// `?q=&sort=&limit=&after=` of a series list.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 pub struct ListQuery {
     /// Only series whose `stream/series` name contains this, ignoring case.
     pub q: Option<String>,
@@ -22,6 +22,24 @@ pub struct ListQuery {
     pub limit: Option<usize>,
     /// The `next` cursor of the previous page.
     pub after: Option<String>,
+}
+
+impl ListQuery {
+    /// The query string of the page after this one (`after` being the page's `next` cursor):
+    /// the same filter, order and limit.
+    pub fn next_page(&self, after: &str) -> String {
+        let mut next = url::form_urlencoded::Serializer::new(String::new());
+        for (name, value) in [("q", &self.q), ("sort", &self.sort)] {
+            if let Some(value) = value {
+                next.append_pair(name, value);
+            }
+        }
+        if let Some(limit) = self.limit {
+            next.append_pair("limit", &limit.to_string());
+        }
+        next.append_pair("after", after);
+        next.finish()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -263,15 +263,13 @@ pub async fn overview(
             && list_query.after.is_none()
             && query.sort.as_deref().is_none_or(|s| s == "anomaly")
             && series.len() < OVERVIEW_PAGE;
+        // The overview's page size is fixed: no `limit` in its links.
         let next = listed.next.map(|after| {
-            let mut link = url::form_urlencoded::Serializer::new(String::from("/?"));
-            for (name, value) in [("q", &list_query.q), ("sort", &query.sort)] {
-                if let Some(value) = value {
-                    link.append_pair(name, value);
-                }
-            }
-            link.append_pair("after", &after);
-            link.finish()
+            let link = ListQuery {
+                limit: None,
+                ..list_query.clone()
+            };
+            format!("/?{}", link.next_page(&after))
         });
         let status = state.live.status();
         let now = now_ms();
