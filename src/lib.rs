@@ -44,12 +44,14 @@ pub mod web;
 pub use bench::{run as run_bench, BenchReport, Workload};
 pub use checkpoint::SplitPosition;
 pub use config::{Config, ConfigError, Duration, DEFAULT_PIPELINE};
-pub use db::{Acknowledgement, DbError, Store, VerdictFilter, VerdictShare};
+pub use db::{
+    Acknowledgement, AlertCursor, AlertFilter, DbError, Store, VerdictFilter, VerdictShare,
+};
 pub use engine::reorder::{Buffered, ReorderBuffer};
 pub use engine::{Engine, LogOrder, Origin};
 pub use event::{Decoder, Event, FieldMapping, TimeFormat};
 pub use generator::{Faults, Generator, Kind, SplitMix64};
-pub use live::{LiveSink, LiveState, Update};
+pub use live::{Limits as LiveLimits, LiveConfig, LiveSink, LiveState, Update};
 pub use pipeline::{
     run, run_once, Mode, Outputs, PartitionProgress, Pipeline, PipelineError, PipelineStatus,
     RunSummary, StreamProgress,

@@ -12,6 +12,7 @@
 //! `tidewatch check-config` can point at the line.
 
 mod duration;
+mod size;
 pub mod tagged;
 
 use std::collections::HashSet;
@@ -22,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 pub use self::duration::Duration;
+pub use self::size::ByteSize;
 use crate::engine::dedup::DedupConfig;
 use crate::engine::join::{JoinConfig, JoinOn};
 use crate::engine::points::AnalyticsConfig;
@@ -115,6 +117,8 @@ pub struct Config {
     pub checkpoint: CheckpointConfig,
     #[serde(default)]
     pub auth: AuthConfig,
+    #[serde(default)]
+    pub live: crate::live::LiveConfig,
 }
 
 /// One stream: where its events come from, how they are read, and what is computed from them.
@@ -241,7 +245,7 @@ impl Config {
         if self.checkpoint.pipeline.trim().is_empty() {
             return Err(Invalid::new("checkpoint.pipeline", "must not be empty"));
         }
-        Ok(())
+        self.live.validate()
     }
 
     /// Joins name existing streams, other than each other, of one state (not group-assigned),
@@ -483,6 +487,29 @@ path = "out/"
 
     fn error_of(toml: &str) -> String {
         Config::from_toml_str(toml).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn live_limits_read_sizes_and_name_their_keys() {
+        let config = Config::from_toml_str(&format!(
+            "{ISSUE_EXAMPLE}\n[live]\nmax_memory = \"2GiB\"\nevict_idle_after = \"30m\"\n"
+        ))
+        .unwrap();
+        let limits = config.live.limits();
+        assert_eq!(limits.max_memory, 2 << 30);
+        assert_eq!(limits.idle_after, std::time::Duration::from_secs(1800));
+        let garbled = format!("{ISSUE_EXAMPLE}\n[live]\nmax_memory = \"lots\"\n");
+        assert!(
+            error_of(&garbled).starts_with("live.max_memory: invalid size \"lots\""),
+            "{}",
+            error_of(&garbled)
+        );
+        let tiny = format!("{ISSUE_EXAMPLE}\n[live]\nmax_memory = \"100kB\"\n");
+        assert!(
+            error_of(&tiny).starts_with("live.max_memory: 100000B is too small"),
+            "{}",
+            error_of(&tiny)
+        );
     }
 
     #[test]

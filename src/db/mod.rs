@@ -14,7 +14,9 @@ mod schema;
 mod store;
 
 pub use self::checkpoints::DbCheckpoints;
-pub use self::store::{Acknowledgement, Store, VerdictFilter, VerdictShare};
+pub use self::store::{
+    Acknowledgement, AlertCursor, AlertFilter, Store, VerdictFilter, VerdictShare,
+};
 
 use sqlx::any::AnyPoolOptions;
 use sqlx::AnyPool;

@@ -118,6 +118,12 @@ INSERT INTO dead_letters_by_stream
 DROP TABLE dead_letters;
 ALTER TABLE dead_letters_by_stream RENAME TO dead_letters
 "#,
+    // Alerts are read newest first, a page at a time (keyset on ts, id), for all series or
+    // one.
+    r#"
+CREATE INDEX IF NOT EXISTS alerts_newest ON alerts (ts, id);
+CREATE INDEX IF NOT EXISTS alerts_by_series ON alerts (stream, series, ts, id)
+"#,
 ];
 
 /// Key of the PostgreSQL advisory lock migrations hold: instances starting together (a

@@ -31,6 +31,83 @@ pub enum VerdictFilter {
     None,
 }
 
+/// Which alerts a page lists. Pages follow one another by [`AlertCursor`]: the time and id of
+/// the last alert shown, so a page stays right while new alerts arrive (an offset would not).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AlertFilter {
+    pub state: Option<AlertState>,
+    pub verdict: Option<VerdictFilter>,
+    /// Only this `(stream, series)`.
+    pub series: Option<(String, String)>,
+    /// Only alerts older than this one.
+    pub before: Option<AlertCursor>,
+    pub limit: i64,
+}
+
+impl AlertFilter {
+    /// Whether `alert` is one the filter lists (ignoring the limit): the same rule as the SQL,
+    /// for the live view's alerts when there is no store.
+    pub fn matches(&self, alert: &AlertRecord) -> bool {
+        self.state.is_none_or(|s| alert.state == s)
+            && match self.verdict {
+                None => true,
+                Some(VerdictFilter::Is(v)) => alert.verdict == Some(v),
+                Some(VerdictFilter::None) => alert.verdict.is_none(),
+            }
+            && self.series.as_ref().is_none_or(|(stream, series)| {
+                *alert.stream == **stream && *alert.series == **series
+            })
+            && self.before.as_ref().is_none_or(|before| {
+                (alert.ts, alert.id.as_str()) < (before.ts, before.id.as_str())
+            })
+    }
+}
+
+/// Where the next page of alerts starts: written `<ts>:<id>` in URLs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlertCursor {
+    pub ts: i64,
+    pub id: String,
+}
+
+impl AlertCursor {
+    pub fn after(alert: &AlertRecord) -> Self {
+        AlertCursor {
+            ts: alert.ts,
+            id: alert.id.clone(),
+        }
+    }
+}
+
+impl std::fmt::Display for AlertCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.ts, self.id)
+    }
+}
+
+impl std::str::FromStr for AlertCursor {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let (ts, id) = text
+            .split_once(':')
+            .ok_or_else(|| format!("expected <ts>:<id>, not {text:?}"))?;
+        let ts = ts
+            .parse()
+            .map_err(|_| format!("expected <ts>:<id> with ts in epoch ms, not {text:?}"))?;
+        Ok(AlertCursor {
+            ts,
+            id: id.to_owned(),
+        })
+    }
+}
+
+/// A query parameter, in order of its `$n`.
+enum Bind {
+    Text(String),
+    Int(i64),
+}
+
 /// How good a stream's alerts have been, as people judged them.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct VerdictShare {
@@ -84,45 +161,83 @@ impl Store {
             .collect()
     }
 
-    /// Alerts newest first, optionally of one state and with one verdict.
-    pub async fn alerts(
+    /// The newest `limit` closed windows of one series (every kind), newest first: what the
+    /// series page shows of a series the live view no longer holds.
+    pub async fn latest_windows(
         &self,
-        state: Option<AlertState>,
-        verdict: Option<VerdictFilter>,
+        stream: &str,
+        series: &str,
         limit: i64,
-    ) -> Result<Vec<AlertRecord>, DbError> {
+    ) -> Result<Vec<WindowRecord>, DbError> {
+        let rows = sqlx::query(
+            "SELECT stream, series, kind, window_start, window_end, count, sum, mean, min, max, \
+             stddev, first, last, CAST(\"final\" AS INTEGER) FROM windows \
+             WHERE stream = $1 AND series = $2 ORDER BY window_end DESC, kind LIMIT $3",
+        )
+        .bind(stream.to_owned())
+        .bind(series.to_owned())
+        .bind(limit)
+        .fetch_all(self.db.pool())
+        .await
+        .map_err(|e| self.error(e))?;
+        rows.iter()
+            .map(|r| window_of(r).map_err(|e| self.error(e)))
+            .collect()
+    }
+
+    /// One page of alerts, newest first (by time, then id), as `filter` picks them.
+    pub async fn alerts(&self, filter: &AlertFilter) -> Result<Vec<AlertRecord>, DbError> {
         let mut conditions = Vec::new();
-        if state.is_some() {
-            conditions.push("state = $1");
+        let mut binds: Vec<Bind> = Vec::new();
+        let mut bind = |value: Bind| {
+            binds.push(value);
+            format!("${}", binds.len())
+        };
+        if let Some(state) = filter.state {
+            conditions.push(format!(
+                "state = {}",
+                bind(Bind::Text(state.as_str().into()))
+            ));
         }
-        match verdict {
-            Some(VerdictFilter::Is(_)) => conditions.push(if state.is_some() {
-                "verdict = $2"
-            } else {
-                "verdict = $1"
-            }),
-            Some(VerdictFilter::None) => conditions.push("verdict IS NULL"),
+        match filter.verdict {
+            Some(VerdictFilter::Is(verdict)) => conditions.push(format!(
+                "verdict = {}",
+                bind(Bind::Text(verdict.as_str().into()))
+            )),
+            Some(VerdictFilter::None) => conditions.push("verdict IS NULL".into()),
             None => {}
         }
-        let filter = if conditions.is_empty() {
+        if let Some((stream, series)) = &filter.series {
+            conditions.push(format!(
+                "stream = {} AND series = {}",
+                bind(Bind::Text(stream.clone())),
+                bind(Bind::Text(series.clone()))
+            ));
+        }
+        if let Some(before) = &filter.before {
+            let ts = bind(Bind::Int(before.ts));
+            conditions.push(format!(
+                "(ts < {ts} OR (ts = {ts} AND id < {}))",
+                bind(Bind::Text(before.id.clone()))
+            ));
+        }
+        let filter_sql = if conditions.is_empty() {
             String::new()
         } else {
             format!("WHERE {}", conditions.join(" AND "))
         };
-        let binds = conditions.iter().filter(|c| c.contains('$')).count();
+        let limit = bind(Bind::Int(filter.limit));
         let sql = format!(
-            "SELECT {ALERT_COLUMNS} FROM alerts {filter} ORDER BY ts DESC LIMIT ${}",
-            binds + 1
+            "SELECT {ALERT_COLUMNS} FROM alerts {filter_sql} ORDER BY ts DESC, id DESC LIMIT {limit}"
         );
         let mut query = sqlx::query(&sql);
-        if let Some(state) = state {
-            query = query.bind(state.as_str());
-        }
-        if let Some(VerdictFilter::Is(verdict)) = verdict {
-            query = query.bind(verdict.as_str());
+        for value in binds {
+            query = match value {
+                Bind::Text(text) => query.bind(text),
+                Bind::Int(number) => query.bind(number),
+            };
         }
         let rows = query
-            .bind(limit)
             .fetch_all(self.db.pool())
             .await
             .map_err(|e| self.error(e))?;

@@ -13,7 +13,7 @@ use super::auth::Principal;
 use super::listing::{self, ListQuery};
 use super::{check_same_origin, AppState, WebError, NOTE_LIMIT};
 use crate::clock::now_ms;
-use crate::db::{Acknowledgement, VerdictFilter};
+use crate::db::{Acknowledgement, AlertCursor, AlertFilter, VerdictFilter};
 use crate::live::SeriesView;
 use crate::names::UnknownName;
 use crate::record::PointRecord;
@@ -173,11 +173,111 @@ pub async fn series_one(
     .into_response())
 }
 
-#[derive(Deserialize)]
+/// `?state=&verdict=&stream=&series=&before=&limit=` of an alert list.
+#[derive(Debug, Clone, Default, Deserialize)]
 pub struct AlertQuery {
-    state: Option<String>,
-    verdict: Option<String>,
-    limit: Option<i64>,
+    pub state: Option<String>,
+    pub verdict: Option<String>,
+    /// With `series`: only that series' alerts.
+    pub stream: Option<String>,
+    pub series: Option<String>,
+    /// The `next` cursor of the previous page (`<ts>:<id>`).
+    pub before: Option<String>,
+    pub limit: Option<i64>,
+}
+
+impl AlertQuery {
+    /// The store's filter for this query, with `limit` alerts at most (`default` when none).
+    pub(super) fn filter(&self, default: i64) -> Result<AlertFilter, WebError> {
+        let series = match (&self.stream, &self.series) {
+            (Some(stream), Some(series)) => Some((stream.clone(), series.clone())),
+            (None, None) => None,
+            _ => {
+                return Err(WebError::BadRequest(
+                    "stream and series go together: give both or neither".into(),
+                ))
+            }
+        };
+        Ok(AlertFilter {
+            state: parse_state_filter(self.state.as_deref())?,
+            verdict: parse_verdict_filter(self.verdict.as_deref())?,
+            series,
+            before: match self.before.as_deref() {
+                None | Some("") => None,
+                Some(text) => Some(
+                    text.parse()
+                        .map_err(|e: String| WebError::BadRequest(format!("before: {e}")))?,
+                ),
+            },
+            limit: self.limit.unwrap_or(default).clamp(1, MAX_ALERTS),
+        })
+    }
+
+    /// The query string of the next page, starting after `last`.
+    pub(super) fn next_page(&self, last: &AlertRecord) -> String {
+        let mut next = url::form_urlencoded::Serializer::new(String::new());
+        for (name, value) in [
+            ("state", &self.state),
+            ("verdict", &self.verdict),
+            ("stream", &self.stream),
+            ("series", &self.series),
+        ] {
+            if let Some(value) = value {
+                next.append_pair(name, value);
+            }
+        }
+        if let Some(limit) = self.limit {
+            next.append_pair("limit", &limit.to_string());
+        }
+        next.append_pair("before", &AlertCursor::after(last).to_string());
+        next.finish()
+    }
+}
+
+/// The most alerts one answer holds.
+const MAX_ALERTS: i64 = 5_000;
+
+/// `GET /api/alerts?state=&verdict=&stream=&series=&before=&limit=`: alerts newest first, one
+/// page (default 200) at a time; a `Link` header with `rel="next"` gives the next page while
+/// the page is full. `?verdict=real|false_alarm|none` exports what people judged (or did not
+/// yet).
+pub async fn alerts(
+    State(state): State<AppState>,
+    Query(query): Query<AlertQuery>,
+) -> Result<impl IntoResponse, WebError> {
+    let filter = query.filter(200)?;
+    let alerts = list_alerts(&state, &filter).await?;
+    let mut headers = HeaderMap::new();
+    if let Some(last) = alerts
+        .last()
+        .filter(|_| alerts.len() as i64 == filter.limit)
+    {
+        let link = format!("</api/alerts?{}>; rel=\"next\"", query.next_page(last));
+        if let Ok(value) = header::HeaderValue::from_str(&link) {
+            headers.insert(header::LINK, value);
+        }
+    }
+    Ok((headers, Json(alerts)))
+}
+
+/// One page of alerts: from the store when there is one, else from the live view's newest.
+pub(super) async fn list_alerts(
+    state: &AppState,
+    filter: &AlertFilter,
+) -> Result<Vec<AlertRecord>, WebError> {
+    if let Some(store) = &state.store {
+        return Ok(store.alerts(filter).await?);
+    }
+    let dashboard = state.live.read();
+    let mut alerts: Vec<AlertRecord> = dashboard
+        .alerts
+        .values()
+        .filter(|a| filter.matches(a))
+        .cloned()
+        .collect();
+    alerts.sort_by(|a, b| (b.ts, &b.id).cmp(&(a.ts, &a.id)));
+    alerts.truncate(filter.limit as usize);
+    Ok(alerts)
 }
 
 /// An alert state filter: `all` (or nothing) for every state.
@@ -201,44 +301,6 @@ pub(super) fn parse_verdict_filter(text: Option<&str>) -> Result<Option<VerdictF
             .map(|v| Some(VerdictFilter::Is(v)))
             .map_err(|e: UnknownName| WebError::BadRequest(format!("{e}, none or all"))),
     }
-}
-
-/// Alerts newest first, from the store when there is one, else from the live view.
-/// `?verdict=real|false_alarm|none` exports what people judged (or did not yet).
-pub async fn alerts(
-    State(state): State<AppState>,
-    Query(query): Query<AlertQuery>,
-) -> Result<Json<Vec<AlertRecord>>, WebError> {
-    let wanted = parse_state_filter(query.state.as_deref())?;
-    let verdict = parse_verdict_filter(query.verdict.as_deref())?;
-    let limit = query.limit.unwrap_or(200).clamp(1, 5000);
-    Ok(Json(list_alerts(&state, wanted, verdict, limit).await?))
-}
-
-pub(super) async fn list_alerts(
-    state: &AppState,
-    wanted: Option<AlertState>,
-    verdict: Option<VerdictFilter>,
-    limit: i64,
-) -> Result<Vec<AlertRecord>, WebError> {
-    if let Some(store) = &state.store {
-        return Ok(store.alerts(wanted, verdict, limit).await?);
-    }
-    let dashboard = state.live.read();
-    let mut alerts: Vec<AlertRecord> = dashboard
-        .alerts
-        .values()
-        .filter(|a| wanted.is_none_or(|s| a.state == s))
-        .filter(|a| match verdict {
-            None => true,
-            Some(VerdictFilter::Is(v)) => a.verdict == Some(v),
-            Some(VerdictFilter::None) => a.verdict.is_none(),
-        })
-        .cloned()
-        .collect();
-    alerts.sort_by_key(|a| std::cmp::Reverse(a.ts));
-    alerts.truncate(limit as usize);
-    Ok(alerts)
 }
 
 #[derive(Deserialize, Default)]

@@ -10,7 +10,7 @@ use super::AppState;
 use crate::pipeline::StreamProgress;
 
 /// Every metric: name, type and help, in the order they are declared.
-const FAMILIES: [(&str, &str, &str); 15] = [
+const FAMILIES: [(&str, &str, &str); 17] = [
     (
         "tidewatch_messages_total",
         "counter",
@@ -72,7 +72,17 @@ const FAMILIES: [(&str, &str, &str); 15] = [
         "1 while the pipeline, after a failed write, flush, checkpoint or commit, waits to replay from its last checkpoint.",
     ),
     ("tidewatch_open_alerts", "gauge", "Alerts open now."),
-    ("tidewatch_series", "gauge", "Series seen."),
+    ("tidewatch_series", "gauge", "Series in the live view."),
+    (
+        "tidewatch_live_memory_bytes",
+        "gauge",
+        "Estimated bytes the live view's series hold (bounded by live.max_memory).",
+    ),
+    (
+        "tidewatch_live_evicted_total",
+        "counter",
+        "Series that left the live view, idle or over live.max_memory (they return with their next point).",
+    ),
     (
         "tidewatch_events_per_second",
         "gauge",
@@ -98,6 +108,16 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let _ = writeln!(text, "tidewatch_pipeline_paused {paused}");
     let _ = writeln!(text, "tidewatch_open_alerts {}", dashboard.open_alerts());
     let _ = writeln!(text, "tidewatch_series {}", dashboard.series.len());
+    let _ = writeln!(
+        text,
+        "tidewatch_live_memory_bytes {}",
+        dashboard.memory_bytes()
+    );
+    let _ = writeln!(
+        text,
+        "tidewatch_live_evicted_total {}",
+        dashboard.evicted_total
+    );
     let _ = writeln!(text, "tidewatch_events_per_second {events_per_second:.3}");
     drop(dashboard);
     (

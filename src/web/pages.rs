@@ -9,16 +9,20 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::Form;
 
-use super::api::{list_alerts, parse_state_filter, parse_verdict_filter};
+use super::api::{list_alerts, AlertQuery};
 use super::auth::{safe_next, session_cookie};
 use super::listing::{self, ListQuery};
 use super::{asset_cache, check_same_origin, AppState, WebError};
 use crate::clock::{format_ms, now_ms};
-use crate::live::{Dashboard, SeriesView};
+use crate::db::AlertFilter;
+use crate::live::{Dashboard, SeriesView, RECENT_WINDOWS};
 use crate::pipeline::StreamProgress;
-use crate::record::{AlertMethod, AlertRecord, AlertState, Trend, Verdict, WindowKind};
+use crate::record::{
+    AlertMethod, AlertRecord, AlertState, Trend, Verdict, WindowKind, WindowRecord,
+};
 
 /// What the page header shows of the person looking, and what they may do.
+#[derive(Clone)]
 pub struct Viewer {
     /// A token is set: show the login or logout link.
     pub login_enabled: bool,
@@ -125,7 +129,12 @@ pub struct OverviewPage {
 #[derive(Template)]
 #[template(path = "alerts.html")]
 pub struct AlertsPage {
+    /// A page of alerts, newest first.
     pub alerts: Vec<AlertRow>,
+    /// Whether the page starts at the newest alert (alerts opening live go on top of it).
+    pub newest: bool,
+    /// The next (older) page's address while this one is full.
+    pub older: Option<String>,
     /// The row the page script fills for an alert that opens live.
     pub blank_alert: AlertRow,
     pub filter: String,
@@ -255,7 +264,7 @@ pub async fn overview(
         let stale = dashboard
             .series
             .values()
-            .filter(|v| v.updated.is_some_and(|t| t.elapsed() > STALE_AFTER))
+            .filter(|v| v.updated.elapsed() > STALE_AFTER)
             .count();
         let anomalous = dashboard.series.values().filter(|v| v.last.anomaly).count();
         // A first page of the default order, not yet full, shows new series as they come.
@@ -325,7 +334,7 @@ pub struct SeriesTotals {
 
 fn series_row(v: &SeriesView) -> SeriesRow {
     let recent = v.sparkline_points(120);
-    let stale = v.updated.is_some_and(|t| t.elapsed() > STALE_AFTER);
+    let stale = v.updated.elapsed() > STALE_AFTER;
     SeriesRow {
         stream: v.stream.to_string(),
         series: v.series.to_string(),
@@ -350,20 +359,20 @@ fn series_row(v: &SeriesView) -> SeriesRow {
     }
 }
 
-#[derive(serde::Deserialize)]
-pub struct AlertFilter {
-    state: Option<String>,
-    verdict: Option<String>,
-}
+/// Alerts on one page of the alerts page.
+const ALERTS_PAGE: i64 = 100;
 
 pub async fn alerts(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Query(filter): Query<AlertFilter>,
+    Query(query): Query<AlertQuery>,
 ) -> Result<impl IntoResponse, WebError> {
-    let wanted = parse_state_filter(filter.state.as_deref())?;
-    let verdict = parse_verdict_filter(filter.verdict.as_deref())?;
-    let alerts = list_alerts(&state, wanted, verdict, 500).await?;
+    let filter = query.filter(ALERTS_PAGE)?;
+    let alerts = list_alerts(&state, &filter).await?;
+    let older = alerts
+        .last()
+        .filter(|_| alerts.len() as i64 == filter.limit)
+        .map(|last| format!("/alerts?{}", query.next_page(last)));
     let verdicts = match &state.store {
         Some(store) => store.verdicts().await?,
         None => Vec::new(),
@@ -375,8 +384,10 @@ pub async fn alerts(
             let dashboard = state.live.read();
             alerts.iter().map(|a| alert_row(&dashboard, a)).collect()
         },
-        filter: filter.state.unwrap_or_else(|| "all".into()),
-        verdict: filter.verdict.unwrap_or_else(|| "all".into()),
+        newest: filter.before.is_none(),
+        older,
+        filter: query.state.unwrap_or_else(|| "all".into()),
+        verdict: query.verdict.unwrap_or_else(|| "all".into()),
         verdicts: verdicts
             .into_iter()
             .map(|v| VerdictRow {
@@ -535,6 +546,8 @@ pub struct SeriesPage {
     pub trend: &'static str,
     pub z: String,
     pub status: &'static str,
+    /// Why the page shows less than usual.
+    pub note: Option<String>,
     /// Chart data as JSON, safe inside a `<script>` element.
     pub chart_json: String,
     pub windows: Vec<WindowRow>,
@@ -565,16 +578,16 @@ fn script_json(value: &serde_json::Value) -> String {
 /// band low, band high, anomaly marker, expected), as uPlot takes them.
 fn chart_data(view: &SeriesView) -> serde_json::Value {
     let mut columns: [Vec<serde_json::Value>; 8] = Default::default();
-    for p in &view.recent {
+    for p in view.recent.iter() {
         let cells = [
             serde_json::json!(p.ts as f64 / 1000.0),
             serde_json::json!(p.value),
             serde_json::json!(p.sma),
             serde_json::json!(p.ewma),
-            serde_json::json!(p.lower()),
-            serde_json::json!(p.upper()),
+            serde_json::json!(p.lower),
+            serde_json::json!(p.upper),
             serde_json::json!(p.anomaly.then_some(p.value)),
-            serde_json::json!(p.expected()),
+            serde_json::json!(p.expected),
         ];
         for (column, cell) in columns.iter_mut().zip(cells) {
             column.push(cell);
@@ -607,15 +620,23 @@ pub async fn series(
     axum::extract::Path((stream, series)): axum::extract::Path<(String, String)>,
 ) -> Result<impl IntoResponse, WebError> {
     let viewer = Viewer::of(&state, &headers);
-    let dashboard = state.live.read();
-    let view = dashboard
-        .series
-        .get(&(Arc::from(stream.as_str()), Arc::from(series.as_str())))
-        .ok_or_else(|| WebError::NotFound(format!("series {stream}/{series}")))?;
-    let chart = chart_data(view);
-    let alerts = series_alerts(&dashboard, view);
+    let live_page = {
+        let dashboard = state.live.read();
+        dashboard
+            .series
+            .get(&(Arc::from(stream.as_str()), Arc::from(series.as_str())))
+            .map(|view| live_series_page(&dashboard, view, viewer.clone()))
+    };
+    let page = match live_page {
+        Some(page) => page,
+        None => stored_series_page(&state, &stream, &series, viewer).await?,
+    };
+    Ok(Html(page.render()?))
+}
+
+fn live_series_page(dashboard: &Dashboard, view: &SeriesView, viewer: Viewer) -> SeriesPage {
     let last = &view.last;
-    let page = SeriesPage {
+    SeriesPage {
         blank_alert: AlertRow::blank(),
         stream: view.stream.to_string(),
         series: view.series.to_string(),
@@ -629,32 +650,100 @@ pub async fn series(
         },
         z: last.z.map_or("–".into(), |z| format!("{z:+.2}")),
         status: if last.anomaly { "anomalous" } else { "normal" },
-        chart_json: script_json(&chart),
-        windows: view
-            .windows
-            .iter()
-            .rev()
-            .map(|w| WindowRow {
-                kind: match w.kind {
-                    // The one window kind whose name is not plain English.
-                    WindowKind::Global => "all time",
-                    kind => kind.as_str(),
-                },
-                start: format_ms(w.window_start),
-                end: format_ms(w.window_end),
-                count: w.count,
-                mean: number(w.mean),
-                min: number(w.min),
-                max: number(w.max),
-                stddev: w.stddev.map_or("–".into(), number),
-            })
-            .collect(),
-        alerts,
+        note: None,
+        chart_json: script_json(&chart_data(view)),
+        windows: view.windows.iter().rev().map(window_row).collect(),
+        alerts: series_alerts(dashboard, view),
         open_alerts: dashboard.open_alerts(),
         viewer,
-    };
-    drop(dashboard);
-    Ok(Html(page.render()?))
+    }
+}
+
+/// Closed windows a series page lists.
+const SERIES_PAGE_WINDOWS: i64 = 200;
+
+/// The page of a series the live view no longer holds (idle, or over `live.max_memory`): its
+/// latest windows (charted by their means) and alerts from the store.
+async fn stored_series_page(
+    state: &AppState,
+    stream: &str,
+    series: &str,
+    viewer: Viewer,
+) -> Result<SeriesPage, WebError> {
+    let not_found = || WebError::NotFound(format!("series {stream}/{series}"));
+    let store = state.store.as_ref().ok_or_else(not_found)?;
+    let windows = store
+        .latest_windows(stream, series, SERIES_PAGE_WINDOWS)
+        .await?;
+    let alerts = store
+        .alerts(&AlertFilter {
+            series: Some((stream.to_owned(), series.to_owned())),
+            limit: 50,
+            ..AlertFilter::default()
+        })
+        .await?;
+    if windows.is_empty() && alerts.is_empty() {
+        return Err(not_found());
+    }
+    let dashboard = state.live.read();
+    Ok(SeriesPage {
+        blank_alert: AlertRow::blank(),
+        stream: stream.to_owned(),
+        series: series.to_owned(),
+        value: windows.first().map_or("–".into(), |w| number(w.last)),
+        sma: "–".into(),
+        ewma: "–".into(),
+        trend: "–",
+        z: "–".into(),
+        status: "idle",
+        note: Some(
+            "No recent points in memory (idle, or beyond the live view's memory budget): \
+             the chart shows the means of the stored windows. The series returns with its \
+             next point."
+                .into(),
+        ),
+        chart_json: script_json(&window_chart_data(stream, series, &windows)),
+        windows: windows
+            .iter()
+            .take(RECENT_WINDOWS)
+            .map(window_row)
+            .collect(),
+        alerts: alerts.iter().map(|a| alert_row(&dashboard, a)).collect(),
+        open_alerts: dashboard.open_alerts(),
+        viewer,
+    })
+}
+
+/// A chart of stored windows (newest first) of the newest window's kind: their means at
+/// their ends, in the columns of [`chart_data`].
+fn window_chart_data(stream: &str, series: &str, windows: &[WindowRecord]) -> serde_json::Value {
+    let kind = windows.first().map(|w| w.kind);
+    let mut columns: [Vec<serde_json::Value>; 8] = Default::default();
+    for w in windows.iter().rev().filter(|w| Some(w.kind) == kind) {
+        columns[0].push(serde_json::json!(w.window_end as f64 / 1000.0));
+        columns[1].push(serde_json::json!(w.mean));
+        for column in &mut columns[2..] {
+            column.push(serde_json::Value::Null);
+        }
+    }
+    serde_json::json!({ "stream": stream, "series": series, "data": columns })
+}
+
+fn window_row(w: &WindowRecord) -> WindowRow {
+    WindowRow {
+        kind: match w.kind {
+            // The one window kind whose name is not plain English.
+            WindowKind::Global => "all time",
+            kind => kind.as_str(),
+        },
+        start: format_ms(w.window_start),
+        end: format_ms(w.window_end),
+        count: w.count,
+        mean: number(w.mean),
+        min: number(w.min),
+        max: number(w.max),
+        stddev: w.stddev.map_or("–".into(), number),
+    }
 }
 
 pub async fn uplot_script() -> impl IntoResponse {

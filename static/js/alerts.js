@@ -67,7 +67,8 @@ export function applyAlert(alert, isNew, shown) {
   }
   let row = document.querySelector(`#alerts tr[data-id="${CSS.escape(alert.id)}"]`);
   if (!row) {
-    if (alert.state !== "open") return;
+    // New alerts go on top of the newest page, not into an older one.
+    if (alert.state !== "open" || document.querySelector(".alerts-page[data-newest='false']")) return;
     const body = document.querySelector("#alerts tbody");
     body.querySelector("td.empty")?.closest("tr").remove();
     row = newRow(alert);

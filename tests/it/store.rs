@@ -7,7 +7,7 @@ use sqlx::Row;
 use tidewatch::record::Verdict;
 use tidewatch::DbSink;
 use tidewatch::Report;
-use tidewatch::{Acknowledgement, VerdictFilter, VerdictShare};
+use tidewatch::{Acknowledgement, AlertFilter, VerdictFilter, VerdictShare};
 
 use crate::support::postgres::Postgres;
 use crate::support::{assert_success, read_ndjson, tidewatch};
@@ -193,14 +193,22 @@ fn check_store(db_url: &str, dir: &Path) {
     );
     // The verdict survived the replay, and the store lists and counts it.
     let judged = runtime
-        .block_on(store.alerts(None, Some(VerdictFilter::Is(Verdict::FalseAlarm)), 10))
+        .block_on(store.alerts(&AlertFilter {
+            verdict: Some(VerdictFilter::Is(Verdict::FalseAlarm)),
+            limit: 10,
+            ..AlertFilter::default()
+        }))
         .unwrap();
     assert_eq!(
         judged.iter().map(|a| a.id.as_str()).collect::<Vec<_>>(),
         [acked_id.as_str()]
     );
     let unjudged = runtime
-        .block_on(store.alerts(None, Some(VerdictFilter::None), 100_000))
+        .block_on(store.alerts(&AlertFilter {
+            verdict: Some(VerdictFilter::None),
+            limit: 100_000,
+            ..AlertFilter::default()
+        }))
         .unwrap();
     assert_eq!(unjudged.len() as i64, count(&db, "alerts") - 1);
     let shares = runtime.block_on(store.verdicts()).unwrap();
@@ -220,7 +228,10 @@ fn check_store(db_url: &str, dir: &Path) {
     ))
     .unwrap();
     let error = runtime
-        .block_on(store.alerts(None, None, 100_000))
+        .block_on(store.alerts(&AlertFilter {
+            limit: 100_000,
+            ..AlertFilter::default()
+        }))
         .unwrap_err();
     let error = Report(&error).to_string();
     assert!(
