@@ -50,8 +50,9 @@ const RECENT_ALERTS: usize = 500;
 /// Recent late events and dead letters kept for the status page.
 pub const RECENT_PROBLEMS: usize = 50;
 /// Batches of updates buffered for slow subscribers before they start losing the oldest (one
-/// batch per sink write, so this is thousands of points).
-const HUB_CAPACITY: usize = 1024;
+/// batch per sink write, up to about a thousand records each, ~250 bytes a point: this bounds
+/// the buffer near 60 MB; a subscriber that falls further behind resynchronises).
+const HUB_CAPACITY: usize = 256;
 
 /// `[live]` in the config: how much the dashboard's live view may hold.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

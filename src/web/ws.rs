@@ -29,6 +29,7 @@
 //! is); one that does not take a message within [`SEND_TIMEOUT`] is disconnected.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Once};
 use std::time::Duration;
 
@@ -269,6 +270,9 @@ pub struct Fanout {
     wire: broadcast::Sender<Wire>,
     /// Clients of a page or of one series, by the series they want.
     interest: Arc<Interest>,
+    /// Clients subscribed to `all`: without any, the feed gathers no batch for them (at
+    /// 100,000 series that batch is most of the feed's work).
+    all_clients: Arc<AtomicUsize>,
     started: Once,
 }
 
@@ -277,8 +281,43 @@ impl Default for Fanout {
         Fanout {
             wire: broadcast::channel(WIRE_CAPACITY).0,
             interest: Arc::default(),
+            all_clients: Arc::default(),
             started: Once::new(),
         }
+    }
+}
+
+/// Counts a client among the `all` clients while it is one.
+struct AllClient {
+    counter: Arc<AtomicUsize>,
+    counted: bool,
+}
+
+impl AllClient {
+    fn new(counter: &Arc<AtomicUsize>) -> Self {
+        let mut client = AllClient {
+            counter: counter.clone(),
+            counted: false,
+        };
+        client.set(true);
+        client
+    }
+
+    fn set(&mut self, all: bool) {
+        if all != self.counted {
+            if all {
+                self.counter.fetch_add(1, Ordering::Relaxed);
+            } else {
+                self.counter.fetch_sub(1, Ordering::Relaxed);
+            }
+            self.counted = all;
+        }
+    }
+}
+
+impl Drop for AllClient {
+    fn drop(&mut self) {
+        self.set(false);
     }
 }
 
@@ -291,6 +330,7 @@ impl Fanout {
                 Arc::downgrade(live),
                 self.wire.clone(),
                 self.interest.clone(),
+                self.all_clients.clone(),
             ));
         });
     }
@@ -301,6 +341,7 @@ async fn feed(
     live: std::sync::Weak<LiveState>,
     wire: broadcast::Sender<Wire>,
     interest: Arc<Interest>,
+    all_clients: Arc<AtomicUsize>,
 ) {
     let all = Subscription::All("all".into());
     let mut pending = Pending::default();
@@ -310,8 +351,10 @@ async fn feed(
         let message = tokio::select! {
             updates = hub.recv() => match updates {
                 Ok(updates) => {
-                    for update in updates.iter() {
-                        pending.add(update, &all);
+                    if all_clients.load(Ordering::Relaxed) > 0 {
+                        for update in updates.iter() {
+                            pending.add(update, &all);
+                        }
                     }
                     interest.deliver(&updates);
                     None
@@ -350,6 +393,7 @@ async fn client(socket: WebSocket, state: AppState) {
     let mut wire = state.fanout.wire.subscribe();
     // A client of a page or of one series gets its updates from the interest index.
     let mut own: Option<Own> = None;
+    let mut all_client = AllClient::new(&state.fanout.all_clients);
     let mut batch = tokio::time::interval(BATCH_EVERY);
 
     let text = |value: Value| Message::Text(value.to_string().into());
@@ -393,6 +437,7 @@ async fn client(socket: WebSocket, state: AppState) {
                             // The old registration goes before the new one comes.
                             drop(own.take());
                             own = Own::of(request.subscribe, &state.fanout.interest);
+                            all_client.set(own.is_none());
                             // A page starts from a snapshot of its own series.
                             page.then(|| {
                                 text(snapshot(&state.live, own.as_ref().map(|o| &o.subscription)))
@@ -496,7 +541,14 @@ mod tests {
             sink.write(&[window(start)]).unwrap();
         }
         let (wire, mut received) = broadcast::channel(WIRE_CAPACITY);
-        let task = tokio::spawn(feed(hub, Arc::downgrade(&live), wire, Arc::default()));
+        let all_clients = Arc::new(AtomicUsize::new(1));
+        let task = tokio::spawn(feed(
+            hub,
+            Arc::downgrade(&live),
+            wire,
+            Arc::default(),
+            all_clients,
+        ));
         let resynchronised = tokio::time::timeout(Duration::from_secs(5), async {
             loop {
                 match received.recv().await {
@@ -515,5 +567,40 @@ mod tests {
             Ok(true),
             "no snapshot after the feed lagged"
         );
+    }
+
+    /// The batch for `all` clients is gathered only while there are some.
+    #[tokio::test(flavor = "current_thread")]
+    async fn without_all_clients_the_feed_gathers_no_batch() {
+        for clients in [0, 1] {
+            let live = LiveState::new();
+            let hub = live.subscribe();
+            let (wire, mut received) = broadcast::channel(WIRE_CAPACITY);
+            let counter = Arc::new(AtomicUsize::new(0));
+            let client = (clients == 1).then(|| AllClient::new(&counter));
+            let task = tokio::spawn(feed(
+                hub,
+                Arc::downgrade(&live),
+                wire,
+                Arc::default(),
+                counter.clone(),
+            ));
+            tokio::task::yield_now().await;
+            LiveSink::new(live.clone()).write(&[window(0)]).unwrap();
+            let batch = tokio::time::timeout(Duration::from_millis(1500), async {
+                loop {
+                    match received.recv().await {
+                        Ok(Wire { batch: true, .. }) => break,
+                        Ok(_) => continue,
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+            })
+            .await;
+            task.abort();
+            assert_eq!(batch.is_ok(), clients == 1, "{clients} all clients");
+            drop(client);
+            assert_eq!(counter.load(Ordering::Relaxed), 0);
+        }
     }
 }
