@@ -3,10 +3,10 @@
 //! client filtering the whole hub itself cost the server one and a half cores at 1,000 clients
 //! over 100,000 series, and its p99 latency was seconds.)
 //!
-//! A page gets, once per batch interval, the newest point of each of its series that changed
-//! — the feed already keeps those for the shared batch — so its cost does not grow with the
-//! event rate; a chart of one series gets every point as it comes. Windows, alerts and
-//! acknowledgements come as they happen.
+//! A page gets, once per page interval (50 ms), the newest point of each of its series that
+//! changed — the feed keeps those — so its cost does not grow with the event rate; a chart of
+//! one series gets every point as it comes. Windows, alerts and acknowledgements come as they
+//! happen.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -143,7 +143,7 @@ impl Interest {
     }
 
     /// Hands the newest point of each series that changed since the last batch to the clients
-    /// that list it (every batch interval, from the feed's own gathering).
+    /// that list it (every page interval, from the feed).
     pub fn deliver_newest<'u>(&self, newest: impl Iterator<Item = &'u Update>) {
         let index = self.index();
         if index.clients.is_empty() {

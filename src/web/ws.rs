@@ -6,7 +6,7 @@
 //!   most anomalous first, each with its sparkline points), the 100 newest alerts and the
 //!   streams' figures: bounded, however many series there are. Again after a page subscription
 //!   (with that page's series) and after falling behind;
-//! - server → client, at most every 100 ms: `{"type": "batch", "updates": [update, ...]}` where
+//! - server → client, at most every 100 ms (50 ms for a page): `{"type": "batch", "updates": [update, ...]}` where
 //!   an update is `{"type": "point" | "window" | "alert" | "ack", ...record fields}`. Subscribed
 //!   to `all` or to a page, only the newest point of each series is kept per batch; subscribed
 //!   to one series, every point of it is sent. Alerts and acknowledgements go to everyone;
@@ -58,6 +58,10 @@ const SNAPSHOT_SERIES: usize = 50;
 const PAGE_SUBSCRIPTION_MAX: usize = 500;
 /// How often batched updates are sent.
 const BATCH_EVERY: Duration = Duration::from_millis(100);
+/// How often page clients get the newest point of their series: a page shows one value per
+/// series, so a shorter interval costs few messages (about one per changed series) and keeps
+/// the page within 100 ms of the engine.
+const PAGE_EVERY: Duration = Duration::from_millis(50);
 /// How often the pipeline status is sent.
 const STATUS_EVERY: Duration = Duration::from_secs(1);
 /// A client that does not take a message within this is dropped.
@@ -345,14 +349,21 @@ async fn feed(
 ) {
     let all = Subscription::All("all".into());
     let mut pending = Pending::default();
+    // The newest point of each series since the last page tick, for page clients.
+    let mut page_newest: HashMap<(Arc<str>, Arc<str>), Update> = HashMap::new();
     let mut batch = tokio::time::interval(BATCH_EVERY);
+    let mut page_tick = tokio::time::interval(PAGE_EVERY);
     let mut status_tick = tokio::time::interval(STATUS_EVERY);
     loop {
         let message = tokio::select! {
             updates = hub.recv() => match updates {
                 Ok(updates) => {
-                    if all_clients.load(Ordering::Relaxed) > 0 {
-                        for update in updates.iter() {
+                    let for_all = all_clients.load(Ordering::Relaxed) > 0;
+                    for update in updates.iter() {
+                        if let Update::Point(p) = update {
+                            page_newest.insert((p.stream.clone(), p.series.clone()), update.clone());
+                        }
+                        if for_all {
                             pending.add(update, &all);
                         }
                     }
@@ -371,10 +382,12 @@ async fn feed(
                 }
                 Err(RecvError::Closed) => return,
             },
-            _ = batch.tick() => {
-                interest.deliver_newest(pending.latest.values());
-                pending.take().map(|value| (true, value))
+            _ = page_tick.tick() => {
+                interest.deliver_newest(page_newest.values());
+                page_newest.clear();
+                None
             }
+            _ = batch.tick() => pending.take().map(|value| (true, value)),
             _ = status_tick.tick() => {
                 let Some(live) = live.upgrade() else { return };
                 Some((false, status(&live)))
@@ -420,7 +433,7 @@ async fn client(socket: WebSocket, state: AppState) {
                     for update in &updates {
                         own.pending.add(update, &own.subscription);
                     }
-                    // A page's points come once per batch interval from the feed already:
+                    // A page's points come once per page interval (50 ms) from the feed already:
                     // passed on at once rather than held for this client's own tick.
                     match own.subscription {
                         Subscription::Page(_) => own.pending.take().map(text),
@@ -571,7 +584,7 @@ mod tests {
 
     /// The batch for `all` clients is gathered only while there are some.
     #[tokio::test(flavor = "current_thread")]
-    async fn without_all_clients_the_feed_gathers_no_batch() {
+    async fn without_all_clients_the_feed_sends_no_batch() {
         for clients in [0, 1] {
             let live = LiveState::new();
             let hub = live.subscribe();

@@ -185,13 +185,19 @@ async fn api_health_and_metrics_answer() {
     let (status, metrics) = get(&app, "/metrics").await;
     assert_eq!(status, StatusCode::OK);
     assert!(metrics.contains("tidewatch_series 2"), "{metrics}");
-    assert!(metrics.contains("tidewatch_live_evicted_total 0"), "{metrics}");
+    assert!(
+        metrics.contains("tidewatch_live_evicted_total 0"),
+        "{metrics}"
+    );
     let memory: usize = metrics
         .lines()
         .find_map(|line| line.strip_prefix("tidewatch_live_memory_bytes "))
         .and_then(|n| n.parse().ok())
         .expect("tidewatch_live_memory_bytes");
-    assert!((1_000..100_000).contains(&memory), "{memory} bytes for 2 series");
+    assert!(
+        (1_000..100_000).contains(&memory),
+        "{memory} bytes for 2 series"
+    );
     assert!(
         metrics.contains("tidewatch_records_total{kind=\"points\"} 3"),
         "{metrics}"
@@ -667,9 +673,21 @@ async fn series_page_embeds_chart_data_safely() {
     // The band the detector used, as the point records carry it (to the f32 precision and
     // the 0.4 % of the band's width the live view keeps, see src/live/ring.rs).
     let near = |got: &Value, want: f64| (got.as_f64().unwrap() - want).abs() < 0.02;
-    assert!(near(&chart["data"][4][1], 3.0 - 7.2), "{}", chart["data"][4]);
-    assert!(near(&chart["data"][5][1], 3.0 - 1.2), "{}", chart["data"][5]);
-    assert!(near(&chart["data"][7][1], 3.0 - 4.2), "{}", chart["data"][7]);
+    assert!(
+        near(&chart["data"][4][1], 3.0 - 7.2),
+        "{}",
+        chart["data"][4]
+    );
+    assert!(
+        near(&chart["data"][5][1], 3.0 - 1.2),
+        "{}",
+        chart["data"][5]
+    );
+    assert!(
+        near(&chart["data"][7][1], 3.0 - 4.2),
+        "{}",
+        chart["data"][7]
+    );
     assert_eq!(
         chart["data"][6][0],
         serde_json::json!(2.0),
