@@ -63,6 +63,12 @@ if ! command -v promtool >/dev/null 2>&1; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
 fi
 
+# Prometheus Alertmanager receives Tidewatch's alert notifications in a test (Debian package).
+if [ ! -x /usr/bin/prometheus-alertmanager ]; then
+  log "Installing Prometheus Alertmanager (Debian package prometheus-alertmanager)"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus-alertmanager >/dev/null
+fi
+
 # The disk-full fault test mounts a small tmpfs: it needs root (CI runs as root here).
 if [ "$(id -u)" != 0 ]; then
   echo "warning: not root; tests/it/faults.rs cannot mount its small tmpfs and will fail" >&2

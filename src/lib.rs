@@ -33,6 +33,7 @@ mod event;
 mod generator;
 mod live;
 mod names;
+mod notify;
 mod pipeline;
 mod produce;
 pub mod record;
@@ -52,6 +53,8 @@ pub use engine::{Engine, LogOrder, Origin};
 pub use event::{Decoder, Event, FieldMapping, TimeFormat};
 pub use generator::{Faults, Generator, Kind, SplitMix64};
 pub use live::{Limits as LiveLimits, LiveConfig, LiveSink, LiveState, Update};
+pub use notify::outbox::Delivery as NotificationDelivery;
+pub use notify::{Notifier, NotifyConfig, NotifyError};
 pub use pipeline::{
     run, run_once, Mode, Outputs, PartitionProgress, Pipeline, PipelineError, PipelineStatus,
     RunSummary, StreamProgress,

@@ -9,6 +9,7 @@ use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use tidewatch::web;
 use tidewatch::Faults;
+use tidewatch::Notifier;
 use tidewatch::ProduceOptions;
 use tidewatch::Report;
 use tidewatch::Store;
@@ -237,8 +238,16 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let store = match store_url {
-        Some(url) => Some(runtime.block_on(Store::connect(&url))?),
+    let store = match &store_url {
+        Some(url) => Some(
+            runtime
+                .block_on(Store::connect(url))?
+                .notifying(config.notify_targets()),
+        ),
+        None => None,
+    };
+    let notifier = match &store_url {
+        Some(url) => Notifier::spawn(&config.notify, url)?,
         None => None,
     };
     let listener = runtime
@@ -273,8 +282,11 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }))?;
     let summary = pipeline
         .join()
-        .map_err(|_| anyhow::anyhow!("the pipeline thread panicked"))??;
-    println!("{summary}");
+        .map_err(|_| anyhow::anyhow!("the pipeline thread panicked"));
+    if let Some(notifier) = notifier {
+        notifier.finish();
+    }
+    println!("{}", summary??);
     Ok(())
 }
 
@@ -335,8 +347,16 @@ fn run_pipeline(config: &Path, once: bool) -> anyhow::Result<()> {
             stop: stop_on_signals()?,
         }
     };
+    let notifier = match parsed.database_url() {
+        Some(url) => Notifier::spawn(&parsed.notify, url)?,
+        None => None,
+    };
     let summary =
-        tidewatch::run(&parsed, mode).with_context(|| format!("running {}", config.display()))?;
-    println!("{summary}");
+        tidewatch::run(&parsed, mode).with_context(|| format!("running {}", config.display()));
+    // Pending notifications get a few seconds; what is left stays in the outbox.
+    if let Some(notifier) = notifier {
+        notifier.finish();
+    }
+    println!("{}", summary?);
     Ok(())
 }

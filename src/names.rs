@@ -45,6 +45,7 @@ macro_rules! named {
 
         impl $name {
             /// Every value, in declaration order.
+            #[allow(dead_code)] // not every enum's callers list its values
             pub const ALL: &'static [$name] = &[$($name::$variant),+];
             /// Every name, in declaration order.
             pub const NAMES: &'static [&'static str] = &[$($text),+];

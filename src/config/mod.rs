@@ -119,6 +119,9 @@ pub struct Config {
     pub auth: AuthConfig,
     #[serde(default)]
     pub live: crate::live::LiveConfig,
+    /// Who hears of alerts besides the dashboard (see `notify`).
+    #[serde(default, deserialize_with = "tagged::many")]
+    pub notify: Vec<crate::notify::NotifyConfig>,
 }
 
 /// One stream: where its events come from, how they are read, and what is computed from them.
@@ -245,7 +248,38 @@ impl Config {
         if self.checkpoint.pipeline.trim().is_empty() {
             return Err(Invalid::new("checkpoint.pipeline", "must not be empty"));
         }
-        self.live.validate()
+        self.live.validate()?;
+        self.validate_notify()
+    }
+
+    fn validate_notify(&self) -> Result<(), Invalid> {
+        let mut names = HashSet::new();
+        for (i, notify) in self.notify.iter().enumerate() {
+            let key = format!("notify[{i}]");
+            notify.validate().map_err(|e| e.under(&key))?;
+            if !names.insert(notify.name()) {
+                return Err(Invalid::new(
+                    format!("{key}.name"),
+                    format!(
+                        "receiver name {:?} is used twice; give each [[notify]] its own name",
+                        notify.name()
+                    ),
+                ));
+            }
+            if self.database_url().is_none() {
+                return Err(Invalid::new(
+                    key,
+                    "notifications need a db sink: their outbox is a table of the store, so \
+                     none is lost while a receiver is down",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The names of the `[[notify]]` receivers.
+    pub fn notify_targets(&self) -> Vec<String> {
+        self.notify.iter().map(|n| n.name().to_owned()).collect()
     }
 
     /// Joins name existing streams, other than each other, of one state (not group-assigned),

@@ -14,6 +14,7 @@ mod schema;
 mod store;
 
 pub use self::checkpoints::DbCheckpoints;
+pub(crate) use self::store::{alert_of, ALERT_COLUMNS};
 pub use self::store::{
     Acknowledgement, AlertCursor, AlertFilter, Store, VerdictFilter, VerdictShare,
 };

@@ -124,6 +124,22 @@ ALTER TABLE dead_letters_by_stream RENAME TO dead_letters
 CREATE INDEX IF NOT EXISTS alerts_newest ON alerts (ts, id);
 CREATE INDEX IF NOT EXISTS alerts_by_series ON alerts (stream, series, ts, id)
 "#,
+    // The notification outbox: one row per receiver, alert and event, written with the alert
+    // (or the acknowledgement) and delivered by the notifier, retried until it is.
+    r#"
+CREATE TABLE IF NOT EXISTS notifications (
+    target TEXT NOT NULL,
+    alert_id TEXT NOT NULL,
+    event TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    attempts BIGINT NOT NULL,
+    next_attempt BIGINT NOT NULL,
+    delivered_at BIGINT,
+    last_error TEXT,
+    PRIMARY KEY (target, alert_id, event)
+);
+CREATE INDEX IF NOT EXISTS notifications_due ON notifications (delivered_at, next_attempt)
+"#,
 ];
 
 /// Key of the PostgreSQL advisory lock migrations hold: instances starting together (a

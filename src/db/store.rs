@@ -1,6 +1,7 @@
 //! The store as the web server reads it: alerts with their acknowledgements. Same database and
 //! schema as the `db` sink (which writes it); the one write here is an acknowledgement.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use sqlx::any::AnyRow;
@@ -8,9 +9,12 @@ use sqlx::Row;
 
 use super::{Database, DbError};
 use crate::names::UnknownName;
+use crate::notify::message::Event;
+use crate::notify::outbox::{self, Delivery};
 use crate::record::{AlertRecord, AlertState, Verdict, WindowRecord};
 
-const ALERT_COLUMNS: &str = "id, stream, series, ts, value, expected, stddev, lower, upper, z, \
+pub(crate) const ALERT_COLUMNS: &str =
+    "id, stream, series, ts, value, expected, stddev, lower, upper, z, \
                              score, probability, method, expectation, direction, severity, \
                              episode_start, state, acked_by, acked_at, note, verdict";
 
@@ -119,13 +123,32 @@ pub struct VerdictShare {
 #[derive(Clone)]
 pub struct Store {
     db: Database,
+    /// Receivers told of each acknowledgement (see `notify`).
+    notify: Arc<[String]>,
 }
 
 impl Store {
     pub async fn connect(url: &str) -> Result<Store, DbError> {
         Ok(Store {
             db: Database::connect(url).await?,
+            notify: Arc::from([]),
         })
+    }
+
+    /// Acknowledgements also write a notification for each of `targets`.
+    pub fn notifying(mut self, targets: Vec<String>) -> Store {
+        self.notify = targets.into();
+        self
+    }
+
+    /// How the notifications of each of `alert_ids` went.
+    pub async fn deliveries(
+        &self,
+        alert_ids: &[String],
+    ) -> Result<HashMap<String, Vec<Delivery>>, DbError> {
+        outbox::deliveries(self.db.pool(), alert_ids)
+            .await
+            .map_err(|e| self.error(e))
     }
 
     fn error(&self, source: sqlx::Error) -> DbError {
@@ -316,6 +339,10 @@ impl Store {
                 .await
                 .map_err(|e| self.error(e))?;
             alerts.push(alert_of(&row).map_err(|e| self.error(e))?);
+            // The acknowledgement's notifications commit with it.
+            outbox::enqueue(&mut tx, &self.notify, id, Event::Acknowledged, ack.at, true)
+                .await
+                .map_err(|e| self.error(e))?;
         }
         if !missing.is_empty() {
             tx.rollback().await.map_err(|e| self.error(e))?;
@@ -347,7 +374,7 @@ fn window_of(row: &AnyRow) -> Result<WindowRecord, sqlx::Error> {
     })
 }
 
-fn alert_of(row: &AnyRow) -> Result<AlertRecord, sqlx::Error> {
+pub(crate) fn alert_of(row: &AnyRow) -> Result<AlertRecord, sqlx::Error> {
     let text = |i: usize| row.try_get::<String, _>(i);
     Ok(AlertRecord {
         id: text(0)?,

@@ -181,9 +181,11 @@ impl Outputs {
         };
         for sink in &config.sinks {
             if let SinkConfig::Db(db) = sink {
-                let sink = DbSink::connect(&db.url)?;
+                let mut sink = DbSink::connect(&db.url)?;
                 if outputs.checkpoints.is_none() {
+                    // The first db sink holds the checkpoints and the notification outbox.
                     outputs.checkpoints = Some(Box::new(sink.checkpoints()));
+                    sink = sink.notifying(config.notify_targets());
                 }
                 outputs.sinks.push(Box::new(sink));
             } else {

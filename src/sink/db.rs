@@ -14,6 +14,8 @@ use tracing::info;
 
 use super::{Sink, SinkError};
 use crate::db::{connection_url, Database, DbCheckpoints, DbError};
+use crate::notify::message::Event;
+use crate::notify::outbox;
 use crate::record::{AlertRecord, DeadLetterRecord, LateRecord, Record, Verdict, WindowRecord};
 
 /// Rows per INSERT statement: well under SQLite's 32766 and PostgreSQL's 65535 bind limits.
@@ -51,6 +53,8 @@ pub struct DbSink {
     runtime: Arc<tokio::runtime::Runtime>,
     db: Database,
     placeholders: Placeholders,
+    /// Receivers that hear of each alert: its outbox rows go in with it (see `notify`).
+    notify: Arc<[String]>,
 }
 
 /// How a statement's parameters are written.
@@ -104,7 +108,14 @@ impl DbSink {
             runtime: Arc::new(runtime),
             db,
             placeholders,
+            notify: Arc::from([]),
         })
+    }
+
+    /// Writes, with each alert opening or resolving, a notification for each of `targets`.
+    pub fn notifying(mut self, targets: Vec<String>) -> Self {
+        self.notify = targets.into();
+        self
     }
 
     /// The checkpoint store of this database, on this sink's runtime.
@@ -123,6 +134,7 @@ impl DbSink {
         pool: &AnyPool,
         records: &[Record],
         style: Placeholders,
+        notify: &[String],
     ) -> Result<(), sqlx::Error> {
         let mut windows = Vec::new();
         let mut alerts = Vec::new();
@@ -142,8 +154,13 @@ impl DbSink {
             upsert_windows(&mut tx, chunk, style).await?;
         }
         // Alerts one by one, in order: the same id may appear several times in one batch.
+        let now = crate::clock::now_ms();
         for alert in alerts {
             upsert_alert(&mut tx, alert).await?;
+            if !notify.is_empty() {
+                let event = Event::of_record(alert);
+                outbox::enqueue(&mut tx, notify, &alert.id, event, now, false).await?;
+            }
         }
         for chunk in late.chunks(ROWS_PER_STATEMENT) {
             upsert_late(&mut tx, chunk, style).await?;
@@ -158,7 +175,12 @@ impl DbSink {
 impl Sink for DbSink {
     fn write(&mut self, records: &[Record]) -> Result<(), SinkError> {
         self.runtime
-            .block_on(Self::write_all(self.db.pool(), records, self.placeholders))
+            .block_on(Self::write_all(
+                self.db.pool(),
+                records,
+                self.placeholders,
+                &self.notify,
+            ))
             .map_err(|source| SinkError::Db(self.db.error(source)))
     }
 

@@ -18,6 +18,7 @@ use crate::live::SeriesView;
 use crate::names::UnknownName;
 use crate::record::PointRecord;
 use crate::record::{AlertRecord, AlertState, Verdict};
+use crate::NotificationDelivery;
 
 pub async fn healthz() -> &'static str {
     "ok"
@@ -258,6 +259,19 @@ pub async fn alerts(
         }
     }
     Ok((headers, Json(alerts)))
+}
+
+/// `GET /api/alerts/{id}/notifications`: how the alert's notifications went, per receiver
+/// and event (delivered when, or attempts, next attempt and last error).
+pub async fn alert_notifications(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<NotificationDelivery>>, WebError> {
+    let store = state.store.as_ref().ok_or_else(|| {
+        WebError::Unavailable("notifications are kept in the database: add a db sink".into())
+    })?;
+    let mut deliveries = store.deliveries(std::slice::from_ref(&id)).await?;
+    Ok(Json(deliveries.remove(&id).unwrap_or_default()))
 }
 
 /// One page of alerts: from the store when there is one, else from the live view's newest.

@@ -77,6 +77,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/alerts", get(api::alerts))
         .route("/api/status", get(api::status))
         .route("/api/alerts/{id}/ack", post(api::acknowledge))
+        .route(
+            "/api/alerts/{id}/notifications",
+            get(api::alert_notifications),
+        )
         .route("/api/alerts/ack", post(api::acknowledge_many))
         .route("/login", get(pages::login_form).post(pages::login))
         .route("/logout", post(pages::logout))

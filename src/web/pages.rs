@@ -20,6 +20,7 @@ use crate::pipeline::StreamProgress;
 use crate::record::{
     AlertMethod, AlertRecord, AlertState, Trend, Verdict, WindowKind, WindowRecord,
 };
+use crate::NotificationDelivery;
 
 /// What the page header shows of the person looking, and what they may do.
 #[derive(Clone)]
@@ -181,6 +182,53 @@ pub struct AlertRow {
     pub verdict: &'static str,
     pub verdict_text: &'static str,
     pub can_ack: bool,
+    /// How its notifications went (empty without receivers), in a word and in full.
+    pub notified: String,
+    pub notified_class: &'static str,
+    pub notified_detail: String,
+}
+
+impl AlertRow {
+    /// Adds how the alert's notifications went: delivered, or still being retried and why.
+    fn with_deliveries(mut self, deliveries: Option<&Vec<NotificationDelivery>>) -> AlertRow {
+        let Some(deliveries) = deliveries.filter(|d| !d.is_empty()) else {
+            return self;
+        };
+        let pending: Vec<&NotificationDelivery> = deliveries
+            .iter()
+            .filter(|d| d.delivered_at.is_none())
+            .collect();
+        let mut targets: Vec<&str> = deliveries.iter().map(|d| d.target.as_str()).collect();
+        targets.dedup();
+        if pending.is_empty() {
+            self.notified = format!("notified: {}", targets.join(", "));
+            self.notified_class = "ok";
+        } else {
+            let attempts: i64 = pending.iter().map(|d| d.attempts).max().unwrap_or(0);
+            self.notified = format!(
+                "notifying {} ({attempts} attempt{})",
+                pending[0].target,
+                if attempts == 1 { "" } else { "s" }
+            );
+            self.notified_class = "pending";
+        }
+        self.notified_detail = deliveries
+            .iter()
+            .map(|d| match (&d.delivered_at, &d.last_error) {
+                (Some(at), _) => format!("{} {}: delivered {}", d.target, d.event, format_ms(*at)),
+                (None, Some(error)) => format!(
+                    "{} {}: {} attempts, next {}, last error: {error}",
+                    d.target,
+                    d.event,
+                    d.attempts,
+                    format_ms(d.next_attempt)
+                ),
+                (None, None) => format!("{} {}: pending", d.target, d.event),
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        self
+    }
 }
 
 fn number(v: f64) -> String {
@@ -377,12 +425,22 @@ pub async fn alerts(
         Some(store) => store.verdicts().await?,
         None => Vec::new(),
     };
+    let deliveries = match &state.store {
+        Some(store) => {
+            let ids: Vec<String> = alerts.iter().map(|a| a.id.clone()).collect();
+            store.deliveries(&ids).await?
+        }
+        None => Default::default(),
+    };
     let open_alerts = state.live.read().open_alerts();
     let page = AlertsPage {
         blank_alert: AlertRow::blank(),
         alerts: {
             let dashboard = state.live.read();
-            alerts.iter().map(|a| alert_row(&dashboard, a)).collect()
+            alerts
+                .iter()
+                .map(|a| alert_row(&dashboard, a).with_deliveries(deliveries.get(&a.id)))
+                .collect()
         },
         newest: filter.before.is_none(),
         older,
@@ -438,6 +496,7 @@ fn alert_row(dashboard: &Dashboard, a: &AlertRecord) -> AlertRow {
         verdict,
         verdict_text,
         can_ack: a.state == AlertState::Open,
+        ..AlertRow::default()
     }
 }
 

@@ -9,7 +9,7 @@ import { alertSpark, recent } from "./spark.js";
 /** The state, acknowledgement, verdict and note cells of an alert's row. */
 function stateCells(row, alert) {
   row.className = alert.state;
-  row.querySelector(".state").textContent = alert.state;
+  row.querySelector(".state-name").textContent = alert.state;
   const cell = row.querySelector(".acked");
   cell.textContent = acked(alert);
   if (alert.verdict) {

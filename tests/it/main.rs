@@ -12,6 +12,7 @@ mod golden;
 mod group;
 mod kafka;
 mod lake;
+mod notify;
 mod props;
 mod store;
 mod support;
