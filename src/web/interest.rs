@@ -4,9 +4,10 @@
 //! over 100,000 series, and its p99 latency was seconds.)
 //!
 //! A page gets, once per page interval (50 ms), the newest point of each of its series that
-//! changed — the feed keeps those — so its cost does not grow with the event rate; a chart of
-//! one series gets every point as it comes. Windows, alerts and acknowledgements come as they
-//! happen.
+//! changed — the feed keeps those — so its cost does not grow with the event rate, nor with
+//! the windows that close (every series' at once, at each window end: a page shows none). A
+//! chart of one series gets every point and window as it comes. Alerts and acknowledgements go
+//! to everyone as they happen.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -54,8 +55,9 @@ impl Interest {
         self.index.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Registers a client for `series` (stream, series): it receives their points (every one,
-    /// or the newest per batch) and windows, and every alert.
+    /// Registers a client for `series` (stream, series): it receives their points and windows
+    /// as they come (`every_point`: a chart of one series), or the newest point of each per
+    /// page interval (a page); and every alert.
     pub fn register(
         self: &Arc<Self>,
         series: Vec<(String, String)>,
@@ -112,19 +114,25 @@ impl Interest {
         }
     }
 
-    /// Hands the updates of one sink write to the clients that want them as they come: windows
-    /// to the clients of their series, points to clients of every point, alerts and
-    /// acknowledgements to every client.
+    /// Hands the updates of one sink write to the clients that want them as they come: points
+    /// and windows to the charts of their series, alerts and acknowledgements to every
+    /// client.
     pub fn deliver(&self, updates: &[Update]) {
         let index = self.index();
         if index.clients.is_empty() {
             return;
         }
         let mut outgoing: HashMap<u64, Vec<Update>> = HashMap::new();
+        // Without a chart open, a sink write's points and windows (100,000 windows at once
+        // when every series' window closes) need no lookup at all.
+        let charts = index.clients.values().any(|c| c.every_point);
         for update in updates {
-            let (stream, series, every_point_only) = match update {
-                Update::Point(p) => (&p.stream, &p.series, true),
-                Update::Window(w) => (&w.stream, &w.series, false),
+            // Points and windows go to charts of one series as they come; a page shows
+            // neither windows nor every point (it gets the newest, see `deliver_newest`).
+            let (stream, series) = match update {
+                Update::Point(_) | Update::Window(_) if !charts => continue,
+                Update::Point(p) => (&p.stream, &p.series),
+                Update::Window(w) => (&w.stream, &w.series),
                 Update::Alert(_) | Update::Ack(_) => {
                     for &id in index.clients.keys() {
                         outgoing.entry(id).or_default().push(update.clone());
@@ -133,8 +141,7 @@ impl Interest {
                 }
             };
             for id in index.wanting(stream, series) {
-                let wanted = !every_point_only || index.clients[id].every_point;
-                if wanted {
+                if index.clients[id].every_point {
                     outgoing.entry(*id).or_default().push(update.clone());
                 }
             }
@@ -256,6 +263,16 @@ mod tests {
             page.receiver.try_recv().is_err(),
             "a page gets points per batch"
         );
+        // Windows: to the chart of their series; a page shows none.
+        let window: crate::record::WindowRecord = serde_json::from_value(serde_json::json!({
+            "stream": "s", "series": "y", "kind": "tumbling", "window_start": 0,
+            "window_end": 60000, "count": 1, "sum": 1.0, "mean": 1.0, "min": 1.0, "max": 1.0,
+            "stddev": null, "first": 1.0, "last": 1.0, "final": true
+        }))
+        .unwrap();
+        interest.deliver(&[Update::Window(window)]);
+        assert_eq!(names(chart.recv().await), ["other"]);
+        assert!(page.receiver.try_recv().is_err(), "a page gets no windows");
         // Per batch: the newest points go to the pages that list them.
         interest.deliver_newest([point("x"), point("y"), point("z")].iter());
         assert_eq!(names(page.recv().await), ["x", "y"]);

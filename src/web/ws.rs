@@ -6,10 +6,12 @@
 //!   most anomalous first, each with its sparkline points), the 100 newest alerts and the
 //!   streams' figures: bounded, however many series there are. Again after a page subscription
 //!   (with that page's series) and after falling behind;
-//! - server → client, at most every 100 ms (50 ms for a page): `{"type": "batch", "updates": [update, ...]}` where
-//!   an update is `{"type": "point" | "window" | "alert" | "ack", ...record fields}`. Subscribed
-//!   to `all` or to a page, only the newest point of each series is kept per batch; subscribed
-//!   to one series, every point of it is sent. Alerts and acknowledgements go to everyone;
+//! - server → client, at most every 100 ms (50 ms for a page): `{"type": "batch", "updates":
+//!   [update, ...]}` where an update is `{"type": "point" | "window" | "alert" | "ack",
+//!   ...record fields}`. Subscribed to `all`, only the newest point of each series is kept per
+//!   batch, and every window; to a page, the newest point of each of its series and no windows
+//!   (a page shows none); to one series, every point and window of it. Alerts and
+//!   acknowledgements go to everyone;
 //! - server → client, every second: `{"type": "status", "streams": [...], "events_per_second": f,
 //!   "open_alerts": n}`;
 //! - client → server: `{"subscribe": "all"}` (every series: for small setups and tools; the
