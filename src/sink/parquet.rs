@@ -1,6 +1,6 @@
 //! The Parquet sink: a data lake of Parquet files per record kind, partitioned by the date and
 //! hour of event time, on any object store (`file:///...` here; `s3://...` with the `s3` cargo
-//! feature). Layout:
+//! feature, on by default). Layout:
 //!
 //! ```text
 //! <url>/_tidewatch_lake.json                                          ({"layout": 2})
@@ -183,7 +183,7 @@ impl ParquetSink {
             object_store::parse_url_opts(&parsed, settings).map_err(|e| ParquetError::Url {
                 url: url.to_owned(),
                 reason: format!(
-                    "{e} (supported: file:///PATH; s3://BUCKET/PREFIX with the s3 feature)"
+                    "{e} (supported: file:///PATH; s3://BUCKET/PREFIX, built with the s3 feature)"
                 ),
             })?;
         let runtime = tokio::runtime::Builder::new_current_thread()
