@@ -333,6 +333,34 @@ impl KafkaSource {
         index
     }
 
+    /// The group's committed offsets of `wanted`. A group coordinator still being elected or
+    /// loading answers with a retriable error (Apache Kafka creates `__consumer_offsets` on the
+    /// first request to a new cluster, and says "not coordinator" meanwhile): asked again,
+    /// within [`REQUEST_TIMEOUT`].
+    fn committed_offsets(
+        &self,
+        wanted: &TopicPartitionList,
+    ) -> Result<TopicPartitionList, SourceError> {
+        use rdkafka::types::RDKafkaErrorCode::{
+            CoordinatorLoadInProgress, CoordinatorNotAvailable, NotCoordinator,
+        };
+        let deadline = std::time::Instant::now() + REQUEST_TIMEOUT;
+        loop {
+            match self.consumer.committed_offsets(wanted.clone(), REQUEST_TIMEOUT) {
+                Err(error)
+                    if matches!(
+                        error.rdkafka_error_code(),
+                        Some(NotCoordinator | CoordinatorNotAvailable | CoordinatorLoadInProgress)
+                    ) && std::time::Instant::now() < deadline =>
+                {
+                    debug!(%error, "Group coordinator not ready; asking again.");
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                result => return result.map_err(kafka_error),
+            }
+        }
+    }
+
     /// The indexes of the splits `refs` name (by id).
     fn indexes_of(&self, refs: &[SplitRef]) -> Vec<usize> {
         refs.iter()
@@ -354,10 +382,7 @@ impl KafkaSource {
                 .add_partition_offset(&split.topic, split.partition, Offset::Invalid)
                 .map_err(kafka_error)?;
         }
-        let committed = self
-            .consumer
-            .committed_offsets(wanted, REQUEST_TIMEOUT)
-            .map_err(kafka_error)?;
+        let committed = self.committed_offsets(&wanted)?;
         let committed: HashMap<(String, i32), Offset> = committed
             .elements()
             .iter()
