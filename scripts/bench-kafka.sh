@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # End-to-end throughput through Kafka: `tidewatch produce` N events into a 3-partition topic on
-# a local noida-db broker, then `tidewatch run --once` reads them back through the whole engine
+# a local Apache Kafka broker, then `tidewatch run --once` reads them back through the whole engine
 # into SQLite (and Parquet), and we report events/s for each step.
 #
 #   scripts/bench-kafka.sh [EVENTS]        (default 1000000; needs ./scripts/test.sh run once
-#                                           to install the broker into .test-deps/)
+#                                           to install Apache Kafka's jars into .test-deps/)
 #   ASSIGNMENT=group scripts/bench-kafka.sh  the same under a consumer group (state per partition)
 set -euo pipefail
 cd "$(dirname "$0")/.."

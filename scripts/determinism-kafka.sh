@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Same logs, same results, through Kafka: produces EVENTS events (300 series, one per series per
 # second of event time, ≤ 5 s out of order, 0.1 % a minute or
-# more late, 1 % duplicates) to a 3-partition topic on a local noida-db broker, then reads the
+# more late, 1 % duplicates) to a 3-partition topic on a local Apache Kafka broker, then reads the
 # topic with `run --once` three ways — static assignment, static with small fetches, and a
 # consumer group (one engine per partition) — and compares the SQLite tables row for row.
 #

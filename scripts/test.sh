@@ -11,28 +11,20 @@ if ! command -v cargo >/dev/null 2>&1; then
   exit 1
 fi
 
-# A Kafka-protocol broker for the integration tests: noida-db ships as a binary inside a PyPI
-# wheel (see shared/TESTING.md). Installed once into .test-deps/ (git-ignored).
-BROKER_VERSION=0.2.3
-BROKER_DIR=.test-deps/noida-db
-if [ ! -x "$BROKER_DIR/noida-db" ] || [ "$(cat "$BROKER_DIR/VERSION" 2>/dev/null)" != "$BROKER_VERSION" ]; then
-  log "Installing the Kafka test broker (noida-db $BROKER_VERSION)"
-  command -v python3 >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq python3 python3-pip; }
-  rm -rf "$BROKER_DIR" && mkdir -p "$BROKER_DIR"
-  python3 -m pip download --quiet --no-deps --only-binary=:all: "noida-db==$BROKER_VERSION" -d "$BROKER_DIR"
-  python3 - "$BROKER_DIR" <<'PY'
-import glob, os, sys, zipfile
-target = sys.argv[1]
-wheel = glob.glob(os.path.join(target, "noida_db-*.whl"))[0]
-with zipfile.ZipFile(wheel) as z:
-    data = z.read("noida_db/noida-db")
-path = os.path.join(target, "noida-db")
-with open(path, "wb") as f:
-    f.write(data)
-os.chmod(path, 0o755)
-os.remove(wheel)
-PY
-  echo "$BROKER_VERSION" > "$BROKER_DIR/VERSION"
+# Apache Kafka for the integration tests: its jars from Maven Central (tests/kafka/pom.xml), with
+# Maven and a JDK from Debian. Installed once into .test-deps/kafka/ (git-ignored); the harness
+# starts single-node KRaft brokers from them (tests/it/support/broker.rs).
+KAFKA_VERSION=4.4.0
+KAFKA_DIR=.test-deps/kafka
+if ! command -v mvn >/dev/null 2>&1 || ! command -v java >/dev/null 2>&1; then
+  log "Installing Maven and a JDK (Debian packages)"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends maven default-jdk-headless >/dev/null
+fi
+if [ "$(cat "$KAFKA_DIR/VERSION" 2>/dev/null)" != "$KAFKA_VERSION" ]; then
+  log "Installing Apache Kafka $KAFKA_VERSION (jars from Maven Central)"
+  rm -rf "$KAFKA_DIR"
+  mvn -q -B -f tests/kafka/pom.xml dependency:copy-dependencies -DoutputDirectory="$PWD/$KAFKA_DIR/libs"
+  echo "$KAFKA_VERSION" > "$KAFKA_DIR/VERSION"
 fi
 
 # A real S3 server that checks signatures, for the S3 lake tests: SeaweedFS's static binary

@@ -6,7 +6,6 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rdkafka::mocking::MockCluster;
 use sqlx::Row;
 use tidewatch::DbSink;
 use tidewatch::SplitPosition;
@@ -405,25 +404,25 @@ fn partitions_handed_over_between_instances_carry_their_state() {
     move_partitions_between_instances(&broker.bootstrap, &topic, Departure::Stopped, "");
 }
 
-/// Against librdkafka's mock cluster, whose coordinator expires a member that stops
-/// heartbeating (the test broker never does): the first instance is killed with SIGKILL.
+/// The first instance is killed with SIGKILL: Apache Kafka's group coordinator expires it
+/// after the session timeout (6 s) and hands its partitions to the other instance.
 #[test]
 fn partitions_of_a_killed_instance_resume_elsewhere_from_their_checkpoints() {
-    let cluster = MockCluster::new(1).expect("librdkafka's mock cluster");
+    let broker = Broker::start();
     let topic = unique_name("group-kill");
-    cluster.create_topic(&topic, 3, 1).unwrap();
-    move_partitions_between_instances(&cluster.bootstrap_servers(), &topic, Departure::Killed, "");
+    broker.create_topic(&topic, 3);
+    move_partitions_between_instances(&broker.bootstrap, &topic, Departure::Killed, "");
 }
 
 /// The cooperative protocol (KIP-429) moves only the partitions that change owner: revocations
-/// and assignments come as increments. On the mock cluster, with a SIGTERM departure.
+/// and assignments come as increments. With a SIGTERM departure.
 #[test]
 fn partitions_move_under_the_cooperative_protocol_too() {
-    let cluster = MockCluster::new(1).expect("librdkafka's mock cluster");
+    let broker = Broker::start();
     let topic = unique_name("group-coop");
-    cluster.create_topic(&topic, 3, 1).unwrap();
+    broker.create_topic(&topic, 3);
     let a_log = move_partitions_between_instances(
-        &cluster.bootstrap_servers(),
+        &broker.bootstrap,
         &topic,
         Departure::Stopped,
         r#", "partition.assignment.strategy" = "cooperative-sticky""#,

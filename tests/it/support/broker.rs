@@ -1,8 +1,11 @@
-//! A real Kafka-protocol broker process per test: noida-db (see shared/TESTING.md), installed by
-//! `scripts/test.sh` into `.test-deps/`, or the binary named by `TIDEWATCH_TEST_BROKER_BIN`.
+//! A real Kafka broker process per test: Apache Kafka itself, a single-node KRaft broker (broker
+//! and controller in one JVM) from the jars `scripts/test.sh` copies from Maven Central into
+//! `.test-deps/kafka/libs` (`tests/kafka/pom.xml`). It starts in a few seconds; unlike the
+//! re-implementations tried before (noida-db), its group coordinator expires a member that
+//! stops heartbeating, and a new cluster's coordinator is not ready at once.
 
 use std::net::TcpStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -17,64 +20,113 @@ use super::free_port;
 pub struct Broker {
     child: Child,
     pub bootstrap: String,
+    /// The KRaft controller's port.
+    controller_port: u16,
     _data: tempfile::TempDir,
 }
 
-fn spawn(port: u16, data: &std::path::Path) -> Child {
-    let binary = broker_binary();
-    assert!(
-        binary.exists(),
-        "Kafka test broker not found at {}: run ./scripts/test.sh, which installs noida-db \
-         there, or set TIDEWATCH_TEST_BROKER_BIN to a noida-db binary",
-        binary.display()
-    );
-    Command::new(&binary)
-        .args([
-            "start",
-            "--host",
-            "127.0.0.1",
-            "--only",
-            "kafka",
-            "--kafka-port",
-        ])
-        .arg(port.to_string())
-        .arg("--data-dir")
-        .arg(data)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()))
+/// Any valid KRaft cluster id: each broker has a data directory of its own.
+const CLUSTER_ID: &str = "MkU3OEVBNTcwNTJENDM2Qk";
+
+fn spawn(port: u16, controller_port: u16, data: &Path) -> Child {
+    spawn_apache_kafka(port, controller_port, data)
 }
 
-fn broker_binary() -> PathBuf {
-    if let Some(path) = std::env::var_os("TIDEWATCH_TEST_BROKER_BIN") {
-        return PathBuf::from(path);
+fn kafka_libs() -> PathBuf {
+    let libs = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".test-deps/kafka/libs");
+    assert!(
+        libs.join("kafka_2.13-4.4.0.jar").exists(),
+        "Apache Kafka's jars are not in {}: run ./scripts/test.sh, which copies them from Maven \
+         Central (tests/kafka/pom.xml)",
+        libs.display()
+    );
+    libs
+}
+
+fn java(libs: &Path) -> Command {
+    let mut java = Command::new("java");
+    java.args(["-Xms128m", "-Xmx512m", "-XX:+UseSerialGC", "-cp"])
+        .arg(format!("{}/*", libs.display()));
+    java
+}
+
+/// A single-node KRaft broker (broker and controller in one process); its storage is
+/// formatted on the first start only, so a restart keeps the topics and offsets.
+fn spawn_apache_kafka(port: u16, controller_port: u16, data: &Path) -> Child {
+    let libs = kafka_libs();
+    let properties = data.join("server.properties");
+    if !properties.exists() {
+        std::fs::write(
+            &properties,
+            format!(
+                "process.roles=broker,controller\n\
+                 node.id=1\n\
+                 controller.quorum.bootstrap.servers=127.0.0.1:{controller_port}\n\
+                 listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}\n\
+                 advertised.listeners=PLAINTEXT://127.0.0.1:{port}\n\
+                 controller.listener.names=CONTROLLER\n\
+                 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT\n\
+                 log.dirs={}\n\
+                 offsets.topic.replication.factor=1\n\
+                 offsets.topic.num.partitions=1\n\
+                 transaction.state.log.replication.factor=1\n\
+                 transaction.state.log.min.isr=1\n\
+                 share.coordinator.state.topic.replication.factor=1\n\
+                 share.coordinator.state.topic.min.isr=1\n\
+                 group.initial.rebalance.delay.ms=0\n",
+                data.join("logs").display()
+            ),
+        )
+        .unwrap();
+        let format = java(&libs)
+            .args(["kafka.tools.StorageTool", "format", "-t", CLUSTER_ID, "-c"])
+            .arg(&properties)
+            .arg("--standalone")
+            .output()
+            .expect("java runs (the JDK that maven brings)");
+        assert!(
+            format.status.success(),
+            "formatting the broker's storage failed: {}",
+            String::from_utf8_lossy(&format.stdout)
+        );
     }
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".test-deps/noida-db/noida-db")
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(data.join("kafka.log"))
+        .unwrap();
+    java(&libs)
+        .arg("kafka.Kafka")
+        .arg(&properties)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("java starts Apache Kafka")
 }
 
 impl Broker {
     /// Starts a single-node broker on a free loopback port and waits until it answers metadata.
     pub fn start() -> Broker {
         let data = tempfile::tempdir().expect("a temporary data dir");
-        let port = free_port();
+        let (port, controller_port) = (free_port(), free_port());
         let broker = Broker {
-            child: spawn(port, data.path()),
+            child: spawn(port, controller_port, data.path()),
             bootstrap: format!("127.0.0.1:{port}"),
+            controller_port,
             _data: data,
         };
         broker.wait_until_ready();
         broker
     }
 
-    /// Stops the broker (an outage); its data stays for [`Broker::restart`]. SIGTERM, so it
-    /// writes its metadata down (the test broker keeps topics only across a clean stop).
+    /// Stops the broker (an outage) with SIGTERM, a clean shutdown; its data stays for
+    /// [`Broker::restart`].
     pub fn stop(&mut self) {
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status();
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + Duration::from_secs(30);
         while matches!(self.child.try_wait(), Ok(None)) {
             if Instant::now() > deadline {
                 let _ = self.child.kill();
@@ -83,24 +135,25 @@ impl Broker {
         }
     }
 
-    /// Starts the broker again on the same port with the same data.
+    /// Starts the broker again on the same ports with the same data.
     pub fn restart(&mut self) {
         let port: u16 = self.bootstrap.rsplit(':').next().unwrap().parse().unwrap();
-        self.child = spawn(port, self._data.path());
+        self.child = spawn(port, self.controller_port, self._data.path());
         self.wait_until_ready();
     }
 
     fn wait_until_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + Duration::from_secs(90);
         while TcpStream::connect(&self.bootstrap).is_err() {
             assert!(
                 Instant::now() < deadline,
-                "broker did not listen within 20 s"
+                "broker did not listen within 90 s; its log: {}",
+                std::fs::read_to_string(self._data.path().join("kafka.log")).unwrap_or_default()
             );
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(Duration::from_millis(50));
         }
         let consumer: BaseConsumer = self.client().create().expect("a metadata client");
-        let metadata = consumer.fetch_metadata(None, Duration::from_secs(20));
+        let metadata = consumer.fetch_metadata(None, Duration::from_secs(30));
         assert!(
             metadata.is_ok(),
             "broker does not answer metadata: {metadata:?}"
