@@ -199,6 +199,7 @@ impl AlertRow {
             .filter(|d| d.delivered_at.is_none())
             .collect();
         let mut targets: Vec<&str> = deliveries.iter().map(|d| d.target.as_str()).collect();
+        targets.sort_unstable();
         targets.dedup();
         if pending.is_empty() {
             self.notified = format!("notified: {}", targets.join(", "));

@@ -346,7 +346,10 @@ impl KafkaSource {
         };
         let deadline = std::time::Instant::now() + REQUEST_TIMEOUT;
         loop {
-            match self.consumer.committed_offsets(wanted.clone(), REQUEST_TIMEOUT) {
+            match self
+                .consumer
+                .committed_offsets(wanted.clone(), REQUEST_TIMEOUT)
+            {
                 Err(error)
                     if matches!(
                         error.rdkafka_error_code(),
