@@ -253,17 +253,18 @@ impl Worker {
     /// `everything`: the backoff aside (the last tries when the pipeline ends).
     async fn pass(&mut self, everything: bool) -> usize {
         let now = if everything { i64::MAX } else { now_ms() };
-        let pending = match outbox::pending(self.db.pool(), ROWS_PER_PASS).await {
-            Ok(pending) => pending,
-            Err(error) => {
-                warn!(error = %self.db.error(error), "Cannot read the notification outbox.");
-                return 1;
-            }
-        };
         let mut undelivered = 0;
         for index in 0..self.targets.len() {
             let name = self.targets[index].name().to_owned();
-            let mine: Vec<&Due> = pending.iter().filter(|d| d.target == name).collect();
+            let mine = match outbox::pending(self.db.pool(), &name, ROWS_PER_PASS).await {
+                Ok(mine) => mine,
+                Err(error) => {
+                    warn!(error = %self.db.error(error), "Cannot read the notification outbox.");
+                    undelivered += 1;
+                    continue;
+                }
+            };
+            let mine: Vec<&Due> = mine.iter().collect();
             match mine.first() {
                 // The receiver's oldest row waits out its backoff, and the rest behind it.
                 Some(first) if first.next_attempt > now => undelivered += mine.len(),

@@ -58,17 +58,19 @@ pub struct Due {
     pub alert: AlertRecord,
 }
 
-/// The oldest undelivered rows, oldest event first (an alert's opening before its
+/// The oldest undelivered rows of `target`, oldest event first (an alert's opening before its
 /// acknowledgement before its resolution), due or not: a receiver's rows go out in this order,
-/// so one that waits out its backoff holds back the rows behind it.
-pub async fn pending(pool: &AnyPool, limit: i64) -> Result<Vec<Due>, sqlx::Error> {
+/// so one that waits out its backoff holds back the rows behind it. (Per target, so rows left
+/// by a receiver no longer configured hold nobody back.)
+pub async fn pending(pool: &AnyPool, target: &str, limit: i64) -> Result<Vec<Due>, sqlx::Error> {
     let rows = sqlx::query(&format!(
         "SELECT {ALERT_COLUMNS}, n.target, n.event, n.attempts, n.created_at, n.next_attempt \
          FROM notifications n JOIN alerts ON alerts.id = n.alert_id \
-         WHERE n.delivered_at IS NULL \
+         WHERE n.target = $1 AND n.delivered_at IS NULL \
          ORDER BY n.created_at, CASE n.event WHEN 'open' THEN 0 WHEN 'acknowledged' THEN 1 \
-         ELSE 2 END, n.alert_id LIMIT $1"
+         ELSE 2 END, n.alert_id LIMIT $2"
     ))
+    .bind(target.to_owned())
     .bind(limit)
     .fetch_all(pool)
     .await?;
