@@ -4,6 +4,11 @@
 //!
 //!     scripts/soak.sh                                  # 20,000 events/s, 100 clients, 30 min
 //!     cargo bench --bench soak -- --minutes 2 --clients 10 --rate 5000
+//!     scripts/soak.sh --series 100000 --page           # clients as overview pages
+//!
+//! Clients take every series (`all`) by default; with `--page` each subscribes to the 50
+//! series of one overview page (client k to page k), as the dashboard does: at 100,000 series
+//! `all` is a stream no browser could take.
 //!
 //! Prints one line per sample (minutes, RSS in MiB, events accepted, messages the clients
 //! read) and a summary: RSS at the end of each third of the run, so a slope is visible.
@@ -22,6 +27,8 @@ struct Options {
     rate: u64,
     series: u64,
     every: u64,
+    /// Clients subscribe to a page of 50 series.
+    page: bool,
 }
 
 fn options() -> Options {
@@ -42,6 +49,7 @@ fn options() -> Options {
         rate: value("--rate", 20_000.0) as u64,
         series: value("--series", 10_000.0) as u64,
         every: value("--every", 10.0) as u64,
+        page: args.iter().any(|a| a == "--page"),
     }
 }
 
@@ -83,11 +91,34 @@ fn accepted(port: u16) -> u64 {
         .sum()
 }
 
-async fn client(url: String, stop: Arc<AtomicBool>, read: Arc<AtomicU64>) {
+/// Series an overview page shows.
+const PAGE: u64 = 50;
+
+async fn client(
+    url: String,
+    page: Option<std::ops::Range<u64>>,
+    stop: Arc<AtomicBool>,
+    read: Arc<AtomicU64>,
+) {
     let Ok((mut socket, _)) = tokio_tungstenite::connect_async(url.as_str()).await else {
         eprintln!("soak: a client could not connect to {url}");
         return;
     };
+    if let Some(names) = page {
+        // The demo source names its series s0000, s0001, ...
+        let series: Vec<serde_json::Value> = names
+            .map(|i| serde_json::json!({ "stream": "demo", "series": format!("s{i:04}") }))
+            .collect();
+        let request = serde_json::json!({ "subscribe": { "series": series } });
+        let message = tokio_tungstenite::tungstenite::Message::Text(request.to_string().into());
+        if futures_util::SinkExt::send(&mut socket, message)
+            .await
+            .is_err()
+        {
+            eprintln!("soak: a client could not subscribe");
+            return;
+        }
+    }
     while !stop.load(Ordering::Relaxed) {
         match tokio::time::timeout(Duration::from_secs(1), socket.next()).await {
             Ok(Some(Ok(_))) => {
@@ -167,15 +198,31 @@ url = "sqlite://{}/soak.db"
     let stop = Arc::new(AtomicBool::new(false));
     let read = Arc::new(AtomicU64::new(0));
     let url = format!("ws://127.0.0.1:{port}/ws");
-    let tasks: Vec<_> = (0..o.clients)
-        .map(|_| runtime.spawn(client(url.clone(), stop.clone(), read.clone())))
+    let pages = (o.series / PAGE).max(1);
+    let tasks: Vec<_> = (0..o.clients as u64)
+        .map(|k| {
+            let page = o.page.then(|| {
+                let first = (k % pages) * PAGE;
+                first..(first + PAGE).min(o.series)
+            });
+            runtime.spawn(client(url.clone(), page, stop.clone(), read.clone()))
+        })
         .collect();
 
     let pid = server.0.id();
     println!(
-        "soak: serve (pid {pid}) with the demo source at {} events/s over {} series, {} clients, \
-         {:.0} min, RSS every {} s",
-        o.rate, o.series, o.clients, o.minutes, o.every
+        "soak: serve (pid {pid}) with the demo source at {} events/s over {} series, {} clients \
+         ({}), {:.0} min, RSS every {} s",
+        o.rate,
+        o.series,
+        o.clients,
+        if o.page {
+            "each on a page"
+        } else {
+            "all series"
+        },
+        o.minutes,
+        o.every
     );
     println!("minutes,rss_mib,events_accepted,client_messages");
     let started = Instant::now();
