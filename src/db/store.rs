@@ -13,6 +13,10 @@ use crate::notify::message::Event;
 use crate::notify::outbox::{self, Delivery};
 use crate::record::{AlertRecord, AlertState, Verdict, WindowRecord};
 
+/// The columns [`window_of`] reads, in its order.
+const WINDOW_COLUMNS: &str = "stream, series, kind, window_start, window_end, count, sum, mean, \
+                              min, max, stddev, first, last, CAST(\"final\" AS INTEGER)";
+
 pub(crate) const ALERT_COLUMNS: &str =
     "id, stream, series, ts, value, expected, stddev, lower, upper, z, \
                              score, probability, method, expectation, direction, severity, \
@@ -165,12 +169,11 @@ impl Store {
         to: i64,
         limit: i64,
     ) -> Result<Vec<WindowRecord>, DbError> {
-        let rows = sqlx::query(
-            "SELECT stream, series, kind, window_start, window_end, count, sum, mean, min, max, \
-             stddev, first, last, CAST(\"final\" AS INTEGER) FROM windows \
+        let rows = sqlx::query(&format!(
+            "SELECT {WINDOW_COLUMNS} FROM windows \
              WHERE stream = $1 AND series = $2 AND window_start >= $3 AND window_start < $4 \
-             ORDER BY window_start, kind LIMIT $5",
-        )
+             ORDER BY window_start, kind LIMIT $5"
+        ))
         .bind(stream.to_owned())
         .bind(series.to_owned())
         .bind(from)
@@ -192,11 +195,10 @@ impl Store {
         series: &str,
         limit: i64,
     ) -> Result<Vec<WindowRecord>, DbError> {
-        let rows = sqlx::query(
-            "SELECT stream, series, kind, window_start, window_end, count, sum, mean, min, max, \
-             stddev, first, last, CAST(\"final\" AS INTEGER) FROM windows \
-             WHERE stream = $1 AND series = $2 ORDER BY window_end DESC, kind LIMIT $3",
-        )
+        let rows = sqlx::query(&format!(
+            "SELECT {WINDOW_COLUMNS} FROM windows \
+             WHERE stream = $1 AND series = $2 ORDER BY window_end DESC, kind LIMIT $3"
+        ))
         .bind(stream.to_owned())
         .bind(series.to_owned())
         .bind(limit)

@@ -290,7 +290,8 @@ impl Worker {
                 Ok(()) => {
                     let now = now_ms();
                     for d in &batch {
-                        if let Err(error) = outbox::delivered(self.db.pool(), d, now).await {
+                        let delivered = outbox::Attempt::Delivered { at: now };
+                        if let Err(error) = outbox::attempted(self.db.pool(), d, delivered).await {
                             warn!(error = %self.db.error(error), "Cannot mark a notification delivered; it will be sent again.");
                         }
                     }
@@ -307,8 +308,11 @@ impl Worker {
                         debug!(receiver = target.name(), error = %text, "Still cannot notify.");
                     }
                     for d in &batch {
-                        let next = now_ms() + backoff_ms(d.attempts);
-                        if let Err(error) = outbox::failed(self.db.pool(), d, next, &text).await {
+                        let failed = outbox::Attempt::Failed {
+                            next_attempt: now_ms() + backoff_ms(d.attempts),
+                            error: &text,
+                        };
+                        if let Err(error) = outbox::attempted(self.db.pool(), d, failed).await {
                             warn!(error = %self.db.error(error), "Cannot record a failed notification.");
                         }
                     }

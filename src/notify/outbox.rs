@@ -92,34 +92,28 @@ pub async fn pending(pool: &AnyPool, target: &str, limit: i64) -> Result<Vec<Due
         .collect()
 }
 
-/// Marks `due` delivered at `now`.
-pub async fn delivered(pool: &AnyPool, due: &Due, now: i64) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE notifications SET delivered_at = $1, attempts = attempts + 1, last_error = NULL \
-         WHERE target = $2 AND alert_id = $3 AND event = $4",
-    )
-    .bind(now)
-    .bind(due.target.clone())
-    .bind(due.alert.id.clone())
-    .bind(due.event.as_str())
-    .execute(pool)
-    .await
-    .map(drop)
+/// How an attempt to deliver a notification went.
+pub enum Attempt<'a> {
+    Delivered { at: i64 },
+    Failed { next_attempt: i64, error: &'a str },
 }
 
-/// Records a failed attempt and when to try again.
-pub async fn failed(
-    pool: &AnyPool,
-    due: &Due,
-    next_attempt: i64,
-    error: &str,
-) -> Result<(), sqlx::Error> {
+/// Records an attempt: delivered (at when), or failed (why, and when to try again).
+pub async fn attempted(pool: &AnyPool, due: &Due, attempt: Attempt<'_>) -> Result<(), sqlx::Error> {
+    let (delivered_at, next_attempt, error) = match attempt {
+        Attempt::Delivered { at } => (Some(at), at, None),
+        Attempt::Failed {
+            next_attempt,
+            error,
+        } => (None, next_attempt, Some(error.to_owned())),
+    };
     sqlx::query(
-        "UPDATE notifications SET attempts = attempts + 1, next_attempt = $1, last_error = $2 \
-         WHERE target = $3 AND alert_id = $4 AND event = $5",
+        "UPDATE notifications SET attempts = attempts + 1, delivered_at = $1, \
+         next_attempt = $2, last_error = $3 WHERE target = $4 AND alert_id = $5 AND event = $6",
     )
+    .bind(delivered_at)
     .bind(next_attempt)
-    .bind(error.to_owned())
+    .bind(error)
     .bind(due.target.clone())
     .bind(due.alert.id.clone())
     .bind(due.event.as_str())
