@@ -1,24 +1,45 @@
 #!/usr/bin/env bash
-# End-to-end throughput through Kafka: `tidewatch produce` N events into a 3-partition topic on
-# a local Apache Kafka broker, then `tidewatch run --once` reads them back through the whole engine
-# into SQLite (and Parquet), and we report events/s for each step.
+# Throughput through Kafka, side by side on one topic in one run: `tidewatch produce` N events
+# into a 3-partition topic on a local Apache Kafka broker, then
+#   1. raw consume: a plain rdkafka consumer reading the topic to its end (benches/kafka_consume.rs),
+#   2. `tidewatch run --once` into NDJSON files,
+#   3. the same into SQLite,
+#   4. the same into PostgreSQL (a throwaway cluster of Debian's server),
+# each with dedup, tumbling 1 m and sliding 1 m / 10 s windows and the default analytics, and
+# prints events/s for each and its share of the raw consume rate.
 #
-#   scripts/bench-kafka.sh [EVENTS]        (default 1000000; needs ./scripts/test.sh run once
-#                                           to install Apache Kafka's jars into .test-deps/)
-#   ASSIGNMENT=group scripts/bench-kafka.sh  the same under a consumer group (state per partition)
+#   scripts/bench-kafka.sh [EVENTS]          (default 600000, 300 series; needs ./scripts/test.sh
+#                                             run once, for Apache Kafka's jars and PostgreSQL)
+#   SERIES=1000 scripts/bench-kafka.sh 1000000
+#   ASSIGNMENT=group scripts/bench-kafka.sh   the Tidewatch runs under a consumer group
 set -euo pipefail
 cd "$(dirname "$0")/.."
-EVENTS=${1:-1000000}
+EVENTS=${1:-600000}
+SERIES=${SERIES:-300}
 ASSIGNMENT=${ASSIGNMENT:-static}
 source scripts/local-broker.sh
+cargo build --release --quiet --bench kafka_consume
+RAW_CONSUME=$(ls -t target/release/deps/kafka_consume-* | grep -v '\.d$' | head -1)
+
+# PostgreSQL: a throwaway cluster on a free port, as the postgres user (it refuses root).
+PG_BIN=$(ls -d /usr/lib/postgresql/*/bin | sort | tail -1)
+PG_PORT=$(free_port)
+mkdir -p "$WORK/pg" && chmod 755 "$WORK"
+as_pg() { if [ "$(id -u)" = 0 ]; then chown -R postgres "$WORK/pg"; runuser -u postgres -- "$@"; else "$@"; fi; }
+as_pg "$PG_BIN/initdb" -D "$WORK/pg/data" -U tidewatch --auth=trust >/dev/null
+as_pg "$PG_BIN/pg_ctl" -D "$WORK/pg/data" -l "$WORK/pg/log" -w \
+  -o "-p $PG_PORT -k $WORK/pg -c listen_addresses=127.0.0.1 -c fsync=on" start >/dev/null
+trap 'as_pg "$PG_BIN/pg_ctl" -D "$WORK/pg/data" -m fast stop >/dev/null 2>&1; kill $BROKER_PID 2>/dev/null; wait $BROKER_PID 2>/dev/null; rm -rf "$WORK"' EXIT
+as_pg "$PG_BIN/createdb" -h 127.0.0.1 -p "$PG_PORT" -U tidewatch bench
 
 TOPIC=bench-$$
-cat >"$WORK/p.toml" <<TOML
-checkpoint = { interval = "10s" }
+pipeline() { # NAME SINK-TABLE
+  cat <<TOML
+checkpoint = { interval = "10s", pipeline = "$1" }
 
 [[streams]]
 name = "bench"
-source = { kind = "kafka", brokers = "127.0.0.1:$PORT", topics = ["$TOPIC"], group = "bench", assignment = "$ASSIGNMENT" }
+source = { kind = "kafka", brokers = "127.0.0.1:$PORT", topics = ["$TOPIC"], group = "bench-$1", assignment = "$ASSIGNMENT" }
 fields = { time = "ts", series = "series", value = "value", id = "id" }
 watermark = { lateness = "10s" }
 dedup = { horizon = "5m" }
@@ -26,14 +47,41 @@ windows = [{ kind = "tumbling", size = "1m" }, { kind = "sliding", size = "1m", 
 analytics = {}
 
 [[sinks]]
-kind = "db"
-url = "sqlite://$WORK/bench.db"
+$2
 TOML
-echo "== produce $EVENTS events (1000 series, as fast as the broker takes them)"
+}
+pipeline ndjson "kind = \"ndjson\"
+path = \"$WORK/out\"" >"$WORK/ndjson.toml"
+pipeline sqlite "kind = \"db\"
+url = \"sqlite://$WORK/bench.db\"" >"$WORK/sqlite.toml"
+pipeline postgres "kind = \"db\"
+url = \"postgres://tidewatch@127.0.0.1:$PG_PORT/bench\"" >"$WORK/postgres.toml"
+
+echo "== produce $EVENTS events ($SERIES series, as fast as the broker takes them)"
 ./target/release/tidewatch produce --brokers "127.0.0.1:$PORT" --topic "$TOPIC" --partitions 3 \
-  --events "$EVENTS" --rate 0 --series 1000 2>/dev/null
-echo "== run --once into SQLite"
-START=$(date +%s.%N)
-./target/release/tidewatch run --once --config "$WORK/p.toml"
-END=$(date +%s.%N)
-python3 -c "print(f'end to end: {$EVENTS / ($END - $START):,.0f} events/s ({$END - $START:.2f} s)')"
+  --events "$EVENTS" --rate 0 --series "$SERIES" 2>/dev/null
+
+seconds() { python3 -c "import sys; print(float(sys.argv[2]) - float(sys.argv[1]))" "$@"; }
+echo "== raw consume (plain rdkafka consumer)"
+"$RAW_CONSUME" --brokers "127.0.0.1:$PORT" --topic "$TOPIC" | tee "$WORK/raw.txt"
+RAW_RATE=$(sed -n 's/.*: \([0-9]*\) messages\/s/\1/p' "$WORK/raw.txt")
+
+results=()
+for sink in ndjson sqlite postgres; do
+  echo "== run --once into $sink"
+  START=$(date +%s.%N)
+  ./target/release/tidewatch run --once --config "$WORK/$sink.toml" 2>&1 | grep -v "^$" | tail -3
+  END=$(date +%s.%N)
+  results+=("$sink $(seconds "$START" "$END")")
+done
+
+echo
+echo "== $EVENTS events, $SERIES series, 3 partitions, assignment $ASSIGNMENT"
+printf '%-28s %12s %8s %8s\n' path events/s seconds "of raw"
+printf '%-28s %12s %8s %8s\n' "raw consume (rdkafka)" "$(printf "%'d" "$RAW_RATE")" "$(python3 -c "print(f'{$EVENTS/$RAW_RATE:.2f}')")" "100 %"
+for result in "${results[@]}"; do
+  set -- $result
+  python3 -c "
+events, seconds, raw = $EVENTS, $2, $RAW_RATE
+print(f'{\"Kafka -> $1\":<28} {events / seconds:>12,.0f} {seconds:>8.2f} {100 * events / seconds / raw:>6.0f} %')"
+done
