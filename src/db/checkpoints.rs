@@ -37,7 +37,9 @@ impl CheckpointStore for DbCheckpoints {
         )
         .bind(name.to_owned())
         .bind(checkpoint.fingerprint.clone())
-        .bind(checkpoint.engine.clone())
+        // Borrowed: sqlx copies an owned `Vec` when it encodes it, and the engine state can
+        // be hundreds of megabytes (SQLite and PostgreSQL's drivers make their own copy).
+        .bind(checkpoint.engine.as_deref())
         .bind(positions)
         .bind(checkpoint.epoch as i64)
         .bind(checkpoint.written_at);

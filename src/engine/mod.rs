@@ -511,9 +511,16 @@ impl Engine {
 
     /// The whole engine state, for a checkpoint. Binary (postcard), not JSON: compact, and
     /// floats round-trip bit for bit, which a restored engine needs to give identical results.
+    ///
+    /// Sized first and written once into a buffer of exactly that size: at 100,000 series the
+    /// state is hundreds of megabytes, and growing a buffer by doubling, then copying it behind
+    /// the format byte, held up to three times that at once.
     pub fn snapshot(&self) -> Result<Vec<u8>, SnapshotError> {
-        let mut bytes = vec![SNAPSHOT_FORMAT];
-        bytes.extend(postcard::to_stdvec(self).map_err(SnapshotError::Encoding)?);
+        let size =
+            postcard::experimental::serialized_size(self).map_err(SnapshotError::Encoding)?;
+        let mut bytes = Vec::with_capacity(size + 1);
+        bytes.push(SNAPSHOT_FORMAT);
+        postcard::to_io(self, &mut bytes).map_err(SnapshotError::Encoding)?;
         Ok(bytes)
     }
 

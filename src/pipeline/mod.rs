@@ -457,6 +457,7 @@ impl<'a> Pipeline<'a> {
     /// nothing is marked read before what it produced is durable.
     fn checkpoint(&mut self, with_state: bool) -> Result<(), PipelineError> {
         self.epoch += 1;
+        let started = Instant::now();
         for sink in &mut self.sinks {
             fail::fail_point!("sink-flush", |_| Err(PipelineError::Injected {
                 point: "sink-flush"
@@ -467,6 +468,7 @@ impl<'a> Pipeline<'a> {
             true => Some(self.engine.snapshot()?),
             false => None,
         };
+        let state_bytes = engine.as_ref().map_or(0, Vec::len);
         let written_at = now_ms();
         let name = self.config.checkpoint.pipeline.as_str();
         let mut positions = Vec::with_capacity(self.inputs.len());
@@ -492,7 +494,13 @@ impl<'a> Pipeline<'a> {
             point: "checkpoint-save"
         }));
         let stored = self.checkpoints.save(name, &checkpoint)?;
-        debug!(stored, epoch = self.epoch, "Checkpoint.");
+        debug!(
+            stored,
+            epoch = self.epoch,
+            state_bytes,
+            took_ms = started.elapsed().as_millis() as u64,
+            "Checkpoint."
+        );
         for input in &mut self.inputs {
             fail::fail_point!("offset-commit", |_| Err(PipelineError::Injected {
                 point: "offset-commit"
