@@ -464,11 +464,13 @@ impl<'a> Pipeline<'a> {
             }));
             sink.flush(self.epoch)?;
         }
+        let flushed_ms = started.elapsed().as_millis() as u64;
         let engine = match with_state {
             true => Some(self.engine.snapshot()?),
             false => None,
         };
         let state_bytes = engine.as_ref().map_or(0, Vec::len);
+        let snapshot_ms = started.elapsed().as_millis() as u64 - flushed_ms;
         let written_at = now_ms();
         let name = self.config.checkpoint.pipeline.as_str();
         let mut positions = Vec::with_capacity(self.inputs.len());
@@ -498,6 +500,8 @@ impl<'a> Pipeline<'a> {
             stored,
             epoch = self.epoch,
             state_bytes,
+            flushed_ms,
+            snapshot_ms,
             took_ms = started.elapsed().as_millis() as u64,
             "Checkpoint."
         );
