@@ -54,6 +54,17 @@ fn one_event_pipeline(dir: &std::path::Path, lake: &str, extra: &str) {
     std::fs::write(dir.join("p.toml"), pipeline(&events, lake, "p.db") + extra).unwrap();
 }
 
+/// `run --once` of `dir/p.toml`, which must fail: its standard error and how long it took.
+fn failed_run(dir: &std::path::Path) -> (String, Duration) {
+    let started = Instant::now();
+    let output = command(dir, &["run", "--once", "--config", "p.toml"], &[])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(!output.status.success(), "{stderr}");
+    (stderr, started.elapsed())
+}
+
 /// A closed port fails at once (the client's fail-over retries are for name services, not one
 /// name node); a name node that accepts connections and never answers fails at the sink's
 /// `timeout`.
@@ -66,19 +77,10 @@ fn an_unreachable_name_node_fails_the_run_within_its_timeout() {
     };
     let url = format!("hdfs://127.0.0.1:{closed}/lake");
     one_event_pipeline(dir.path(), &url, "");
-    let started = Instant::now();
-    let output = command(dir.path(), &["run", "--once", "--config", "p.toml"], &[])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success(), "{stderr}");
+    let (stderr, took) = failed_run(dir.path());
     assert!(stderr.contains(&url), "{stderr}");
     assert!(stderr.contains("Connection refused"), "{stderr}");
-    assert!(
-        started.elapsed() < Duration::from_secs(30),
-        "refused after {:?}",
-        started.elapsed()
-    );
+    assert!(took < Duration::from_secs(30), "refused after {took:?}");
 
     // Accepts, then says nothing.
     let silent = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -88,21 +90,12 @@ fn an_unreachable_name_node_fails_the_run_within_its_timeout() {
     );
     let dir = tempfile::tempdir().unwrap();
     one_event_pipeline(dir.path(), &url, "timeout = \"2s\"\n");
-    let started = Instant::now();
-    let output = command(dir.path(), &["run", "--once", "--config", "p.toml"], &[])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success(), "{stderr}");
+    let (stderr, took) = failed_run(dir.path());
     assert!(
         stderr.contains(&url) && stderr.contains("no answer within 2s"),
         "{stderr}"
     );
-    assert!(
-        started.elapsed() < Duration::from_secs(30),
-        "gave up after {:?}",
-        started.elapsed()
-    );
+    assert!(took < Duration::from_secs(30), "gave up after {took:?}");
     drop(silent);
 }
 

@@ -85,8 +85,6 @@ impl MiniHdfs {
     /// Copies every file under `path` of the cluster into `into`, keeping the paths below
     /// `path`; returns how many.
     pub fn download(&self, path: &str, into: &Path) -> usize {
-        use futures_util::TryStreamExt;
-        use object_store::{ObjectStore, ObjectStoreExt};
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -97,27 +95,7 @@ impl MiniHdfs {
             .with_io_runtime(runtime.handle().clone())
             .build()
             .unwrap();
-        runtime.block_on(async {
-            let prefix = object_store::path::Path::from(path);
-            let files: Vec<_> = store.list(Some(&prefix)).try_collect().await.unwrap();
-            for file in &files {
-                let bytes = store
-                    .get(&file.location)
-                    .await
-                    .unwrap()
-                    .bytes()
-                    .await
-                    .unwrap();
-                let relative = file.location.prefix_match(&prefix).unwrap();
-                let mut target = into.to_path_buf();
-                for part in relative {
-                    target.push(part.as_ref());
-                }
-                std::fs::create_dir_all(target.parent().unwrap()).unwrap();
-                std::fs::write(target, bytes).unwrap();
-            }
-            files.len()
-        })
+        runtime.block_on(super::download_store(&store, path, into))
     }
 }
 

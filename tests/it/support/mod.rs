@@ -180,3 +180,32 @@ pub fn dashboard_port(log: &str) -> Option<u16> {
     let rest = log.split("Dashboard on http://127.0.0.1:").nth(1)?;
     rest.split('/').next()?.parse().ok()
 }
+
+/// Copies every object under `prefix` of `store` into `into`, keeping the paths below
+/// `prefix`; returns how many. (Reading back what Tidewatch wrote to S3 or HDFS.)
+pub async fn download_store(
+    store: &dyn object_store::ObjectStore,
+    prefix: &str,
+    into: &std::path::Path,
+) -> usize {
+    use futures_util::TryStreamExt;
+    use object_store::ObjectStoreExt;
+    let prefix = object_store::path::Path::from(prefix);
+    let objects: Vec<_> = store.list(Some(&prefix)).try_collect().await.unwrap();
+    for object in &objects {
+        let bytes = store
+            .get(&object.location)
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        let mut target = into.to_path_buf();
+        for part in object.location.prefix_match(&prefix).unwrap() {
+            target.push(part.as_ref());
+        }
+        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+        std::fs::write(target, bytes).unwrap();
+    }
+    objects.len()
+}

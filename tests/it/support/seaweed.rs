@@ -109,32 +109,15 @@ impl SeaweedS3 {
         ]
     }
 
-    /// Copies every object under `prefix` of `bucket` into `into`, keeping the paths.
+    /// Copies every object under `prefix` of `bucket` into `into`, keeping the paths below
+    /// `prefix`; returns how many.
     pub fn download(bucket: &str, prefix: &str, into: &std::path::Path) -> usize {
-        use futures_util::TryStreamExt;
-        use object_store::{ObjectStore, ObjectStoreExt};
         let store = store(bucket, SECRET_KEY);
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap();
-        runtime.block_on(async {
-            let prefix = object_store::path::Path::from(prefix);
-            let objects: Vec<_> = store.list(Some(&prefix)).try_collect().await.unwrap();
-            for object in &objects {
-                let bytes = store
-                    .get(&object.location)
-                    .await
-                    .unwrap()
-                    .bytes()
-                    .await
-                    .unwrap();
-                let path = into.join(object.location.as_ref());
-                std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-                std::fs::write(path, bytes).unwrap();
-            }
-            objects.len()
-        })
+        runtime.block_on(super::download_store(&store, prefix, into))
     }
 }
 
