@@ -4,9 +4,9 @@
 //!
 //!     cargo bench --bench kafka_consume -- --brokers 127.0.0.1:9092 --topic events
 //!
-//! It consumes as Tidewatch's source does (the same librdkafka build and settings, one
-//! `poll` per message, partitions assigned, no group rebalance), so the difference between the
-//! two is what Tidewatch does with a message.
+//! It consumes with the same librdkafka build and settings as Tidewatch's source (partitions
+//! assigned, no group rebalance, one `poll` per message), so the difference between the two is
+//! what Tidewatch does with a message.
 
 use std::time::{Duration, Instant};
 

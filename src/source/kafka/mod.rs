@@ -13,15 +13,15 @@
 //!   (so their start offsets come from the checkpoint store, not the group).
 
 mod config;
+mod fetch;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::error::KafkaError;
-use rdkafka::message::Message;
 use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
@@ -30,6 +30,7 @@ use tracing::{debug, info, warn};
 use super::{Polled, RawMessage, Rebalance, Source, SourceError, SplitRef, SplitStatus};
 use crate::checkpoint::SplitPosition;
 use crate::digest::fnv1a;
+use fetch::{Fetcher, ReadAhead};
 
 pub use self::config::{Assignment, KafkaSourceConfig, StartFrom};
 
@@ -192,7 +193,9 @@ impl Split {
 }
 
 pub struct KafkaSource {
-    consumer: BaseConsumer<LagContext>,
+    /// Shared with the read-ahead thread, when there is one (see `fetch`).
+    consumer: Arc<BaseConsumer<LagContext>>,
+    fetch: Fetcher,
     /// Every partition seen, in the order first seen.
     splits: Vec<Split>,
     /// Split index by topic, then partition: looked up per message with the message's own
@@ -280,7 +283,8 @@ impl KafkaSource {
         let partitions = list_partitions(&consumer, config)?;
         let group = config.assignment == Assignment::Group;
         let mut source = KafkaSource {
-            consumer,
+            consumer: Arc::new(consumer),
+            fetch: Fetcher::inline(),
             splits: Vec::new(),
             by_partition: HashMap::new(),
             by_id: HashMap::new(),
@@ -309,6 +313,11 @@ impl KafkaSource {
         let all: Vec<usize> = (0..source.splits.len()).collect();
         let assign = source.take_over(&all, resume)?;
         source.consumer.assign(&assign).map_err(kafka_error)?;
+        // Static partitions keep their positions while the source lives: read ahead.
+        match ReadAhead::start(source.consumer.clone()) {
+            Ok(ahead) => source.fetch = Fetcher::ReadAhead(ahead),
+            Err(error) => warn!(%error, "Cannot start the read-ahead thread; polling inline."),
+        }
         if follow {
             info!(partitions = source.splits.len(), group = %config.group_id(), "Following Kafka.");
         } else {
@@ -551,7 +560,7 @@ impl KafkaSource {
                 return Ok(Progress::End);
             }
             let slice = patience.min(Duration::from_millis(500));
-            let message = match self.consumer.poll(slice) {
+            let message = match self.fetch.next(&self.consumer, slice) {
                 Some(Ok(message)) => message,
                 // librdkafka reconnects and retries by itself; everything short of a fatal error
                 // (the client cannot go on) is weather: say so and keep polling.
@@ -587,13 +596,13 @@ impl KafkaSource {
             }
             let Some(&index) = self
                 .by_partition
-                .get(message.topic())
-                .and_then(|p| p.get(&message.partition()))
+                .get(message.topic)
+                .and_then(|p| p.get(&message.partition))
             else {
                 continue;
             };
             let split = &mut self.splits[index];
-            let offset = message.offset();
+            let offset = message.offset;
             if !split.owned || offset < split.next || split.next >= split.end {
                 continue; // not ours (any more), already read, or past this run's end offset
             }
@@ -603,13 +612,12 @@ impl KafkaSource {
                 self.remaining -= 1;
             }
             self.payload.clear();
-            self.payload
-                .extend_from_slice(message.payload().unwrap_or_default());
-            if self.topic != message.topic() {
+            self.payload.extend_from_slice(message.payload);
+            if self.topic != message.topic {
                 self.topic.clear();
-                self.topic.push_str(message.topic());
+                self.topic.push_str(message.topic);
             }
-            self.current = (split.id, message.partition(), offset);
+            self.current = (split.id, message.partition, offset);
             return Ok(Progress::Message);
         }
     }
@@ -776,6 +784,9 @@ impl Drop for KafkaSource {
     /// Leaving the group revokes every partition: apply that at once (the pipeline has taken
     /// its last checkpoint) instead of queueing it for a pipeline that is gone.
     fn drop(&mut self) {
+        // The read-ahead thread first: it holds the consumer, which must close here, on the
+        // pipeline's thread, once.
+        self.fetch = Fetcher::inline();
         self.consumer
             .context()
             .closing
