@@ -69,6 +69,16 @@ enum Placeholders {
 }
 
 impl Placeholders {
+    /// Whether a statement that binds nullable doubles may be prepared once and reused. Not on
+    /// PostgreSQL: sqlx's `Any` driver (0.8) declares a NULL double as `float4` (it swaps the
+    /// NULLs of `float4` and `float8`), the prepared statement keeps that parameter type, and
+    /// the next execution that binds a value there fails with "incorrect binary data format in
+    /// bind parameter N". A window of one event (no stddev) followed by any other window in a
+    /// statement of the same shape was enough.
+    fn reuse_statements_with_nullable_doubles(self) -> bool {
+        self == Placeholders::Positional
+    }
+
     /// `($1, $2, ...), ($n+1, ...)` (or the same with `?`) for `rows` rows of `columns` columns.
     fn rows(self, rows: usize, columns: usize) -> String {
         let mut sql = String::with_capacity(rows * columns * 4);
@@ -156,7 +166,7 @@ impl DbSink {
         // Alerts one by one, in order: the same id may appear several times in one batch.
         let now = crate::clock::now_ms();
         for alert in alerts {
-            upsert_alert(&mut tx, alert).await?;
+            upsert_alert(&mut tx, alert, style).await?;
             if !notify.is_empty() {
                 let event = Event::of_record(alert);
                 outbox::enqueue(&mut tx, notify, &alert.id, event, now, false).await?;
@@ -206,7 +216,7 @@ async fn upsert_windows(
          last = excluded.last, \"final\" = excluded.\"final\"",
         style.rows(rows.len(), 14)
     );
-    let mut query = sqlx::query(&sql);
+    let mut query = sqlx::query(&sql).persistent(style.reuse_statements_with_nullable_doubles());
     for w in rows {
         query = query
             .bind(w.stream.to_string())
@@ -230,7 +240,11 @@ async fn upsert_windows(
 /// Upserts an alert. A replay must not undo a person's acknowledgement: the ack columns (and
 /// the verdict) are never overwritten, and an acknowledged alert stays acknowledged unless it
 /// has resolved.
-async fn upsert_alert(tx: &mut Tx<'_>, a: &AlertRecord) -> Result<(), sqlx::Error> {
+async fn upsert_alert(
+    tx: &mut Tx<'_>,
+    a: &AlertRecord,
+    style: Placeholders,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO alerts (id, stream, series, ts, value, expected, stddev, lower, upper, z, \
          score, probability, method, expectation, direction, severity, episode_start, state, acked_by, \
@@ -268,6 +282,7 @@ async fn upsert_alert(tx: &mut Tx<'_>, a: &AlertRecord) -> Result<(), sqlx::Erro
     .bind(a.acked_at)
     .bind(a.note.clone())
     .bind(a.verdict.map(Verdict::as_str))
+    .persistent(style.reuse_statements_with_nullable_doubles())
     .execute(&mut **tx)
     .await
     .map(drop)

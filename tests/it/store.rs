@@ -315,3 +315,97 @@ fn sqlite_migrations_run_once_when_many_open_the_file_together() {
     let versions: Vec<i64> = versions.iter().map(|r| r.get::<i64, _>(0)).collect();
     assert_eq!(versions, (1..=versions.len() as i64).collect::<Vec<_>>());
 }
+
+/// Nullable doubles (a window's stddev, an alert's band and score) bound as NULL, then as
+/// values, in statements of the same shape: on PostgreSQL the second write failed ("incorrect
+/// binary data format in bind parameter 11") once the first had prepared the statement.
+fn check_nullable_doubles(url: &str) {
+    use tidewatch::record::{
+        AlertMethod, AlertRecord, AlertState, Direction, Record, Severity, WindowKind, WindowRecord,
+    };
+    use tidewatch::Sink;
+    let window = |start: i64, stddev: Option<f64>| {
+        Record::Window(WindowRecord {
+            stream: "s".into(),
+            series: "a".into(),
+            kind: WindowKind::Tumbling,
+            window_start: start,
+            window_end: start + 60_000,
+            count: 2,
+            sum: 4.0,
+            mean: 2.0,
+            min: 1.0,
+            max: 3.0,
+            stddev,
+            first: 1.0,
+            last: 3.0,
+            is_final: true,
+        })
+    };
+    let alert = |id: &str, band: Option<f64>| {
+        Record::Alert(Box::new(AlertRecord {
+            id: id.into(),
+            stream: "s".into(),
+            series: "a".into(),
+            ts: 1_000,
+            value: 9.0,
+            expected: 1.0,
+            stddev: 2.0,
+            lower: band.map(|b| -b),
+            upper: band,
+            z: 4.0,
+            score: band,
+            probability: band.map(|b| b / 1e12),
+            method: AlertMethod::Likelihood,
+            expectation: None,
+            direction: Direction::High,
+            severity: Severity::Warning,
+            episode_start: 1_000,
+            state: AlertState::Open,
+            acked_by: None,
+            acked_at: None,
+            note: None,
+            verdict: None,
+        }))
+    };
+    // NULLs first, then values, more times than the pool has connections (each connection
+    // keeps its own prepared statements).
+    let values: Vec<Option<f64>> = [None; 6].into_iter().chain([Some(1.5); 6]).collect();
+    let mut db = DbSink::connect(url).unwrap();
+    for (i, &value) in values.iter().enumerate() {
+        let batch = [
+            window(i as i64 * 60_000, value),
+            alert(&format!("a{i:02}"), value.map(|v| v * 2.0)),
+        ];
+        if let Err(error) = db.write(&batch) {
+            panic!("write {i} ({value:?}): {}", Report(&error));
+        }
+    }
+    let rows = db
+        .fetch_all("SELECT stddev FROM windows ORDER BY window_start")
+        .unwrap();
+    let stddevs: Vec<Option<f64>> = rows.iter().map(|r| r.get(0)).collect();
+    assert_eq!(stddevs, values);
+    let rows = db
+        .fetch_all("SELECT upper, probability FROM alerts ORDER BY id")
+        .unwrap();
+    let bands: Vec<(Option<f64>, Option<f64>)> =
+        rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    let expected: Vec<(Option<f64>, Option<f64>)> = values
+        .iter()
+        .map(|v| (v.map(|v| v * 2.0), v.map(|v| v * 2.0 / 1e12)))
+        .collect();
+    assert_eq!(bands, expected);
+}
+
+#[test]
+fn nullable_doubles_go_in_as_null_then_as_values_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    check_nullable_doubles(&format!("sqlite://{}/t.db", dir.path().display()));
+}
+
+#[test]
+fn nullable_doubles_go_in_as_null_then_as_values_postgres() {
+    let pg = Postgres::start();
+    check_nullable_doubles(&pg.url);
+}
