@@ -71,10 +71,10 @@ enum Placeholders {
 impl Placeholders {
     /// Whether a statement that binds nullable doubles may be prepared once and reused. Not on
     /// PostgreSQL: sqlx's `Any` driver (0.8) declares a NULL double as `float4` (it swaps the
-    /// NULLs of `float4` and `float8`), the prepared statement keeps that parameter type, and
-    /// the next execution that binds a value there fails with "incorrect binary data format in
-    /// bind parameter N". A window of one event (no stddev) followed by any other window in a
-    /// statement of the same shape was enough.
+    /// NULLs of `float4` and `float8`; sqlx issue 4284), the prepared statement keeps that
+    /// parameter type, and the next execution that binds a value there fails with "incorrect
+    /// binary data format in bind parameter N". A window of one event (no stddev) followed by
+    /// any other window in a statement of the same shape was enough.
     fn reuse_statements_with_nullable_doubles(self) -> bool {
         self == Placeholders::Positional
     }
