@@ -63,8 +63,8 @@ const STATISTICS_INTERVAL: &str = "1000";
 /// consumer that does work per message fills the queue, drains it in a fraction of that second
 /// and then sits idle: a `run --once` over 600,000 messages took 3.9 s with the default, 1.3 s
 /// with this, its CPU time unchanged (`scripts/bench-kafka.sh`). Set `kafka = {
-/// "fetch.queue.backoff.ms" = ... }` to override.
-pub(crate) const FETCH_QUEUE_BACKOFF: &str = "10";
+/// "fetch.queue.backoff.ms" = ... }` to override. (`benches/kafka_consume.rs` sets the same.)
+const FETCH_QUEUE_BACKOFF: &str = "10";
 
 /// A rebalance librdkafka announced, waiting for the pipeline.
 #[derive(Debug)]
