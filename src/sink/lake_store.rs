@@ -169,23 +169,28 @@ fn open_hdfs(
 ) -> Result<(Arc<dyn ObjectStore>, StorePath), String> {
     use hdfs_native_object_store::HdfsObjectStoreBuilder;
 
-    let authority = match (url.host_str(), url.port()) {
-        (Some(host), Some(port)) => format!("{host}:{port}"),
-        (Some(host), None) => host.to_owned(),
-        (None, _) => {
-            return Err("names no name node or name service (hdfs://HOST:PORT/PATH)".into())
+    let mut builder = HdfsObjectStoreBuilder::new().with_io_runtime(runtime.clone());
+    match (url.host_str(), url.port()) {
+        (Some(host), Some(port)) => {
+            builder = builder.with_url(format!("{}://{host}:{port}", url.scheme()));
         }
-    };
-    let mut builder = HdfsObjectStoreBuilder::new()
-        .with_url(format!("{}://{authority}", url.scheme()))
-        .with_io_runtime(runtime.clone());
+        (Some(host), None) => builder = builder.with_url(format!("{}://{host}", url.scheme())),
+        // `hdfs:///path`: the cluster's `fs.defaultFS`, as Hadoop's own clients read it.
+        (None, _) if url.scheme() == "hdfs" => {}
+        (None, _) => return Err("names no cluster (viewfs://CLUSTER/PATH)".into()),
+    }
     if url.scheme() == "hdfs" && url.port().is_some() {
         // One name node by address: nothing to fail over to, so the client's 15 attempts
         // (minutes against a closed port) only delay the error. A name service (no port) keeps
         // its configured fail-over.
         builder = builder.with_config([("dfs.client.failover.max.attempts", "1")]);
     }
-    let store = builder.build().map_err(|e| e.to_string())?;
+    let store = builder.build().map_err(|e| match url.host_str() {
+        None => {
+            format!("{e} (hdfs:///PATH takes fs.defaultFS from $HADOOP_CONF_DIR/core-site.xml)")
+        }
+        Some(_) => e.to_string(),
+    })?;
     Ok((Arc::new(store), StorePath::from(url.path())))
 }
 

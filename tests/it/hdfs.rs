@@ -99,10 +99,11 @@ fn an_unreachable_name_node_fails_the_run_within_its_timeout() {
     drop(silent);
 }
 
-/// `viewfs://` resolves through the mount table in `$HADOOP_CONF_DIR/core-site.xml`, as
-/// Hadoop's own clients do. (`hdfs-native` wants a `linkFallback` in every mount table.)
+/// `viewfs://` resolves through the mount table in `$HADOOP_CONF_DIR/core-site.xml`, and
+/// `hdfs:///path` through its `fs.defaultFS`, as Hadoop's own clients do. (`hdfs-native` wants
+/// a `linkFallback` in every mount table.)
 #[test]
-fn a_viewfs_lake_lands_where_the_mount_table_points() {
+fn viewfs_and_default_fs_lakes_land_where_the_hadoop_config_points() {
     let hdfs = MiniHdfs::start();
     let dir = tempfile::tempdir().unwrap();
     let conf = dir.path().join("hadoop-conf");
@@ -115,6 +116,7 @@ fn a_viewfs_lake_lands_where_the_mount_table_points() {
              <value>{url}/mounted/lakes</value></property>\n\
              <property><name>fs.viewfs.mounttable.analytics.linkFallback</name>\
              <value>{url}/elsewhere</value></property>\n\
+             <property><name>fs.defaultFS</name><value>{url}</value></property>\n\
              </configuration>\n",
             url = hdfs.url
         ),
@@ -131,6 +133,21 @@ fn a_viewfs_lake_lands_where_the_mount_table_points() {
     crate::support::assert_success(&output);
     let mirror = dir.path().join("mirror");
     hdfs.download("mounted/lakes/sensors", &mirror);
+    let points = crate::lake::lake_rows::<tidewatch::record::PointRecord>(&mirror, "point");
+    assert_eq!(points.len(), 1, "{points:?}");
+
+    let dir = tempfile::tempdir().unwrap();
+    one_event_pipeline(dir.path(), "hdfs:///by-default/lake", "");
+    let output = command(
+        dir.path(),
+        &["run", "--once", "--config", "p.toml"],
+        &[("HADOOP_CONF_DIR", conf.display().to_string())],
+    )
+    .output()
+    .unwrap();
+    crate::support::assert_success(&output);
+    let mirror = dir.path().join("mirror");
+    hdfs.download("by-default/lake", &mirror);
     let points = crate::lake::lake_rows::<tidewatch::record::PointRecord>(&mirror, "point");
     assert_eq!(points.len(), 1, "{points:?}");
 }
