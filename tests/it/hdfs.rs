@@ -122,32 +122,24 @@ fn viewfs_and_default_fs_lakes_land_where_the_hadoop_config_points() {
         ),
     )
     .unwrap();
-    one_event_pipeline(dir.path(), "viewfs://analytics/lakes/sensors", "");
-    let output = command(
-        dir.path(),
-        &["run", "--once", "--config", "p.toml"],
-        &[("HADOOP_CONF_DIR", conf.display().to_string())],
-    )
-    .output()
-    .unwrap();
-    crate::support::assert_success(&output);
-    let mirror = dir.path().join("mirror");
-    hdfs.download("mounted/lakes/sensors", &mirror);
-    let points = crate::lake::lake_rows::<tidewatch::record::PointRecord>(&mirror, "point");
-    assert_eq!(points.len(), 1, "{points:?}");
-
-    let dir = tempfile::tempdir().unwrap();
-    one_event_pipeline(dir.path(), "hdfs:///by-default/lake", "");
-    let output = command(
-        dir.path(),
-        &["run", "--once", "--config", "p.toml"],
-        &[("HADOOP_CONF_DIR", conf.display().to_string())],
-    )
-    .output()
-    .unwrap();
-    crate::support::assert_success(&output);
-    let mirror = dir.path().join("mirror");
-    hdfs.download("by-default/lake", &mirror);
-    let points = crate::lake::lake_rows::<tidewatch::record::PointRecord>(&mirror, "point");
-    assert_eq!(points.len(), 1, "{points:?}");
+    // Each URL, and the path in HDFS where its lake must land.
+    for (url, lands_at) in [
+        ("viewfs://analytics/lakes/sensors", "mounted/lakes/sensors"),
+        ("hdfs:///by-default/lake", "by-default/lake"),
+    ] {
+        let run = tempfile::tempdir().unwrap();
+        one_event_pipeline(run.path(), url, "");
+        let output = command(
+            run.path(),
+            &["run", "--once", "--config", "p.toml"],
+            &[("HADOOP_CONF_DIR", conf.display().to_string())],
+        )
+        .output()
+        .unwrap();
+        crate::support::assert_success(&output);
+        let mirror = run.path().join("mirror");
+        hdfs.download(lands_at, &mirror);
+        let points = crate::lake::lake_rows::<tidewatch::record::PointRecord>(&mirror, "point");
+        assert_eq!(points.len(), 1, "{url}: {points:?}");
+    }
 }

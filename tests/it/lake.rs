@@ -176,6 +176,28 @@ pub fn test_python_path() -> PathBuf {
     path
 }
 
+/// Runs a Python `script` with DuckDB in reach, in `dir`, and returns the JSON it prints.
+/// `sys.argv[1]` is where the Python packages are (DuckDB's extensions among them), then `args`.
+pub fn duckdb_json(script: &str, args: &[&str], dir: &Path) -> Value {
+    let python = test_python_path();
+    let output = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(&python)
+        .args(args)
+        .current_dir(dir)
+        .env("PYTHONPATH", &python)
+        // DuckDB keeps its secrets and extensions under $HOME: not the user's.
+        .env("HOME", dir)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "duckdb: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
 /// The lake as DuckDB reads it with hive partitioning: event times are timestamps, counts are
 /// signed, window records keep their own `kind` beside the `record` directory, and the rows
 /// are the NDJSON sink's.
@@ -222,18 +244,7 @@ windows = con.sql(f"""SELECT stream, series, kind, epoch_ms(window_start), epoch
     count, sum, record FROM {read('window')}""").fetchall()
 print(json.dumps({"types": types, "windows": windows}))
 "#;
-    let output = std::process::Command::new("python3")
-        .args(["-c", script])
-        .current_dir(dir.path())
-        .env("PYTHONPATH", test_python_path())
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "duckdb: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let read: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let read = duckdb_json(script, &[], dir.path());
     let types = &read["types"];
     let timestamp = "TIMESTAMP WITH TIME ZONE";
     for (kind, column) in [

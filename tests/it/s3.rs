@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::lake::test_python_path;
+use crate::lake::duckdb_json;
 use crate::remote_lake::{assert_exactly_once_across_sigkill, command, pipeline};
 use crate::support::seaweed::{SeaweedS3, ACCESS_KEY, ENDPOINT, SECRET_KEY};
 
@@ -44,27 +44,16 @@ db = sqlite3.connect("remote.db").execute("""SELECT stream, series, kind, window
     count, sum FROM windows WHERE final""").fetchall()
 print(json.dumps({"lake": lake, "db": db}))
 "#;
-    let python = test_python_path();
-    let output = std::process::Command::new("python3")
-        .args(["-c", script])
-        .arg(&python)
-        .args([
+    let read = duckdb_json(
+        script,
+        &[
             ACCESS_KEY,
             SECRET_KEY,
             ENDPOINT.trim_start_matches("http://"),
             BUCKET,
-        ])
-        .current_dir(dir.path())
-        .env("PYTHONPATH", &python)
-        .env("HOME", dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "duckdb: {}",
-        String::from_utf8_lossy(&output.stderr)
+        ],
+        dir.path(),
     );
-    let read: Value = serde_json::from_slice(&output.stdout).unwrap();
     let rows = |which: &str| {
         let mut rows: Vec<String> = read[which]
             .as_array()

@@ -320,9 +320,7 @@ fn sqlite_migrations_run_once_when_many_open_the_file_together() {
 /// values, in statements of the same shape: on PostgreSQL the second write failed ("incorrect
 /// binary data format in bind parameter 11") once the first had prepared the statement.
 fn check_nullable_doubles(url: &str) {
-    use tidewatch::record::{
-        AlertMethod, AlertRecord, AlertState, Direction, Record, Severity, WindowKind, WindowRecord,
-    };
+    use tidewatch::record::{Record, WindowKind, WindowRecord};
     use tidewatch::Sink;
     let window = |start: i64, stddev: Option<f64>| {
         Record::Window(WindowRecord {
@@ -343,30 +341,12 @@ fn check_nullable_doubles(url: &str) {
         })
     };
     let alert = |id: &str, band: Option<f64>| {
-        Record::Alert(Box::new(AlertRecord {
-            id: id.into(),
-            stream: "s".into(),
-            series: "a".into(),
-            ts: 1_000,
-            value: 9.0,
-            expected: 1.0,
-            stddev: 2.0,
-            lower: band.map(|b| -b),
-            upper: band,
-            z: 4.0,
-            score: band,
-            probability: band.map(|b| b / 1e12),
-            method: AlertMethod::Likelihood,
-            expectation: None,
-            direction: Direction::High,
-            severity: Severity::Warning,
-            episode_start: 1_000,
-            state: AlertState::Open,
-            acked_by: None,
-            acked_at: None,
-            note: None,
-            verdict: None,
-        }))
+        let mut alert = crate::web::alert(id);
+        alert.lower = band.map(|b| -b);
+        alert.upper = band;
+        alert.score = band;
+        alert.probability = band.map(|b| b / 1e12);
+        Record::Alert(Box::new(alert))
     };
     // NULLs first, then values, more times than the pool has connections (each connection
     // keeps its own prepared statements).

@@ -37,7 +37,8 @@ fn point(series: &str, ts: i64, value: f64) -> Record {
     })
 }
 
-fn alert(id: &str) -> AlertRecord {
+/// An open alert of stream `s` (its series a name that needs escaping everywhere).
+pub(crate) fn alert(id: &str) -> AlertRecord {
     AlertRecord {
         id: id.into(),
         stream: "s".into(),

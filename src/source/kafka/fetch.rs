@@ -125,6 +125,17 @@ impl Fetcher {
             Fetcher::ReadAhead(ahead) => ahead.next(timeout),
         }
     }
+
+    /// The message `next` handed out last, while no other call has been made.
+    pub fn last(&self) -> Option<Incoming<'_>> {
+        match self {
+            Fetcher::Inline { current } => (!current.entries.is_empty()).then(|| entry(current, 0)),
+            Fetcher::ReadAhead(ahead) => ahead
+                .taken
+                .checked_sub(1)
+                .map(|index| entry(&ahead.current, index)),
+        }
+    }
 }
 
 fn entry(batch: &Batch, index: usize) -> Incoming<'_> {

@@ -204,10 +204,8 @@ pub struct KafkaSource {
     by_id: HashMap<u32, usize>,
     /// Owned splits with messages left to read.
     remaining: usize,
-    /// The current message, copied out of librdkafka's buffer so no `BorrowedMessage` outlives
-    /// a call (dropping a consumer while one is alive blocks forever).
-    payload: Vec<u8>,
-    topic: String,
+    /// Split, partition and offset of the current message; its topic and payload stay in the
+    /// fetcher, copied out of librdkafka's buffer (see `fetch`).
     current: (u32, i32, i64),
     /// The last consumption error and when it came, while no message has arrived since.
     trouble: Option<(String, Instant)>,
@@ -289,8 +287,6 @@ impl KafkaSource {
             by_partition: HashMap::new(),
             by_id: HashMap::new(),
             remaining: 0,
-            payload: Vec::new(),
-            topic: String::new(),
             current: (0, 0, 0),
             trouble: None,
             follow,
@@ -611,12 +607,6 @@ impl KafkaSource {
             if split.next >= split.end {
                 self.remaining -= 1;
             }
-            self.payload.clear();
-            self.payload.extend_from_slice(message.payload);
-            if self.topic != message.topic {
-                self.topic.clear();
-                self.topic.push_str(message.topic);
-            }
             self.current = (split.id, message.partition, offset);
             return Ok(Progress::Message);
         }
@@ -626,12 +616,17 @@ impl KafkaSource {
 impl KafkaSource {
     fn current_message(&self) -> RawMessage<'_> {
         let (split, partition, offset) = self.current;
+        // Asked for only after `advance_within` reported a message, which the fetcher holds.
+        let (source, payload) = self
+            .fetch
+            .last()
+            .map_or(("", &[][..]), |message| (message.topic, message.payload));
         RawMessage {
-            source: &self.topic,
+            source,
             split,
             partition: partition.max(0) as u32,
             offset: offset.max(0) as u64,
-            payload: &self.payload,
+            payload,
         }
     }
 }
