@@ -11,6 +11,7 @@ use thiserror::Error;
 
 use crate::config::Config;
 use crate::db::DbError;
+use crate::engine::{Engine, SnapshotError};
 
 /// Where a source split is: the next message to read.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -22,14 +23,17 @@ pub struct SplitPosition {
     pub next_offset: u64,
 }
 
-/// One pipeline's checkpoint.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Checkpoint {
+/// One pipeline's checkpoint. Stores read back `Checkpoint` (the engine state as bytes) and are
+/// handed [`Outgoing`] (the live engine), so that they can write its state out piece by piece:
+/// at 100,000 series it is hundreds of megabytes, and a whole copy of it (or three, as a single
+/// database value takes) would double the process's memory at every checkpoint.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Checkpoint<State = Vec<u8>> {
     /// The checkpoint belongs to this pipeline shape (see [`fingerprint`]).
     pub fingerprint: String,
-    /// `Engine::snapshot()`; `None` once a batch run has finished and closed every window: the
-    /// next run starts a fresh engine from the positions.
-    pub engine: Option<Vec<u8>>,
+    /// The engine state (`Engine::snapshot()` when read back); `None` once a batch run has
+    /// finished and closed every window: the next run starts a fresh engine from the positions.
+    pub engine: Option<State>,
     /// Positions per stream, in the config's stream order.
     pub positions: Vec<Vec<SplitPosition>>,
     /// Counts the checkpoints of this pipeline: file sinks name their files by it.
@@ -38,18 +42,44 @@ pub struct Checkpoint {
     pub written_at: i64,
 }
 
+/// A checkpoint on its way to a store, holding the engine itself.
+pub type Outgoing<'a> = Checkpoint<&'a Engine>;
+
+impl Outgoing<'_> {
+    /// The checkpoint as a store reads it back, the engine state as one snapshot (for stores
+    /// that keep it whole, such as tests' in-memory ones).
+    pub fn to_stored(&self) -> Result<Checkpoint, SnapshotError> {
+        Ok(Checkpoint {
+            fingerprint: self.fingerprint.clone(),
+            engine: self.engine.map(Engine::snapshot).transpose()?,
+            positions: self.positions.clone(),
+            epoch: self.epoch,
+            written_at: self.written_at,
+        })
+    }
+}
+
 /// Where checkpoints are kept, by name (the `db` sink's database: its `checkpoints` table).
 pub trait CheckpointStore: Send {
     /// The checkpoint stored under `name`, if there is one.
     fn load(&mut self, name: &str) -> Result<Option<Checkpoint>, CheckpointError>;
-    /// Stores `checkpoint` under `name` atomically, replacing the one before.
-    fn save(&mut self, name: &str, checkpoint: &Checkpoint) -> Result<(), CheckpointError>;
+    /// Stores `checkpoint` under `name` atomically, replacing the one before; returns the size
+    /// of the engine state written.
+    fn save(&mut self, name: &str, checkpoint: &Outgoing<'_>) -> Result<u64, CheckpointError>;
 }
 
 #[derive(Debug, Error)]
 pub enum CheckpointError {
     #[error(transparent)]
     Db(#[from] DbError),
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
+    #[error("checkpoint {name:?}: its engine state is incomplete ({found} of {expected} parts)")]
+    Incomplete {
+        name: String,
+        found: u64,
+        expected: u64,
+    },
     #[error("checkpoint {name:?}: its source positions cannot be stored or read")]
     Positions {
         name: String,

@@ -43,10 +43,11 @@ mod source;
 pub mod web;
 
 pub use bench::{run as run_bench, BenchReport, Workload};
-pub use checkpoint::SplitPosition;
+pub use checkpoint::{Checkpoint, CheckpointError, CheckpointStore, Outgoing, SplitPosition};
 pub use config::{Config, ConfigError, Duration, DEFAULT_PIPELINE};
 pub use db::{
-    Acknowledgement, AlertCursor, AlertFilter, DbError, Store, VerdictFilter, VerdictShare,
+    Acknowledgement, AlertCursor, AlertFilter, DbCheckpoints, DbError, Store, VerdictFilter,
+    VerdictShare,
 };
 pub use engine::reorder::{Buffered, ReorderBuffer};
 pub use engine::{Engine, LogOrder, Origin};

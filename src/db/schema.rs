@@ -140,6 +140,19 @@ CREATE TABLE IF NOT EXISTS notifications (
 );
 CREATE INDEX IF NOT EXISTS notifications_due ON notifications (delivered_at, next_attempt)
 "#,
+    // Engine state in parts of a few megabytes rather than one value: a single value of
+    // hundreds of megabytes is copied whole by the driver and again by SQLite as it builds the
+    // row (and may not exceed 1 GB in either database). `engine_chunks` counts the parts of
+    // a checkpoint whose `engine` is NULL; checkpoints written before keep theirs in `engine`.
+    r#"
+CREATE TABLE IF NOT EXISTS checkpoint_chunks (
+    pipeline TEXT NOT NULL,
+    seq BIGINT NOT NULL,
+    bytes {BLOB} NOT NULL,
+    PRIMARY KEY (pipeline, seq)
+);
+ALTER TABLE checkpoints ADD COLUMN engine_chunks BIGINT
+"#,
 ];
 
 /// Key of the PostgreSQL advisory lock migrations hold: instances starting together (a

@@ -519,9 +519,18 @@ impl Engine {
         let size =
             postcard::experimental::serialized_size(self).map_err(SnapshotError::Encoding)?;
         let mut bytes = Vec::with_capacity(size + 1);
-        bytes.push(SNAPSHOT_FORMAT);
-        postcard::to_io(self, &mut bytes).map_err(SnapshotError::Encoding)?;
+        self.write_snapshot(&mut bytes)?;
         Ok(bytes)
+    }
+
+    /// Writes the bytes of [`Engine::snapshot`] to `out` as they are produced, in small
+    /// writes (buffer `out`): a store can keep them in parts without ever holding them whole.
+    /// Fails with [`SnapshotError::Encoding`] when `out` does (the caller knows why).
+    pub fn write_snapshot(&self, mut out: impl std::io::Write) -> Result<(), SnapshotError> {
+        out.write_all(&[SNAPSHOT_FORMAT])
+            .map_err(|_| SnapshotError::Encoding(postcard::Error::SerializeBufferFull))?;
+        postcard::to_io(self, out).map_err(SnapshotError::Encoding)?;
+        Ok(())
     }
 
     /// An engine exactly as [`Engine::snapshot`] left it.

@@ -1,7 +1,7 @@
 //! The pipeline's side of checkpoints: which store it uses, and which checkpoints it accepts.
 
 use super::PipelineError;
-use crate::checkpoint::{Checkpoint, CheckpointStore};
+use crate::checkpoint::{Checkpoint, CheckpointError, CheckpointStore, Outgoing};
 use crate::config::Config;
 use crate::engine::Engine;
 
@@ -37,14 +37,21 @@ impl Checkpoints {
         }
     }
 
-    /// Stores `checkpoint` under `name`; `false` when there is no store to keep it.
-    pub fn save(&mut self, name: &str, checkpoint: &Checkpoint) -> Result<bool, PipelineError> {
-        match self.store.as_mut() {
-            Some(store) => {
-                store.save(name, checkpoint)?;
-                Ok(true)
-            }
-            None => Ok(false),
+    /// Stores `checkpoint` under `name`; the size of the engine state written, `None` when
+    /// there is no store to keep it.
+    pub fn save(
+        &mut self,
+        name: &str,
+        checkpoint: &Outgoing<'_>,
+    ) -> Result<Option<u64>, PipelineError> {
+        let Some(store) = self.store.as_mut() else {
+            return Ok(None);
+        };
+        match store.save(name, checkpoint) {
+            Ok(bytes) => Ok(Some(bytes)),
+            // An engine that cannot be encoded will not be on the next try either.
+            Err(CheckpointError::Snapshot(snapshot)) => Err(PipelineError::Snapshot(snapshot)),
+            Err(other) => Err(other.into()),
         }
     }
 }

@@ -465,12 +465,6 @@ impl<'a> Pipeline<'a> {
             sink.flush(self.epoch)?;
         }
         let flushed_ms = started.elapsed().as_millis() as u64;
-        let engine = match with_state {
-            true => Some(self.engine.snapshot()?),
-            false => None,
-        };
-        let state_bytes = engine.as_ref().map_or(0, Vec::len);
-        let snapshot_ms = started.elapsed().as_millis() as u64 - flushed_ms;
         let written_at = now_ms();
         let name = self.config.checkpoint.pipeline.as_str();
         let mut positions = Vec::with_capacity(self.inputs.len());
@@ -487,7 +481,7 @@ impl<'a> Pipeline<'a> {
         }
         let checkpoint = Checkpoint {
             fingerprint: self.fingerprint.clone(),
-            engine,
+            engine: with_state.then_some(&self.engine),
             positions,
             epoch: self.epoch,
             written_at,
@@ -495,13 +489,12 @@ impl<'a> Pipeline<'a> {
         fail::fail_point!("checkpoint-save", |_| Err(PipelineError::Injected {
             point: "checkpoint-save"
         }));
-        let stored = self.checkpoints.save(name, &checkpoint)?;
+        let state_bytes = self.checkpoints.save(name, &checkpoint)?;
         debug!(
-            stored,
+            stored = state_bytes.is_some(),
             epoch = self.epoch,
-            state_bytes,
+            state_bytes = state_bytes.unwrap_or(0),
             flushed_ms,
-            snapshot_ms,
             took_ms = started.elapsed().as_millis() as u64,
             "Checkpoint."
         );

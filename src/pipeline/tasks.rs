@@ -187,14 +187,9 @@ impl PartitionTasks {
             else {
                 continue;
             };
-            let engine = if task.finished {
-                None
-            } else {
-                Some(task.engine.snapshot()?)
-            };
             let checkpoint = Checkpoint {
                 fingerprint: self.fingerprint.clone(),
-                engine,
+                engine: (!task.finished).then_some(&task.engine),
                 positions: vec![vec![position.clone()]],
                 epoch,
                 written_at,
@@ -246,19 +241,18 @@ mod tests {
     use std::sync::{Arc, Mutex};
 
     use super::*;
-    use crate::checkpoint::{CheckpointError, CheckpointStore};
+    use crate::checkpoint::{CheckpointError, CheckpointStore, Outgoing};
 
     /// Keeps checkpoints in memory, as the database keeps them in its table.
     #[derive(Default, Clone)]
     struct InMemory(Arc<Mutex<BTreeMap<String, Checkpoint>>>);
 
     impl CheckpointStore for InMemory {
-        fn save(&mut self, name: &str, checkpoint: &Checkpoint) -> Result<(), CheckpointError> {
-            self.0
-                .lock()
-                .unwrap()
-                .insert(name.to_owned(), checkpoint.clone());
-            Ok(())
+        fn save(&mut self, name: &str, checkpoint: &Outgoing<'_>) -> Result<u64, CheckpointError> {
+            let stored = checkpoint.to_stored()?;
+            let bytes = stored.engine.as_ref().map_or(0, Vec::len) as u64;
+            self.0.lock().unwrap().insert(name.to_owned(), stored);
+            Ok(bytes)
         }
 
         fn load(&mut self, name: &str) -> Result<Option<Checkpoint>, CheckpointError> {
