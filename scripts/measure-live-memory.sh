@@ -2,8 +2,8 @@
 # Measures `serve` at many series: the demo source sends SERIES series at RATE events/s for
 # SECONDS seconds (default 100,000 series x 200,000/s x 330 s, about 660 points per series, so
 # every series fills its 600-point ring), with tumbling 1 m windows, z-scores and SQLite.
-# Every 30 s it prints the process RSS, the live view's series and estimated bytes, the
-# overview's size and the first page's WebSocket snapshot size.
+# Every 30 s it prints the process RSS and its peak so far, the live view's series and
+# estimated bytes, the overview's size and the first page's WebSocket snapshot size.
 #
 #   scripts/measure-live-memory.sh [SERIES] [RATE] [SECONDS] [MAX_MEMORY]
 set -euo pipefail
@@ -72,15 +72,16 @@ print(n)
 PY
 }
 
-printf '%6s %10s %9s %12s %12s %10s %10s\n' seconds rss_mib series live_mib bytes/series overview snapshot
+printf '%6s %10s %10s %9s %12s %12s %10s %10s\n' seconds rss_mib peak_mib series live_mib bytes/series overview snapshot
 for ((t = 30; t <= seconds; t += 30)); do
   sleep 30
   kill -0 "$pid" 2>/dev/null || { echo "serve exited:"; tail -20 "$work/serve.log"; exit 1; }
   rss=$(awk '/VmRSS/ { print $2 }' "/proc/$pid/status")
+  peak=$(awk '/VmHWM/ { print $2 }' "/proc/$pid/status")
   n=$(metric tidewatch_series)
   live=$(metric tidewatch_live_memory_bytes)
   overview=$(curl -sf "http://127.0.0.1:$port/" | wc -c)
-  printf '%6d %10d %9s %12d %12d %10d %10s\n' "$t" $((rss / 1024)) "$n" $((live / 1048576)) \
+  printf '%6d %10d %10d %9s %12d %12d %10d %10s\n' "$t" $((rss / 1024)) $((peak / 1024)) "$n" $((live / 1048576)) \
     $((rss * 1024 / (n > 0 ? n : 1))) "$overview" "$(snapshot_bytes)"
 done
 echo "events accepted: $(metric 'tidewatch_events_total{stream="devices"}')"
