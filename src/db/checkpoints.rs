@@ -186,7 +186,10 @@ fn read_parts(
         let bytes: Vec<u8> = row.try_get(0).map_err(failed)?;
         if seq == 0 {
             // Parts are all of one size but the last: one allocation, not a doubling series.
-            state.reserve_exact(bytes.len().saturating_mul(expected as usize));
+            // The count comes from the database, so a damaged row must not size it past
+            // what could be there (it fails as `Incomplete` below instead).
+            let parts = usize::try_from(expected).unwrap_or(usize::MAX).min(1 << 12);
+            state.reserve_exact(bytes.len().saturating_mul(parts));
         }
         state.extend_from_slice(&bytes);
         found += 1;

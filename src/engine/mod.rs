@@ -206,11 +206,19 @@ pub enum SnapshotError {
          checkpoint.pipeline name (or remove the old checkpoint row)"
     )]
     Format { found: u8 },
+    #[error(
+        "engine snapshot is damaged (its checksum does not match): start afresh under a new \
+         checkpoint.pipeline name (or remove the checkpoint row)"
+    )]
+    Damaged,
 }
 
 /// Version of the layout of [`Engine::snapshot`]: bumped whenever a state type changes shape,
 /// so an old checkpoint is refused with a clear message instead of misread.
-pub const SNAPSHOT_FORMAT: u8 = 5;
+pub const SNAPSHOT_FORMAT: u8 = 6;
+
+/// Bytes of the CRC-32 that ends a snapshot.
+const CHECKSUM_BYTES: usize = 4;
 
 /// Counters of one stream, for the status page and `/metrics`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -518,7 +526,7 @@ impl Engine {
     pub fn snapshot(&self) -> Result<Vec<u8>, SnapshotError> {
         let size =
             postcard::experimental::serialized_size(self).map_err(SnapshotError::Encoding)?;
-        let mut bytes = Vec::with_capacity(size + 1);
+        let mut bytes = Vec::with_capacity(1 + size + CHECKSUM_BYTES);
         self.write_snapshot(&mut bytes)?;
         Ok(bytes)
     }
@@ -526,10 +534,20 @@ impl Engine {
     /// Writes the bytes of [`Engine::snapshot`] to `out` as they are produced, in small
     /// writes (buffer `out`): a store can keep them in parts without ever holding them whole.
     /// Fails with [`SnapshotError::Encoding`] when `out` does (the caller knows why).
-    pub fn write_snapshot(&self, mut out: impl std::io::Write) -> Result<(), SnapshotError> {
-        out.write_all(&[SNAPSHOT_FORMAT])
-            .map_err(|_| SnapshotError::Encoding(postcard::Error::SerializeBufferFull))?;
-        postcard::to_io(self, out).map_err(SnapshotError::Encoding)?;
+    ///
+    /// The layout: the format byte, the postcard body, and the body's CRC-32 (little endian).
+    /// The checksum is there because a restored engine trusts its state (series ids index its
+    /// tables): a damaged row must be refused, not panic on the first event after it.
+    pub fn write_snapshot(&self, out: impl std::io::Write) -> Result<(), SnapshotError> {
+        let failed = |_| SnapshotError::Encoding(postcard::Error::SerializeBufferFull);
+        let mut out = Checksummed {
+            out,
+            crc: crc32fast::Hasher::new(),
+        };
+        out.out.write_all(&[SNAPSHOT_FORMAT]).map_err(failed)?;
+        postcard::to_io(self, &mut out).map_err(SnapshotError::Encoding)?;
+        let crc = out.crc.finalize();
+        out.out.write_all(&crc.to_le_bytes()).map_err(failed)?;
         Ok(())
     }
 
@@ -540,6 +558,14 @@ impl Engine {
             .ok_or(SnapshotError::Format { found: 0 })?;
         if format != SNAPSHOT_FORMAT {
             return Err(SnapshotError::Format { found: format });
+        }
+        let split = body
+            .len()
+            .checked_sub(CHECKSUM_BYTES)
+            .ok_or(SnapshotError::Damaged)?;
+        let (body, crc) = body.split_at(split);
+        if crc32fast::hash(body).to_le_bytes() != crc {
+            return Err(SnapshotError::Damaged);
         }
         let mut engine: Engine = postcard::from_bytes(body).map_err(SnapshotError::Encoding)?;
         for stream in &mut engine.streams {
@@ -592,6 +618,24 @@ impl Engine {
     }
 }
 
+/// A writer that passes bytes through to `out` and keeps their CRC-32.
+struct Checksummed<W> {
+    out: W,
+    crc: crc32fast::Hasher,
+}
+
+impl<W: std::io::Write> std::io::Write for Checksummed<W> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        let written = self.out.write(bytes)?;
+        self.crc.update(&bytes[..written]);
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -616,6 +660,43 @@ mod tests {
             "{refused}"
         );
         assert!(Engine::restore(&[]).is_err());
+        assert!(Engine::restore(&[SNAPSHOT_FORMAT]).is_err());
+    }
+
+    /// Any byte changed after the format byte is caught by the checksum, before decoding.
+    #[test]
+    fn a_damaged_snapshot_is_refused_by_its_checksum() {
+        let mut engine = engine();
+        let mut out = Vec::new();
+        for i in 0..100 {
+            let event = Event {
+                ts: 1_700_000_000_000 + i * 1_000,
+                series: format!("s{}", i % 7).into(),
+                value: i as f64,
+                id: Some(format!("e{i}").into()),
+                join_key: None,
+            };
+            let origin = Origin {
+                source: "x",
+                split: 0,
+                partition: 0,
+                offset: i as u64,
+            };
+            let _ = engine.process(0, &event, origin, 0, &mut out);
+        }
+        let snapshot = engine.snapshot().unwrap();
+        let mut streamed = Vec::new();
+        engine.write_snapshot(&mut streamed).unwrap();
+        assert_eq!(streamed, snapshot, "both ways write the same bytes");
+        for at in [1, snapshot.len() / 2, snapshot.len() - 1] {
+            let mut damaged = snapshot.clone();
+            damaged[at] ^= 0x10;
+            let refused = Engine::restore(&damaged).err().unwrap();
+            assert!(
+                matches!(refused, SnapshotError::Damaged),
+                "byte {at}: {refused}"
+            );
+        }
     }
 
     /// A month of an hourly series with a daily pattern and two anomalies: the default

@@ -152,8 +152,8 @@ pub async fn series_one(
             .ok_or_else(|| WebError::NotFound(format!("series {stream}/{series}")));
     }
     let to = range.to.unwrap_or_else(now_ms);
-    let from = range.from.unwrap_or(to - 24 * 3_600_000);
-    if from >= to || to - from > HISTORY_MAX_MS {
+    let from = range.from.unwrap_or(to.saturating_sub(24 * 3_600_000));
+    if from >= to || to.saturating_sub(from) > HISTORY_MAX_MS {
         return Err(WebError::BadRequest(
             "from must be before to, at most 31 days apart (epoch milliseconds)".into(),
         ));

@@ -431,8 +431,10 @@ impl KafkaSource {
                 .copied()
                 .unwrap_or(Offset::Invalid);
             let start = match (resumed, group_offset) {
-                // Offsets below the low watermark were deleted by retention.
-                (Some(next), _) | (None, Offset::Offset(next)) => next.clamp(low, high),
+                // Offsets below the low watermark were deleted by retention. The two
+                // watermarks come from separate requests (and under read_committed the high
+                // one is the last stable offset), so low may pass high in between.
+                (Some(next), _) | (None, Offset::Offset(next)) => next.clamp(low, high.max(low)),
                 (None, _) => match self.start {
                     StartFrom::Earliest => low,
                     StartFrom::Latest => high,
