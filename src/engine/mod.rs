@@ -538,16 +538,21 @@ impl Engine {
     /// The layout: the format byte, the postcard body, and the body's CRC-32 (little endian).
     /// The checksum is there because a restored engine trusts its state (series ids index its
     /// tables): a damaged row must be refused, not panic on the first event after it.
-    pub fn write_snapshot(&self, out: impl std::io::Write) -> Result<(), SnapshotError> {
+    pub fn write_snapshot(&self, mut out: impl std::io::Write) -> Result<(), SnapshotError> {
         let failed = |_| SnapshotError::Encoding(postcard::Error::SerializeBufferFull);
-        let mut out = Checksummed {
-            out,
-            crc: crc32fast::Hasher::new(),
-        };
-        out.out.write_all(&[SNAPSHOT_FORMAT]).map_err(failed)?;
-        postcard::to_io(self, &mut out).map_err(SnapshotError::Encoding)?;
-        let crc = out.crc.finalize();
-        out.out.write_all(&crc.to_le_bytes()).map_err(failed)?;
+        out.write_all(&[SNAPSHOT_FORMAT]).map_err(failed)?;
+        // postcard writes a field at a time: buffered, the checksum runs over whole blocks.
+        let mut body = std::io::BufWriter::with_capacity(
+            64 * 1024,
+            Checksummed {
+                out,
+                crc: crc32fast::Hasher::new(),
+            },
+        );
+        postcard::to_io(self, &mut body).map_err(SnapshotError::Encoding)?;
+        let Checksummed { mut out, crc } = body.into_inner().map_err(|e| failed(e.into_error()))?;
+        out.write_all(&crc.finalize().to_le_bytes())
+            .map_err(failed)?;
         Ok(())
     }
 
