@@ -541,18 +541,10 @@ impl Engine {
     pub fn write_snapshot(&self, mut out: impl std::io::Write) -> Result<(), SnapshotError> {
         let failed = |_| SnapshotError::Encoding(postcard::Error::SerializeBufferFull);
         out.write_all(&[SNAPSHOT_FORMAT]).map_err(failed)?;
-        // postcard writes a field at a time: buffered, the checksum runs over whole blocks.
-        let mut body = std::io::BufWriter::with_capacity(
-            64 * 1024,
-            Checksummed {
-                out,
-                crc: crc32fast::Hasher::new(),
-            },
-        );
+        let mut body = Checksummed::new(out);
         postcard::to_io(self, &mut body).map_err(SnapshotError::Encoding)?;
-        let Checksummed { mut out, crc } = body.into_inner().map_err(|e| failed(e.into_error()))?;
-        out.write_all(&crc.finalize().to_le_bytes())
-            .map_err(failed)?;
+        let (mut out, crc) = body.finish();
+        out.write_all(&crc.to_le_bytes()).map_err(failed)?;
         Ok(())
     }
 
@@ -623,16 +615,41 @@ impl Engine {
     }
 }
 
-/// A writer that passes bytes through to `out` and keeps their CRC-32.
+/// A writer that passes bytes through to `out` as they come (the writes keep their sizes,
+/// which a store's parts depend on) and keeps their CRC-32. postcard writes a field at a
+/// time, so the bytes are checksummed in blocks of [`Checksummed::BLOCK`], not per write.
 struct Checksummed<W> {
     out: W,
     crc: crc32fast::Hasher,
+    pending: Vec<u8>,
+}
+
+impl<W: std::io::Write> Checksummed<W> {
+    const BLOCK: usize = 64 * 1024;
+
+    fn new(out: W) -> Self {
+        Checksummed {
+            out,
+            crc: crc32fast::Hasher::new(),
+            pending: Vec::with_capacity(Self::BLOCK),
+        }
+    }
+
+    /// The writer, and the CRC-32 of everything written through it.
+    fn finish(mut self) -> (W, u32) {
+        self.crc.update(&self.pending);
+        (self.out, self.crc.finalize())
+    }
 }
 
 impl<W: std::io::Write> std::io::Write for Checksummed<W> {
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
         let written = self.out.write(bytes)?;
-        self.crc.update(&bytes[..written]);
+        self.pending.extend_from_slice(&bytes[..written]);
+        if self.pending.len() >= Self::BLOCK {
+            self.crc.update(&self.pending);
+            self.pending.clear();
+        }
         Ok(written)
     }
 
