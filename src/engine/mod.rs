@@ -666,6 +666,16 @@ mod tests {
         Engine::new(&Config::from_toml_str(crate::bench::BENCH_CONFIG).unwrap())
     }
 
+    /// Where a test's event comes from: partition 0 of source "x", at `offset`.
+    fn origin(offset: u64) -> Origin<'static> {
+        Origin {
+            source: "x",
+            split: 0,
+            partition: 0,
+            offset,
+        }
+    }
+
     #[test]
     fn a_snapshot_restores_and_another_format_is_refused_by_name() {
         let snapshot = engine().snapshot().unwrap();
@@ -698,13 +708,7 @@ mod tests {
                 id: Some(format!("e{i}").into()),
                 join_key: None,
             };
-            let origin = Origin {
-                source: "x",
-                split: 0,
-                partition: 0,
-                offset: i as u64,
-            };
-            let _ = engine.process(0, &event, origin, 0, &mut out);
+            let _ = engine.process(0, &event, origin(i as u64), 0, &mut out);
         }
         let snapshot = engine.snapshot().unwrap();
         let mut streamed = Vec::new();
@@ -761,13 +765,7 @@ mod tests {
                     id: None,
                     join_key: None,
                 };
-                let origin = Origin {
-                    source: "x",
-                    split: 0,
-                    partition: 0,
-                    offset: i as u64,
-                };
-                engine.process(0, &event, origin, 0, out).unwrap();
+                engine.process(0, &event, origin(i as u64), 0, out).unwrap();
             }
         };
         let mut straight = Vec::new();
