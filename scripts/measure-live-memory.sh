@@ -8,7 +8,9 @@
 #
 #   scripts/measure-live-memory.sh [SERIES] [RATE] [SECONDS] [MAX_MEMORY]
 #
-# PRELOAD=/path/to/lib.so runs `serve` with that library preloaded (another allocator).
+# PRELOAD=/path/to/lib.so runs `serve` with that library preloaded (another allocator);
+# SERVE_LOG=/path keeps `serve`'s log there (RUST_LOG=tidewatch::pipeline=debug logs each
+# checkpoint's size and time).
 set -euo pipefail
 series=${1:-100000}
 rate=${2:-200000}
@@ -20,6 +22,7 @@ work=$(mktemp -d)
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 cleanup() {
   [ -n "${pid:-}" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
+  [ -n "${SERVE_LOG:-}" ] && cp "$work/serve.log" "$SERVE_LOG"
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -75,18 +78,19 @@ print(n)
 PY
 }
 
-printf '%6s %10s %10s %7s %9s %12s %12s %10s %10s\n' seconds rss_mib peak_mib points series live_mib bytes/series overview snapshot
+printf '%6s %10s %10s %10s %7s %9s %12s %12s %10s %10s\n' seconds rss_mib anon_mib peak_mib points series live_mib bytes/series overview snapshot
 for ((t = 30; t <= seconds; t += 30)); do
   sleep 30
   kill -0 "$pid" 2>/dev/null || { echo "serve exited:"; tail -20 "$work/serve.log"; exit 1; }
   rss=$(awk '/VmRSS/ { print $2 }' "/proc/$pid/status")
+  anon=$(awk '/RssAnon/ { print $2 }' "/proc/$pid/status")
   peak=$(awk '/VmHWM/ { print $2 }' "/proc/$pid/status")
   n=$(metric tidewatch_series)
   live=$(metric tidewatch_live_memory_bytes)
   events=$(metric 'tidewatch_events_total{stream="devices"}')
   events=${events:-0}
   overview=$(curl -sf "http://127.0.0.1:$port/" | wc -c)
-  printf '%6d %10d %10d %7d %9s %12d %12d %10d %10s\n' "$t" $((rss / 1024)) $((peak / 1024)) \
+  printf '%6d %10d %10d %10d %7d %9s %12d %12d %10d %10s\n' "$t" $((rss / 1024)) $((anon / 1024)) $((peak / 1024)) \
     $((${events%.*} / series)) "$n" $((live / 1048576)) \
     $((rss * 1024 / (n > 0 ? n : 1))) "$overview" "$(snapshot_bytes)"
 done
