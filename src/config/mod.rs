@@ -538,9 +538,9 @@ path = "out/"
             "{}",
             error_of(&garbled)
         );
-        let tiny = format!("{ISSUE_EXAMPLE}\n[live]\nmax_memory = \"100kB\"\n");
+        let tiny = format!("{ISSUE_EXAMPLE}\n[live]\nmax_memory = \"90kB\"\n");
         assert!(
-            error_of(&tiny).starts_with("live.max_memory: 100000B is too small"),
+            error_of(&tiny).starts_with("live.max_memory: 90000B is too small"),
             "{}",
             error_of(&tiny)
         );

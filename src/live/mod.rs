@@ -9,9 +9,9 @@
 //! resynchronise from a snapshot).
 //!
 //! Memory is bounded for any number of series, by [`Limits`]: each series keeps its last
-//! point once, in full, and its recent points compactly ([`ring`], 18 bytes a point), up to
+//! point once, in full, and its recent points compactly ([`ring`], 17 bytes a point), up to
 //! [`RECENT_POINTS`] each while the budget allows and an equal share of it beyond (600 each
-//! up to about 41,000 series in the default 512 MiB); when even the least share
+//! up to about 43,800 series in the default 512 MiB); when even the least share
 //! ([`LEAST_POINTS`]) no longer fits, the least recently updated series leave the view, as do
 //! series idle for longer than [`Limits::idle_after`]. They stay in the store, and come back
 //! with their next point.
