@@ -15,11 +15,15 @@
 #                                             run once, for Apache Kafka's jars and PostgreSQL)
 #   SERIES=1000 scripts/bench-kafka.sh 1000000
 #   ASSIGNMENT=group scripts/bench-kafka.sh   the Tidewatch runs under a consumer group
+#   THREADS=1 ASSIGNMENT=group scripts/bench-kafka.sh   with engine.threads = 1 (default: cores)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 EVENTS=${1:-600000}
 SERIES=${SERIES:-300}
 ASSIGNMENT=${ASSIGNMENT:-static}
+THREADS=${THREADS:-}
+ENGINE=""
+[ -n "$THREADS" ] && ENGINE="engine = { threads = $THREADS }"
 source scripts/local-broker.sh
 cargo build --release --quiet --bench kafka_consume
 RAW_CONSUME=$(ls -t target/release/deps/kafka_consume-* | grep -v '\.d$' | head -1)
@@ -39,6 +43,7 @@ TOPIC=bench-$$
 pipeline() { # NAME SINK-TABLE
   cat <<TOML
 checkpoint = { interval = "10s", pipeline = "$1" }
+$ENGINE
 
 [[streams]]
 name = "bench"
@@ -85,7 +90,7 @@ for sink in $SINKS; do
 done
 
 echo
-echo "== $EVENTS events, $SERIES series, 3 partitions, assignment $ASSIGNMENT"
+echo "== $EVENTS events, $SERIES series, 3 partitions, assignment $ASSIGNMENT, engine threads ${THREADS:-default}"
 printf '%-28s %12s %8s %8s\n' path events/s seconds "of raw"
 printf '%-28s %12s %8s %8s\n' "raw consume (rdkafka)" "$(printf "%'d" "$RAW_RATE")" "$(python3 -c "print(f'{$EVENTS/$RAW_RATE:.2f}')")" "100 %"
 python3 -c "

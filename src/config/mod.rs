@@ -119,6 +119,8 @@ pub struct Config {
     pub auth: AuthConfig,
     #[serde(default)]
     pub live: crate::live::LiveConfig,
+    #[serde(default)]
+    pub engine: EngineConfig,
     /// Who hears of alerts besides the dashboard (see `notify`).
     #[serde(default, deserialize_with = "tagged::many")]
     pub notify: Vec<crate::notify::NotifyConfig>,
@@ -164,6 +166,39 @@ impl Default for CheckpointConfig {
         CheckpointConfig {
             interval: Duration::from_secs(10),
             pipeline: "default".into(),
+        }
+    }
+}
+
+/// How the engine's work is spread over threads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EngineConfig {
+    /// Threads that run the partition tasks of a stream under a consumer group (each
+    /// partition's engine on one of them); default: the machine's cores. A stream with
+    /// statically assigned partitions, a file, socket or demo source runs on one engine thread
+    /// whatever this says. Not part of a checkpoint: it may change between runs.
+    pub threads: Option<usize>,
+}
+
+/// Most engine threads a config may ask for: far beyond any host's cores, a typo's guard.
+const MAX_ENGINE_THREADS: usize = 1024;
+
+impl EngineConfig {
+    /// The threads to use: the configured number, or the machine's cores.
+    pub fn threads(&self) -> usize {
+        self.threads.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        })
+    }
+
+    fn validate(&self) -> Result<(), Invalid> {
+        match self.threads {
+            Some(n) if n == 0 || n > MAX_ENGINE_THREADS => Err(Invalid::new(
+                "threads",
+                format!("must be between 1 and {MAX_ENGINE_THREADS}, not {n}"),
+            )),
+            _ => Ok(()),
         }
     }
 }
@@ -249,6 +284,7 @@ impl Config {
             return Err(Invalid::new("checkpoint.pipeline", "must not be empty"));
         }
         self.live.validate()?;
+        self.engine.validate().map_err(|e| e.under("engine"))?;
         self.validate_notify()
     }
 
@@ -543,6 +579,21 @@ path = "out/"
             error_of(&tiny).starts_with("live.max_memory: 90000B is too small"),
             "{}",
             error_of(&tiny)
+        );
+    }
+
+    #[test]
+    fn engine_threads_default_to_the_cores_and_are_checked() {
+        let config = Config::from_toml_str(ISSUE_EXAMPLE).unwrap();
+        let cores = std::thread::available_parallelism().unwrap().get();
+        assert_eq!(config.engine.threads(), cores);
+        let three = format!("{ISSUE_EXAMPLE}\n[engine]\nthreads = 3\n");
+        assert_eq!(Config::from_toml_str(&three).unwrap().engine.threads(), 3);
+        let none = format!("{ISSUE_EXAMPLE}\n[engine]\nthreads = 0\n");
+        assert!(
+            error_of(&none).starts_with("engine.threads: must be between 1 and 1024, not 0"),
+            "{}",
+            error_of(&none)
         );
     }
 

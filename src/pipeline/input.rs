@@ -8,7 +8,7 @@ use std::time::Duration;
 use tracing::debug;
 
 use super::progress::{PartitionProgress, StreamProgress};
-use super::tasks::PartitionTasks;
+use super::tasks::{GroupBatch, PartitionTasks};
 use super::{PipelineError, StreamSummary};
 use crate::checkpoint::SplitPosition;
 use crate::config::Config;
@@ -33,6 +33,8 @@ pub struct StreamInput {
     messages: u64,
     /// Under a consumer group: the state per partition (the main engine holds none for it).
     pub tasks: Option<PartitionTasks>,
+    /// Under a consumer group: the messages of the batch being read, for the tasks.
+    group_batch: GroupBatch,
     /// A rebalance the source announced, for the run loop to carry out.
     pub rebalance: Option<Rebalance>,
 }
@@ -71,6 +73,7 @@ impl StreamInput {
                 .is_group_assigned()
                 .then(|| PartitionTasks::new(config, index)),
             rebalance: None,
+            group_batch: GroupBatch::default(),
         })
     }
 
@@ -83,8 +86,9 @@ impl StreamInput {
     }
 
     /// Reads up to [`BATCH`] messages through decoding into the engine (or the partition
-    /// tasks), waiting at most `wait` for the first; returns how many were read. Whatever
-    /// cannot become an event becomes a dead letter with the reason.
+    /// tasks, which take them on their threads once the batch is read), waiting at most
+    /// `wait` for the first; returns how many were read. Whatever cannot become an event
+    /// becomes a dead letter with the reason.
     pub fn read_batch(
         &mut self,
         engine: &mut Engine,
@@ -93,6 +97,7 @@ impl StreamInput {
         wait: Duration,
     ) -> Result<usize, PipelineError> {
         let mut read = 0;
+        let mut failed = None;
         for i in 0..BATCH {
             let timeout = if i == 0 { wait } else { Duration::ZERO };
             let message = match self.source.poll_message(timeout) {
@@ -108,14 +113,16 @@ impl StreamInput {
                     break;
                 }
                 Err(source) => {
-                    return Err(PipelineError::Source {
-                        stream: self.name.to_string(),
-                        source,
-                    })
+                    failed = Some(source);
+                    break;
                 }
             };
             read += 1;
             self.messages += 1;
+            if self.tasks.is_some() {
+                self.group_batch.push(&message);
+                continue;
+            }
             let origin = Origin {
                 source: message.source,
                 split: message.split,
@@ -123,13 +130,10 @@ impl StreamInput {
                 offset: message.offset,
             };
             let rejected = match self.decoder.decode(message.payload) {
-                Ok(event) => match &mut self.tasks {
-                    Some(tasks) => tasks.process(&event, origin, now, out).err(),
-                    None => engine
-                        .process(self.index, &event, origin, now, out)
-                        .err()
-                        .map(|rejected| rejected.to_string()),
-                },
+                Ok(event) => engine
+                    .process(self.index, &event, origin, now, out)
+                    .err()
+                    .map(|rejected| rejected.to_string()),
                 Err(bad) => Some(bad.to_string()),
             };
             if let Some(reason) = rejected {
@@ -144,7 +148,18 @@ impl StreamInput {
                 )));
             }
         }
-        Ok(read)
+        // What was read before a failure is taken too, as a message at a time would have.
+        if let Some(tasks) = &mut self.tasks {
+            self.dead_letters +=
+                tasks.process_batch(&self.decoder, &mut self.group_batch, now, out);
+        }
+        match failed {
+            Some(source) => Err(PipelineError::Source {
+                stream: self.name.to_string(),
+                source,
+            }),
+            None => Ok(read),
+        }
     }
 
     fn counters(&self, engine: &Engine) -> StreamCounters {

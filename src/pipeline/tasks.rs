@@ -10,9 +10,16 @@
 //! rows. It also means a series must come from one partition, as a producer keying messages by
 //! series gives; a series arriving from a second partition on this instance is refused into
 //! dead letters rather than split into two windows that would overwrite each other.
+//!
+//! Tasks share nothing else, so they run in parallel: the pipeline thread reads a batch,
+//! copying each message into its split's share, and each task decodes and processes its share
+//! on one of `engine.threads` threads. What they produce is handed on in split order, each
+//! split's records in the order of its messages: the same records as one task after another,
+//! whatever the threads. (Only which of two partitions gets a series first can differ, when
+//! both send it for the first time within one batch: a producer that does not key by series.)
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use tracing::info;
 
@@ -22,9 +29,11 @@ use crate::checkpoint::{self, Checkpoint, SplitPosition};
 use crate::config::Config;
 use crate::engine::time::PartitionWatermark;
 use crate::engine::{Engine, Origin, StreamCounters};
-use crate::event::Event;
-use crate::record::Record;
-use crate::source::SplitRef;
+use crate::event::{Decoder, Event};
+use crate::record::{DeadLetterRecord, Record};
+use crate::source::{RawMessage, SplitRef};
+
+type Labels<V> = HashMap<Arc<str>, V, foldhash::fast::RandomState>;
 
 /// The engines of one group-assigned stream, by split.
 pub struct PartitionTasks {
@@ -33,19 +42,99 @@ pub struct PartitionTasks {
     config: Config,
     fingerprint: String,
     tasks: BTreeMap<u32, Task>,
-    /// Which split each series seen here comes from.
-    owners: HashMap<Arc<str>, u32, foldhash::fast::RandomState>,
+    /// Which split each series seen here comes from. Tasks running on several threads claim
+    /// a series here the first time they see it, and after that from their own `claimed`.
+    owners: Mutex<Labels<Owner>>,
     /// Counters of partitions handed to other instances during this run, as they were then
     /// (a partition that comes back brings its counters in its state).
     retired: BTreeMap<u32, StreamCounters>,
+    /// Threads the tasks run on ([`crate::config::EngineConfig::threads`]).
+    threads: usize,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Owner {
+    split: u32,
+    partition: u32,
 }
 
 struct Task {
     engine: Engine,
     source: String,
     partition: u32,
+    /// Series this task owns in `owners`, looked up without the lock.
+    claimed: HashSet<Arc<str>, foldhash::fast::RandomState>,
+    /// What the task produced during a batch, handed on in split order after it.
+    out: Vec<Record>,
     /// Closed at end of input (`run --once`): checkpointed without state.
     finished: bool,
+}
+
+/// The messages of one read of a group-assigned stream, by split, their payloads copied side
+/// by side so that each split's task can take its share on a thread of its own.
+#[derive(Debug, Default)]
+pub struct GroupBatch {
+    splits: BTreeMap<u32, SplitMessages>,
+}
+
+#[derive(Debug, Default)]
+struct SplitMessages {
+    source: String,
+    partition: u32,
+    payloads: Vec<u8>,
+    /// Each message's offset and where its payload ends in `payloads`.
+    messages: Vec<(u64, usize)>,
+}
+
+impl GroupBatch {
+    /// Adds a copy of `message`.
+    pub fn push(&mut self, message: &RawMessage<'_>) {
+        let split = self.splits.entry(message.split).or_default();
+        if split.source != message.source {
+            split.source.clear();
+            split.source.push_str(message.source);
+        }
+        split.partition = message.partition;
+        split.payloads.extend_from_slice(message.payload);
+        split.messages.push((message.offset, split.payloads.len()));
+    }
+
+    /// Empties the batch, keeping its buffers for the next.
+    fn clear(&mut self) {
+        for split in self.splits.values_mut() {
+            split.payloads.clear();
+            split.messages.clear();
+        }
+    }
+}
+
+impl SplitMessages {
+    /// Offset and payload of each message, in the order read.
+    fn iter(&self) -> impl Iterator<Item = (u64, &[u8])> {
+        let mut start = 0;
+        self.messages.iter().map(move |&(offset, end)| {
+            let payload = &self.payloads[start..end];
+            start = end;
+            (offset, payload)
+        })
+    }
+
+    fn dead_letter(
+        &self,
+        stream: &Arc<str>,
+        offset: u64,
+        reason: String,
+        payload: &[u8],
+    ) -> Record {
+        Record::DeadLetter(DeadLetterRecord::new(
+            stream.clone(),
+            Arc::from(self.source.as_str()),
+            self.partition,
+            offset,
+            reason,
+            payload,
+        ))
+    }
 }
 
 impl PartitionTasks {
@@ -58,9 +147,10 @@ impl PartitionTasks {
         PartitionTasks {
             stream: Arc::from(config.streams[0].name.as_str()),
             fingerprint: checkpoint::fingerprint(&config),
+            threads: config.engine.threads(),
             config,
             tasks: BTreeMap::new(),
-            owners: HashMap::default(),
+            owners: Mutex::default(),
             retired: BTreeMap::new(),
         }
     }
@@ -81,6 +171,10 @@ impl PartitionTasks {
         now: i64,
     ) -> Result<Vec<SplitPosition>, PipelineError> {
         let mut resume = Vec::new();
+        let owners = self
+            .owners
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner);
         for split in splits {
             let name =
                 Self::checkpoint_name(pipeline, &self.stream, &split.source, split.partition);
@@ -93,13 +187,27 @@ impl PartitionTasks {
                 }
                 None => Engine::new(&self.config),
             };
+            let mut claimed = HashSet::default();
             for (label, _) in engine.series_counters(0) {
-                self.owners.insert(label.clone(), split.split);
+                let owner = Owner {
+                    split: split.split,
+                    partition: split.partition,
+                };
+                // The restored partition has the series now; whichever task had it before
+                // asks again (and is refused) on its next event of it.
+                if let Some(before) = owners.insert(label.clone(), owner) {
+                    if let Some(task) = self.tasks.get_mut(&before.split) {
+                        task.claimed.remove(label);
+                    }
+                }
+                claimed.insert(label.clone());
             }
             let mut task = Task {
                 engine,
                 source: split.source.clone(),
                 partition: split.partition,
+                claimed,
+                out: Vec::new(),
                 finished: false,
             };
             task.engine.assign_split(0, 0, now);
@@ -118,42 +226,59 @@ impl PartitionTasks {
             }
         }
         self.owners
-            .retain(|_, owner| self.tasks.contains_key(owner));
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|_, owner| self.tasks.contains_key(&owner.split));
     }
 
-    /// Runs one event through its partition's task; the error is a dead letter's reason.
-    pub fn process(
+    /// Decodes and runs each split's messages of `batch` through its task, the tasks spread
+    /// over the configured threads, then hands on what they produced in split order (each
+    /// split's records in the order of its messages). Whatever cannot become an event is a
+    /// dead letter with the reason; returns how many. Empties `batch`.
+    ///
+    /// The tasks share nothing but the series' owners, so the records are those of running
+    /// them one after the other, whatever the threads.
+    pub fn process_batch(
         &mut self,
-        event: &Event<'_>,
-        origin: Origin<'_>,
+        decoder: &Decoder,
+        batch: &mut GroupBatch,
         now: i64,
         out: &mut Vec<Record>,
-    ) -> Result<(), String> {
-        let split = origin.split;
-        let Some(task) = self.tasks.get_mut(&split) else {
-            return Err(format!(
-                "partition {} of {:?} is not assigned to this instance",
-                origin.partition, origin.source
-            ));
-        };
-        match self.owners.get(event.series.as_ref()) {
-            Some(&owner) if owner != split => {
-                let other = self.tasks.get(&owner).map_or(0, |t| t.partition);
-                return Err(format!(
-                    "series {:?} already comes from partition {other}; with assignment = \
-                     \"group\" each series must come from one partition (key messages by series)",
-                    event.series
-                ));
+    ) -> u64 {
+        let mut dead_letters = 0;
+        for (split, messages) in &batch.splits {
+            if self.tasks.contains_key(split) {
+                continue;
             }
-            Some(_) => {}
-            None => {
-                self.owners.insert(Arc::from(event.series.as_ref()), split);
+            for (offset, payload) in messages.iter() {
+                let reason = format!(
+                    "partition {} of {:?} is not assigned to this instance",
+                    messages.partition, messages.source
+                );
+                out.push(messages.dead_letter(&self.stream, offset, reason, payload));
+                dead_letters += 1;
             }
         }
-        let origin = Origin { split: 0, ..origin };
-        task.engine
-            .process(0, event, origin, now, out)
-            .map_err(|rejected| rejected.to_string())
+        let units: Vec<(u32, &mut Task, &SplitMessages)> = self
+            .tasks
+            .iter_mut()
+            .filter_map(|(&split, task)| {
+                let messages = batch.splits.get(&split)?;
+                (!messages.messages.is_empty()).then_some((split, task, messages))
+            })
+            .collect();
+        let (stream, owners) = (&self.stream, &self.owners);
+        dead_letters += spread(
+            units,
+            self.threads,
+            |(_, _, messages)| messages.messages.len(),
+            |(split, task, messages)| {
+                task.take_batch(stream, decoder, owners, split, messages, now)
+            },
+        );
+        batch.clear();
+        self.hand_on(out);
+        dead_letters
     }
 
     /// Advances processing time in every task.
@@ -163,11 +288,27 @@ impl PartitionTasks {
         }
     }
 
-    /// End of input: closes every task's windows.
+    /// End of input: closes every task's windows (and runs what waited for them), the tasks
+    /// spread over the configured threads.
     pub fn finish(&mut self, out: &mut Vec<Record>) {
+        let units: Vec<&mut Task> = self.tasks.values_mut().collect();
+        spread(
+            units,
+            self.threads,
+            |_| 1,
+            |task| {
+                task.engine.finish(&mut task.out);
+                task.finished = true;
+                0
+            },
+        );
+        self.hand_on(out);
+    }
+
+    /// Moves what the tasks produced to `out`, in split order.
+    fn hand_on(&mut self, out: &mut Vec<Record>) {
         for task in self.tasks.values_mut() {
-            task.engine.finish(out);
-            task.finished = true;
+            out.append(&mut task.out);
         }
     }
 
@@ -233,13 +374,117 @@ impl PartitionTasks {
     }
 }
 
+impl Task {
+    /// Decodes and runs one split's messages through this task; returns the dead letters.
+    fn take_batch(
+        &mut self,
+        stream: &Arc<str>,
+        decoder: &Decoder,
+        owners: &Mutex<Labels<Owner>>,
+        split: u32,
+        messages: &SplitMessages,
+        now: i64,
+    ) -> u64 {
+        let mut dead_letters = 0;
+        for (offset, payload) in messages.iter() {
+            let origin = Origin {
+                source: &messages.source,
+                split: 0,
+                partition: messages.partition,
+                offset,
+            };
+            let taken = match decoder.decode(payload) {
+                Ok(event) => self.take(owners, split, &event, origin, now),
+                Err(bad) => Err(bad.to_string()),
+            };
+            if let Err(reason) = taken {
+                self.out
+                    .push(messages.dead_letter(stream, offset, reason, payload));
+                dead_letters += 1;
+            }
+        }
+        dead_letters
+    }
+
+    /// Runs one event through the engine once the series is known to be this split's; the
+    /// error is a dead letter's reason.
+    fn take(
+        &mut self,
+        owners: &Mutex<Labels<Owner>>,
+        split: u32,
+        event: &Event<'_>,
+        origin: Origin<'_>,
+        now: i64,
+    ) -> Result<(), String> {
+        if !self.claimed.contains(event.series.as_ref()) {
+            let mut owners = owners.lock().unwrap_or_else(PoisonError::into_inner);
+            match owners.get(event.series.as_ref()) {
+                Some(other) if other.split != split => {
+                    return Err(format!(
+                        "series {:?} already comes from partition {}; with assignment = \
+                         \"group\" each series must come from one partition (key messages by \
+                         series)",
+                        event.series, other.partition
+                    ));
+                }
+                _ => {
+                    let label: Arc<str> = Arc::from(event.series.as_ref());
+                    let owner = Owner {
+                        split,
+                        partition: self.partition,
+                    };
+                    owners.insert(label.clone(), owner);
+                    self.claimed.insert(label);
+                }
+            }
+        }
+        self.engine
+            .process(0, event, origin, now, &mut self.out)
+            .map_err(|rejected| rejected.to_string())
+    }
+}
+
+/// Runs `work` on each of `units` on up to `threads` threads, this one among them, and returns
+/// the sum of what it returned. The heaviest units (by `weight`) are placed first, each on
+/// the thread with the least so far; one thread, or one unit, runs here without spawning.
+fn spread<U: Send>(
+    units: Vec<U>,
+    threads: usize,
+    weight: impl Fn(&U) -> usize,
+    work: impl Fn(U) -> u64 + Sync,
+) -> u64 {
+    let workers = threads.min(units.len()).max(1);
+    if workers == 1 {
+        return units.into_iter().map(work).sum();
+    }
+    let mut weighted: Vec<(usize, U)> = units.into_iter().map(|u| (weight(&u), u)).collect();
+    weighted.sort_by_key(|(weight, _)| std::cmp::Reverse(*weight));
+    let mut shares: Vec<(usize, Vec<U>)> = (0..workers).map(|_| (0, Vec::new())).collect();
+    for (weight, unit) in weighted {
+        if let Some(lightest) = shares.iter_mut().min_by_key(|(load, _)| *load) {
+            lightest.0 += weight;
+            lightest.1.push(unit);
+        }
+    }
+    let work = &work;
+    std::thread::scope(|scope| {
+        let mut shares = shares.into_iter().map(|(_, units)| units);
+        let here = shares.next().unwrap_or_default();
+        let spawned: Vec<_> = shares
+            .map(|units| scope.spawn(move || units.into_iter().map(work).sum::<u64>()))
+            .collect();
+        let mut total: u64 = here.into_iter().map(work).sum();
+        for thread in spawned {
+            total += thread
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        }
+        total
+    })
+}
+
 #[cfg(test)]
 mod tests {
-    use std::borrow::Cow;
-    use std::collections::BTreeMap;
-
-    use std::sync::{Arc, Mutex};
-
     use super::*;
     use crate::checkpoint::{CheckpointError, CheckpointStore, Outgoing};
 
@@ -285,23 +530,30 @@ url = "sqlite://unused.db"
         }
     }
 
-    fn event(series: &str, ts: i64) -> Event<'_> {
-        Event {
-            ts,
-            series: Cow::Borrowed(series),
-            value: 1.0,
-            id: None,
-            join_key: None,
-        }
-    }
+    /// A message of partition `split`: an event of `series` at `ts`, or `None` for a
+    /// malformed one.
+    type Message<'a> = (u32, u64, Option<(&'a str, i64)>);
 
-    fn origin(split: u32, offset: u64) -> Origin<'static> {
-        Origin {
-            source: "t",
-            split,
-            partition: split,
-            offset,
+    /// Runs `messages` through the tasks as one batch read; returns the dead letters.
+    fn take(tasks: &mut PartitionTasks, messages: &[Message<'_>], out: &mut Vec<Record>) -> u64 {
+        let decoder = Decoder::new(tasks.config.streams[0].fields.clone());
+        let mut batch = GroupBatch::default();
+        for &(split, offset, event) in messages {
+            let payload = match event {
+                Some((series, ts)) => {
+                    format!(r#"{{"ts": {ts}, "series": "{series}", "value": 1}}"#)
+                }
+                None => "{not json".to_owned(),
+            };
+            batch.push(&RawMessage {
+                source: "t",
+                split,
+                partition: split,
+                offset,
+                payload: payload.as_bytes(),
+            });
         }
+        tasks.process_batch(&decoder, &mut batch, 0, out)
     }
 
     fn position(partition: u32, next_offset: u64) -> SplitPosition {
@@ -322,19 +574,11 @@ url = "sqlite://unused.db"
             .assign(&[split(0), split(1)], &mut checkpoints, "p", 0)
             .unwrap();
         assert!(resume.is_empty(), "nothing checkpointed yet");
-        for offset in 0..5 {
-            tasks
-                .process(
-                    &event("a", offset as i64 * 1_000),
-                    origin(0, offset),
-                    0,
-                    &mut out,
-                )
-                .unwrap();
-        }
-        tasks
-            .process(&event("b", 0), origin(1, 0), 0, &mut out)
-            .unwrap();
+        let mut messages: Vec<Message<'_>> = (0..5)
+            .map(|offset| (0, offset, Some(("a", offset as i64 * 1_000))))
+            .collect();
+        messages.push((1, 0, Some(("b", 0))));
+        assert_eq!(take(&mut tasks, &messages, &mut out), 0);
         tasks
             .save(
                 &mut checkpoints,
@@ -355,9 +599,7 @@ url = "sqlite://unused.db"
         assert_eq!(tasks.counters().accepted, 6);
 
         // The restored window still holds the first five events: it closes with all of them.
-        tasks
-            .process(&event("a", 30_000), origin(0, 5), 0, &mut out)
-            .unwrap();
+        take(&mut tasks, &[(0, 5, Some(("a", 30_000)))], &mut out);
         let windows: Vec<u64> = out
             .iter()
             .filter_map(|r| match r {
@@ -366,6 +608,17 @@ url = "sqlite://unused.db"
             })
             .collect();
         assert_eq!(windows, [5]);
+    }
+
+    fn dead_letter_reasons(out: &[Record]) -> Vec<String> {
+        out.iter()
+            .filter_map(|r| match r {
+                Record::DeadLetter(d) => {
+                    Some(format!("{}@{}: {}", d.partition, d.offset, d.reason))
+                }
+                _ => None,
+            })
+            .collect()
     }
 
     #[test]
@@ -377,21 +630,125 @@ url = "sqlite://unused.db"
         tasks
             .assign(&[split(0), split(1)], &mut checkpoints, "p", 0)
             .unwrap();
-        tasks
-            .process(&event("a", 0), origin(0, 0), 0, &mut out)
-            .unwrap();
-        let reason = tasks
-            .process(&event("a", 1), origin(1, 0), 0, &mut out)
-            .unwrap_err();
+        take(&mut tasks, &[(0, 0, Some(("a", 0)))], &mut out);
+        let refused = take(&mut tasks, &[(1, 0, Some(("a", 1)))], &mut out);
+        assert_eq!(refused, 1);
+        let reasons = dead_letter_reasons(&out);
+        assert_eq!(reasons.len(), 1, "{reasons:?}");
         assert!(
-            reason.contains("series \"a\" already comes from partition 0"),
-            "{reason}"
+            reasons[0].starts_with("1@0: series \"a\" already comes from partition 0"),
+            "{reasons:?}"
         );
         // Once partition 0 is gone from this instance, partition 1 may have the series.
         tasks.revoke(&[split(0)]);
-        tasks
-            .process(&event("a", 2), origin(1, 1), 0, &mut out)
-            .unwrap();
+        assert_eq!(take(&mut tasks, &[(1, 1, Some(("a", 2)))], &mut out), 0);
+        // Partition 0's event (its counters retired with it) and now partition 1's.
+        assert_eq!(tasks.counters().accepted, 2);
+    }
+
+    #[test]
+    fn messages_of_a_partition_not_assigned_and_malformed_ones_are_dead_letters() {
+        let config = Config::from_toml_str(CONFIG).unwrap();
+        let (mut checkpoints, _memory) = store();
+        let mut tasks = PartitionTasks::new(&config, 0);
+        let mut out = Vec::new();
+        tasks.assign(&[split(0)], &mut checkpoints, "p", 0).unwrap();
+        let messages = [(0, 0, None), (2, 7, Some(("a", 0))), (0, 1, Some(("a", 0)))];
+        assert_eq!(take(&mut tasks, &messages, &mut out), 2);
+        let reasons = dead_letter_reasons(&out);
+        assert_eq!(reasons.len(), 2, "{reasons:?}");
+        assert!(
+            reasons[0].starts_with("2@7: partition 2 of \"t\" is not assigned"),
+            "{reasons:?}"
+        );
+        assert!(reasons[1].starts_with("0@0: "), "{reasons:?}");
+        assert_eq!(tasks.counters().accepted, 1);
+    }
+
+    /// Partitions of many series each, out of order, with malformed messages and series that
+    /// show up in a second partition, in batches.
+    fn mixed_input() -> Vec<Vec<Message<'static>>> {
+        const SERIES: [&str; 12] = [
+            "s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s9", "s10", "s11",
+        ];
+        let mut batches = Vec::new();
+        let mut offsets = [0u64; 4];
+        for round in 0..40i64 {
+            let mut batch = Vec::new();
+            for n in 0..64i64 {
+                let split = ((n * 7 + round) % 4) as u32;
+                let offset = offsets[split as usize];
+                offsets[split as usize] += 1;
+                let event = match (n + round) % 29 {
+                    0 => None,
+                    // Now and then a series another partition has had since the first round.
+                    1 if round > 0 => Some((SERIES[((split as usize) + 1) % 4 * 3], round * 5_000)),
+                    _ => {
+                        let series = SERIES[split as usize * 3 + (n as usize % 3)];
+                        Some((series, round * 5_000 + (n * 389) % 9_000))
+                    }
+                };
+                batch.push((split, offset, event));
+            }
+            batches.push(batch);
+        }
+        batches
+    }
+
+    fn run_with_threads(threads: usize) -> (Vec<Record>, u64) {
+        let text = format!("{CONFIG}\n[engine]\nthreads = {threads}\n");
+        let config = Config::from_toml_str(&text).unwrap();
+        let (mut checkpoints, _memory) = store();
+        let mut tasks = PartitionTasks::new(&config, 0);
+        let splits: Vec<SplitRef> = (0..4).map(split).collect();
+        tasks.assign(&splits, &mut checkpoints, "p", 0).unwrap();
+        let mut out = Vec::new();
+        let mut dead_letters = 0;
+        for batch in mixed_input() {
+            dead_letters += take(&mut tasks, &batch, &mut out);
+        }
+        tasks.finish(&mut out);
+        (out, dead_letters)
+    }
+
+    #[test]
+    fn tasks_on_several_threads_give_the_records_of_one_thread() {
+        let (one, one_dead) = run_with_threads(1);
+        let (four, four_dead) = run_with_threads(4);
+        assert!(
+            one.iter()
+                .filter(|r| matches!(r, Record::Window(_)))
+                .count()
+                > 40,
+            "the input closes windows"
+        );
+        assert!(one_dead > 0, "the input has malformed and refused messages");
+        assert_eq!(one_dead, four_dead);
+        assert_eq!(one.len(), four.len());
+        for (i, (a, b)) in one.iter().zip(&four).enumerate() {
+            assert_eq!(a, b, "record {i}");
+        }
+    }
+
+    #[test]
+    fn spread_runs_every_unit_once_across_threads() {
+        let seen = Mutex::new(Vec::new());
+        let threads = Mutex::new(HashSet::<std::thread::ThreadId>::new());
+        let total = spread(
+            (1..=10u64).collect(),
+            3,
+            |&unit| unit as usize,
+            |unit| {
+                seen.lock().unwrap().push(unit);
+                threads.lock().unwrap().insert(std::thread::current().id());
+                unit
+            },
+        );
+        assert_eq!(total, 55);
+        let mut seen = seen.into_inner().unwrap();
+        seen.sort_unstable();
+        assert_eq!(seen, (1..=10).collect::<Vec<_>>());
+        assert_eq!(threads.into_inner().unwrap().len(), 3);
     }
 
     #[test]
@@ -401,9 +758,7 @@ url = "sqlite://unused.db"
         let mut tasks = PartitionTasks::new(&config, 0);
         let mut out = Vec::new();
         tasks.assign(&[split(0)], &mut checkpoints, "p", 0).unwrap();
-        tasks
-            .process(&event("a", 0), origin(0, 0), 0, &mut out)
-            .unwrap();
+        take(&mut tasks, &[(0, 0, Some(("a", 0)))], &mut out);
         tasks.finish(&mut out);
         tasks
             .save(&mut checkpoints, "p", 3, 0, &[position(0, 1)])
