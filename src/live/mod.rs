@@ -353,8 +353,13 @@ impl Dashboard {
             if view.windows.capacity() < capacity {
                 // The whole share at once, as the rings do: grown by doubling, every series'
                 // windows moved to a block twice the size at its 5th and 9th window, and the
-                // RSS of 100,000 series stepped up by 60 and 100 MB there.
+                // RSS of 100,000 series stepped up by 60 and 100 MB there. Every slot is
+                // written once now, as a ring's are, so the share is resident from the first
+                // window rather than a page at a time over its first `capacity` windows.
                 view.windows.reserve_exact(capacity - view.windows.len());
+                let len = view.windows.len();
+                view.windows.resize(view.windows.capacity(), w.clone());
+                view.windows.truncate(len);
             }
             view.windows.push_back(w.clone());
             self.windows_held += 1;
