@@ -35,6 +35,12 @@ use crate::source::{RawMessage, SplitRef};
 
 type Labels<V> = HashMap<Arc<str>, V, foldhash::fast::RandomState>;
 
+/// Records a task's output buffer keeps room for between batches.
+const KEPT_OUTPUT: usize = 4 * super::BATCH;
+/// Fewest messages in a batch for the tasks to take it on several threads: below, starting
+/// the threads costs more than they save (a trickle while following).
+const SPREAD_FROM: usize = 256;
+
 /// The engines of one group-assigned stream, by split.
 pub struct PartitionTasks {
     stream: Arc<str>,
@@ -267,10 +273,16 @@ impl PartitionTasks {
                 (!messages.messages.is_empty()).then_some((split, task, messages))
             })
             .collect();
+        let messages: usize = units.iter().map(|(_, _, m)| m.messages.len()).sum();
+        let threads = if messages < SPREAD_FROM {
+            1
+        } else {
+            self.threads
+        };
         let (stream, owners) = (&self.stream, &self.owners);
         dead_letters += spread(
             units,
-            self.threads,
+            threads,
             |(_, _, messages)| messages.messages.len(),
             |(split, task, messages)| {
                 task.take_batch(stream, decoder, owners, split, messages, now)
@@ -309,6 +321,9 @@ impl PartitionTasks {
     fn hand_on(&mut self, out: &mut Vec<Record>) {
         for task in self.tasks.values_mut() {
             out.append(&mut task.out);
+            // A watermark that releases much at once leaves a large buffer behind: not kept
+            // per task beyond what a batch usually needs.
+            task.out.shrink_to(KEPT_OUTPUT);
         }
     }
 
@@ -673,9 +688,10 @@ url = "sqlite://unused.db"
         ];
         let mut batches = Vec::new();
         let mut offsets = [0u64; 4];
-        for round in 0..40i64 {
+        for round in 0..12i64 {
             let mut batch = Vec::new();
-            for n in 0..64i64 {
+            // Enough for the batch to be spread over threads.
+            for n in 0..(SPREAD_FROM as i64 + 64) {
                 let split = ((n * 7 + round) % 4) as u32;
                 let offset = offsets[split as usize];
                 offsets[split as usize] += 1;
