@@ -17,6 +17,9 @@
 //! split's records in the order of its messages: the same records as one task after another,
 //! whatever the threads. (Only which of two partitions gets a series first can differ, when
 //! both send it for the first time within one batch: a producer that does not key by series.)
+//! The consumer queue hands over a partition's fetched messages in one long run, so a batch
+//! mostly holds one partition's and the reading gains little yet; closing at the end of input
+//! does. Reading each partition from its own queue, a share of each per batch, is what is left.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
