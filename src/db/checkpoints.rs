@@ -61,6 +61,19 @@ impl CheckpointStore for DbCheckpoints {
         let _context = runtime.enter();
         let failed = |source| CheckpointError::Db(db.error(source));
         let mut tx = runtime.block_on(db.pool().begin()).map_err(failed)?;
+        if tx.backend_name() == "PostgreSQL" {
+            // Saves of one name take turns. Instances of a group-assigned pipeline share its
+            // name and save its own row at times at the same moment; interleaved, the second
+            // one's parts collided with the first's (a duplicate key, and a rewind). SQLite
+            // writes one transaction at a time anyway.
+            runtime
+                .block_on(
+                    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+                        .bind(name)
+                        .execute(&mut *tx),
+                )
+                .map_err(failed)?;
+        }
         runtime
             .block_on(
                 sqlx::query("DELETE FROM checkpoint_chunks WHERE pipeline = $1")

@@ -536,3 +536,50 @@ fn checkpoint_state_in_parts_postgres() {
     let pg = Postgres::start();
     check_checkpoint_parts(&pg.url);
 }
+
+/// Two instances of a group-assigned pipeline share its name, so both save the pipeline's own
+/// checkpoint row, at times at the same moment: each save replaces the row whole (the other's
+/// parts never mixed in, no duplicate part refused), and what loads is one of the two.
+fn check_concurrent_checkpoints(url: &str) {
+    use tidewatch::CheckpointStore;
+    let states: Vec<Vec<u8>> = [150, 160]
+        .into_iter()
+        .map(|series| engine_with(series).snapshot().unwrap())
+        .collect();
+    std::thread::scope(|scope| {
+        for (instance, series) in [150, 160].into_iter().enumerate() {
+            let url = url.to_owned();
+            scope.spawn(move || {
+                let db = DbSink::connect(&url).unwrap();
+                let mut store = db.checkpoints().with_part_bytes(500);
+                let engine = engine_with(series);
+                for round in 0..15 {
+                    let epoch = (round * 2 + instance) as u64;
+                    if let Err(error) = store.save("shared", &checkpoint(Some(&engine), epoch)) {
+                        panic!("instance {instance}, round {round}: {}", Report(&error));
+                    }
+                }
+            });
+        }
+    });
+    let db = DbSink::connect(url).unwrap();
+    let loaded = db.checkpoints().load("shared").unwrap().unwrap();
+    let state = loaded.engine.unwrap();
+    assert!(
+        states.contains(&state),
+        "the stored state is neither instance's ({} bytes)",
+        state.len()
+    );
+}
+
+#[test]
+fn concurrent_checkpoints_of_one_name_postgres() {
+    let pg = Postgres::start();
+    check_concurrent_checkpoints(&pg.url);
+}
+
+#[test]
+fn concurrent_checkpoints_of_one_name_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    check_concurrent_checkpoints(&format!("sqlite://{}/t.db", dir.path().display()));
+}
