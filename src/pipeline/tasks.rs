@@ -582,16 +582,22 @@ url = "sqlite://unused.db"
         }
     }
 
+    /// Tasks of the stream of `config` (TOML) with partitions `splits` assigned afresh, the
+    /// store their checkpoints go to, and what that store holds.
+    fn assigned(config: &str, splits: &[u32]) -> (PartitionTasks, Checkpoints, InMemory) {
+        let config = Config::from_toml_str(config).unwrap();
+        let (mut checkpoints, memory) = store();
+        let mut tasks = PartitionTasks::new(&config, 0);
+        let splits: Vec<SplitRef> = splits.iter().copied().map(split).collect();
+        let resume = tasks.assign(&splits, &mut checkpoints, "p", 0).unwrap();
+        assert!(resume.is_empty(), "nothing checkpointed yet");
+        (tasks, checkpoints, memory)
+    }
+
     #[test]
     fn a_partition_moves_with_its_state_and_is_counted_once() {
-        let config = Config::from_toml_str(CONFIG).unwrap();
-        let (mut checkpoints, _memory) = store();
-        let mut tasks = PartitionTasks::new(&config, 0);
+        let (mut tasks, mut checkpoints, _memory) = assigned(CONFIG, &[0, 1]);
         let mut out = Vec::new();
-        let resume = tasks
-            .assign(&[split(0), split(1)], &mut checkpoints, "p", 0)
-            .unwrap();
-        assert!(resume.is_empty(), "nothing checkpointed yet");
         let mut messages: Vec<Message<'_>> = (0..5)
             .map(|offset| (0, offset, Some(("a", offset as i64 * 1_000))))
             .collect();
@@ -641,13 +647,8 @@ url = "sqlite://unused.db"
 
     #[test]
     fn a_series_from_a_second_partition_is_refused_with_the_reason() {
-        let config = Config::from_toml_str(CONFIG).unwrap();
-        let (mut checkpoints, _memory) = store();
-        let mut tasks = PartitionTasks::new(&config, 0);
+        let (mut tasks, _checkpoints, _memory) = assigned(CONFIG, &[0, 1]);
         let mut out = Vec::new();
-        tasks
-            .assign(&[split(0), split(1)], &mut checkpoints, "p", 0)
-            .unwrap();
         take(&mut tasks, &[(0, 0, Some(("a", 0)))], &mut out);
         let refused = take(&mut tasks, &[(1, 0, Some(("a", 1)))], &mut out);
         assert_eq!(refused, 1);
@@ -666,11 +667,8 @@ url = "sqlite://unused.db"
 
     #[test]
     fn messages_of_a_partition_not_assigned_and_malformed_ones_are_dead_letters() {
-        let config = Config::from_toml_str(CONFIG).unwrap();
-        let (mut checkpoints, _memory) = store();
-        let mut tasks = PartitionTasks::new(&config, 0);
+        let (mut tasks, _checkpoints, _memory) = assigned(CONFIG, &[0]);
         let mut out = Vec::new();
-        tasks.assign(&[split(0)], &mut checkpoints, "p", 0).unwrap();
         let messages = [(0, 0, None), (2, 7, Some(("a", 0))), (0, 1, Some(("a", 0)))];
         assert_eq!(take(&mut tasks, &messages, &mut out), 2);
         let reasons = dead_letter_reasons(&out);
@@ -716,11 +714,7 @@ url = "sqlite://unused.db"
 
     fn run_with_threads(threads: usize) -> (Vec<Record>, u64) {
         let text = format!("{CONFIG}\n[engine]\nthreads = {threads}\n");
-        let config = Config::from_toml_str(&text).unwrap();
-        let (mut checkpoints, _memory) = store();
-        let mut tasks = PartitionTasks::new(&config, 0);
-        let splits: Vec<SplitRef> = (0..4).map(split).collect();
-        tasks.assign(&splits, &mut checkpoints, "p", 0).unwrap();
+        let (mut tasks, _checkpoints, _memory) = assigned(&text, &[0, 1, 2, 3]);
         let mut out = Vec::new();
         let mut dead_letters = 0;
         for batch in mixed_input() {
@@ -772,11 +766,8 @@ url = "sqlite://unused.db"
 
     #[test]
     fn a_finished_task_is_checkpointed_without_state() {
-        let config = Config::from_toml_str(CONFIG).unwrap();
-        let (mut checkpoints, mut memory) = store();
-        let mut tasks = PartitionTasks::new(&config, 0);
+        let (mut tasks, mut checkpoints, mut memory) = assigned(CONFIG, &[0]);
         let mut out = Vec::new();
-        tasks.assign(&[split(0)], &mut checkpoints, "p", 0).unwrap();
         take(&mut tasks, &[(0, 0, Some(("a", 0)))], &mut out);
         tasks.finish(&mut out);
         tasks
