@@ -15,7 +15,7 @@ set -euo pipefail
 series=${1:-100000}
 rate=${2:-200000}
 seconds=${3:-600}
-max_memory=${4:-1200MiB}
+max_memory=${4:-1000MiB}
 cd "$(dirname "$0")/.."
 cargo build --release --quiet
 work=$(mktemp -d)

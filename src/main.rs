@@ -233,7 +233,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     web::check_listen(args.listen, token.is_some(), args.insecure)?;
     let stop = stop_on_signals()?;
-    let live = LiveState::with_limits(config.live.limits());
+    let live = LiveState::for_config(&config);
     let mut outputs = Outputs::build(&config)?;
     outputs.sinks.push(Box::new(LiveSink::new(live.clone())));
     outputs.status = Some(live.status_sender());

@@ -9,42 +9,46 @@
 //! resynchronise from a snapshot).
 //!
 //! Memory is bounded for any number of series, by [`Limits`]: each series keeps its last
-//! point once, in full, and its recent points compactly ([`ring`], 17 bytes a point), up to
+//! point once, in full, and its recent points compactly ([`ring`], 13 bytes a point), up to
 //! [`RECENT_POINTS`] each while the budget allows and an equal share of it beyond (600 each
-//! up to about 43,800 series in the default 512 MiB); when even the least share
+//! up to about 57,800 series in the default 512 MiB); when even the least share
 //! ([`LEAST_POINTS`]) no longer fits, the least recently updated series leave the view, as do
 //! series idle for longer than [`Limits::idle_after`]. They stay in the store, and come back
 //! with their next point.
 
 mod ring;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, watch};
 
-use crate::config::{ByteSize, Invalid};
+use crate::config::{ByteSize, Config, Invalid};
 use crate::pipeline::progress::PipelineStatus;
 use crate::record::{
-    AlertRecord, AlertState, DeadLetterRecord, LateRecord, PointRecord, Record, WindowRecord,
+    AlertRecord, AlertState, DeadLetterRecord, LateRecord, PointRecord, Record, WindowKind,
+    WindowRecord,
 };
 use crate::sink::{Sink, SinkError};
-pub use ring::{PointRing, POINT_BYTES};
+pub use ring::{Lines, PointRing, MAX_HISTORY, POINT_BYTES};
 
 /// Most recent points kept per series for sparklines and charts.
 pub const RECENT_POINTS: usize = 600;
 /// The fewest recent points a series keeps before the least recently updated series are
 /// evicted instead (a sparkline's worth).
 pub const LEAST_POINTS: usize = 60;
-/// Most closed windows kept per series (at least 2, within an eighth of the budget).
+/// Most closed windows kept per series (at least 2, within a sixteenth of the budget).
 pub const RECENT_WINDOWS: usize = 20;
 /// What a series costs besides its points and windows: its map entry and names, the last
 /// point in full, its view (measured with `scripts/measure-live-memory.sh`).
 pub const SERIES_BYTES: usize = 512;
+/// What a series' ring may hold beyond the points it shows (the SMA's history), counted with
+/// its fixed costs.
+const HISTORY_BYTES: usize = MAX_HISTORY * POINT_BYTES;
 /// What one closed window kept for the series page costs.
-pub const WINDOW_BYTES: usize = std::mem::size_of::<WindowRecord>();
+pub const WINDOW_BYTES: usize = std::mem::size_of::<RecentWindow>();
 /// Recent alerts kept in memory (the store has all of them).
 const RECENT_ALERTS: usize = 500;
 /// Recent late events and dead letters kept for the status page.
@@ -83,7 +87,7 @@ impl LiveConfig {
     }
 
     pub(crate) fn validate(&self) -> Result<(), Invalid> {
-        let least = SERIES_BYTES + LEAST_POINTS * POINT_BYTES;
+        let least = SERIES_BYTES + HISTORY_BYTES + LEAST_POINTS * POINT_BYTES;
         if self.max_memory.0 < 64 * least {
             return Err(Invalid::new(
                 "live.max_memory",
@@ -119,20 +123,28 @@ impl Default for Limits {
 }
 
 impl Limits {
-    /// Recent windows over all series: an eighth of the budget.
+    /// Recent windows over all series: a sixteenth of the budget (at 100,000 series and
+    /// 1000 MiB, 10 windows each).
     fn window_budget(&self) -> usize {
-        self.max_memory / 8 / WINDOW_BYTES
+        self.max_memory / 16 / WINDOW_BYTES
     }
 
-    /// Recent points over all series, once `series` series have paid their fixed costs.
+    /// What the points and the series' fixed costs may take: the rest.
+    fn series_budget(&self) -> usize {
+        self.max_memory - self.max_memory / 16
+    }
+
+    /// Recent points shown over all series, once `series` series have paid their fixed costs
+    /// (their rings' history included).
     fn point_budget(&self, series: usize) -> usize {
-        (self.max_memory - self.max_memory / 8).saturating_sub(series * SERIES_BYTES) / POINT_BYTES
+        self.series_budget()
+            .saturating_sub(series * (SERIES_BYTES + HISTORY_BYTES))
+            / POINT_BYTES
     }
 
     /// Most series the view holds, each with [`LEAST_POINTS`].
     fn most_series(&self) -> usize {
-        ((self.max_memory - self.max_memory / 8) / (SERIES_BYTES + LEAST_POINTS * POINT_BYTES))
-            .max(1)
+        (self.series_budget() / (SERIES_BYTES + HISTORY_BYTES + LEAST_POINTS * POINT_BYTES)).max(1)
     }
 }
 
@@ -151,6 +163,44 @@ pub enum Update {
     Ack(AlertRecord),
 }
 
+/// A closed window as the series page lists it: the record's figures without the names the
+/// view's key already has, nor the sum, first and last the page does not show: 64 bytes where
+/// the record takes 112.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RecentWindow {
+    pub kind: WindowKind,
+    pub window_start: i64,
+    pub window_end: i64,
+    pub count: u64,
+    pub mean: f64,
+    pub min: f64,
+    pub max: f64,
+    /// NaN for none (see [`RecentWindow::stddev`]): an `Option` would take 8 bytes more.
+    stddev: f64,
+}
+
+impl RecentWindow {
+    /// Sample standard deviation; `None` for a window of one event.
+    pub fn stddev(&self) -> Option<f64> {
+        Some(self.stddev).filter(|s| !s.is_nan())
+    }
+}
+
+impl From<&WindowRecord> for RecentWindow {
+    fn from(w: &WindowRecord) -> Self {
+        RecentWindow {
+            kind: w.kind,
+            window_start: w.window_start,
+            window_end: w.window_end,
+            count: w.count,
+            mean: w.mean,
+            min: w.min,
+            max: w.max,
+            stddev: w.stddev.unwrap_or(f64::NAN),
+        }
+    }
+}
+
 /// What the dashboard shows of one series.
 #[derive(Debug)]
 pub struct SeriesView {
@@ -160,7 +210,7 @@ pub struct SeriesView {
     /// The recent points, oldest first.
     pub recent: PointRing,
     /// The latest closed windows, oldest first.
-    pub windows: VecDeque<WindowRecord>,
+    pub windows: VecDeque<RecentWindow>,
     /// Processing time of the last point, for staleness and eviction.
     pub updated: Instant,
 }
@@ -188,6 +238,9 @@ pub struct Dashboard {
     pub recent_late: VecDeque<LateRecord>,
     pub recent_dead_letters: VecDeque<DeadLetterRecord>,
     limits: Limits,
+    /// How each stream's SMA and EWMA are taken, for the rings to compute them again (streams
+    /// not named here use the defaults).
+    lines: HashMap<Arc<str>, Lines>,
     /// Recent point slots (ring capacity) and windows held over all series, kept near their
     /// budgets.
     points_held: usize,
@@ -202,6 +255,11 @@ impl Dashboard {
             limits,
             ..Dashboard::default()
         }
+    }
+
+    /// Charts `stream`'s SMA and EWMA as `lines` say they are taken.
+    pub fn set_lines(&mut self, stream: &str, lines: Lines) {
+        self.lines.insert(stream.into(), lines);
     }
 
     pub fn open_alerts(&self) -> usize {
@@ -264,12 +322,14 @@ impl Dashboard {
             windows: VecDeque::new(),
             updated: now,
         });
+        let lines = self.lines.get(&p.stream).copied().unwrap_or_default();
         let before = view.recent.slots();
-        view.recent.push(p, capacity);
+        view.recent.push(p, capacity, lines);
         self.points_held = self.points_held - before + view.recent.slots();
         view.last = last.clone();
         view.updated = now;
-        if self.points_held > point_budget + point_budget / 8 {
+        let history = holders * MAX_HISTORY;
+        if self.points_held > point_budget + history + point_budget / 8 {
             self.trim_points(capacity);
         }
         Some(Update::Point(last))
@@ -358,10 +418,11 @@ impl Dashboard {
                 // window rather than a page at a time over its first `capacity` windows.
                 view.windows.reserve_exact(capacity - view.windows.len());
                 let len = view.windows.len();
-                view.windows.resize(view.windows.capacity(), w.clone());
+                view.windows
+                    .resize(view.windows.capacity(), RecentWindow::from(w));
                 view.windows.truncate(len);
             }
-            view.windows.push_back(w.clone());
+            view.windows.push_back(RecentWindow::from(w));
             self.windows_held += 1;
             if self.windows_held > budget + budget / 8 {
                 self.trim_windows(capacity);
@@ -419,10 +480,26 @@ impl LiveState {
         LiveState::with_limits(Limits::default())
     }
 
+    /// The live view of `config`'s pipeline: within its `[live]` limits, charting each
+    /// stream's SMA and EWMA as its analytics take them.
+    pub fn for_config(config: &Config) -> Arc<Self> {
+        let mut dashboard = Dashboard::new(config.live.limits());
+        for stream in &config.streams {
+            if let Some(analytics) = &stream.analytics {
+                dashboard.set_lines(&stream.name, Lines::from(analytics));
+            }
+        }
+        LiveState::with_dashboard(dashboard)
+    }
+
     pub fn with_limits(limits: Limits) -> Arc<Self> {
+        LiveState::with_dashboard(Dashboard::new(limits))
+    }
+
+    fn with_dashboard(dashboard: Dashboard) -> Arc<Self> {
         let (hub, _) = broadcast::channel(HUB_CAPACITY);
         Arc::new(LiveState {
-            dashboard: Mutex::new(Dashboard::new(limits)),
+            dashboard: Mutex::new(dashboard),
             hub,
             status: watch::Sender::new(PipelineStatus::default()),
             started: Instant::now(),
@@ -537,6 +614,38 @@ mod tests {
     }
 
     #[test]
+    fn a_recent_window_takes_64_bytes_and_keeps_what_the_page_shows() {
+        assert_eq!(WINDOW_BYTES, 64);
+        let mut record = crate::record::WindowRecord {
+            stream: "s".into(),
+            series: "a".into(),
+            kind: WindowKind::Sliding,
+            window_start: 60_000,
+            window_end: 120_000,
+            count: 3,
+            sum: 6.0,
+            mean: 2.0,
+            min: 1.0,
+            max: 3.0,
+            stddev: Some(1.0),
+            first: 1.0,
+            last: 3.0,
+            is_final: true,
+        };
+        let w = RecentWindow::from(&record);
+        assert_eq!(
+            (w.kind, w.window_start, w.window_end, w.count),
+            (WindowKind::Sliding, 60_000, 120_000, 3)
+        );
+        assert_eq!(
+            (w.mean, w.min, w.max, w.stddev()),
+            (2.0, 1.0, 3.0, Some(1.0))
+        );
+        record.stddev = None;
+        assert_eq!(RecentWindow::from(&record).stddev(), None);
+    }
+
+    #[test]
     fn recent_windows_take_their_share_at_once() {
         let mut dashboard = Dashboard::new(Limits::default());
         let now = Instant::now();
@@ -582,7 +691,7 @@ mod tests {
         }
         let a = &dashboard.series[&key("a")];
         assert_eq!(a.recent.len(), RECENT_POINTS);
-        let newest = a.recent.iter().next_back().unwrap();
+        let newest = a.recent.iter().last().unwrap();
         assert_eq!(newest.ts, 999);
         assert_eq!((newest.lower, newest.upper), (Some(0.5), Some(1.5)));
         // As many series as the budget holds at the least share: every series keeps about

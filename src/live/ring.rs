@@ -1,27 +1,30 @@
-//! A series' recent points, as compactly as a chart allows: 17 bytes a point instead of the
+//! A series' recent points, as compactly as a chart allows: 13 bytes a point instead of the
 //! 64 of the full record's chart fields, so 100,000 series can keep 600 points each in about
-//! 1 GB.
+//! 780 MB.
 //!
 //! - Time is the gap since the previous point, in 3 bytes: milliseconds up to 2²³ − 1 (2.3
 //!   hours), whole seconds above (up to 97 days). The ring keeps the oldest and newest times
 //!   in full, so every time is exact except after a gap of more than 2.3 hours that is not a
 //!   whole number of seconds, which rounds to the second (the gaps after it are taken from the
 //!   rounded time, so the error does not carry on). A longer gap than 97 days empties the ring.
-//! - The value and the baseline (the detector's expectation, or the SMA without one) are `f32`:
-//!   seven significant digits, more than a chart's pixels resolve (the series' last point is
-//!   kept in full, for the figures the pages print).
-//! - SMA, EWMA and the band's half width are `bf16` offsets from the baseline: a `bf16` has an
-//!   `f32`'s range and 8 significant bits, so each is within 0.4 % of its distance from the
-//!   baseline. The baseline lines stay close to each other even where the value spikes, which
-//!   is why they are not stored as offsets from the value. The band is symmetric around the
-//!   expectation (`anomaly::Assessment`), so one number gives both edges.
-//! - The flags take no bytes of their own: without an expectation the SMA is the baseline, so
-//!   its offset is NaN to say so; the half width is never negative, so its sign bit says the
-//!   point is anomalous.
+//! - The value and the expectation are `f32`: seven significant digits, more than a chart's
+//!   pixels resolve (the series' last point is kept in full, for the figures the pages print).
+//! - The band's half width is a `bf16` (within 0.4 %): the band is symmetric around the
+//!   expectation (`anomaly::Assessment`), so one number gives both edges. The flags take no
+//!   bytes of their own: NaN for the expectation says there is none, and the half width is
+//!   never negative, so its sign bit says the point is anomalous.
+//! - The SMA and the EWMA are not stored: they are functions of the values, so the ring
+//!   computes them again when it is read, from its [`Lines`] (the stream's `sma_points` and
+//!   `ewma_alpha`). The EWMA needs one number to start from, the EWMA at the oldest point held,
+//!   which the ring carries forward as old points leave; the SMA needs the `sma_points − 1`
+//!   values before a point, so the ring holds up to [`MAX_HISTORY`] points more than it shows.
+//!   Where that history is missing (a ring that started mid-series, or `sma_points` above 31)
+//!   the first points have no SMA. Both agree with the records to the `f32` rounding of the
+//!   values they are taken from.
 //!
-//! 17 bytes, not 18, matters because of how the allocator rounds: 600 points of 17 bytes
-//! (10,200) fit jemalloc's 10,240-byte size class, 600 of 18 (10,800) took a 12,288-byte one —
-//! 205 MB more at 100,000 series.
+//! 13 bytes matters because of how the allocator rounds: 630 points of 13 bytes (8,190) fit
+//! jemalloc's 8,192-byte size class, where 600 points of 17 bytes (the SMA and EWMA stored as
+//! `bf16` offsets) took its 10,240-byte one: 195 MiB more at 100,000 series.
 //!
 //! The ring is a `VecDeque` allocated once at the series' share of the budget, so a full ring
 //! reuses its slots and never reallocates, and every slot is written once when it is
@@ -34,13 +37,17 @@ use std::collections::VecDeque;
 
 use half::bf16;
 
+use crate::engine::points::AnalyticsConfig;
 use crate::record::PointRecord;
 
 /// Bytes one point takes in a ring.
 pub const POINT_BYTES: usize = std::mem::size_of::<Packed>();
 
-// A full ring within jemalloc's 10,240-byte size class (see above).
-const _: () = assert!(super::RECENT_POINTS * POINT_BYTES <= 10_240);
+/// Most points a ring holds beyond those it shows, as the SMA's history.
+pub const MAX_HISTORY: usize = 30;
+
+// A full ring within jemalloc's 8,192-byte size class (see above).
+const _: () = assert!((super::RECENT_POINTS + MAX_HISTORY) * POINT_BYTES <= 8_192);
 
 /// A gap with this bit set counts seconds; without it, milliseconds.
 const IN_SECONDS: u32 = 1 << 23;
@@ -49,12 +56,42 @@ const MAX_GAP: u32 = IN_SECONDS - 1;
 /// The sign bit of a `bf16`: on the half width, the point is anomalous.
 const SIGN: u16 = 0x8000;
 
+/// How a stream's SMA and EWMA are taken, so a ring can compute them from its values.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Lines {
+    pub sma_points: usize,
+    pub ewma_alpha: f64,
+}
+
+impl Default for Lines {
+    fn default() -> Self {
+        Lines::from(&AnalyticsConfig::default())
+    }
+}
+
+impl From<&AnalyticsConfig> for Lines {
+    fn from(config: &AnalyticsConfig) -> Self {
+        Lines {
+            sma_points: config.sma_points.max(1),
+            ewma_alpha: config.ewma_alpha,
+        }
+    }
+}
+
+impl Lines {
+    /// Points held before the shown ones for the first shown one's SMA.
+    fn history(&self) -> usize {
+        (self.sma_points - 1).min(MAX_HISTORY)
+    }
+}
+
 /// What a chart draws of one point, decoded from a ring.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ChartPoint {
     pub ts: i64,
     pub value: f64,
-    pub sma: f64,
+    /// `None` where the ring does not hold the `sma_points − 1` values before this one.
+    pub sma: Option<f64>,
     pub ewma: f64,
     pub lower: Option<f64>,
     pub upper: Option<f64>,
@@ -62,18 +99,17 @@ pub struct ChartPoint {
     pub anomaly: bool,
 }
 
-/// Packed to byte alignment: 17 bytes (fields are only ever copied, never borrowed).
+/// Packed to byte alignment: 13 bytes (fields are only ever copied, never borrowed).
 #[derive(Debug, Clone, Copy)]
 #[repr(C, packed)]
 struct Packed {
     /// Time since the previous point, little-endian (see [`encode_gap`]); unused on the oldest.
     gap: [u8; 3],
     value: f32,
-    /// The expectation, or the SMA where there is none.
-    baseline: f32,
-    /// SMA (NaN: no expectation), EWMA and the band's half width (NaN for none; negative:
-    /// anomalous) as offsets from `baseline`.
-    lines: [bf16; 3],
+    /// NaN: no expectation.
+    expected: f32,
+    /// The band's half width (NaN for none; negative: anomalous).
+    width: bf16,
 }
 
 impl Packed {
@@ -81,8 +117,8 @@ impl Packed {
     const UNUSED: Packed = Packed {
         gap: [0; 3],
         value: 0.0,
-        baseline: 0.0,
-        lines: [bf16::ZERO; 3],
+        expected: 0.0,
+        width: bf16::ZERO,
     };
 
     fn gap_ms(&self) -> i64 {
@@ -94,21 +130,20 @@ impl Packed {
         }
     }
 
-    fn decode(&self, ts: i64) -> ChartPoint {
-        let (baseline, lines) = (f64::from(self.baseline), self.lines);
-        let has_expectation = !lines[0].is_nan();
-        let expected = has_expectation.then_some(baseline);
-        let width = lines[2].to_bits();
+    fn value(&self) -> f64 {
+        f64::from(self.value)
+    }
+
+    fn decode(&self, ts: i64, sma: Option<f64>, ewma: f64) -> ChartPoint {
+        let expected = Some(self.expected).filter(|e| !e.is_nan()).map(f64::from);
+        let width = self.width.to_bits();
         let half_width = Some(bf16::from_bits(width & !SIGN).to_f64()).filter(|w| !w.is_nan());
         let short = |x: f64| widen(x as f32);
         ChartPoint {
             ts,
             value: widen(self.value),
-            sma: match has_expectation {
-                true => short(baseline + lines[0].to_f64()),
-                false => widen(self.baseline),
-            },
-            ewma: short(baseline + lines[1].to_f64()),
+            sma: sma.map(short),
+            ewma: short(ewma),
             lower: expected.zip(half_width).map(|(e, w)| short(e - w)),
             upper: expected.zip(half_width).map(|(e, w)| short(e + w)),
             expected: expected.map(short),
@@ -137,22 +172,29 @@ fn encode_gap(ms: i64) -> Option<([u8; 3], i64)> {
 /// The recent points of one series, oldest first.
 #[derive(Debug, Default)]
 pub struct PointRing {
-    /// Times of the oldest and the newest point (as decoded).
+    /// Times of the oldest and the newest point held (as decoded).
     first: i64,
     last: i64,
+    /// The EWMA at the oldest point held: the record's when that point was the ring's first,
+    /// carried forward from the values as older points leave.
+    front_ewma: f64,
+    lines: Lines,
+    /// How many of the oldest points are held only as the SMA's history, not shown.
+    hidden: usize,
     points: VecDeque<Packed>,
 }
 
 impl PointRing {
+    /// Points shown.
     pub fn len(&self) -> usize {
-        self.points.len()
+        self.points.len() - self.hidden
     }
 
     pub fn is_empty(&self) -> bool {
-        self.points.is_empty()
+        self.len() == 0
     }
 
-    /// Points the ring has room for without growing: what its memory is.
+    /// Points the ring has room for without growing, history included: what its memory is.
     pub fn slots(&self) -> usize {
         self.points.capacity()
     }
@@ -162,10 +204,17 @@ impl PointRing {
         self.slots() * POINT_BYTES
     }
 
-    /// Appends `p` (not older than the newest point), keeping at most `capacity` points.
-    pub fn push(&mut self, p: &PointRecord, capacity: usize) {
+    /// Appends `p` (not older than the newest point), showing at most `capacity` points and
+    /// holding up to [`MAX_HISTORY`] more before them for the SMA (`lines` are the stream's).
+    pub fn push(&mut self, p: &PointRecord, capacity: usize, lines: Lines) {
         let capacity = capacity.max(1);
-        self.keep(capacity - 1);
+        if lines != self.lines {
+            // The SMA and EWMA of the points held were taken otherwise: start again.
+            self.points.clear();
+            self.lines = lines;
+        }
+        let room = capacity + lines.history();
+        self.drop_oldest_beyond(room - 1);
         let gap = match self.points.is_empty() {
             true => None,
             false => encode_gap(p.ts - self.last),
@@ -180,24 +229,16 @@ impl PointRing {
                 self.points.clear();
                 self.first = p.ts;
                 self.last = p.ts;
+                self.front_ewma = p.ewma;
                 [0; 3]
             }
         };
-        if self.points.capacity() < capacity {
+        if self.points.capacity() < room {
             // The whole share at once: growing by doubling left the freed smaller blocks
             // scattered over the heap, and the process held a third more than the rings.
-            self.points.reserve_exact(capacity - self.points.len());
+            self.points.reserve_exact(room - self.points.len());
             self.make_resident();
         }
-        let baseline = p.expected.unwrap_or(p.sma) as f32;
-        let from_baseline = |line: f64| bf16::from_f64(line - f64::from(baseline));
-        let sma = match p.expected {
-            // Finite, so that it does not read as "no expectation".
-            Some(_) => Some(from_baseline(p.sma))
-                .filter(|o| !o.is_nan())
-                .unwrap_or(bf16::INFINITY),
-            None => bf16::NAN,
-        };
         let half_width = p.upper.zip(p.expected).map(|(upper, e)| (upper - e).abs());
         let mut width = half_width.map_or(bf16::NAN, bf16::from_f64).to_bits() & !SIGN;
         if p.anomaly {
@@ -206,22 +247,31 @@ impl PointRing {
         self.points.push_back(Packed {
             gap,
             value: p.value as f32,
-            baseline,
-            lines: [sma, from_baseline(p.ewma), bf16::from_bits(width)],
+            expected: p.expected.map_or(f32::NAN, |e| e as f32),
+            width: bf16::from_bits(width),
         });
+        self.hidden = self.points.len().saturating_sub(capacity);
     }
 
-    /// Drops the oldest points beyond `capacity` and gives their memory back.
+    /// Shows at most `capacity` points, drops the history beyond that, and gives the memory
+    /// back.
     pub fn keep(&mut self, capacity: usize) {
-        while self.points.len() > capacity {
+        let room = capacity + self.lines.history();
+        self.drop_oldest_beyond(room);
+        if self.points.capacity() > room.max(4) {
+            self.points.shrink_to(room.max(4));
+            self.make_resident();
+        }
+        self.hidden = self.points.len().saturating_sub(capacity);
+    }
+
+    fn drop_oldest_beyond(&mut self, room: usize) {
+        while self.points.len() > room {
             self.points.pop_front();
             if let Some(oldest) = self.points.front() {
                 self.first += oldest.gap_ms();
+                self.front_ewma = ewma_step(self.lines.ewma_alpha, self.front_ewma, oldest.value());
             }
-        }
-        if self.points.capacity() > capacity.max(4) {
-            self.points.shrink_to(capacity.max(4));
-            self.make_resident();
         }
     }
 
@@ -233,56 +283,81 @@ impl PointRing {
         self.points.truncate(len);
     }
 
-    /// The points, oldest first.
+    /// The points shown, oldest first.
     pub fn iter(&self) -> Points<'_> {
         Points {
-            points: self.points.range(..),
-            front_ts: self.first,
-            back_ts: self.last,
+            ring: self,
+            next: 0,
+            ts: self.first,
+            ewma: self.front_ewma,
         }
     }
 
-    /// The last `n` points as `(ts, value)`, for a sparkline.
+    /// The last `n` points shown as `(ts, value)`, for a sparkline.
     pub fn last_values(&self, n: usize) -> Vec<(i64, f64)> {
-        let mut values: Vec<(i64, f64)> =
-            self.iter().rev().take(n).map(|p| (p.ts, p.value)).collect();
+        let mut ts = self.last;
+        let mut values: Vec<(i64, f64)> = self
+            .points
+            .iter()
+            .skip(self.hidden)
+            .rev()
+            .take(n)
+            .map(|p| {
+                let point = (ts, widen(p.value));
+                ts -= p.gap_ms();
+                point
+            })
+            .collect();
         values.reverse();
         values
     }
 }
 
-/// The points of a ring, each with its time: from the front, the oldest's time plus the gaps;
-/// from the back, the newest's time minus them.
+/// The engine's EWMA step (`stats::Ewma`).
+fn ewma_step(alpha: f64, previous: f64, x: f64) -> f64 {
+    alpha * x + (1.0 - alpha) * previous
+}
+
+/// The points a ring shows, each with its time, SMA and EWMA: taken from the oldest point held
+/// forward.
 pub struct Points<'a> {
-    points: std::collections::vec_deque::Iter<'a, Packed>,
-    /// Times of the next point from the front and from the back.
-    front_ts: i64,
-    back_ts: i64,
+    ring: &'a PointRing,
+    /// Index of the next point held, and its time and EWMA once it is reached.
+    next: usize,
+    ts: i64,
+    ewma: f64,
 }
 
 impl Iterator for Points<'_> {
     type Item = ChartPoint;
 
     fn next(&mut self) -> Option<ChartPoint> {
-        let p = self.points.next()?;
-        let point = p.decode(self.front_ts);
-        if let Some(next) = self.points.clone().next() {
-            self.front_ts += next.gap_ms();
+        let ring = self.ring;
+        loop {
+            let i = self.next;
+            let p = ring.points.get(i)?;
+            if i > 0 {
+                self.ts += p.gap_ms();
+                self.ewma = ewma_step(ring.lines.ewma_alpha, self.ewma, p.value());
+            }
+            self.next += 1;
+            if i < ring.hidden {
+                continue;
+            }
+            let k = ring.lines.sma_points;
+            // Summed afresh for each point, not as a running sum: subtracting a large value
+            // that left the window would cancel the small ones that follow.
+            let sma = (i + 1 >= k).then(|| {
+                let sum: f64 = ring.points.range(i + 1 - k..=i).map(Packed::value).sum();
+                sum / k as f64
+            });
+            return Some(p.decode(self.ts, sma, self.ewma));
         }
-        Some(point)
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        self.points.size_hint()
-    }
-}
-
-impl DoubleEndedIterator for Points<'_> {
-    fn next_back(&mut self) -> Option<ChartPoint> {
-        let p = self.points.next_back()?;
-        let point = p.decode(self.back_ts);
-        self.back_ts -= p.gap_ms();
-        Some(point)
+        let left = self.ring.points.len() - self.next.max(self.ring.hidden);
+        (left, Some(left))
     }
 }
 
@@ -301,16 +376,18 @@ fn widen(v: f32) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::stats::{Ewma, MovingAverage};
     use proptest::prelude::*;
 
-    fn record(ts: i64, value: f64, sma: f64, band: Option<(f64, f64)>) -> PointRecord {
+    /// A point with the engine's defaults: the SMA of 20 and the EWMA of 0.1 of `values` so far.
+    fn record(ts: i64, value: f64, band: Option<(f64, f64)>) -> PointRecord {
         PointRecord {
             stream: "s".into(),
             series: "a".into(),
             ts,
             value,
-            sma,
-            ewma: value * 0.5,
+            sma: value,
+            ewma: value,
             slope: None,
             trend: crate::record::Trend::Flat,
             z: None,
@@ -322,39 +399,69 @@ mod tests {
         }
     }
 
+    fn lines(sma_points: usize, ewma_alpha: f64) -> Lines {
+        Lines {
+            sma_points,
+            ewma_alpha,
+        }
+    }
+
     #[test]
     fn values_print_with_the_digits_they_have() {
         let mut ring = PointRing::default();
-        ring.push(&record(0, 2.1, 2.1, Some((2.2, 0.5))), 10);
+        ring.push(&record(0, 2.1, Some((2.2, 0.5))), 10, lines(1, 0.1));
         let p = ring.iter().next().unwrap();
         assert_eq!(
-            serde_json::json!([p.value, p.expected, p.upper]).to_string(),
-            "[2.1,2.2,2.7]"
+            serde_json::json!([p.value, p.sma, p.ewma, p.expected, p.upper]).to_string(),
+            "[2.1,2.1,2.1,2.2,2.7]"
         );
         assert_eq!(ring.last_values(1), [(0, 2.1)]);
     }
 
     #[test]
-    fn a_point_takes_seventeen_bytes() {
-        assert_eq!(POINT_BYTES, 17);
+    fn a_point_takes_thirteen_bytes() {
+        assert_eq!(POINT_BYTES, 13);
     }
 
     #[test]
-    fn keeps_the_newest_points_within_capacity_and_exact_memory() {
+    fn shows_the_newest_points_within_capacity_and_holds_the_sma_history_besides() {
         let mut ring = PointRing::default();
         for ts in 0..1_000 {
-            ring.push(&record(ts, ts as f64, 0.0, None), 600);
+            ring.push(&record(ts, ts as f64, None), 600, Lines::default());
         }
         assert_eq!(ring.len(), 600);
-        assert_eq!(ring.heap_bytes(), 600 * POINT_BYTES);
+        assert_eq!(ring.slots(), 600 + 19, "19 values before the first shown");
+        assert_eq!(ring.heap_bytes(), 619 * POINT_BYTES);
         let points: Vec<ChartPoint> = ring.iter().collect();
+        assert_eq!(ring.iter().len(), 600);
         assert_eq!(points[0].ts, 400);
+        assert_eq!(points[0].sma, Some(390.5), "the mean of 381..=400");
         assert_eq!(points[599].ts, 999);
         assert!(points.iter().all(|p| p.anomaly == (p.ts % 3 == 0)));
         assert_eq!(points[599].lower, None);
         ring.keep(10);
+        assert_eq!(ring.len(), 10);
         assert_eq!(ring.last_values(2), [(998, 998.0), (999, 999.0)]);
-        assert!(ring.heap_bytes() <= 10 * POINT_BYTES);
+        assert!(ring.heap_bytes() <= 29 * POINT_BYTES);
+        assert_eq!(
+            ring.iter().next().map(|p| (p.ts, p.sma)),
+            Some((990, Some(980.5)))
+        );
+    }
+
+    #[test]
+    fn without_the_history_the_first_points_have_no_sma() {
+        let mut ring = PointRing::default();
+        for ts in 0..5 {
+            ring.push(&record(ts, ts as f64, None), 600, lines(3, 0.5));
+        }
+        let sma: Vec<Option<f64>> = ring.iter().map(|p| p.sma).collect();
+        assert_eq!(sma, [None, None, Some(1.0), Some(2.0), Some(3.0)]);
+        let ewma: Vec<f64> = ring.iter().map(|p| p.ewma).collect();
+        assert_eq!(ewma, [0.0, 0.5, 1.25, 2.125, 3.0625]);
+        // Other lines than the points held were taken with: the ring starts again.
+        ring.push(&record(5, 5.0, None), 600, lines(2, 0.5));
+        assert_eq!(ring.len(), 1);
     }
 
     #[test]
@@ -371,14 +478,13 @@ mod tests {
             1_700_000_000_124 + 9 * hour + 1_500, // 1 ms later: exact again
         ];
         for &ts in &times {
-            ring.push(&record(ts, 1.0, 1.0, None), 600);
+            ring.push(&record(ts, 1.0, None), 600, lines(1, 0.1));
         }
         let forward: Vec<i64> = ring.iter().map(|p| p.ts).collect();
         let mut want = times.to_vec();
         want[5] = 1_700_000_000_124 + 9 * hour + 1_000;
         assert_eq!(forward, want);
-        let mut backward: Vec<i64> = ring.iter().rev().map(|p| p.ts).collect();
-        backward.reverse();
+        let backward: Vec<i64> = ring.last_values(7).iter().map(|&(t, _)| t).collect();
         assert_eq!(backward, want, "the same times from the newest back");
 
         // Dropping the oldest keeps the others' times.
@@ -398,60 +504,105 @@ mod tests {
     fn a_gap_beyond_97_days_starts_the_ring_again() {
         let mut ring = PointRing::default();
         let day = 86_400_000;
-        ring.push(&record(0, 1.0, 1.0, None), 600);
-        ring.push(&record(90 * day, 2.0, 2.0, None), 600);
+        ring.push(&record(0, 1.0, None), 600, Lines::default());
+        ring.push(&record(90 * day, 2.0, None), 600, Lines::default());
         let ts: Vec<i64> = ring.iter().map(|p| p.ts).collect();
         assert_eq!(ts, [0, 90 * day]);
-        ring.push(&record(190 * day + 7, 3.0, 3.0, Some((3.0, 1.0))), 600);
-        let ts: Vec<i64> = ring.iter().map(|p| p.ts).collect();
-        assert_eq!(ts, [190 * day + 7], "the others are 100 days older");
+        let mut far = record(190 * day + 7, 3.0, Some((3.0, 1.0)));
+        far.ewma = 2.5;
+        ring.push(&far, 600, Lines::default());
+        let points: Vec<(i64, f64)> = ring.iter().map(|p| (p.ts, p.ewma)).collect();
+        assert_eq!(
+            points,
+            [(190 * day + 7, 2.5)],
+            "the others are 100 days older"
+        );
     }
 
     #[test]
-    fn flags_survive_without_a_band_and_a_nan_sma() {
+    fn flags_survive_without_a_band_and_without_an_expectation() {
         let mut ring = PointRing::default();
-        let mut anomalous_without_band = record(3, 5.0, 4.0, None);
+        let mut anomalous_without_band = record(3, 5.0, None);
         anomalous_without_band.anomaly = true;
-        ring.push(&anomalous_without_band, 10);
-        let mut nan_sma = record(4, 5.0, f64::NAN, Some((4.5, 0.25)));
-        nan_sma.anomaly = false;
-        ring.push(&nan_sma, 10);
+        ring.push(&anomalous_without_band, 10, Lines::default());
+        let mut banded = record(4, 5.0, Some((4.5, 0.25)));
+        banded.anomaly = false;
+        ring.push(&banded, 10, Lines::default());
+        let mut expectation_without_band = record(5, 5.0, None);
+        expectation_without_band.expected = Some(4.0);
+        ring.push(&expectation_without_band, 10, Lines::default());
         let points: Vec<ChartPoint> = ring.iter().collect();
         assert!(points[0].anomaly);
         assert_eq!((points[0].expected, points[0].upper), (None, None));
-        assert_eq!(points[0].sma, 4.0);
         assert!(!points[1].anomaly);
         assert_eq!(points[1].expected, Some(4.5));
         assert_eq!(points[1].upper, Some(4.75));
+        assert_eq!((points[2].expected, points[2].upper), (Some(4.0), None));
     }
 
     proptest! {
-        /// Values and the expectation are f32s, every other line lands within 0.4 % of its
-        /// distance from the expectation (plus the f32 rounding), times and flags are exact.
+        /// Values and the expectation are f32s, the band within 0.4 % of its width (plus the
+        /// f32 rounding), times and flags are exact.
         #[test]
         fn decodes_within_the_stated_precision(
             value in -1e9f64..1e9,
-            sma in -1e9f64..1e9,
             expected in -1e9f64..1e9,
             width in 0f64..1e8,
             ts in 0i64..4_000_000_000_000,
         ) {
             let mut ring = PointRing::default();
-            let p = record(ts, value, sma, Some((expected, width)));
-            ring.push(&p, 10);
+            let p = record(ts, value, Some((expected, width)));
+            ring.push(&p, 10, Lines::default());
             let got = ring.iter().next().unwrap();
-            let close = |got: f64, want: f64| {
-                let f32_error = expected.abs() * 2.4e-7;
-                (got - want).abs() <= (want - expected).abs() * 0.004 + 2.0 * f32_error + 1e-30
-            };
             prop_assert_eq!(got.ts, ts);
             prop_assert_eq!(got.anomaly, p.anomaly);
             prop_assert!((got.value - value).abs() <= value.abs() * 2.4e-7);
             prop_assert!((got.expected.unwrap() - expected).abs() <= expected.abs() * 2.4e-7);
-            prop_assert!(close(got.sma, sma), "sma {} for {}", got.sma, sma);
-            prop_assert!(close(got.ewma, p.ewma));
             let got_width = got.upper.unwrap() - got.expected.unwrap();
-            prop_assert!((got_width - width).abs() <= width * 0.004 + 1e-30);
+            prop_assert!(
+                (got_width - width).abs() <= width * 0.004 + expected.abs() * 4.8e-7 + 1e-30
+            );
+        }
+
+        /// The SMA and EWMA a ring computes are the engine's, to the f32 rounding of the values:
+        /// wherever the ring holds the SMA's history, and after any number of points left it.
+        #[test]
+        fn smas_and_ewmas_are_the_engines(
+            values in proptest::collection::vec(-1e6f64..1e6, 1..900),
+            sma_points in 1usize..40,
+            ewma_alpha in 0.01f64..1.0,
+            capacity in 1usize..700,
+            skip in 0usize..3,
+        ) {
+            let lines = lines(sma_points, ewma_alpha);
+            let (mut sma, mut ewma) = (MovingAverage::new(sma_points), Ewma::new(ewma_alpha));
+            let mut ring = PointRing::default();
+            let mut want = Vec::new();
+            for (i, &value) in values.iter().enumerate() {
+                let mut p = record(i as i64 * 1_000, value, None);
+                (p.sma, p.ewma) = (sma.push(value), ewma.push(value));
+                // The view may start mid-series (it evicted the series, or started later).
+                if i >= skip.min(values.len() - 1) {
+                    ring.push(&p, capacity, lines);
+                    want.push(p);
+                }
+            }
+            let got: Vec<ChartPoint> = ring.iter().collect();
+            let shown = want.len().min(capacity);
+            prop_assert_eq!(got.len(), shown);
+            let scale = values.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+            let close = |a: f64, b: f64| (a - b).abs() <= scale * 4e-7;
+            let held = want.len().min(capacity + lines.history());
+            for (j, (got, want)) in got.iter().zip(&want[want.len() - shown..]).enumerate() {
+                prop_assert_eq!(got.ts, want.ts);
+                prop_assert!(close(got.ewma, want.ewma), "ewma {} for {}", got.ewma, want.ewma);
+                // Index of this point among the points held.
+                let index = held - shown + j;
+                match got.sma {
+                    Some(sma) => prop_assert!(close(sma, want.sma), "sma {} for {}", sma, want.sma),
+                    None => prop_assert!(index + 1 < sma_points, "no sma at {}", index),
+                }
+            }
         }
     }
 }

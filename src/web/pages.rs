@@ -15,7 +15,7 @@ use super::listing::{self, ListQuery};
 use super::{asset_cache, check_same_origin, AppState, WebError};
 use crate::clock::{format_ms, now_ms};
 use crate::db::AlertFilter;
-use crate::live::{Dashboard, SeriesView, RECENT_WINDOWS};
+use crate::live::{Dashboard, RecentWindow, SeriesView, RECENT_WINDOWS};
 use crate::pipeline::StreamProgress;
 use crate::record::{
     AlertMethod, AlertRecord, AlertState, Trend, Verdict, WindowKind, WindowRecord,
@@ -766,7 +766,7 @@ async fn stored_series_page(
         windows: windows
             .iter()
             .take(RECENT_WINDOWS)
-            .map(window_row)
+            .map(|w| window_row(&RecentWindow::from(w)))
             .collect(),
         alerts: alerts.iter().map(|a| alert_row(&dashboard, a)).collect(),
         open_alerts: dashboard.open_alerts(),
@@ -789,7 +789,7 @@ fn window_chart_data(stream: &str, series: &str, windows: &[WindowRecord]) -> se
     serde_json::json!({ "stream": stream, "series": series, "data": columns })
 }
 
-fn window_row(w: &WindowRecord) -> WindowRow {
+fn window_row(w: &RecentWindow) -> WindowRow {
     WindowRow {
         kind: match w.kind {
             // The one window kind whose name is not plain English.
@@ -802,7 +802,7 @@ fn window_row(w: &WindowRecord) -> WindowRow {
         mean: number(w.mean),
         min: number(w.min),
         max: number(w.max),
-        stddev: w.stddev.map_or("–".into(), number),
+        stddev: w.stddev().map_or("–".into(), number),
     }
 }
 
