@@ -614,6 +614,43 @@ mod tests {
     }
 
     #[test]
+    fn each_stream_is_charted_with_its_own_sma_and_ewma() {
+        let config = Config::from_toml_str(
+            &crate::config::DEFAULT_PIPELINE
+                .replace("name = \"demo\"", "name = \"s\"")
+                .replace(
+                    "analytics = {}",
+                    "analytics = { sma_points = 3, ewma_alpha = 0.5 }",
+                ),
+        )
+        .unwrap();
+        let live = LiveState::for_config(&config);
+        let mut dashboard = live.read();
+        for ts in 0..4 {
+            let mut p = point("a", ts);
+            if let Record::Point(p) = &mut p {
+                p.ewma = 0.0;
+            }
+            dashboard.apply(&p, Instant::now());
+        }
+        let chart: Vec<(Option<f64>, f64)> = dashboard.series[&key("a")]
+            .recent
+            .iter()
+            .map(|p| (p.sma, p.ewma))
+            .collect();
+        // Values 0, 1, 2, 3: the SMA of 3 from the third point, the EWMA of 0.5 from 0.
+        assert_eq!(
+            chart,
+            [
+                (None, 0.0),
+                (None, 0.5),
+                (Some(1.0), 1.25),
+                (Some(2.0), 2.125)
+            ]
+        );
+    }
+
+    #[test]
     fn a_recent_window_takes_64_bytes_and_keeps_what_the_page_shows() {
         assert_eq!(WINDOW_BYTES, 64);
         let mut record = crate::record::WindowRecord {
