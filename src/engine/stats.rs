@@ -252,6 +252,12 @@ pub struct Ewma {
 }
 
 impl Ewma {
+    /// The EWMA after `x`, from `previous`: public so that the live view's charts, which
+    /// compute it again from their values, take it exactly as the records do.
+    pub fn step(alpha: f64, previous: f64, x: f64) -> f64 {
+        alpha * x + (1.0 - alpha) * previous
+    }
+
     pub fn new(alpha: f64) -> Self {
         Ewma { alpha, value: None }
     }
@@ -259,7 +265,7 @@ impl Ewma {
     pub fn push(&mut self, x: f64) -> f64 {
         let next = match self.value {
             None => x,
-            Some(prev) => self.alpha * x + (1.0 - self.alpha) * prev,
+            Some(prev) => Ewma::step(self.alpha, prev, x),
         };
         self.value = Some(next);
         next

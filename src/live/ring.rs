@@ -38,6 +38,7 @@ use std::collections::VecDeque;
 use half::bf16;
 
 use crate::engine::points::AnalyticsConfig;
+use crate::engine::stats::Ewma;
 use crate::record::PointRecord;
 
 /// Bytes one point takes in a ring.
@@ -270,7 +271,8 @@ impl PointRing {
             self.points.pop_front();
             if let Some(oldest) = self.points.front() {
                 self.first += oldest.gap_ms();
-                self.front_ewma = ewma_step(self.lines.ewma_alpha, self.front_ewma, oldest.value());
+                self.front_ewma =
+                    Ewma::step(self.lines.ewma_alpha, self.front_ewma, oldest.value());
             }
         }
     }
@@ -313,11 +315,6 @@ impl PointRing {
     }
 }
 
-/// The engine's EWMA step (`stats::Ewma`).
-fn ewma_step(alpha: f64, previous: f64, x: f64) -> f64 {
-    alpha * x + (1.0 - alpha) * previous
-}
-
 /// The points a ring shows, each with its time, SMA and EWMA: taken from the oldest point held
 /// forward.
 pub struct Points<'a> {
@@ -338,7 +335,7 @@ impl Iterator for Points<'_> {
             let p = ring.points.get(i)?;
             if i > 0 {
                 self.ts += p.gap_ms();
-                self.ewma = ewma_step(ring.lines.ewma_alpha, self.ewma, p.value());
+                self.ewma = Ewma::step(ring.lines.ewma_alpha, self.ewma, p.value());
             }
             self.next += 1;
             if i < ring.hidden {
@@ -376,7 +373,7 @@ fn widen(v: f32) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::stats::{Ewma, MovingAverage};
+    use crate::engine::stats::MovingAverage;
     use proptest::prelude::*;
 
     /// A point with the engine's defaults: the SMA of 20 and the EWMA of 0.1 of `values` so far.
