@@ -9,12 +9,17 @@
 # Structured Streaming (readStream over the same file, availableNow trigger, writeStream to
 # files; see scripts/bench_pyspark.py), where PySpark is installed (pip install pyspark).
 #
+# THREADS=N sets `engine.threads` (default: the machine's cores; 1 decodes on the engine's own
+# thread), RUNS=N times each query N times.
+#
 #   scripts/bench-file.sh [EVENTS] [SERIES] [--pyspark]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 EVENTS=${1:-2000000}
 SERIES=${2:-1000}
 PYSPARK=${3:-}
+THREADS=${THREADS:-}
+RUNS=${RUNS:-1}
 cargo build --release --quiet
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
@@ -57,13 +62,15 @@ windows = [{ kind = "tumbling", size = "1m" }]
 kind = "ndjson"
 path = "$WORK/out-$1"
 TOML
+  if [ -n "$THREADS" ]; then printf '\n[engine]\nthreads = %s\n' "$THREADS"; fi
 }
 query q1 "" >"$WORK/q1.toml"
 query q3 'dedup = { horizon = "5m" }' >"$WORK/q3.toml"
 
 seconds() { python3 -c "import sys; print(float(sys.argv[2]) - float(sys.argv[1]))" "$@"; }
 echo "== $LINES lines ($EVENTS events, $SERIES series, 1 % sent twice)"
-for q in q1 q3; do
+for q in q1 q3; do for _ in $(seq "$RUNS"); do
+  rm -rf "$WORK/out-$q"
   START=$(date +%s.%N)
   ./target/release/tidewatch run --once --config "$WORK/$q.toml" >"$WORK/$q.log" 2>&1
   END=$(date +%s.%N)
@@ -71,7 +78,7 @@ for q in q1 q3; do
 lines, seconds = $LINES, $(seconds "$START" "$END")
 print(f'tidewatch {\"$q\".upper()}: {lines / seconds:>12,.0f} events/s ({seconds:.2f} s)')"
   sed -n 's/^/    /; /records written\|duplicates/p' "$WORK/$q.log"
-done
+done; done
 
 if [ "$PYSPARK" = "--pyspark" ]; then
   for q in q1 q3; do

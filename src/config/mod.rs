@@ -177,7 +177,8 @@ pub struct EngineConfig {
     /// Threads that run the partition tasks of a stream under a consumer group (each
     /// partition's engine on one of them); default: the machine's cores. A stream with
     /// statically assigned partitions, a file, socket or demo source runs on one engine thread
-    /// whatever this says. Not part of a checkpoint: it may change between runs.
+    /// whatever this says, its messages decoded on a thread of their own ahead of it when this
+    /// is above 1. Not part of a checkpoint: it may change between runs.
     pub threads: Option<usize>,
 }
 

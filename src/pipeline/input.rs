@@ -5,8 +5,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tracing::debug;
+use tracing::{debug, warn};
 
+use super::decoding::{DecodeAhead, MessageBatch};
 use super::progress::{PartitionProgress, StreamProgress};
 use super::tasks::{GroupBatch, PartitionTasks};
 use super::{PipelineError, StreamSummary};
@@ -14,12 +15,17 @@ use crate::checkpoint::SplitPosition;
 use crate::config::Config;
 use crate::engine::time::PartitionWatermark;
 use crate::engine::{Engine, Origin, StreamCounters};
-use crate::event::Decoder;
+use crate::event::{Decoder, Event};
 use crate::record::{DeadLetterRecord, Record};
-use crate::source::{Polled, Rebalance, Source, SourceError};
+use crate::source::{Polled, RawMessage, Rebalance, Source, SourceError};
 
 /// Messages read from one source before the pipeline turns to the next one and delivers.
 pub const BATCH: usize = 1024;
+
+/// Batches one read takes at most when they are decoded ahead: more hides the first batch's
+/// decoding (which nothing overlaps) better, fewer returns to the run loop (delivery, ticks,
+/// the other streams) sooner.
+pub const ROUNDS_AHEAD: usize = 8;
 
 pub struct StreamInput {
     /// The stream's index in the config (and the engine).
@@ -37,6 +43,11 @@ pub struct StreamInput {
     group_batch: GroupBatch,
     /// A rebalance the source announced, for the run loop to carry out.
     pub rebalance: Option<Rebalance>,
+    /// The thread that decodes batches ahead of the engine, when there is a core for it
+    /// (`engine.threads` above 1) and no partition tasks (which decode on their own threads).
+    ahead: Option<DecodeAhead>,
+    /// Batches to read into, reused.
+    spare: Vec<MessageBatch>,
 }
 
 impl StreamInput {
@@ -61,10 +72,20 @@ impl StreamInput {
         for split in source.splits() {
             engine.assign_split(index, split, now);
         }
+        let decoder = Decoder::new(stream.fields.clone());
+        let ahead = if config.engine.threads() > 1 && !stream.is_group_assigned() {
+            DecodeAhead::spawn(decoder.clone(), &stream.name)
+                .inspect_err(|error| {
+                    warn!(%error, stream = %stream.name, "No decoding thread; decoding on the engine's.")
+                })
+                .ok()
+        } else {
+            None
+        };
         Ok(StreamInput {
             index,
             name: Arc::from(stream.name.as_str()),
-            decoder: Decoder::new(stream.fields.clone()),
+            decoder,
             source,
             done: false,
             dead_letters: 0,
@@ -74,6 +95,8 @@ impl StreamInput {
                 .then(|| PartitionTasks::new(config, index)),
             rebalance: None,
             group_batch: GroupBatch::default(),
+            ahead,
+            spare: Vec::new(),
         })
     }
 
@@ -89,6 +112,11 @@ impl StreamInput {
     /// tasks, which take them on their threads once the batch is read), waiting at most
     /// `wait` for the first; returns how many were read. Whatever cannot become an event
     /// becomes a dead letter with the reason.
+    ///
+    /// With a decoding thread ([`DecodeAhead`]) and a source that has more at once, it reads
+    /// up to [`ROUNDS_AHEAD`] batches, each decoded on that thread while the engine takes the
+    /// one before; every batch read is processed before it returns, so what the source has
+    /// given is always in the engine when a checkpoint is taken.
     pub fn read_batch(
         &mut self,
         engine: &mut Engine,
@@ -96,69 +124,140 @@ impl StreamInput {
         now: i64,
         wait: Duration,
     ) -> Result<usize, PipelineError> {
-        let mut read = 0;
-        let mut failed = None;
-        for i in 0..BATCH {
-            let timeout = if i == 0 { wait } else { Duration::ZERO };
-            let message = match self.source.poll_message(timeout) {
-                Ok(Polled::Message(message)) => message,
-                Ok(Polled::Idle) => break,
-                Ok(Polled::End) => {
-                    debug!("Source exhausted.");
-                    self.done = true;
-                    break;
-                }
-                Ok(Polled::Rebalance(change)) => {
-                    self.rebalance = Some(change);
-                    break;
-                }
-                Err(source) => {
-                    failed = Some(source);
-                    break;
-                }
-            };
-            read += 1;
-            self.messages += 1;
-            if self.tasks.is_some() {
-                self.group_batch.push(&message);
-                continue;
-            }
-            let origin = Origin {
-                source: message.source,
-                split: message.split,
-                partition: message.partition,
-                offset: message.offset,
-            };
-            let rejected = match self.decoder.decode(message.payload) {
-                Ok(event) => engine
-                    .process(self.index, &event, origin, now, out)
-                    .err()
-                    .map(|rejected| rejected.to_string()),
-                Err(bad) => Some(bad.to_string()),
-            };
-            if let Some(reason) = rejected {
-                self.dead_letters += 1;
-                out.push(Record::DeadLetter(DeadLetterRecord::new(
-                    self.name.clone(),
-                    Arc::from(message.source),
-                    message.partition,
-                    message.offset,
-                    reason,
-                    message.payload,
-                )));
+        if self.tasks.is_none() {
+            if let Some(ahead) = self.ahead.take() {
+                let read = self.read_ahead(&ahead, engine, out, now, wait);
+                self.ahead = Some(ahead);
+                return read;
             }
         }
+        let Self {
+            index,
+            name,
+            decoder,
+            source,
+            done,
+            dead_letters,
+            tasks,
+            group_batch,
+            rebalance,
+            ..
+        } = self;
+        let grouped = tasks.is_some();
+        let (read, failed) = poll_batch(source.as_mut(), wait, done, rebalance, |message| {
+            if grouped {
+                group_batch.push(message);
+                return;
+            }
+            let event = decoder
+                .decode(message.payload)
+                .map_err(|bad| bad.to_string());
+            if let Some(dead) = process(*index, name, engine, message, event, now, out) {
+                *dead_letters += 1;
+                out.push(dead);
+            }
+        });
+        self.messages += read as u64;
         // What was read before a failure is taken too, as a message at a time would have.
         if let Some(tasks) = &mut self.tasks {
             self.dead_letters +=
                 tasks.process_batch(&self.decoder, &mut self.group_batch, now, out);
         }
+        self.failed(failed).map(|()| read)
+    }
+
+    /// [`StreamInput::read_batch`] with a decoding thread.
+    fn read_ahead(
+        &mut self,
+        ahead: &DecodeAhead,
+        engine: &mut Engine,
+        out: &mut Vec<Record>,
+        now: i64,
+        wait: Duration,
+    ) -> Result<usize, PipelineError> {
+        let mut read = 0;
+        let mut in_flight = false;
+        let mut failed = None;
+        for round in 0..ROUNDS_AHEAD {
+            let mut batch = self.spare.pop().unwrap_or_default();
+            batch.clear();
+            let wait = if round == 0 { wait } else { Duration::ZERO };
+            let (n, error) = poll_batch(
+                self.source.as_mut(),
+                wait,
+                &mut self.done,
+                &mut self.rebalance,
+                |message| batch.push(message),
+            );
+            read += n;
+            failed = error;
+            // A full batch: the source likely has more at once, worth decoding ahead.
+            let more = n == BATCH && round + 1 < ROUNDS_AHEAD;
+            if batch.is_empty() {
+                self.spare.push(batch);
+            } else if in_flight || more {
+                ahead.send(batch).map_err(|_| self.decoder_stopped())?;
+                if in_flight {
+                    let decoded = ahead.recv().map_err(|_| self.decoder_stopped())?;
+                    self.take_batch(&decoded, engine, out, now);
+                    self.spare.push(decoded);
+                }
+                in_flight = true;
+            } else {
+                batch.decode(&self.decoder);
+                self.take_batch(&batch, engine, out, now);
+                self.spare.push(batch);
+            }
+            if !more {
+                break;
+            }
+        }
+        if in_flight {
+            let decoded = ahead.recv().map_err(|_| self.decoder_stopped())?;
+            self.take_batch(&decoded, engine, out, now);
+            self.spare.push(decoded);
+        }
+        self.messages += read as u64;
+        self.failed(failed).map(|()| read)
+    }
+
+    /// Processes a decoded batch, in the order read.
+    fn take_batch(
+        &mut self,
+        batch: &MessageBatch,
+        engine: &mut Engine,
+        out: &mut Vec<Record>,
+        now: i64,
+    ) {
+        for message in batch.iter() {
+            let raw = RawMessage {
+                source: message.source,
+                split: message.split,
+                partition: message.partition,
+                offset: message.offset,
+                payload: message.payload,
+            };
+            let event = message.event.map_err(str::to_owned);
+            if let Some(dead) = process(self.index, &self.name, engine, &raw, event, now, out) {
+                self.dead_letters += 1;
+                out.push(dead);
+            }
+        }
+    }
+
+    fn failed(&self, failed: Option<SourceError>) -> Result<(), PipelineError> {
         match failed {
             Some(source) => Err(PipelineError::Source {
                 stream: self.name.to_string(),
                 source,
             }),
-            None => Ok(read),
+            None => Ok(()),
+        }
+    }
+
+    fn decoder_stopped(&self) -> PipelineError {
+        PipelineError::DecoderStopped {
+            stream: self.name.to_string(),
         }
     }
 
@@ -251,4 +350,69 @@ impl StreamInput {
         partitions.sort_by_key(|p| p.split);
         partitions
     }
+}
+
+/// Polls `source` for up to [`BATCH`] messages, handing each to `take`, waiting at most `wait`
+/// for the first. Returns how many were read, and the error that ended the read early (what was
+/// read before it is taken all the same). Marks the source `done` at its end and keeps a
+/// rebalance it announces for the run loop.
+fn poll_batch(
+    source: &mut dyn Source,
+    wait: Duration,
+    done: &mut bool,
+    rebalance: &mut Option<Rebalance>,
+    mut take: impl FnMut(&RawMessage<'_>),
+) -> (usize, Option<SourceError>) {
+    for read in 0..BATCH {
+        let timeout = if read == 0 { wait } else { Duration::ZERO };
+        match source.poll_message(timeout) {
+            Ok(Polled::Message(message)) => take(&message),
+            Ok(Polled::Idle) => return (read, None),
+            Ok(Polled::End) => {
+                debug!("Source exhausted.");
+                *done = true;
+                return (read, None);
+            }
+            Ok(Polled::Rebalance(change)) => {
+                *rebalance = Some(change);
+                return (read, None);
+            }
+            Err(failed) => return (read, Some(failed)),
+        }
+    }
+    (BATCH, None)
+}
+
+/// Hands one message's event to the engine; returns the dead letter when the message could not
+/// be decoded (`event` holds why) or the engine refused it.
+fn process(
+    stream: usize,
+    name: &Arc<str>,
+    engine: &mut Engine,
+    message: &RawMessage<'_>,
+    event: Result<Event<'_>, String>,
+    now: i64,
+    out: &mut Vec<Record>,
+) -> Option<Record> {
+    let origin = Origin {
+        source: message.source,
+        split: message.split,
+        partition: message.partition,
+        offset: message.offset,
+    };
+    let reason = match event {
+        Ok(event) => engine
+            .process(stream, &event, origin, now, out)
+            .err()?
+            .to_string(),
+        Err(reason) => reason,
+    };
+    Some(Record::DeadLetter(DeadLetterRecord::new(
+        name.clone(),
+        Arc::from(message.source),
+        message.partition,
+        message.offset,
+        reason,
+        message.payload,
+    )))
 }

@@ -9,6 +9,7 @@
 //! [`tasks`], and checkpoint or restore it when the group moves partitions.
 
 mod checkpoints;
+mod decoding;
 mod delivery;
 mod input;
 pub mod progress;
@@ -58,6 +59,8 @@ pub enum PipelineError {
     /// A test's failpoint (see tests/it/faults.rs); never raised outside the test build.
     #[error("fault injected at {point}")]
     Injected { point: &'static str },
+    #[error("stream {stream:?}: the decoding thread stopped")]
+    DecoderStopped { stream: String },
     #[error("checkpoint")]
     Checkpoint(#[from] CheckpointError),
     #[error("checkpoint")]

@@ -4,6 +4,7 @@ mod browser;
 mod cli;
 mod compose;
 mod crash;
+mod decode_ahead;
 mod detection;
 mod examples;
 mod faults;
