@@ -62,6 +62,11 @@ impl AnalyticsConfig {
 /// the sign of the slope is real, for a few dozen points.
 pub const TREND_MIN_T: f64 = 2.0;
 
+/// Points one watermark must release before they are computed on several threads: below it,
+/// starting threads costs more than it saves. Large releases come at the end of input, after a
+/// partition was idle, or when a backlog arrives with little spread in event time.
+pub const PARALLEL_RELEASE: usize = 8192;
+
 #[derive(Serialize, Deserialize)]
 pub struct PointAnalytics {
     stream: Arc<str>,
@@ -72,6 +77,16 @@ pub struct PointAnalytics {
     /// one buffer for all series, where per-series buffers would also need a timer per series.
     /// Releasing in global order keeps each series in its own event-time order.
     buffer: ReorderBuffer,
+    /// Threads a large release is computed on ([`PointAnalytics::set_threads`]); not state.
+    #[serde(skip, default = "one_thread")]
+    threads: usize,
+    /// The points of the release being computed, reused.
+    #[serde(skip)]
+    released: Vec<Buffered>,
+}
+
+fn one_thread() -> usize {
+    1
 }
 
 #[derive(Serialize, Deserialize)]
@@ -91,7 +106,16 @@ impl PointAnalytics {
             config,
             series: Vec::new(),
             buffer: ReorderBuffer::default(),
+            threads: 1,
+            released: Vec::new(),
         }
+    }
+
+    /// Lets releases of at least [`PARALLEL_RELEASE`] points be computed on up to `threads`
+    /// threads, each taking the series of one range of ids. The records are the same, in the
+    /// same order, whatever the number.
+    pub fn set_threads(&mut self, threads: usize) {
+        self.threads = threads.max(1);
     }
 }
 
@@ -168,19 +192,117 @@ impl Operator for PointAnalytics {
 
     fn on_watermark(&mut self, watermark: i64, out: &mut Vec<Record>) {
         // Release what the watermark has passed: ts < watermark.
-        let (series, stream, config, detection) = (
-            &mut self.series,
-            &self.stream,
-            &self.config,
-            &self.detection,
-        );
-        self.buffer.release(watermark, |next| {
-            if let Some(state) = series
-                .get_mut(next.series as usize)
-                .and_then(Option::as_mut)
-            {
-                state.compute(stream, config, detection, next, out);
+        let mut released = std::mem::take(&mut self.released);
+        released.clear();
+        self.buffer.release(watermark, |next| released.push(next));
+        let threads = self
+            .threads
+            .min(released.len() / (PARALLEL_RELEASE / 2))
+            .max(1);
+        let shared = Shared {
+            stream: &self.stream,
+            config: &self.config,
+            detection: &self.detection,
+        };
+        // A point makes a record, now and then an alert too: room for them at once, rather
+        // than doubling (and copying) a large output as it grows.
+        out.reserve(released.len());
+        if threads > 1 && released.len() >= PARALLEL_RELEASE {
+            compute_in_parallel(&mut self.series, &released, threads, &shared, out);
+        } else {
+            compute_range(&mut self.series, 0, released.iter(), &shared, out, |_| {});
+        }
+        self.released = released;
+    }
+}
+
+/// What every series' computation reads.
+struct Shared<'a> {
+    stream: &'a Arc<str>,
+    config: &'a AnalyticsConfig,
+    detection: &'a Detection,
+}
+
+/// Computes `points` (all of series in `series`, which starts at id `first`) in order; calls
+/// `done` with the length of `out` after each point.
+fn compute_range<'p>(
+    series: &mut [Option<SeriesAnalytics>],
+    first: usize,
+    points: impl Iterator<Item = &'p Buffered>,
+    shared: &Shared<'_>,
+    out: &mut Vec<Record>,
+    mut done: impl FnMut(usize),
+) {
+    for &point in points {
+        if let Some(state) = series
+            .get_mut(point.series as usize - first)
+            .and_then(Option::as_mut)
+        {
+            state.compute(shared.stream, shared.config, shared.detection, point, out);
+        }
+        done(out.len());
+    }
+}
+
+/// Computes a release on `threads` threads, each owning a range of series ids (a series' state
+/// is only ever touched by one of them, in its own event-time order), then puts their records
+/// in the order of the release, as one thread would have written them.
+fn compute_in_parallel(
+    series: &mut [Option<SeriesAnalytics>],
+    points: &[Buffered],
+    threads: usize,
+    shared: &Shared<'_>,
+    out: &mut Vec<Record>,
+) {
+    let per_thread = series.len().div_ceil(threads).max(1);
+    let owner = |point: &Buffered| point.series as usize / per_thread;
+    // Each thread's expected share of the points, a little over: ranges are rarely even.
+    let share = points.len() / threads + points.len() / 16;
+    // Each range's records, and where each of its points' records end among them.
+    let shares: Vec<(Vec<Record>, Vec<usize>)> = std::thread::scope(|scope| {
+        let mut ranges = series.chunks_mut(per_thread).enumerate();
+        let first = ranges.next();
+        let spawned: Vec<_> = ranges
+            .map(|(k, range)| {
+                scope.spawn(move || {
+                    let mut records = Vec::with_capacity(share);
+                    let mut ends = Vec::with_capacity(share);
+                    let mine = points.iter().filter(|p| owner(p) == k);
+                    compute_range(range, k * per_thread, mine, shared, &mut records, |end| {
+                        ends.push(end)
+                    });
+                    (records, ends)
+                })
+            })
+            .collect();
+        let mut shares = Vec::with_capacity(threads);
+        if let Some((_, range)) = first {
+            let mut records = Vec::with_capacity(share);
+            let mut ends = Vec::with_capacity(share);
+            let mine = points.iter().filter(|p| owner(p) == 0);
+            compute_range(range, 0, mine, shared, &mut records, |end| ends.push(end));
+            shares.push((records, ends));
+        }
+        for handle in spawned {
+            match handle.join() {
+                Ok(share) => shares.push(share),
+                // A panic in the analytics is a bug; let it surface as on one thread.
+                Err(panic) => std::panic::resume_unwind(panic),
             }
-        });
+        }
+        shares
+    });
+    let mut cursors: Vec<_> = shares
+        .into_iter()
+        .map(|(records, ends)| (records.into_iter(), ends.into_iter(), 0usize))
+        .collect();
+    out.reserve(cursors.iter().map(|(records, ..)| records.len()).sum());
+    for point in points {
+        let Some((records, ends, taken)) = cursors.get_mut(owner(point)) else {
+            continue; // A point of a series without state: computed by none, as on one thread.
+        };
+        let end = ends.next().unwrap_or(*taken);
+        out.extend(records.by_ref().take(end - *taken));
+        *taken = end;
     }
 }

@@ -60,7 +60,11 @@ impl Checkpoints {
 /// batch run keeps positions only).
 pub fn engine_from(checkpoint: &Checkpoint, config: &Config) -> Result<Engine, PipelineError> {
     match &checkpoint.engine {
-        Some(state) => Ok(Engine::restore(state)?),
+        Some(state) => {
+            let mut engine = Engine::restore(state)?;
+            engine.set_threads(config.engine.threads());
+            Ok(engine)
+        }
         None => Ok(Engine::new(config)),
     }
 }

@@ -447,11 +447,19 @@ impl<'a> Pipeline<'a> {
         if self.mode.following() {
             return self.checkpoint(true);
         }
+        let started = Instant::now();
         self.engine.finish(&mut self.pending);
         for tasks in self.inputs.iter_mut().filter_map(|i| i.tasks.as_mut()) {
             tasks.finish(&mut self.pending);
         }
+        let (closed, records) = (started.elapsed(), self.pending.len());
         self.deliver()?;
+        debug!(
+            records,
+            closing_ms = closed.as_millis() as u64,
+            delivering_ms = (started.elapsed() - closed).as_millis() as u64,
+            "End of input: every window closed, every point released."
+        );
         self.checkpoint(false)
     }
 
