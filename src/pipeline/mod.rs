@@ -9,7 +9,7 @@
 //! [`tasks`], and checkpoint or restore it when the group moves partitions.
 
 mod checkpoints;
-mod decoding;
+pub(crate) mod decoding;
 mod delivery;
 mod input;
 pub mod progress;
