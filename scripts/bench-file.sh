@@ -10,7 +10,7 @@
 # files; see scripts/bench_pyspark.py), where PySpark is installed (pip install pyspark).
 #
 # THREADS=N sets `engine.threads` (default: the machine's cores; 1 decodes on the engine's own
-# thread), RUNS=N times each query N times.
+# thread), RUNS=N times each query N times, BIN=path runs another build (to compare two).
 #
 #   scripts/bench-file.sh [EVENTS] [SERIES] [--pyspark]
 set -euo pipefail
@@ -20,6 +20,7 @@ SERIES=${2:-1000}
 PYSPARK=${3:-}
 THREADS=${THREADS:-}
 RUNS=${RUNS:-1}
+BIN=${BIN:-./target/release/tidewatch}
 cargo build --release --quiet
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
@@ -72,7 +73,7 @@ echo "== $LINES lines ($EVENTS events, $SERIES series, 1 % sent twice)"
 for q in q1 q3; do for _ in $(seq "$RUNS"); do
   rm -rf "$WORK/out-$q"
   START=$(date +%s.%N)
-  ./target/release/tidewatch run --once --config "$WORK/$q.toml" >"$WORK/$q.log" 2>&1
+  "$BIN" run --once --config "$WORK/$q.toml" >"$WORK/$q.log" 2>&1
   END=$(date +%s.%N)
   python3 -c "
 lines, seconds = $LINES, $(seconds "$START" "$END")

@@ -1,9 +1,9 @@
 //! Deduplication by event id within an event-time horizon, with state bounded by the watermark.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
-use serde::{Deserialize, Serialize};
-use smol_str::SmolStr;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::config::{Duration, Invalid};
 
@@ -18,6 +18,59 @@ impl DedupConfig {
     pub fn validate(&self) -> Result<(), Invalid> {
         self.horizon.positive("horizon")?;
         Ok(())
+    }
+}
+
+/// An event id as dedup remembers it: the id's 128-bit XXH3 hash, not the id.
+///
+/// A key is 16 bytes whatever the id's length, compares in one instruction where strings took a
+/// `memcmp`, and is already uniformly spread, so the map uses it as its hash as is. Two ids share
+/// a key with a probability of about 2⁻¹²⁸ per pair: among the 10⁶ ids a busy stream holds
+/// within a horizon, the chance that any two collide (and a distinct event is taken for a
+/// duplicate) is about 10⁻²⁷, far below that of a corrupted disk. The hash is seedless and
+/// fixed by the algorithm, so a key means the same in a checkpoint read by another process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct IdKey(u128);
+
+impl IdKey {
+    pub fn of(id: &str) -> IdKey {
+        IdKey(twox_hash::XxHash3_128::oneshot(id.as_bytes()))
+    }
+}
+
+/// Sixteen bytes in a checkpoint, not a variable-length integer of up to nineteen.
+impl Serialize for IdKey {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.to_le_bytes().serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for IdKey {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        <[u8; 16]>::deserialize(deserializer).map(|bytes| IdKey(u128::from_le_bytes(bytes)))
+    }
+}
+
+/// The map's hasher: an [`IdKey`] is a hash already, so it is folded to 64 bits, not hashed again.
+type KeyHash = BuildHasherDefault<KeyHasher>;
+
+#[derive(Debug, Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn write_u128(&mut self, key: u128) {
+        self.0 = (key as u64) ^ ((key >> 64) as u64);
+    }
+
+    /// Only [`IdKey`]s are hashed with it; anything else still gets a usable (if weak) hash.
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(byte);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
     }
 }
 
@@ -39,16 +92,15 @@ const MIN_SWEEP_INTERVAL: usize = 1024;
 /// last `horizon + lateness` of event time.
 ///
 /// The map is the hottest state of a busy stream (hundreds of thousands of live ids, one random
-/// probe per event), so an entry is kept to 32 bytes: the id inline and one time. The rare id
-/// reused for events further apart than the horizon keeps its other times in `earlier`.
+/// probe per event), so an entry is kept to 24 bytes: the id's [`IdKey`] and one time. The rare
+/// id reused for events further apart than the horizon keeps its other times in `earlier`.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Dedup {
     horizon_ms: i64,
-    /// Id → the latest event time it was accepted at. Ids are short in practice: `SmolStr`
-    /// keeps up to 23 bytes inline, no allocation and no pointer to follow on compare.
-    seen: HashMap<SmolStr, i64, foldhash::fast::RandomState>,
+    /// Id → the latest event time it was accepted at.
+    seen: HashMap<IdKey, i64, KeyHash>,
     /// Reused ids → their earlier accepted times that can still match.
-    earlier: HashMap<SmolStr, Vec<i64>, foldhash::fast::RandomState>,
+    earlier: HashMap<IdKey, Vec<i64>, KeyHash>,
     inserted_since_sweep: usize,
     sweep_after: usize,
     watermark: i64,
@@ -68,15 +120,20 @@ impl Dedup {
 
     /// Returns `true` for a duplicate; otherwise remembers the event and returns `false`.
     pub fn check_and_insert(&mut self, id: &str, ts: i64) -> bool {
+        self.check_and_insert_key(IdKey::of(id), ts)
+    }
+
+    /// [`Dedup::check_and_insert`] for an id whose key is known.
+    pub fn check_and_insert_key(&mut self, id: IdKey, ts: i64) -> bool {
         let horizon = self.horizon_ms;
         let near = |t0: i64| (ts - t0).abs() <= horizon;
-        match self.seen.entry(SmolStr::new(id)) {
+        match self.seen.entry(id) {
             std::collections::hash_map::Entry::Occupied(mut entry) => {
                 let latest = *entry.get();
                 if near(latest)
                     || self
                         .earlier
-                        .get(id)
+                        .get(&id)
                         .is_some_and(|t| t.iter().any(|&t| near(t)))
                 {
                     return true;
@@ -84,12 +141,12 @@ impl Dedup {
                 // A reused id: keep the latest time here, the others that can still match
                 // something in `earlier`.
                 let live_after = self.watermark.saturating_sub(horizon);
-                let mut times = self.earlier.remove(id).unwrap_or_default();
+                let mut times = self.earlier.remove(&id).unwrap_or_default();
                 times.push(latest.min(ts));
                 times.retain(|&t| t >= live_after);
                 entry.insert(latest.max(ts));
                 if !times.is_empty() {
-                    self.earlier.insert(SmolStr::new(id), times);
+                    self.earlier.insert(id, times);
                 }
             }
             std::collections::hash_map::Entry::Vacant(entry) => {
@@ -151,6 +208,32 @@ mod tests {
         assert!(d.check_and_insert("a", 1000));
         d.evict(i64::MAX);
         assert!(d.is_empty());
+    }
+
+    /// A key is written as its sixteen bytes and read back the same; a restored map still
+    /// knows its ids.
+    #[test]
+    fn keys_round_trip_through_a_checkpoint() {
+        let key = IdKey::of("order-17");
+        assert_ne!(key, IdKey::of("order-18"));
+        let bytes = postcard::to_allocvec(&key).unwrap();
+        assert_eq!(bytes.len(), 16);
+        assert_eq!(postcard::from_bytes::<IdKey>(&bytes).unwrap(), key);
+
+        let mut d = Dedup::new(100);
+        assert!(!d.check_and_insert("order-17", 1000));
+        assert!(!d.check_and_insert("order-17", 1200));
+        let mut restored: Dedup =
+            postcard::from_bytes(&postcard::to_allocvec(&d).unwrap()).unwrap();
+        assert!(
+            restored.check_and_insert("order-17", 1050),
+            "latest time kept"
+        );
+        assert!(
+            restored.check_and_insert("order-17", 950),
+            "earlier time kept"
+        );
+        assert!(!restored.check_and_insert("order-18", 1000));
     }
 
     #[test]

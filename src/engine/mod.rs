@@ -76,8 +76,8 @@
 //! seasonal profiles with `season = "auto"` (two of at most 168 bins, 8 B each: 2.7 KB), about
 //! 200 B of running statistics, an open alert episode (~300 B, only while one is open), and the
 //! reorder buffer (32 B per event within `lateness`). Dedup keeps each id of the last
-//! `horizon + lateness` of event time, at most about twice that between its sweeps (~33 B per
-//! id; ids longer than 23 bytes add their length). Nothing grows with the length of the stream;
+//! `horizon + lateness` of event time, at most about twice that between its sweeps (~25 B per
+//! id whatever its length: a 128-bit hash of it, see [`dedup::IdKey`]). Nothing grows with the length of the stream;
 //! the number of series is capped by `max_series`.
 
 pub mod anomaly;
@@ -215,7 +215,7 @@ pub enum SnapshotError {
 
 /// Version of the layout of [`Engine::snapshot`]: bumped whenever a state type changes shape,
 /// so an old checkpoint is refused with a clear message instead of misread.
-pub const SNAPSHOT_FORMAT: u8 = 6;
+pub const SNAPSHOT_FORMAT: u8 = 7;
 
 /// Bytes of the CRC-32 that ends a snapshot.
 const CHECKSUM_BYTES: usize = 4;
