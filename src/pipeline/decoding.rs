@@ -20,6 +20,10 @@ use std::thread::JoinHandle;
 use crate::event::{Decoder, Event};
 use crate::source::RawMessage;
 
+/// Payload bytes a reused batch keeps room for at most: a batch of 1,024 ordinary events needs
+/// a few hundred kilobytes; one of megabyte-sized messages should not pin a gigabyte for good.
+const KEPT_PAYLOAD_BYTES: usize = 16 << 20;
+
 /// Where a message of a batch came from, and where its payload ends in the batch's payloads.
 #[derive(Debug, Clone, Copy)]
 struct MessageOrigin {
@@ -77,9 +81,13 @@ impl MessageBatch {
         self.messages.is_empty()
     }
 
-    /// Empties the batch, keeping its buffers for the next.
+    /// Empties the batch, keeping its buffers for the next (unless a burst of large messages
+    /// grew them past [`KEPT_PAYLOAD_BYTES`]: that memory goes back).
     pub fn clear(&mut self) {
         self.sources.clear();
+        if self.payloads.capacity() > KEPT_PAYLOAD_BYTES {
+            self.payloads = Vec::new();
+        }
         self.payloads.clear();
         self.messages.clear();
         self.strings.clear();
@@ -306,6 +314,23 @@ mod tests {
         }
         let rejected = batch.iter().filter(|m| m.event.is_err()).count();
         assert_eq!(rejected, 2, "a bad time and a line that is not JSON");
+    }
+
+    /// A batch keeps its buffers for the next, but not the room a burst of huge messages took.
+    #[test]
+    fn a_reused_batch_gives_back_the_room_of_huge_messages() {
+        let mut batch = MessageBatch::default();
+        batch.push(&message("t", 1, PAYLOADS[0]));
+        batch.clear();
+        assert!(
+            batch.payloads.capacity() >= PAYLOADS[0].len(),
+            "ordinary room kept"
+        );
+        let huge = "x".repeat(KEPT_PAYLOAD_BYTES + 1);
+        batch.push(&message("t", 2, &huge));
+        batch.clear();
+        assert_eq!(batch.payloads.capacity(), 0);
+        assert!(batch.is_empty());
     }
 
     /// Batches come back in the order sent, and dropping the handle ends the thread.

@@ -25,7 +25,7 @@ pub const BATCH: usize = 1024;
 /// Batches one read takes at most when they are decoded ahead: more hides the first batch's
 /// decoding (which nothing overlaps) better, fewer returns to the run loop (delivery, ticks,
 /// the other streams) sooner.
-pub const ROUNDS_AHEAD: usize = 8;
+const ROUNDS_AHEAD: usize = 8;
 
 pub struct StreamInput {
     /// The stream's index in the config (and the engine).
