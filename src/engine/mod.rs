@@ -77,8 +77,8 @@
 //! 200 B of running statistics, an open alert episode (~300 B, only while one is open), and the
 //! reorder buffer (32 B per event within `lateness`). Dedup keeps each id of the last
 //! `horizon + lateness` of event time, at most about twice that between its sweeps (~25 B per
-//! id whatever its length: a 128-bit hash of it, see [`dedup::IdKey`]). Nothing grows with the length of the stream;
-//! the number of series is capped by `max_series`.
+//! id whatever its length: a 128-bit hash of it, see [`dedup::IdKey`]). Nothing grows with the
+//! length of the stream; the number of series is capped by `max_series`.
 
 pub mod anomaly;
 pub mod dedup;

@@ -67,6 +67,9 @@ pub const TREND_MIN_T: f64 = 2.0;
 /// partition was idle, or when a backlog arrives with little spread in event time.
 pub const PARALLEL_RELEASE: usize = 8192;
 
+/// Points the release buffer keeps room for between releases (1 MiB).
+const KEPT_RELEASE: usize = 32_768;
+
 #[derive(Serialize, Deserialize)]
 pub struct PointAnalytics {
     stream: Arc<str>,
@@ -212,7 +215,11 @@ impl Operator for PointAnalytics {
         } else {
             compute_range(&mut self.series, 0, released.iter(), &shared, out, |_| {});
         }
-        self.released = released;
+        // Kept for the next release, unless an exceptional one (the end of input, a backlog)
+        // grew it: that memory goes back.
+        if released.capacity() <= KEPT_RELEASE {
+            self.released = released;
+        }
     }
 }
 
