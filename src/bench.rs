@@ -4,8 +4,8 @@
 //! everything a real event costs: decode from JSON bytes, dedup, watermark, a tumbling 1 m and a
 //! sliding 1 m / 10 s window, and per-point SMA/EWMA/slope and the default anomaly detector.
 //! It runs twice: on one thread, then as the pipeline runs a stream on a machine with cores to
-//! spare (messages decoded on a second thread a batch ahead of the engine, large releases of
-//! points computed on `engine.threads` threads), and checks both give the same record counts,
+//! spare (messages decoded on a second thread a batch ahead of the engine, the per-point
+//! analytics of each round of batches computed on `engine.threads` threads), and checks both give the same record counts,
 //! flagged anomalies and alert ids (the tests compare the records themselves). It also checks
 //! that the detector flags every planted anomaly.
 
@@ -285,6 +285,9 @@ fn run_engine(config: &Config, decoder: &Decoder, lines: &[Vec<u8>], threads: us
             }
         }
     } else {
+        // As the pipeline does: points are computed together, on every engine thread, once
+        // a round of batches is in.
+        engine.defer_points();
         let ahead = DecodeAhead::spawn(decoder.clone(), "bench").expect("a decoding thread");
         let mut spare: Vec<MessageBatch> = Vec::new();
         let mut in_flight = false;
@@ -312,8 +315,11 @@ fn run_engine(config: &Config, decoder: &Decoder, lines: &[Vec<u8>], threads: us
                     );
                 }
                 spare.push(decoded);
-                if out.len() >= 1 << 13 {
+                // The pipeline settles after each round of up to 8 batches.
+                if chunk % 8 == 0 {
+                    engine.settle(&mut out);
                     count(&mut out);
+                    engine.defer_points();
                 }
             }
             in_flight = true;
@@ -329,6 +335,7 @@ fn run_engine(config: &Config, decoder: &Decoder, lines: &[Vec<u8>], threads: us
                 );
             }
         }
+        engine.settle(&mut out);
     }
     engine.finish(&mut out);
     count(&mut out);

@@ -325,6 +325,50 @@ struct JoinRuntime {
 pub struct Engine {
     streams: Vec<StreamRuntime>,
     joins: Vec<JoinRuntime>,
+    /// Threads per-point analytics may use ([`Engine::set_threads`]); not state.
+    #[serde(skip, default = "one_thread")]
+    threads: usize,
+    /// While deferring ([`Engine::defer_points`]): where each deferred release's records go.
+    #[serde(skip)]
+    deferred: Option<Vec<DeferredRelease>>,
+}
+
+fn one_thread() -> usize {
+    1
+}
+
+/// The records of one operator's deferred points, handed out release by release.
+struct Settled {
+    /// (stream, operator) indexes.
+    operator: (usize, usize),
+    records: std::vec::IntoIter<Record>,
+    /// Per point, where its records end.
+    ends: Vec<usize>,
+    /// Records handed out so far.
+    taken: usize,
+}
+
+impl Settled {
+    /// Appends to `out` the records of the points up to the `points`th.
+    fn take_until(&mut self, points: usize, out: &mut Vec<Record>) {
+        let end = match points.checked_sub(1) {
+            Some(last) => self.ends.get(last).copied().unwrap_or(self.taken),
+            None => self.taken,
+        };
+        out.extend(self.records.by_ref().take(end.saturating_sub(self.taken)));
+        self.taken = self.taken.max(end);
+    }
+}
+
+/// A release of per-point analytics queued while deferring: its records belong at `at` in the
+/// output, after whatever was there when it happened.
+#[derive(Debug, Clone, Copy)]
+struct DeferredRelease {
+    at: usize,
+    stream: usize,
+    operator: usize,
+    /// The operator's deferred points up to the end of this release.
+    end: usize,
 }
 
 impl Engine {
@@ -395,15 +439,21 @@ impl Engine {
                 }
             })
             .collect();
-        let mut engine = Engine { streams, joins };
+        let mut engine = Engine {
+            streams,
+            joins,
+            threads: 1,
+            deferred: None,
+        };
         engine.set_threads(config.engine.threads());
         engine
     }
 
-    /// Lets large releases of per-point analytics run on up to `threads` threads (see
-    /// [`PointAnalytics::set_threads`]): not part of the state, so a restored engine is told
-    /// again. The records do not depend on it.
+    /// Lets per-point analytics run on up to `threads` threads: large releases (see
+    /// [`PointAnalytics::set_threads`]) and what [`Engine::defer_points`] queues. Not part of
+    /// the state, so a restored engine is told again. The records do not depend on it.
     pub fn set_threads(&mut self, threads: usize) {
+        self.threads = threads.max(1);
         for stream in &mut self.streams {
             for op in &mut stream.operators {
                 if let StreamOperator::Points(points) = op {
@@ -411,6 +461,68 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// Until [`Engine::settle`], per-point analytics only queue the points the watermark
+    /// releases, and `settle` computes them all on the engine's threads (a series' points on
+    /// one of them, in order) and puts their records where one thread would have written them.
+    /// In between, the caller may only append to the output it passes: records are inserted
+    /// by position. Does nothing with one thread.
+    pub fn defer_points(&mut self) {
+        if self.threads <= 1 || self.deferred.is_some() {
+            return;
+        }
+        self.deferred = Some(Vec::new());
+        for stream in &mut self.streams {
+            for op in &mut stream.operators {
+                if let StreamOperator::Points(points) = op {
+                    points.defer();
+                }
+            }
+        }
+    }
+
+    /// Computes what [`Engine::defer_points`] queued and inserts its records into `out` (the
+    /// output every call since was given), in the order one thread gives them.
+    pub fn settle(&mut self, out: &mut Vec<Record>) {
+        let Some(releases) = self.deferred.take() else {
+            return;
+        };
+        let mut computed: Vec<Settled> = Vec::new();
+        for (s, stream) in self.streams.iter_mut().enumerate() {
+            for (o, op) in stream.operators.iter_mut().enumerate() {
+                if let StreamOperator::Points(points) = op {
+                    let (records, ends) = points.settle();
+                    if !records.is_empty() {
+                        computed.push(Settled {
+                            operator: (s, o),
+                            records: records.into_iter(),
+                            ends,
+                            taken: 0,
+                        });
+                    }
+                }
+            }
+        }
+        let Some(first) = releases.first() else {
+            return;
+        };
+        debug_assert!(
+            first.at <= out.len(),
+            "the output was drained while deferring"
+        );
+        let start = first.at.min(out.len());
+        let mut after = out.split_off(start).into_iter();
+        let mut copied = start;
+        for release in &releases {
+            out.extend(after.by_ref().take(release.at.saturating_sub(copied)));
+            copied = copied.max(release.at);
+            let operator = (release.stream, release.operator);
+            if let Some(settled) = computed.iter_mut().find(|c| c.operator == operator) {
+                settled.take_until(release.end, out);
+            }
+        }
+        out.extend(after);
     }
 
     /// Processes one event of stream `stream` at processing time `now`, appending to `out`.
@@ -512,8 +624,18 @@ impl Engine {
     fn advance(&mut self, stream: usize, out: &mut Vec<Record>) {
         let s = &mut self.streams[stream];
         let watermark = s.watermark.current();
-        for op in &mut s.operators {
+        for (operator, op) in s.operators.iter_mut().enumerate() {
             op.as_operator().on_watermark(watermark, out);
+            if let (Some(releases), StreamOperator::Points(points)) = (&mut self.deferred, op) {
+                if let Some(end) = points.newly_deferred() {
+                    releases.push(DeferredRelease {
+                        at: out.len(),
+                        stream,
+                        operator,
+                        end,
+                    });
+                }
+            }
         }
         if let Some(dedup) = s.dedup.as_mut() {
             dedup.evict(watermark);
@@ -554,6 +676,10 @@ impl Engine {
     /// The checksum is there because a restored engine trusts its state (series ids index its
     /// tables): a damaged row must be refused, not panic on the first event after it.
     pub fn write_snapshot(&self, mut out: impl std::io::Write) -> Result<(), SnapshotError> {
+        debug_assert!(
+            self.deferred.is_none(),
+            "a snapshot while deferring would lose the points released since"
+        );
         let failed = |_| SnapshotError::Encoding(postcard::Error::SerializeBufferFull);
         out.write_all(&[SNAPSHOT_FORMAT]).map_err(failed)?;
         let mut body = Checksummed::new(out);
@@ -793,6 +919,80 @@ mod tests {
         );
         for threads in [2, 3, 7] {
             assert!(run(threads) == one, "{threads} threads");
+        }
+    }
+
+    /// Points deferred over rounds of input and computed together on several threads give the
+    /// records of one thread, in the same order: two streams with analytics (their releases
+    /// interleaved), window records and late records between them, dead letters the caller
+    /// appends, alerts between their points, and output that was there before the round.
+    #[test]
+    fn deferred_points_on_several_threads_give_the_records_of_one() {
+        let config = Config::from_toml_str(
+            "[[streams]]\nname = \"a\"\nsource = { kind = \"file\", path = \"x\" }\n\
+             fields = { time = \"ts\", series = \"series\", value = \"value\" }\n\
+             watermark = { lateness = \"3s\" }\nwindows = [{ kind = \"tumbling\", size = \"10s\" }]\n\
+             analytics = { zscore = { points = 60, method = \"robust\" } }\n\
+             [[streams]]\nname = \"b\"\nsource = { kind = \"file\", path = \"y\" }\n\
+             fields = { time = \"ts\", series = \"series\", value = \"value\" }\n\
+             watermark = { lateness = \"1s\" }\nanalytics = {}\n\
+             [[sinks]]\nkind = \"ndjson\"\npath = \"x\"\n",
+        )
+        .unwrap();
+        let run = |threads: usize, round: usize| {
+            let mut engine = Engine::new(&config);
+            engine.set_threads(threads);
+            let mut out = Vec::new();
+            let start = 1_700_000_000_000i64;
+            engine.defer_points();
+            for i in 0..12_000i64 {
+                let stream = (i % 5 == 0) as usize;
+                let s = (i * 7919) % 157;
+                // Out of order within the lateness, now and then late, now and then a spike.
+                let jitter = (i * 31) % 2_500 - if i % 997 == 0 { 9_000 } else { 0 };
+                let spike = if i % 1_301 == 0 { 500.0 } else { 0.0 };
+                let event = Event {
+                    ts: start + i * 10 + jitter,
+                    series: format!("s{s}").into(),
+                    value: ((s + i / 157) % 11) as f64 + spike,
+                    id: None,
+                    join_key: None,
+                };
+                engine
+                    .process(stream, &event, origin(i as u64), 0, &mut out)
+                    .unwrap();
+                if i % 409 == 0 {
+                    out.push(Record::Late(LateRecord {
+                        stream: Arc::from("caller"),
+                        series: Arc::from("appended"),
+                        ts: i,
+                        watermark: 0,
+                        lateness_ms: 0,
+                        source: Arc::from("x"),
+                        partition: 0,
+                        offset: i as u64,
+                    }));
+                }
+                if i as usize % round == round - 1 {
+                    engine.settle(&mut out);
+                    engine.defer_points();
+                }
+            }
+            engine.settle(&mut out);
+            engine.finish(&mut out);
+            out
+        };
+        let one = run(1, 1_000);
+        let count = |kind: fn(&Record) -> bool| one.iter().filter(|r| kind(r)).count();
+        assert!(count(|r| matches!(r, Record::Point(p) if &*p.stream == "a")) > 9_000);
+        assert!(count(|r| matches!(r, Record::Point(p) if &*p.stream == "b")) > 1_000);
+        assert!(count(|r| matches!(r, Record::Alert(_))) > 0, "no alerts");
+        assert!(count(|r| matches!(r, Record::Late(l) if &*l.stream != "caller")) > 0);
+        assert!(count(|r| matches!(r, Record::Window(_))) > 0);
+        for (threads, round) in [(2, 1_000), (2, 5_000), (3, 12_000), (7, 333)] {
+            let got = run(threads, round);
+            assert_eq!(got.len(), one.len(), "{threads} threads, rounds of {round}");
+            assert!(got == one, "{threads} threads, rounds of {round}");
         }
     }
 

@@ -70,6 +70,10 @@ pub const PARALLEL_RELEASE: usize = 8192;
 /// Points the release buffer keeps room for between releases (1 MiB).
 const KEPT_RELEASE: usize = 32_768;
 
+/// Points a thread takes at least when deferred releases are computed ([`PointAnalytics::settle`]):
+/// below it, a thread's start costs a good share of what it computes.
+pub const SETTLE_SHARE: usize = 512;
+
 #[derive(Serialize, Deserialize)]
 pub struct PointAnalytics {
     stream: Arc<str>,
@@ -80,12 +84,19 @@ pub struct PointAnalytics {
     /// one buffer for all series, where per-series buffers would also need a timer per series.
     /// Releasing in global order keeps each series in its own event-time order.
     buffer: ReorderBuffer,
-    /// Threads a large release is computed on ([`PointAnalytics::set_threads`]); not state.
+    /// Threads points are computed on ([`PointAnalytics::set_threads`]); not state.
     #[serde(skip, default = "one_thread")]
     threads: usize,
     /// The points of the release being computed, reused.
     #[serde(skip)]
     released: Vec<Buffered>,
+    /// While deferring ([`PointAnalytics::defer`]): the points released since, in release
+    /// order, not computed yet. Empty whenever the engine is at rest (and so in a snapshot).
+    #[serde(skip)]
+    deferred: Option<Vec<Buffered>>,
+    /// Deferred points already reported by [`PointAnalytics::newly_deferred`].
+    #[serde(skip)]
+    reported: usize,
 }
 
 fn one_thread() -> usize {
@@ -111,14 +122,80 @@ impl PointAnalytics {
             buffer: ReorderBuffer::default(),
             threads: 1,
             released: Vec::new(),
+            deferred: None,
+            reported: 0,
         }
     }
 
-    /// Lets releases of at least [`PARALLEL_RELEASE`] points be computed on up to `threads`
-    /// threads, each taking the series of one range of ids. The records are the same, in the
-    /// same order, whatever the number.
+    /// Lets releases of at least [`PARALLEL_RELEASE`] points, and deferred points
+    /// ([`PointAnalytics::settle`]), be computed on up to `threads` threads, each taking the
+    /// series of one range of ids. The records are the same, in the same order, whatever the
+    /// number.
     pub fn set_threads(&mut self, threads: usize) {
         self.threads = threads.max(1);
+    }
+
+    /// From now on, releases only queue their points: [`PointAnalytics::settle`] computes them
+    /// all at once, on several threads. Per-point analytics are most of the engine's work, and
+    /// one watermark step releases a handful of points: too few to share out, while the points
+    /// of a whole batch of input are plenty.
+    pub fn defer(&mut self) {
+        if self.deferred.is_none() {
+            self.deferred = Some(std::mem::take(&mut self.released));
+        }
+    }
+
+    /// How many points have been deferred in all, when some were since the last call: the
+    /// end of a release, for the engine to place its records.
+    pub fn newly_deferred(&mut self) -> Option<usize> {
+        let deferred = self.deferred.as_ref().map_or(0, Vec::len);
+        (deferred > self.reported).then(|| {
+            self.reported = deferred;
+            deferred
+        })
+    }
+
+    /// Computes the points released since [`PointAnalytics::defer`], in release order, and
+    /// stops deferring. Returns their records and, per point, where its records end among
+    /// them: the caller puts each release's records where one thread would have written them.
+    pub fn settle(&mut self) -> (Vec<Record>, Vec<usize>) {
+        let Some(mut points) = self.deferred.take() else {
+            return (Vec::new(), Vec::new());
+        };
+        self.reported = 0;
+        let mut records = Vec::with_capacity(points.len() + points.len() / 64);
+        let mut ends = Vec::with_capacity(points.len());
+        let threads = self.threads.min(points.len() / SETTLE_SHARE).max(1);
+        let shared = Shared {
+            stream: &self.stream,
+            config: &self.config,
+            detection: &self.detection,
+        };
+        let done = |end| ends.push(end);
+        if threads > 1 {
+            compute_in_parallel(
+                &mut self.series,
+                &points,
+                threads,
+                &shared,
+                &mut records,
+                done,
+            );
+        } else {
+            compute_range(
+                &mut self.series,
+                0,
+                points.iter(),
+                &shared,
+                &mut records,
+                done,
+            );
+        }
+        points.clear();
+        if points.capacity() <= KEPT_RELEASE {
+            self.released = points;
+        }
+        (records, ends)
     }
 }
 
@@ -195,6 +272,10 @@ impl Operator for PointAnalytics {
 
     fn on_watermark(&mut self, watermark: i64, out: &mut Vec<Record>) {
         // Release what the watermark has passed: ts < watermark.
+        if let Some(deferred) = self.deferred.as_mut() {
+            self.buffer.release(watermark, |next| deferred.push(next));
+            return;
+        }
         let mut released = std::mem::take(&mut self.released);
         released.clear();
         self.buffer.release(watermark, |next| released.push(next));
@@ -211,7 +292,7 @@ impl Operator for PointAnalytics {
         // than doubling (and copying) a large output as it grows.
         out.reserve(released.len());
         if threads > 1 && released.len() >= PARALLEL_RELEASE {
-            compute_in_parallel(&mut self.series, &released, threads, &shared, out);
+            compute_in_parallel(&mut self.series, &released, threads, &shared, out, |_| {});
         } else {
             compute_range(&mut self.series, 0, released.iter(), &shared, out, |_| {});
         }
@@ -253,13 +334,15 @@ fn compute_range<'p>(
 
 /// Computes a release on `threads` threads, each owning a range of series ids (a series' state
 /// is only ever touched by one of them, in its own event-time order), then puts their records
-/// in the order of the release, as one thread would have written them.
+/// in the order of the release, as one thread would have written them; calls `done` with the
+/// length of `out` after each point's records.
 fn compute_in_parallel(
     series: &mut [Option<SeriesAnalytics>],
     points: &[Buffered],
     threads: usize,
     shared: &Shared<'_>,
     out: &mut Vec<Record>,
+    mut done: impl FnMut(usize),
 ) {
     let per_thread = series.len().div_ceil(threads).max(1);
     let owner = |point: &Buffered| point.series as usize / per_thread;
@@ -272,6 +355,14 @@ fn compute_in_parallel(
         let spawned: Vec<_> = ranges
             .map(|(k, range)| {
                 scope.spawn(move || {
+                    // The stream's name in a copy of its own: every point record holds it, and
+                    // threads counting references to one copy pass its cache line back and
+                    // forth on every point.
+                    let stream: Arc<str> = Arc::from(&**shared.stream);
+                    let shared = &Shared {
+                        stream: &stream,
+                        ..*shared
+                    };
                     let mut records = Vec::with_capacity(share);
                     let mut ends = Vec::with_capacity(share);
                     let mine = points.iter().filter(|p| owner(p) == k);
@@ -305,11 +396,12 @@ fn compute_in_parallel(
         .collect();
     out.reserve(cursors.iter().map(|(records, ..)| records.len()).sum());
     for point in points {
-        let Some((records, ends, taken)) = cursors.get_mut(owner(point)) else {
-            continue; // A point of a series without state: computed by none, as on one thread.
-        };
-        let end = ends.next().unwrap_or(*taken);
-        out.extend(records.by_ref().take(end - *taken));
-        *taken = end;
+        // A point of a series without state is computed by none, as on one thread.
+        if let Some((records, ends, taken)) = cursors.get_mut(owner(point)) {
+            let end = ends.next().unwrap_or(*taken);
+            out.extend(records.by_ref().take(end - *taken));
+            *taken = end;
+        }
+        done(out.len());
     }
 }

@@ -413,9 +413,23 @@ impl<'a> Pipeline<'a> {
         };
         let now = self.mode.now();
         let mut read = 0;
+        // The round's points are computed together, on every engine thread, once it is read.
+        self.engine.defer_points();
+        let mut failed = None;
         for input in self.inputs.iter_mut().filter(|i| !i.done) {
             let _span = info_span!("stream", name = %input.name).entered();
-            read += input.read_batch(&mut self.engine, &mut self.pending, now, wait)?;
+            match input.read_batch(&mut self.engine, &mut self.pending, now, wait) {
+                Ok(n) => read += n,
+                Err(error) => {
+                    failed = Some(error);
+                    break;
+                }
+            }
+        }
+        // Also after a failure: what was read before it is delivered as usual.
+        self.engine.settle(&mut self.pending);
+        if let Some(error) = failed {
+            return Err(error);
         }
         self.idle_rounds = if read == 0 { self.idle_rounds + 1 } else { 0 };
         if self.mode.following() {

@@ -1,5 +1,6 @@
-//! Decoding on a thread ahead of the engine (`engine.threads` above 1) writes the same records,
-//! byte for byte, as decoding on the engine's own thread (`engine.threads = 1`).
+//! Decoding on a thread ahead of the engine, with each round's per-point analytics computed on
+//! several threads (`engine.threads` above 1), writes the same records, byte for byte, as
+//! everything on the engine's own thread (`engine.threads = 1`).
 //!
 //! The input spans many batches and two files (a source change inside a batch), and holds every
 //! kind of message a batch must keep in its place: lines that are not JSON or lack a field (dead
