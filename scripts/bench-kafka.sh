@@ -16,12 +16,14 @@
 #   SERIES=1000 scripts/bench-kafka.sh 1000000
 #   ASSIGNMENT=group scripts/bench-kafka.sh   the Tidewatch runs under a consumer group
 #   THREADS=1 ASSIGNMENT=group scripts/bench-kafka.sh   with engine.threads = 1 (default: cores)
+#   BIN=/tmp/older/tidewatch scripts/bench-kafka.sh        the Tidewatch runs with another build
 set -euo pipefail
 cd "$(dirname "$0")/.."
 EVENTS=${1:-600000}
 SERIES=${SERIES:-300}
 ASSIGNMENT=${ASSIGNMENT:-static}
 THREADS=${THREADS:-}
+BIN=${BIN:-./target/release/tidewatch}
 ENGINE=""
 [ -n "$THREADS" ] && ENGINE="engine = { threads = $THREADS }"
 source scripts/local-broker.sh
@@ -84,7 +86,7 @@ results=()
 for sink in $SINKS; do
   echo "== run --once into $sink"
   START=$(date +%s.%N)
-  ./target/release/tidewatch run --once --config "$WORK/$sink.toml" 2>&1 | grep -v "^$" | tail -3
+  "$BIN" run --once --config "$WORK/$sink.toml" 2>&1 | grep -v "^$" | tail -3
   END=$(date +%s.%N)
   results+=("$sink $(seconds "$START" "$END")")
 done
