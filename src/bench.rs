@@ -5,9 +5,9 @@
 //! sliding 1 m / 10 s window, and per-point SMA/EWMA/slope and the default anomaly detector.
 //! It runs twice: on one thread, then as the pipeline runs a stream on a machine with cores to
 //! spare (messages decoded on a second thread a batch ahead of the engine, the per-point
-//! analytics of each round of batches computed on `engine.threads` threads), and checks both give the same record counts,
-//! flagged anomalies and alert ids (the tests compare the records themselves). It also checks
-//! that the detector flags every planted anomaly.
+//! analytics of each round of 8 batches computed on `engine.threads` threads), and checks both
+//! give the same record counts, flagged anomalies and alert ids (the tests compare the records
+//! themselves). It also checks that the detector flags every planted anomaly.
 
 use std::time::{Duration, Instant};
 

@@ -270,13 +270,24 @@ impl AlignedWindows {
 }
 
 impl Operator for AlignedWindows {
+    /// The series' timer is due at [`AlignedWindows::next_due`], which only an earlier first
+    /// pane can move (emitting moves it too, and sets the timer itself): an event that lands in
+    /// a later pane leaves the timer as it is.
     fn on_event(&mut self, ev: &Accepted<'_>, _out: &mut Vec<Record>) {
-        let pane_start = ev.ts.div_euclid(self.pane) * self.pane;
+        let pane = self.pane;
         let state = slot(&mut self.series, ev.series).get_or_insert_with(|| AlignedSeries {
             label: ev.label.clone(),
             panes: VecDeque::new(),
             cursor: i64::MIN,
         });
+        // Most events land in the newest pane: no division, no search.
+        if let Some((start, agg)) = state.panes.back_mut() {
+            if ev.ts >= *start && ev.ts - *start < pane {
+                agg.add(ev.ts, ev.seq, ev.value);
+                return;
+            }
+        }
+        let pane_start = ev.ts.div_euclid(pane) * pane;
         // Find the pane from the back; insert in order when it does not exist yet.
         let at = state
             .panes
@@ -289,13 +300,15 @@ impl Operator for AlignedWindows {
             Some(i) => state
                 .panes
                 .insert(i + 1, (pane_start, Aggregate::of(ev.ts, ev.seq, ev.value))),
-            None => state
-                .panes
-                .push_front((pane_start, Aggregate::of(ev.ts, ev.seq, ev.value))),
-        }
-        let state = self.series[ev.series as usize].as_ref();
-        if let Some(due) = state.and_then(|s| self.next_due(s)) {
-            self.timers.schedule(ev.series, due);
+            None => {
+                state
+                    .panes
+                    .push_front((pane_start, Aggregate::of(ev.ts, ev.seq, ev.value)));
+                let state = self.series[ev.series as usize].as_ref();
+                if let Some(due) = state.and_then(|s| self.next_due(s)) {
+                    self.timers.schedule(ev.series, due);
+                }
+            }
         }
     }
 

@@ -426,7 +426,7 @@ impl<'a> Pipeline<'a> {
                 }
             }
         }
-        // Also after a failure: what was read before it is delivered as usual.
+        // Also after a failure, so the engine is never left deferring.
         self.engine.settle(&mut self.pending);
         if let Some(error) = failed {
             return Err(error);
