@@ -924,8 +924,9 @@ mod tests {
 
     /// Points deferred over rounds of input and computed together on several threads give the
     /// records of one thread, in the same order: two streams with analytics (their releases
-    /// interleaved), window records and late records between them, dead letters the caller
-    /// appends, alerts between their points, and output that was there before the round.
+    /// interleaved), window records and late records between them, records the caller
+    /// appends (as it does dead letters), alerts between their points, and output that was
+    /// there before the round.
     #[test]
     fn deferred_points_on_several_threads_give_the_records_of_one() {
         let config = Config::from_toml_str(
