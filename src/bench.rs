@@ -256,6 +256,13 @@ fn process(engine: &mut Engine, offset: usize, event: Option<Event<'_>>, out: &m
     }
 }
 
+/// Hands a batch the decoding thread gave back to the engine, in order.
+fn process_batch(engine: &mut Engine, decoded: &MessageBatch, out: &mut Vec<Record>) {
+    for message in decoded.iter() {
+        process(engine, message.raw.offset as usize, message.event.ok(), out);
+    }
+}
+
 /// Runs the engine over `lines`, timed: on this thread alone when `threads` is 1, else as the
 /// pipeline does, with messages decoded a batch ahead on a second thread.
 fn run_engine(config: &Config, decoder: &Decoder, lines: &[Vec<u8>], threads: usize) -> Observed {
@@ -306,14 +313,7 @@ fn run_engine(config: &Config, decoder: &Decoder, lines: &[Vec<u8>], threads: us
             ahead.send(batch).expect("the decoding thread runs");
             if in_flight {
                 let decoded = ahead.recv().expect("the decoding thread runs");
-                for message in decoded.iter() {
-                    process(
-                        &mut engine,
-                        message.offset as usize,
-                        message.event.ok(),
-                        &mut out,
-                    );
-                }
+                process_batch(&mut engine, &decoded, &mut out);
                 spare.push(decoded);
                 // The pipeline settles after each round of up to 8 batches.
                 if chunk % 8 == 0 {
@@ -326,14 +326,7 @@ fn run_engine(config: &Config, decoder: &Decoder, lines: &[Vec<u8>], threads: us
         }
         if in_flight {
             let decoded = ahead.recv().expect("the decoding thread runs");
-            for message in decoded.iter() {
-                process(
-                    &mut engine,
-                    message.offset as usize,
-                    message.event.ok(),
-                    &mut out,
-                );
-            }
+            process_batch(&mut engine, &decoded, &mut out);
         }
         engine.settle(&mut out);
     }

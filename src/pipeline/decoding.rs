@@ -67,11 +67,8 @@ pub struct MessageBatch {
 
 /// A message of a batch as the engine takes it.
 pub struct BatchMessage<'a> {
-    pub source: &'a str,
-    pub split: u32,
-    pub partition: u32,
-    pub offset: u64,
-    pub payload: &'a [u8],
+    /// The message as the source gave it.
+    pub raw: RawMessage<'a>,
     /// The event, or why the payload is not one.
     pub event: Result<Event<'a>, &'a str>,
 }
@@ -155,11 +152,13 @@ impl MessageBatch {
                     Cow::Borrowed(&self.strings[span.start as usize..span.end as usize])
                 };
                 BatchMessage {
-                    source: &self.sources[message.source as usize],
-                    split: message.split,
-                    partition: message.partition,
-                    offset: message.offset,
-                    payload,
+                    raw: RawMessage {
+                        source: &self.sources[message.source as usize],
+                        split: message.split,
+                        partition: message.partition,
+                        offset: message.offset,
+                        payload,
+                    },
                     event: match decoded {
                         Decoded::Event(event) => Ok(Event {
                             ts: event.ts,
@@ -298,12 +297,12 @@ mod tests {
             assert_eq!(batch.iter().count(), PAYLOADS.len());
             for (i, got) in batch.iter().enumerate() {
                 let offset = (round * 10 + i) as u64;
-                assert_eq!(got.source, if i == 3 { "other" } else { "topic" });
+                assert_eq!(got.raw.source, if i == 3 { "other" } else { "topic" });
                 assert_eq!(
-                    (got.split, got.partition, got.offset),
+                    (got.raw.split, got.raw.partition, got.raw.offset),
                     (offset as u32 % 3, offset as u32 % 3, offset)
                 );
-                assert_eq!(got.payload, PAYLOADS[i].as_bytes());
+                assert_eq!(got.raw.payload, PAYLOADS[i].as_bytes());
                 let alone = decoder.decode(PAYLOADS[i].as_bytes());
                 match (&got.event, &alone) {
                     (Ok(event), Ok(expected)) => assert_eq!(event, expected),
@@ -349,7 +348,7 @@ mod tests {
                 for expected in [n - 1, n] {
                     let back = ahead.recv().unwrap();
                     let got = back.iter().next().unwrap();
-                    assert_eq!(got.offset, expected);
+                    assert_eq!(got.raw.offset, expected);
                     assert_eq!(got.event.as_ref().unwrap().ts, expected as i64);
                     drop(got);
                     spare.push(back);

@@ -198,9 +198,7 @@ impl StreamInput {
             } else if in_flight || more {
                 ahead.send(batch).map_err(|_| self.decoder_stopped())?;
                 if in_flight {
-                    let decoded = ahead.recv().map_err(|_| self.decoder_stopped())?;
-                    self.take_batch(&decoded, engine, out, now);
-                    self.spare.push(decoded);
+                    self.take_decoded(ahead, engine, out, now)?;
                 }
                 in_flight = true;
             } else {
@@ -213,12 +211,24 @@ impl StreamInput {
             }
         }
         if in_flight {
-            let decoded = ahead.recv().map_err(|_| self.decoder_stopped())?;
-            self.take_batch(&decoded, engine, out, now);
-            self.spare.push(decoded);
+            self.take_decoded(ahead, engine, out, now)?;
         }
         self.messages += read as u64;
         self.failed(failed).map(|()| read)
+    }
+
+    /// Waits for the batch the decoding thread has, processes it and keeps it for reuse.
+    fn take_decoded(
+        &mut self,
+        ahead: &DecodeAhead,
+        engine: &mut Engine,
+        out: &mut Vec<Record>,
+        now: i64,
+    ) -> Result<(), PipelineError> {
+        let decoded = ahead.recv().map_err(|_| self.decoder_stopped())?;
+        self.take_batch(&decoded, engine, out, now);
+        self.spare.push(decoded);
+        Ok(())
     }
 
     /// Processes a decoded batch, in the order read.
@@ -230,15 +240,9 @@ impl StreamInput {
         now: i64,
     ) {
         for message in batch.iter() {
-            let raw = RawMessage {
-                source: message.source,
-                split: message.split,
-                partition: message.partition,
-                offset: message.offset,
-                payload: message.payload,
-            };
             let event = message.event.map_err(str::to_owned);
-            if let Some(dead) = process(self.index, &self.name, engine, &raw, event, now, out) {
+            let raw = &message.raw;
+            if let Some(dead) = process(self.index, &self.name, engine, raw, event, now, out) {
                 self.dead_letters += 1;
                 out.push(dead);
             }
