@@ -292,9 +292,9 @@ fn run_engine(config: &Config, decoder: &Decoder, lines: &[Vec<u8>], threads: us
             }
         }
     } else {
-        // As the pipeline does: points are computed together, on every engine thread, once
-        // a round of batches is in.
-        engine.defer_points();
+        // As the pipeline does: points are computed together, on other threads, once a round
+        // of batches is in, beside the next round.
+        engine.defer_points(&out);
         let ahead = DecodeAhead::spawn(decoder.clone(), "bench").expect("a decoding thread");
         let mut spare: Vec<MessageBatch> = Vec::new();
         let mut in_flight = false;
@@ -312,14 +312,16 @@ fn run_engine(config: &Config, decoder: &Decoder, lines: &[Vec<u8>], threads: us
             }
             ahead.send(batch).expect("the decoding thread runs");
             if in_flight {
-                let decoded = ahead.recv().expect("the decoding thread runs");
+                let decoded = ahead
+                    .recv_helping(|| engine.help())
+                    .expect("the decoding thread runs");
                 process_batch(&mut engine, &decoded, &mut out);
                 spare.push(decoded);
                 // The pipeline settles after each round of up to 8 batches.
                 if chunk % 8 == 0 {
-                    engine.settle(&mut out);
+                    engine.settle_overlapped(&mut out);
                     count(&mut out);
-                    engine.defer_points();
+                    engine.defer_points(&out);
                 }
             }
             in_flight = true;

@@ -66,6 +66,16 @@
 //! **End of input** ([`Engine::finish`]): every watermark moves to +∞, so every window closes,
 //! every buffered point is released and every join row is evicted. Open alert episodes stay open.
 //!
+//! # Threads
+//!
+//! Everything but the per-point analytics runs on the caller's thread. Those, most of the work,
+//! can also run on others ([`Engine::set_threads`]): a large release at once, and with
+//! [`Engine::defer_points`] every release of a round of input together, by shards of series
+//! that whichever thread is free takes (`point_shards`); with [`Engine::settle_overlapped`]
+//! while the caller goes on with the next round, and helps ([`Engine::help`]) when it would
+//! wait. A series' points are always computed in order by one thread, and their records go
+//! where one thread would have written them: the output does not depend on the threads.
+//!
 //! # Memory
 //!
 //! Per series and stream: the series label and counters (~100 B); per aligned window spec, one
@@ -83,6 +93,7 @@
 pub mod anomaly;
 pub mod dedup;
 pub mod join;
+mod point_shards;
 pub mod points;
 pub mod reorder;
 pub mod stats;
@@ -206,6 +217,8 @@ pub enum SnapshotError {
          checkpoint.pipeline name (or remove the old checkpoint row)"
     )]
     Format { found: u8 },
+    #[error("engine snapshot taken while a round's points were still being computed (a bug: the pipeline lands them first)")]
+    Busy,
     #[error(
         "engine snapshot is damaged (its checksum does not match): start afresh under a new \
          checkpoint.pipeline name (or remove the checkpoint row)"
@@ -215,7 +228,7 @@ pub enum SnapshotError {
 
 /// Version of the layout of [`Engine::snapshot`]: bumped whenever a state type changes shape,
 /// so an old checkpoint is refused with a clear message instead of misread.
-pub const SNAPSHOT_FORMAT: u8 = 7;
+pub const SNAPSHOT_FORMAT: u8 = 8;
 
 /// Bytes of the CRC-32 that ends a snapshot.
 const CHECKSUM_BYTES: usize = 4;
@@ -331,6 +344,20 @@ pub struct Engine {
     /// While deferring ([`Engine::defer_points`]): where each deferred release's records go.
     #[serde(skip)]
     deferred: Option<Vec<DeferredRelease>>,
+    /// While deferring: the length of the output when the round began.
+    #[serde(skip)]
+    round_start: usize,
+    /// The round whose points are computed on other threads ([`Engine::settle_overlapped`]).
+    #[serde(skip)]
+    in_flight: Option<InFlight>,
+}
+
+/// A round held back until its points are computed ([`Engine::settle_overlapped`]).
+struct InFlight {
+    /// Its records other than the points', in order.
+    records: Vec<Record>,
+    /// Where its points' records go among them.
+    releases: Vec<DeferredRelease>,
 }
 
 fn one_thread() -> usize {
@@ -349,6 +376,15 @@ struct Settled {
 }
 
 impl Settled {
+    fn new(operator: (usize, usize), records: Vec<Record>, ends: Vec<usize>) -> Self {
+        Settled {
+            operator,
+            records: records.into_iter(),
+            ends,
+            taken: 0,
+        }
+    }
+
     /// Appends to `out` the records of the points up to the `points`th.
     fn take_until(&mut self, points: usize, out: &mut Vec<Record>) {
         let end = match points.checked_sub(1) {
@@ -361,7 +397,7 @@ impl Settled {
 }
 
 /// A release of per-point analytics queued while deferring: its records belong at `at` in the
-/// output, after whatever was there when it happened.
+/// round's output, after whatever was there when it happened.
 #[derive(Debug, Clone, Copy)]
 struct DeferredRelease {
     at: usize,
@@ -369,6 +405,28 @@ struct DeferredRelease {
     operator: usize,
     /// The operator's deferred points up to the end of this release.
     end: usize,
+}
+
+/// Appends to `out` a round's `records` with its points' records (`computed`) put in at each
+/// of its `releases`.
+fn splice(
+    out: &mut Vec<Record>,
+    records: Vec<Record>,
+    releases: &[DeferredRelease],
+    mut computed: Vec<Settled>,
+) {
+    out.reserve(records.len() + computed.iter().map(|c| c.records.len()).sum::<usize>());
+    let mut records = records.into_iter();
+    let mut copied = 0;
+    for release in releases {
+        out.extend(records.by_ref().take(release.at.saturating_sub(copied)));
+        copied = copied.max(release.at);
+        let operator = (release.stream, release.operator);
+        if let Some(settled) = computed.iter_mut().find(|c| c.operator == operator) {
+            settled.take_until(release.end, out);
+        }
+    }
+    out.extend(records);
 }
 
 impl Engine {
@@ -444,6 +502,8 @@ impl Engine {
             joins,
             threads: 1,
             deferred: None,
+            round_start: 0,
+            in_flight: None,
         };
         engine.set_threads(config.engine.threads());
         engine
@@ -466,13 +526,14 @@ impl Engine {
     /// Until [`Engine::settle`], per-point analytics only queue the points the watermark
     /// releases, and `settle` computes them all on the engine's threads (a series' points on
     /// one of them, in order) and puts their records where one thread would have written them.
-    /// In between, the caller may only append to the output it passes: records are inserted
-    /// by position. Does nothing with one thread.
-    pub fn defer_points(&mut self) {
+    /// `out` is the output the round appends to; in between, the caller may only append to it:
+    /// records are inserted by position. Does nothing with one thread.
+    pub fn defer_points(&mut self, out: &[Record]) {
         if self.threads <= 1 || self.deferred.is_some() {
             return;
         }
         self.deferred = Some(Vec::new());
+        self.round_start = out.len();
         for stream in &mut self.streams {
             for op in &mut stream.operators {
                 if let StreamOperator::Points(points) = op {
@@ -483,46 +544,98 @@ impl Engine {
     }
 
     /// Computes what [`Engine::defer_points`] queued and inserts its records into `out` (the
-    /// output every call since was given), in the order one thread gives them.
+    /// output every call since was given), in the order one thread gives them. A round still
+    /// in flight ([`Engine::settle_overlapped`]) lands first.
     pub fn settle(&mut self, out: &mut Vec<Record>) {
-        let Some(releases) = self.deferred.take() else {
+        let Some((records, releases)) = self.take_round(out) else {
             return;
         };
-        let mut computed: Vec<Settled> = Vec::new();
+        let mut computed = Vec::new();
         for (s, stream) in self.streams.iter_mut().enumerate() {
             for (o, op) in stream.operators.iter_mut().enumerate() {
                 if let StreamOperator::Points(points) = op {
                     let (records, ends) = points.settle();
-                    if !records.is_empty() {
-                        computed.push(Settled {
-                            operator: (s, o),
-                            records: records.into_iter(),
-                            ends,
-                            taken: 0,
-                        });
-                    }
+                    computed.push(Settled::new((s, o), records, ends));
                 }
             }
         }
-        let Some(first) = releases.first() else {
+        splice(out, records, &releases, computed);
+    }
+
+    /// Like [`Engine::settle`], but this round's points are computed on other threads while
+    /// the caller goes on with the next round, and `out` gets the previous round's records
+    /// instead, complete: records come out a round late (a round with few points is not held
+    /// back), in the order one thread gives them. Until the next `defer_points` or
+    /// [`Engine::land`], the caller appends nothing to `out` (it may hand it on and clear it).
+    ///
+    /// The barrier of [`Engine::settle`] (while the points are computed, nothing else is) is
+    /// gone: the engine thread's own work (dedup, watermarks, windows, the reorder buffer)
+    /// runs beside the points of the round before.
+    pub fn settle_overlapped(&mut self, out: &mut Vec<Record>) {
+        let Some((records, releases)) = self.take_round(out) else {
             return;
         };
-        debug_assert!(
-            first.at <= out.len(),
-            "the output was drained while deferring"
-        );
-        let start = first.at.min(out.len());
-        let mut after = out.split_off(start).into_iter();
-        let mut copied = start;
-        for release in &releases {
-            out.extend(after.by_ref().take(release.at.saturating_sub(copied)));
-            copied = copied.max(release.at);
-            let operator = (release.stream, release.operator);
-            if let Some(settled) = computed.iter_mut().find(|c| c.operator == operator) {
-                settled.take_until(release.end, out);
+        let mut away = false;
+        for stream in &mut self.streams {
+            for op in &mut stream.operators {
+                if let StreamOperator::Points(points) = op {
+                    away |= points.launch();
+                }
             }
         }
-        out.extend(after);
+        self.in_flight = Some(InFlight { records, releases });
+        if !away {
+            self.land(out);
+        }
+    }
+
+    /// Computes a share of the points of the round in flight, when any is left: for a caller
+    /// that would otherwise wait (for decoded input). Returns whether it did.
+    pub fn help(&self) -> bool {
+        self.in_flight.is_some()
+            && self.streams.iter().any(|stream| {
+                stream.operators.iter().any(|op| match op {
+                    StreamOperator::Points(points) => points.help(),
+                    _ => false,
+                })
+            })
+    }
+
+    /// Appends to `out` the records of the round [`Engine::settle_overlapped`] left in flight,
+    /// once its points are computed. Nothing without one. Everything that reads or computes
+    /// points lands first: a snapshot needs it (see [`SnapshotError::Busy`]).
+    pub fn land(&mut self, out: &mut Vec<Record>) {
+        let Some(flight) = self.in_flight.take() else {
+            return;
+        };
+        let mut computed = Vec::new();
+        for (s, stream) in self.streams.iter_mut().enumerate() {
+            let labels = &stream.series.labels;
+            for (o, op) in stream.operators.iter_mut().enumerate() {
+                if let StreamOperator::Points(points) = op {
+                    let (records, ends) = points.land(labels);
+                    computed.push(Settled::new((s, o), records, ends));
+                }
+            }
+        }
+        splice(out, flight.records, &flight.releases, computed);
+    }
+
+    /// Stops deferring: takes the round's records out of `out`, with where its points' records
+    /// go among them, and lands the round before it in their place.
+    fn take_round(&mut self, out: &mut Vec<Record>) -> Option<(Vec<Record>, Vec<DeferredRelease>)> {
+        let mut releases = self.deferred.take()?;
+        debug_assert!(
+            self.round_start <= out.len(),
+            "the output was drained while deferring"
+        );
+        let start = self.round_start.min(out.len());
+        let records = out.split_off(start);
+        for release in &mut releases {
+            release.at = release.at.saturating_sub(start);
+        }
+        self.land(out);
+        Some((records, releases))
     }
 
     /// Processes one event of stream `stream` at processing time `now`, appending to `out`.
@@ -534,6 +647,7 @@ impl Engine {
         now: i64,
         out: &mut Vec<Record>,
     ) -> Result<(), RejectError> {
+        self.land_unless_deferring(out);
         let s = self
             .streams
             .get_mut(stream)
@@ -605,6 +719,7 @@ impl Engine {
 
     /// Advances processing time: idle partitions stop holding watermarks back.
     pub fn tick(&mut self, now: i64, out: &mut Vec<Record>) {
+        self.land_unless_deferring(out);
         for stream in 0..self.streams.len() {
             if self.streams[stream].watermark.tick(now) {
                 self.advance(stream, out);
@@ -614,9 +729,17 @@ impl Engine {
 
     /// End of input: closes every window, releases every point, evicts every join row.
     pub fn finish(&mut self, out: &mut Vec<Record>) {
+        self.land_unless_deferring(out);
         for stream in 0..self.streams.len() {
             self.streams[stream].watermark.finish();
             self.advance(stream, out);
+        }
+    }
+
+    /// Outside a round, records come in order: the round in flight first.
+    fn land_unless_deferring(&mut self, out: &mut Vec<Record>) {
+        if self.in_flight.is_some() && self.deferred.is_none() {
+            self.land(out);
         }
     }
 
@@ -676,10 +799,10 @@ impl Engine {
     /// The checksum is there because a restored engine trusts its state (series ids index its
     /// tables): a damaged row must be refused, not panic on the first event after it.
     pub fn write_snapshot(&self, mut out: impl std::io::Write) -> Result<(), SnapshotError> {
-        debug_assert!(
-            self.deferred.is_none(),
-            "a snapshot while deferring would lose the points released since"
-        );
+        // The points released since would be lost, or the series' states are away.
+        if self.deferred.is_some() || self.in_flight.is_some() {
+            return Err(SnapshotError::Busy);
+        }
         let failed = |_| SnapshotError::Encoding(postcard::Error::SerializeBufferFull);
         out.write_all(&[SNAPSHOT_FORMAT]).map_err(failed)?;
         let mut body = Checksummed::new(out);
@@ -866,10 +989,45 @@ mod tests {
         }
     }
 
+    /// A checkpoint of an engine whose round is in flight would miss the series' states (they
+    /// are with the points being computed): refused, and fine once the round landed.
+    #[test]
+    fn no_snapshot_while_a_round_is_in_flight() {
+        let config = Config::from_toml_str(
+            "[[streams]]\nname = \"s\"\nsource = { kind = \"file\", path = \"x\" }\n\
+             fields = { time = \"ts\", series = \"series\", value = \"value\" }\n\
+             watermark = { lateness = \"1s\" }\nanalytics = {}\n\
+             [[sinks]]\nkind = \"ndjson\"\npath = \"x\"\n",
+        )
+        .unwrap();
+        let mut engine = Engine::new(&config);
+        engine.set_threads(2);
+        let mut out = Vec::new();
+        engine.defer_points(&out);
+        for i in 0..5_000i64 {
+            let event = Event {
+                ts: 1_700_000_000_000 + i * 10,
+                series: format!("s{}", i % 50).into(),
+                value: (i % 7) as f64,
+                id: None,
+                join_key: None,
+            };
+            engine
+                .process(0, &event, origin(i as u64), 0, &mut out)
+                .unwrap();
+        }
+        engine.settle_overlapped(&mut out);
+        assert!(out.is_empty(), "a round of 4,899 points was not held back");
+        assert!(matches!(engine.snapshot(), Err(SnapshotError::Busy)));
+        engine.land(&mut out);
+        assert_eq!(out.len(), 4_899, "the points the watermark passed");
+        let restored = Engine::restore(&engine.snapshot().unwrap()).unwrap();
+        assert_eq!(restored.counters(0), engine.counters(0));
+    }
+
     /// Large releases of points (a backlog released by a watermark jump, then the end of input)
     /// computed on several threads give the records of one thread, in the same order: alerts
-    /// between their points, series of every range, uneven ranges (more threads than divide
-    /// the series evenly).
+    /// between their points, series in every shard, on 2, 3 and 7 threads.
     #[test]
     fn large_releases_on_several_threads_give_the_records_of_one() {
         let config = Config::from_toml_str(
@@ -926,7 +1084,9 @@ mod tests {
     /// records of one thread, in the same order: two streams with analytics (their releases
     /// interleaved), window records and late records between them, records the caller
     /// appends (as it does dead letters), alerts between their points, and output that was
-    /// there before the round.
+    /// there before the round. Also when a round's points are computed while the next round
+    /// is processed (overlapped, the engine thread helping now and then), with new series
+    /// arriving meanwhile.
     #[test]
     fn deferred_points_on_several_threads_give_the_records_of_one() {
         let config = Config::from_toml_str(
@@ -940,15 +1100,16 @@ mod tests {
              [[sinks]]\nkind = \"ndjson\"\npath = \"x\"\n",
         )
         .unwrap();
-        let run = |threads: usize, round: usize| {
+        let run = |threads: usize, round: usize, overlapped: bool| {
             let mut engine = Engine::new(&config);
             engine.set_threads(threads);
             let mut out = Vec::new();
             let start = 1_700_000_000_000i64;
-            engine.defer_points();
+            engine.defer_points(&out);
             for i in 0..12_000i64 {
                 let stream = (i % 5 == 0) as usize;
-                let s = (i * 7919) % 157;
+                // New series keep coming, also while a round's points are away.
+                let s = (i * 7919) % (100 + i / 200);
                 // Out of order within the lateness, now and then late, now and then a spike.
                 let jitter = (i * 31) % 2_500 - if i % 997 == 0 { 9_000 } else { 0 };
                 let spike = if i % 1_301 == 0 { 500.0 } else { 0.0 };
@@ -962,6 +1123,10 @@ mod tests {
                 engine
                     .process(stream, &event, origin(i as u64), 0, &mut out)
                     .unwrap();
+                // As the pipeline does while it waits for decoded input.
+                if overlapped && i % 50 == 0 {
+                    engine.help();
+                }
                 if i % 409 == 0 {
                     out.push(Record::Late(LateRecord {
                         stream: Arc::from("caller"),
@@ -975,15 +1140,19 @@ mod tests {
                     }));
                 }
                 if i as usize % round == round - 1 {
-                    engine.settle(&mut out);
-                    engine.defer_points();
+                    if overlapped {
+                        engine.settle_overlapped(&mut out);
+                    } else {
+                        engine.settle(&mut out);
+                    }
+                    engine.defer_points(&out);
                 }
             }
             engine.settle(&mut out);
             engine.finish(&mut out);
             out
         };
-        let one = run(1, 1_000);
+        let one = run(1, 1_000, false);
         let count = |kind: fn(&Record) -> bool| one.iter().filter(|r| kind(r)).count();
         assert!(count(|r| matches!(r, Record::Point(p) if &*p.stream == "a")) > 9_000);
         assert!(count(|r| matches!(r, Record::Point(p) if &*p.stream == "b")) > 1_000);
@@ -991,9 +1160,12 @@ mod tests {
         assert!(count(|r| matches!(r, Record::Late(l) if &*l.stream != "caller")) > 0);
         assert!(count(|r| matches!(r, Record::Window(_))) > 0);
         for (threads, round) in [(2, 1_000), (2, 5_000), (3, 12_000), (7, 333)] {
-            let got = run(threads, round);
-            assert_eq!(got.len(), one.len(), "{threads} threads, rounds of {round}");
-            assert!(got == one, "{threads} threads, rounds of {round}");
+            for overlapped in [false, true] {
+                let got = run(threads, round, overlapped);
+                let case = format!("{threads} threads, rounds of {round}, overlapped {overlapped}");
+                assert_eq!(got.len(), one.len(), "{case}");
+                assert!(got == one, "{case}");
+            }
         }
     }
 

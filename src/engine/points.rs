@@ -11,9 +11,9 @@ use serde::{Deserialize, Serialize};
 
 use super::anomaly::ZScoreConfig;
 use super::anomaly::{new_alert, Detection, Detector};
+use super::point_shards::{compute_in_order, compute_in_parallel, Context, RoundJob, SeriesStates};
 use super::reorder::{Buffered, ReorderBuffer};
 use super::stats::{Ewma, MovingAverage, SlidingRegression};
-use super::window::slot;
 use super::{Accepted, Operator};
 use crate::config::{Duration, Invalid};
 use crate::record::{PointRecord, Record, Trend};
@@ -74,12 +74,16 @@ const KEPT_RELEASE: usize = 32_768;
 /// below it, a thread's start costs a good share of what it computes.
 pub const SETTLE_SHARE: usize = 512;
 
+/// Deferred points worth computing on a thread of their own while the engine goes on
+/// ([`PointAnalytics::launch`]); fewer are computed at once, and their round is not held back.
+pub const BACKGROUND_POINTS: usize = 1024;
+
 #[derive(Serialize, Deserialize)]
 pub struct PointAnalytics {
     stream: Arc<str>,
     config: AnalyticsConfig,
     detection: Detection,
-    series: Vec<Option<SeriesAnalytics>>,
+    series: SeriesStates,
     /// The reorder buffer of every series at once, released in (event time, partition, offset) order:
     /// one buffer for all series, where per-series buffers would also need a timer per series.
     /// Releasing in global order keeps each series in its own event-time order.
@@ -97,6 +101,26 @@ pub struct PointAnalytics {
     /// Deferred points already reported by [`PointAnalytics::newly_deferred`].
     #[serde(skip)]
     reported: usize,
+    /// The last deferred points, computed ([`PointAnalytics::launch`]) and not yet handed
+    /// over ([`PointAnalytics::land`]). While they are computed on other threads, the series'
+    /// states are there with them.
+    #[serde(skip)]
+    launched: Option<Launched>,
+    /// Series of the events that came while the states were away: theirs is made when they
+    /// come back.
+    #[serde(skip)]
+    arrivals: Vec<u32>,
+}
+
+/// Deferred points after [`PointAnalytics::launch`].
+enum Launched {
+    /// Computed already: their records and, per point, where its records end among them.
+    Done(Vec<Record>, Vec<usize>),
+    /// Being computed by helper threads (and by whoever calls [`PointAnalytics::help`]).
+    Running {
+        job: Arc<RoundJob>,
+        helpers: Vec<std::thread::JoinHandle<()>>,
+    },
 }
 
 fn one_thread() -> usize {
@@ -104,7 +128,7 @@ fn one_thread() -> usize {
 }
 
 #[derive(Serialize, Deserialize)]
-struct SeriesAnalytics {
+pub(super) struct SeriesAnalytics {
     label: Arc<str>,
     sma: MovingAverage,
     ewma: Ewma,
@@ -118,19 +142,21 @@ impl PointAnalytics {
             stream,
             detection: Detection::new(config.zscore),
             config,
-            series: Vec::new(),
+            series: SeriesStates::default(),
             buffer: ReorderBuffer::default(),
             threads: 1,
             released: Vec::new(),
             deferred: None,
             reported: 0,
+            launched: None,
+            arrivals: Vec::new(),
         }
     }
 
     /// Lets releases of at least [`PARALLEL_RELEASE`] points, and deferred points
-    /// ([`PointAnalytics::settle`]), be computed on up to `threads` threads, each taking the
-    /// series of one range of ids. The records are the same, in the same order, whatever the
-    /// number.
+    /// ([`PointAnalytics::settle`], [`PointAnalytics::launch`]), be computed on up to
+    /// `threads` threads, which take the shards of series in turn. The records are the same,
+    /// in the same order, whatever the number.
     pub fn set_threads(&mut self, threads: usize) {
         self.threads = threads.max(1);
     }
@@ -155,10 +181,22 @@ impl PointAnalytics {
         })
     }
 
+    fn context(&self) -> Context {
+        Context {
+            stream: self.stream.clone(),
+            config: self.config,
+            detection: self.detection,
+        }
+    }
+
     /// Computes the points released since [`PointAnalytics::defer`], in release order, and
     /// stops deferring. Returns their records and, per point, where its records end among
     /// them: the caller puts each release's records where one thread would have written them.
     pub fn settle(&mut self) -> (Vec<Record>, Vec<usize>) {
+        debug_assert!(
+            self.launched.is_none(),
+            "settled before the last launch landed"
+        );
         let Some(mut points) = self.deferred.take() else {
             return (Vec::new(), Vec::new());
         };
@@ -166,41 +204,133 @@ impl PointAnalytics {
         let mut records = Vec::with_capacity(points.len() + points.len() / 64);
         let mut ends = Vec::with_capacity(points.len());
         let threads = self.threads.min(points.len() / SETTLE_SHARE).max(1);
-        let shared = Shared {
-            stream: &self.stream,
-            config: &self.config,
-            detection: &self.detection,
-        };
+        let context = self.context();
         let done = |end| ends.push(end);
         if threads > 1 {
             compute_in_parallel(
                 &mut self.series,
-                &points,
+                points,
                 threads,
-                &shared,
+                &context,
                 &mut records,
                 done,
             );
         } else {
-            compute_range(
+            compute_in_order(
                 &mut self.series,
-                0,
                 points.iter(),
-                &shared,
+                &context,
                 &mut records,
                 done,
             );
-        }
-        points.clear();
-        if points.capacity() <= KEPT_RELEASE {
-            self.released = points;
+            points.clear();
+            self.keep_release_room(points);
         }
         (records, ends)
+    }
+
+    /// Like [`PointAnalytics::settle`], but when there are enough points to be worth it, they
+    /// are computed by helper threads (the series' states with them) while the engine goes on
+    /// with the next round of input, which may help ([`PointAnalytics::help`]);
+    /// [`PointAnalytics::land`] hands over their records. Until then the operator only buffers
+    /// what it is given. Returns whether the points are being computed (else they are already).
+    pub fn launch(&mut self) -> bool {
+        debug_assert!(
+            self.launched.is_none(),
+            "launched before the last one landed"
+        );
+        let many = self
+            .deferred
+            .as_ref()
+            .is_some_and(|points| points.len() >= BACKGROUND_POINTS);
+        if !many {
+            let (records, ends) = self.settle();
+            self.launched = Some(Launched::Done(records, ends));
+            return false;
+        }
+        let points = self.deferred.take().unwrap_or_default();
+        self.reported = 0;
+        let context = self.context();
+        let job = Arc::new(RoundJob::new(&mut self.series, points, context));
+        // The engine thread goes on meanwhile: one helper fewer than threads, at least one.
+        let helpers = (1..self.threads.max(2))
+            .map_while(|_| {
+                let job = job.clone();
+                let spawned = std::thread::Builder::new()
+                    .name("tidewatch-points".into())
+                    .spawn(move || job.work());
+                // Without a thread, whoever lands the points computes them.
+                spawned
+                    .inspect_err(|error| tracing::warn!(%error, "Could not start a thread for per-point analytics."))
+                    .ok()
+            })
+            .collect();
+        self.launched = Some(Launched::Running { job, helpers });
+        true
+    }
+
+    /// Computes a share of the points being computed by helper threads, when any is left:
+    /// for a thread that would otherwise wait. Returns whether it did.
+    pub fn help(&self) -> bool {
+        match &self.launched {
+            Some(Launched::Running { job, .. }) => job.help(),
+            _ => false,
+        }
+    }
+
+    /// The records of the points of the last [`PointAnalytics::launch`] (helping compute
+    /// them, then waiting for the helpers, if they are not done), and, per point, where its
+    /// records end among them. Makes the state of the series whose first events came
+    /// meanwhile; `labels` are the stream's, by series id.
+    pub fn land(&mut self, labels: &[Arc<str>]) -> (Vec<Record>, Vec<usize>) {
+        let landed = match self.launched.take() {
+            None => (Vec::new(), Vec::new()),
+            Some(Launched::Done(records, ends)) => (records, ends),
+            Some(Launched::Running { job, helpers }) => {
+                job.work();
+                for helper in helpers {
+                    if let Err(panic) = helper.join() {
+                        // A panic in the analytics is a bug; let it surface as on one thread.
+                        std::panic::resume_unwind(panic);
+                    }
+                }
+                let mut records = Vec::with_capacity(job.len() + job.len() / 64);
+                let mut ends = Vec::with_capacity(job.len());
+                job.finish(&mut self.series, &mut records, |end| ends.push(end));
+                (records, ends)
+            }
+        };
+        let config = &self.config;
+        for id in self.arrivals.drain(..) {
+            if let Some(label) = labels.get(id as usize) {
+                self.series
+                    .get_or_insert_with(id, || SeriesAnalytics::new(label.clone(), config));
+            }
+        }
+        landed
+    }
+
+    /// Keeps `points` (empty) to release into next time, unless an exceptional release (the
+    /// end of input, a backlog) grew it: that memory goes back.
+    fn keep_release_room(&mut self, points: Vec<Buffered>) {
+        if points.capacity() <= KEPT_RELEASE && points.capacity() > self.released.capacity() {
+            self.released = points;
+        }
     }
 }
 
 impl SeriesAnalytics {
-    fn compute(
+    fn new(label: Arc<str>, config: &AnalyticsConfig) -> Self {
+        SeriesAnalytics {
+            label,
+            sma: MovingAverage::new(config.sma_points),
+            ewma: Ewma::new(config.ewma_alpha),
+            trend: SlidingRegression::default(),
+            detector: Detector::new(&config.zscore),
+        }
+    }
+
+    pub(super) fn compute(
         &mut self,
         stream: &Arc<str>,
         config: &AnalyticsConfig,
@@ -254,14 +384,14 @@ impl SeriesAnalytics {
 
 impl Operator for PointAnalytics {
     fn on_event(&mut self, ev: &Accepted<'_>, _out: &mut Vec<Record>) {
-        let config = &self.config;
-        slot(&mut self.series, ev.series).get_or_insert_with(|| SeriesAnalytics {
-            label: ev.label.clone(),
-            sma: MovingAverage::new(config.sma_points),
-            ewma: Ewma::new(config.ewma_alpha),
-            trend: SlidingRegression::default(),
-            detector: Detector::new(&config.zscore),
-        });
+        if matches!(self.launched, Some(Launched::Running { .. })) {
+            // The series' states are away with the points being computed.
+            self.arrivals.push(ev.series);
+        } else {
+            let config = &self.config;
+            self.series
+                .get_or_insert_with(ev.series, || SeriesAnalytics::new(ev.label.clone(), config));
+        }
         self.buffer.push(Buffered {
             ts: ev.ts,
             seq: ev.seq,
@@ -276,6 +406,10 @@ impl Operator for PointAnalytics {
             self.buffer.release(watermark, |next| deferred.push(next));
             return;
         }
+        debug_assert!(
+            !matches!(self.launched, Some(Launched::Running { .. })),
+            "points computed while the series' states are away"
+        );
         let mut released = std::mem::take(&mut self.released);
         released.clear();
         self.buffer.release(watermark, |next| released.push(next));
@@ -283,125 +417,16 @@ impl Operator for PointAnalytics {
             .threads
             .min(released.len() / (PARALLEL_RELEASE / 2))
             .max(1);
-        let shared = Shared {
-            stream: &self.stream,
-            config: &self.config,
-            detection: &self.detection,
-        };
+        let context = self.context();
         // A point makes a record, now and then an alert too: room for them at once, rather
         // than doubling (and copying) a large output as it grows.
         out.reserve(released.len());
         if threads > 1 && released.len() >= PARALLEL_RELEASE {
-            compute_in_parallel(&mut self.series, &released, threads, &shared, out, |_| {});
+            compute_in_parallel(&mut self.series, released, threads, &context, out, |_| {});
         } else {
-            compute_range(&mut self.series, 0, released.iter(), &shared, out, |_| {});
+            compute_in_order(&mut self.series, released.iter(), &context, out, |_| {});
+            released.clear();
+            self.keep_release_room(released);
         }
-        // Kept for the next release, unless an exceptional one (the end of input, a backlog)
-        // grew it: that memory goes back.
-        if released.capacity() <= KEPT_RELEASE {
-            self.released = released;
-        }
-    }
-}
-
-/// What every series' computation reads.
-struct Shared<'a> {
-    stream: &'a Arc<str>,
-    config: &'a AnalyticsConfig,
-    detection: &'a Detection,
-}
-
-/// Computes `points` (all of series in `series`, which starts at id `first`) in order; calls
-/// `done` with the length of `out` after each point.
-fn compute_range<'p>(
-    series: &mut [Option<SeriesAnalytics>],
-    first: usize,
-    points: impl Iterator<Item = &'p Buffered>,
-    shared: &Shared<'_>,
-    out: &mut Vec<Record>,
-    mut done: impl FnMut(usize),
-) {
-    for &point in points {
-        if let Some(state) = series
-            .get_mut(point.series as usize - first)
-            .and_then(Option::as_mut)
-        {
-            state.compute(shared.stream, shared.config, shared.detection, point, out);
-        }
-        done(out.len());
-    }
-}
-
-/// Computes a release on `threads` threads, each owning a range of series ids (a series' state
-/// is only ever touched by one of them, in its own event-time order), then puts their records
-/// in the order of the release, as one thread would have written them; calls `done` with the
-/// length of `out` after each point's records.
-fn compute_in_parallel(
-    series: &mut [Option<SeriesAnalytics>],
-    points: &[Buffered],
-    threads: usize,
-    shared: &Shared<'_>,
-    out: &mut Vec<Record>,
-    mut done: impl FnMut(usize),
-) {
-    let per_thread = series.len().div_ceil(threads).max(1);
-    let owner = |point: &Buffered| point.series as usize / per_thread;
-    // Each thread's expected share of the points, a little over: ranges are rarely even.
-    let share = points.len() / threads + points.len() / 16;
-    // Each range's records, and where each of its points' records end among them.
-    let shares: Vec<(Vec<Record>, Vec<usize>)> = std::thread::scope(|scope| {
-        let mut ranges = series.chunks_mut(per_thread).enumerate();
-        let first = ranges.next();
-        let spawned: Vec<_> = ranges
-            .map(|(k, range)| {
-                scope.spawn(move || {
-                    // The stream's name in a copy of its own: every point record holds it, and
-                    // threads counting references to one copy pass its cache line back and
-                    // forth on every point.
-                    let stream: Arc<str> = Arc::from(&**shared.stream);
-                    let shared = &Shared {
-                        stream: &stream,
-                        ..*shared
-                    };
-                    let mut records = Vec::with_capacity(share);
-                    let mut ends = Vec::with_capacity(share);
-                    let mine = points.iter().filter(|p| owner(p) == k);
-                    compute_range(range, k * per_thread, mine, shared, &mut records, |end| {
-                        ends.push(end)
-                    });
-                    (records, ends)
-                })
-            })
-            .collect();
-        let mut shares = Vec::with_capacity(threads);
-        if let Some((_, range)) = first {
-            let mut records = Vec::with_capacity(share);
-            let mut ends = Vec::with_capacity(share);
-            let mine = points.iter().filter(|p| owner(p) == 0);
-            compute_range(range, 0, mine, shared, &mut records, |end| ends.push(end));
-            shares.push((records, ends));
-        }
-        for handle in spawned {
-            match handle.join() {
-                Ok(share) => shares.push(share),
-                // A panic in the analytics is a bug; let it surface as on one thread.
-                Err(panic) => std::panic::resume_unwind(panic),
-            }
-        }
-        shares
-    });
-    let mut cursors: Vec<_> = shares
-        .into_iter()
-        .map(|(records, ends)| (records.into_iter(), ends.into_iter(), 0usize))
-        .collect();
-    out.reserve(cursors.iter().map(|(records, ..)| records.len()).sum());
-    for point in points {
-        // A point of a series without state is computed by none, as on one thread.
-        if let Some((records, ends, taken)) = cursors.get_mut(owner(point)) {
-            let end = ends.next().unwrap_or(*taken);
-            out.extend(records.by_ref().take(end - *taken));
-            *taken = end;
-        }
-        done(out.len());
     }
 }

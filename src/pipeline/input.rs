@@ -225,7 +225,10 @@ impl StreamInput {
         out: &mut Vec<Record>,
         now: i64,
     ) -> Result<(), PipelineError> {
-        let decoded = ahead.recv().map_err(|_| self.decoder_stopped())?;
+        // Meanwhile, the engine thread computes points of the round before.
+        let decoded = ahead
+            .recv_helping(|| engine.help())
+            .map_err(|_| self.decoder_stopped())?;
         self.take_batch(&decoded, engine, out, now);
         self.spare.push(decoded);
         Ok(())

@@ -413,8 +413,9 @@ impl<'a> Pipeline<'a> {
         };
         let now = self.mode.now();
         let mut read = 0;
-        // The round's points are computed together, on every engine thread, once it is read.
-        self.engine.defer_points();
+        // The round's points are computed together, on other threads, once it is read: beside
+        // the next round, whose reading brings this one's records (see `settle_overlapped`).
+        self.engine.defer_points(&self.pending);
         let mut failed = None;
         for input in self.inputs.iter_mut().filter(|i| !i.done) {
             let _span = info_span!("stream", name = %input.name).entered();
@@ -426,9 +427,9 @@ impl<'a> Pipeline<'a> {
                 }
             }
         }
-        // Also after a failure, so the engine is never left deferring.
-        self.engine.settle(&mut self.pending);
         if let Some(error) = failed {
+            // Never left deferring, nor with a round in flight.
+            self.engine.settle(&mut self.pending);
             return Err(error);
         }
         self.idle_rounds = if read == 0 { self.idle_rounds + 1 } else { 0 };
@@ -439,6 +440,7 @@ impl<'a> Pipeline<'a> {
                 tasks.tick(now, &mut self.pending);
             }
         }
+        self.engine.settle_overlapped(&mut self.pending);
         Ok(())
     }
 
@@ -462,6 +464,7 @@ impl<'a> Pipeline<'a> {
             return self.checkpoint(true);
         }
         let started = Instant::now();
+        self.engine.land(&mut self.pending);
         self.engine.finish(&mut self.pending);
         for tasks in self.inputs.iter_mut().filter_map(|i| i.tasks.as_mut()) {
             tasks.finish(&mut self.pending);
@@ -481,6 +484,9 @@ impl<'a> Pipeline<'a> {
     /// then lets the sources commit (Kafka offsets). The order is the delivery guarantee:
     /// nothing is marked read before what it produced is durable.
     fn checkpoint(&mut self, with_state: bool) -> Result<(), PipelineError> {
+        // The state and positions stored cover the round in flight: its records first.
+        self.engine.land(&mut self.pending);
+        self.deliver()?;
         self.epoch += 1;
         let started = Instant::now();
         for sink in &mut self.sinks {
