@@ -989,17 +989,22 @@ mod tests {
         }
     }
 
+    /// One stream `s` with default analytics and a watermark `lateness` behind.
+    fn one_stream_with_analytics(lateness: &str) -> Config {
+        Config::from_toml_str(&format!(
+            "[[streams]]\nname = \"s\"\nsource = {{ kind = \"file\", path = \"x\" }}\n\
+             fields = {{ time = \"ts\", series = \"series\", value = \"value\" }}\n\
+             watermark = {{ lateness = \"{lateness}\" }}\nanalytics = {{}}\n\
+             [[sinks]]\nkind = \"ndjson\"\npath = \"x\"\n",
+        ))
+        .unwrap()
+    }
+
     /// A checkpoint of an engine whose round is in flight would miss the series' states (they
     /// are with the points being computed): refused, and fine once the round landed.
     #[test]
     fn no_snapshot_while_a_round_is_in_flight() {
-        let config = Config::from_toml_str(
-            "[[streams]]\nname = \"s\"\nsource = { kind = \"file\", path = \"x\" }\n\
-             fields = { time = \"ts\", series = \"series\", value = \"value\" }\n\
-             watermark = { lateness = \"1s\" }\nanalytics = {}\n\
-             [[sinks]]\nkind = \"ndjson\"\npath = \"x\"\n",
-        )
-        .unwrap();
+        let config = one_stream_with_analytics("1s");
         let mut engine = Engine::new(&config);
         engine.set_threads(2);
         let mut out = Vec::new();
@@ -1175,13 +1180,7 @@ mod tests {
     /// anomalies), it writes the same records.
     #[test]
     fn a_restored_detector_continues_exactly() {
-        let config = Config::from_toml_str(
-            "[[streams]]\nname = \"s\"\nsource = { kind = \"file\", path = \"x\" }\n\
-             fields = { time = \"ts\", series = \"series\", value = \"value\" }\n\
-             watermark = { lateness = \"0s\" }\nanalytics = {}\n\
-             [[sinks]]\nkind = \"ndjson\"\npath = \"x\"\n",
-        )
-        .unwrap();
+        let config = one_stream_with_analytics("0s");
         let hour = 3_600_000i64;
         let values: Vec<(i64, f64)> = (0..24 * 30)
             .map(|i| {
