@@ -201,12 +201,13 @@ impl PointAnalytics {
             return (Vec::new(), Vec::new());
         };
         self.reported = 0;
-        let mut records = Vec::with_capacity(points.len() + points.len() / 64);
+        let mut records = Vec::new();
         let mut ends = Vec::with_capacity(points.len());
         let threads = self.threads.min(points.len() / SETTLE_SHARE).max(1);
         let context = self.context();
         let done = |end| ends.push(end);
         if threads > 1 {
+            // Reserves exactly what the shards computed.
             compute_in_parallel(
                 &mut self.series,
                 points,
@@ -216,6 +217,7 @@ impl PointAnalytics {
                 done,
             );
         } else {
+            records.reserve(points.len() + points.len() / 64);
             compute_in_order(
                 &mut self.series,
                 points.iter(),
@@ -294,8 +296,8 @@ impl PointAnalytics {
                         std::panic::resume_unwind(panic);
                     }
                 }
-                let mut records = Vec::with_capacity(job.len() + job.len() / 64);
-                let mut ends = Vec::with_capacity(job.len());
+                // `finish` reserves exactly what the shards computed.
+                let (mut records, mut ends) = (Vec::new(), Vec::with_capacity(job.len()));
                 job.finish(&mut self.series, &mut records, |end| ends.push(end));
                 (records, ends)
             }
@@ -418,12 +420,15 @@ impl Operator for PointAnalytics {
             .min(released.len() / (PARALLEL_RELEASE / 2))
             .max(1);
         let context = self.context();
-        // A point makes a record, now and then an alert too: room for them at once, rather
-        // than doubling (and copying) a large output as it grows.
-        out.reserve(released.len());
         if threads > 1 && released.len() >= PARALLEL_RELEASE {
+            // Makes room for exactly the records it computed: reserving a guess first would
+            // have it grow a full output, and a reallocation copies all of its capacity (a
+            // release at the end of input is the whole input's points).
             compute_in_parallel(&mut self.series, released, threads, &context, out, |_| {});
         } else {
+            // A point makes a record, now and then an alert too: room for them at once, rather
+            // than doubling (and copying) a large output as it grows.
+            out.reserve(released.len());
             compute_in_order(&mut self.series, released.iter(), &context, out, |_| {});
             released.clear();
             self.keep_release_room(released);
