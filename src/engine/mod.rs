@@ -601,6 +601,21 @@ impl Engine {
             })
     }
 
+    /// Points of the round [`Engine::settle_overlapped`] left in flight: work a rewind throws
+    /// away (the replay computes them again).
+    pub fn points_in_flight(&self) -> usize {
+        if self.in_flight.is_none() {
+            return 0;
+        }
+        let operators = self.streams.iter().flat_map(|s| &s.operators);
+        operators
+            .map(|op| match op {
+                StreamOperator::Points(points) => points.points_in_flight(),
+                _ => 0,
+            })
+            .sum()
+    }
+
     /// Appends to `out` the records of the round [`Engine::settle_overlapped`] left in flight,
     /// once its points are computed. Nothing without one. Everything that reads or computes
     /// points lands first: a snapshot needs it (see [`SnapshotError::Busy`]).

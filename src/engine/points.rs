@@ -280,6 +280,15 @@ impl PointAnalytics {
         }
     }
 
+    /// Points of the last [`PointAnalytics::launch`] not landed yet.
+    pub fn points_in_flight(&self) -> usize {
+        match &self.launched {
+            None => 0,
+            Some(Launched::Done(_, ends)) => ends.len(),
+            Some(Launched::Running { job, .. }) => job.len(),
+        }
+    }
+
     /// The records of the points of the last [`PointAnalytics::launch`] (helping compute
     /// them, then waiting for the helpers, if they are not done), and, per point, where its
     /// records end among them. Makes the state of the series whose first events came

@@ -360,6 +360,8 @@ impl<'a> Pipeline<'a> {
         if !self.mode.following() || !error.is_transient() {
             return Err(error);
         }
+        // The engine goes back too: a round computed beside the next one is dropped unfinished.
+        let points_in_flight = self.engine.points_in_flight();
         loop {
             if self.mode.stop_requested() {
                 return Err(error);
@@ -369,7 +371,12 @@ impl<'a> Pipeline<'a> {
                 .saturating_mul(1 << self.failures.min(12).saturating_sub(1))
                 .min(MAX_BACKOFF);
             let report = Report(&error).to_string();
-            warn!(error = %report, retry_in = ?backoff, "Pipeline failed; going back to the last checkpoint.");
+            warn!(
+                error = %report,
+                retry_in = ?backoff,
+                points_in_flight,
+                "Pipeline failed; going back to the last checkpoint."
+            );
             self.status.paused(Some(format!(
                 "{report}; replaying from the last checkpoint in {backoff:?}"
             )));
