@@ -370,19 +370,22 @@ fn a_failing_write_flush_checkpoint_commit_or_upload_replays_to_the_same_rows() 
 /// With two engine threads, a round's per-point analytics are computed beside the reading of
 /// the next round, and the records of the round before are delivered meanwhile: a sink write
 /// failing then sends the pipeline back with a round in flight, which is dropped unfinished.
-/// Parts of 20,000 events are read in rounds of 8,192 lines in a row, so every delivery but the
-/// last of a part happens with one in flight; the log shows the rewinds that had one.
+/// Parts of 20,000 events are read in rounds of 8,192 lines in a row, so the deliveries between
+/// them happen with one in flight; the log shows the rewinds that had one.
 #[test]
 fn a_sink_write_failing_while_a_round_is_in_flight_replays_to_the_same_rows() {
     let parts = input_parts_of(13, 3, 20_000);
     let want = reference(&parts, None);
     let (dir, db_url) = file_scenario_dir(None, false);
     let config = dir.path().join("p.toml");
-    let mut toml = std::fs::read_to_string(&config).unwrap();
-    toml.push_str("\n[engine]\nthreads = 2\n");
-    std::fs::write(&config, toml).unwrap();
-    // Two sinks, so two calls per delivery: the 2nd delivery's first write fails, then the
-    // 4th's after the replay.
+    // A checkpoint lands the round in flight and delivers its records: checkpoints 2 s apart
+    // leave several rounds in a row between them even in a slow debug build under load.
+    let toml = std::fs::read_to_string(&config).unwrap();
+    let toml = toml.replace(r#"interval = "100ms""#, r#"interval = "2s""#);
+    assert!(toml.contains(r#"interval = "2s""#), "{toml}");
+    std::fs::write(&config, toml + "\n[engine]\nthreads = 2\n").unwrap();
+    // Two sinks, so two calls per delivery: the 2nd delivery's first write fails, then
+    // another after the replay.
     let spec = "sink-write=2*off->1*return->5*off->1*return->off";
     let (got, log) = follow_file(dir.path(), &parts, &db_url, Some((spec, 2)), |_, _| {});
     let points_in_flight = |line: &str| -> usize {
