@@ -43,6 +43,8 @@ pub enum DbError {
     UnsupportedUrl(String),
     #[error("cannot start the database runtime")]
     Runtime(#[source] std::io::Error),
+    #[error("cannot start the thread that writes to the database")]
+    Writer(#[source] std::io::Error),
 }
 
 /// A connection pool to one database, its schema up to date.

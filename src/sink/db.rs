@@ -12,6 +12,7 @@ use sqlx::any::AnyRow;
 use sqlx::AnyPool;
 use tracing::info;
 
+use super::background::BackgroundWriter;
 use super::{Sink, SinkError};
 use crate::db::{connection_url, Database, DbCheckpoints, DbError};
 use crate::notify::message::Event;
@@ -55,6 +56,9 @@ pub struct DbSink {
     placeholders: Placeholders,
     /// Receivers that hear of each alert: its outbox rows go in with it (see `notify`).
     notify: Arc<[String]>,
+    /// Writes the rows, a transaction at a time, while the pipeline goes on (see
+    /// [`background`](super::background)); started by the first write.
+    writer: Option<BackgroundWriter<DbError>>,
 }
 
 /// How a statement's parameters are written.
@@ -119,6 +123,7 @@ impl DbSink {
             db,
             placeholders,
             notify: Arc::from([]),
+            writer: None,
         })
     }
 
@@ -180,22 +185,53 @@ impl DbSink {
         }
         tx.commit().await
     }
+
+    /// The writer thread, started at the first write with this sink's database, placeholders
+    /// and notification targets.
+    fn writer(&mut self) -> Result<&BackgroundWriter<DbError>, SinkError> {
+        if self.writer.is_none() {
+            let (runtime, db) = (self.runtime.clone(), self.db.clone());
+            let (style, notify) = (self.placeholders, self.notify.clone());
+            let writer = BackgroundWriter::start("db-writer", move |records: &[Record]| {
+                runtime
+                    .block_on(Self::write_all(db.pool(), records, style, &notify))
+                    .map_err(|source| db.error(source))
+            })
+            .map_err(DbError::Writer)?;
+            self.writer = Some(writer);
+        }
+        Ok(self.writer.as_ref().expect("started above"))
+    }
+}
+
+/// Records the database keeps: points and join rows go to the other sinks only.
+fn stored(record: &Record) -> bool {
+    !matches!(record, Record::Point(_) | Record::Join(_))
 }
 
 impl Sink for DbSink {
+    /// Hands the rows to the writer thread: they are in the database once a later `flush`
+    /// returns (a person may see an alert on the live dashboard a transaction before its row
+    /// can be acknowledged).
     fn write(&mut self, records: &[Record]) -> Result<(), SinkError> {
-        self.runtime
-            .block_on(Self::write_all(
-                self.db.pool(),
-                records,
-                self.placeholders,
-                &self.notify,
-            ))
-            .map_err(|source| SinkError::Db(self.db.error(source)))
+        let rows = records.iter().filter(|r| stored(r)).cloned();
+        Ok(self.writer()?.hand_over(rows)?)
     }
 
-    /// Every `write` commits its transaction, so there is nothing left to flush.
+    /// Waits until every row handed over is committed.
     fn flush(&mut self, _epoch: u64) -> Result<(), SinkError> {
+        match &self.writer {
+            Some(writer) => Ok(writer.wait()?),
+            None => Ok(()),
+        }
+    }
+
+    /// Rows not yet written are dropped (the replay writes them again); rows written are
+    /// upserts the replay rewrites.
+    fn rewind(&mut self, _resume: Option<u64>) -> Result<(), SinkError> {
+        if let Some(writer) = &self.writer {
+            writer.discard();
+        }
         Ok(())
     }
 }

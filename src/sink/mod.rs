@@ -1,5 +1,6 @@
 //! Sinks: where records go, each configured by its own table and built by [`SinkConfig::build`].
 
+mod background;
 pub(crate) mod console;
 pub(crate) mod db;
 mod kafka;

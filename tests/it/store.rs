@@ -349,7 +349,8 @@ fn check_nullable_doubles(url: &str) {
         Record::Alert(Box::new(alert))
     };
     // NULLs first, then values, more times than the pool has connections (each connection
-    // keeps its own prepared statements).
+    // keeps its own prepared statements). Each write flushed on its own, so each is a
+    // transaction of its own (the sink's thread joins the writes that wait for it).
     let values: Vec<Option<f64>> = [None; 6].into_iter().chain([Some(1.5); 6]).collect();
     let mut db = DbSink::connect(url).unwrap();
     for (i, &value) in values.iter().enumerate() {
@@ -357,7 +358,7 @@ fn check_nullable_doubles(url: &str) {
             window(i as i64 * 60_000, value),
             alert(&format!("a{i:02}"), value.map(|v| v * 2.0)),
         ];
-        if let Err(error) = db.write(&batch) {
+        if let Err(error) = db.write(&batch).and_then(|()| db.flush(i as u64)) {
             panic!("write {i} ({value:?}): {}", Report(&error));
         }
     }

@@ -105,7 +105,7 @@ async fn fixture_with(auth: Auth) -> (axum::Router, Arc<LiveState>, tempfile::Te
     // The db sink runs its own runtime: create, use and drop it off the async threads.
     tokio::task::spawn_blocking({
         let url = url.clone();
-        move || DbSink::connect(&url).unwrap().write(&records).unwrap()
+        move || write_to_db(&url, &records)
     })
     .await
     .unwrap();
@@ -292,7 +292,7 @@ async fn verdicts_are_stored_with_acknowledgements_shown_per_stream_and_exported
         Record::Alert(Box::new(alert("a3"))),
     ];
     let url = format!("sqlite://{}/t.db", dir.path().display());
-    tokio::task::spawn_blocking(move || DbSink::connect(&url).unwrap().write(&more).unwrap())
+    tokio::task::spawn_blocking(move || write_to_db(&url, &more))
         .await
         .unwrap();
     let post = |uri: &str, body: &str| {
@@ -347,7 +347,7 @@ async fn verdicts_are_stored_with_acknowledgements_shown_per_stream_and_exported
     // A replay of the engine's records does not undo a person's verdict.
     let replay = vec![Record::Alert(Box::new(alert("a1")))];
     let url = format!("sqlite://{}/t.db", dir.path().display());
-    tokio::task::spawn_blocking(move || DbSink::connect(&url).unwrap().write(&replay).unwrap())
+    tokio::task::spawn_blocking(move || write_to_db(&url, &replay))
         .await
         .unwrap();
 
@@ -1041,13 +1041,13 @@ async fn bulk_acknowledgement_is_all_or_nothing() {
     // Two more open alerts in the store.
     let url = format!("sqlite://{}/t.db", dir.path().display());
     tokio::task::spawn_blocking(move || {
-        DbSink::connect(&url)
-            .unwrap()
-            .write(&[
+        write_to_db(
+            &url,
+            &[
                 Record::Alert(Box::new(alert("a2"))),
                 Record::Alert(Box::new(alert("a3"))),
-            ])
-            .unwrap()
+            ],
+        )
     })
     .await
     .unwrap();
@@ -1128,7 +1128,7 @@ async fn series_history_comes_from_the_stored_windows() {
         window(WindowKind::Sliding, 60_000, 2.5),
         window(WindowKind::Tumbling, 900_000, 9.0),
     ];
-    tokio::task::spawn_blocking(move || DbSink::connect(&url).unwrap().write(&records).unwrap())
+    tokio::task::spawn_blocking(move || write_to_db(&url, &records))
         .await
         .unwrap();
 
@@ -1420,9 +1420,17 @@ async fn the_series_list_pages_through_a_hundred_thousand_series() {
 }
 
 /// Writes `records` with a db sink into the fixture's store (off the async threads).
+/// Writes `records` through a db sink and waits until they are committed, as a checkpoint does
+/// (the sink writes on a thread of its own). Off the async threads: the sink runs a runtime.
+fn write_to_db(url: &str, records: &[Record]) {
+    let mut sink = DbSink::connect(url).unwrap();
+    sink.write(records).unwrap();
+    sink.flush(0).unwrap();
+}
+
 async fn store_records(dir: &tempfile::TempDir, records: Vec<Record>) {
     let url = format!("sqlite://{}/t.db", dir.path().display());
-    tokio::task::spawn_blocking(move || DbSink::connect(&url).unwrap().write(&records).unwrap())
+    tokio::task::spawn_blocking(move || write_to_db(&url, &records))
         .await
         .unwrap();
 }
