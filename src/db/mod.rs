@@ -47,6 +47,13 @@ pub enum DbError {
     Writer(#[source] std::io::Error),
 }
 
+/// The page cache of each SQLite connection: 32 MiB instead of SQLite's 2 MiB. Window rows
+/// come in for every series at once and land all over the tables' indexes (keyed by series
+/// first); with the small cache each transaction read back the pages it had just written out.
+/// Replaying two hours of a 300-series topic into SQLite, it took the run from 7.4-7.6 s to
+/// 4.6-6.0 s, and its system time from 3.8-3.9 s to 2.0-2.2 s.
+const SQLITE_CACHE: &str = "PRAGMA cache_size = -32768";
+
 /// A connection pool to one database, its schema up to date.
 #[derive(Clone)]
 pub struct Database {
@@ -65,15 +72,24 @@ impl Database {
             url: shown.clone(),
             source,
         };
+        let sqlite = connect_url.starts_with("sqlite:");
         let pool = AnyPoolOptions::new()
             .max_connections(4)
             // An unreachable server is an error within seconds (the pipeline then pauses and
             // replays from its checkpoint, saying why), not a write stuck for sqlx's 30 s.
             .acquire_timeout(ACQUIRE_TIMEOUT)
+            .after_connect(move |connection, _| {
+                Box::pin(async move {
+                    if sqlite {
+                        sqlx::query(SQLITE_CACHE).execute(connection).await?;
+                    }
+                    Ok(())
+                })
+            })
             .connect(&connect_url)
             .await
             .map_err(error)?;
-        if connect_url.starts_with("sqlite:") {
+        if sqlite {
             // WAL lets the dashboard read while the pipeline writes. Switching needs the file
             // to itself, and SQLite answers "busy" at once rather than waiting, so a process
             // opening a fresh file beside another one tries again for a while.
