@@ -17,10 +17,15 @@
 #   ASSIGNMENT=group scripts/bench-kafka.sh   the Tidewatch runs under a consumer group
 #   THREADS=1 ASSIGNMENT=group scripts/bench-kafka.sh   with engine.threads = 1 (default: cores)
 #   BIN=/tmp/older/tidewatch scripts/bench-kafka.sh        the Tidewatch runs with another build
+#   SPAN=2h scripts/bench-kafka.sh           events stamped over 2 h of event time (a replay of a
+#                                             backlog: watermarks advance, windows close along the
+#                                             way); by default they carry the time they are sent,
+#                                             all within the lateness, so everything closes at the end
 set -euo pipefail
 cd "$(dirname "$0")/.."
 EVENTS=${1:-600000}
 SERIES=${SERIES:-300}
+SPAN=${SPAN:-}
 ASSIGNMENT=${ASSIGNMENT:-static}
 THREADS=${THREADS:-}
 BIN=${BIN:-./target/release/tidewatch}
@@ -69,7 +74,7 @@ url = \"postgres://tidewatch@127.0.0.1:$PG_PORT/bench\"" >"$WORK/postgres.toml"
 
 echo "== produce $EVENTS events ($SERIES series, as fast as the broker takes them)"
 ./target/release/tidewatch produce --brokers "127.0.0.1:$PORT" --topic "$TOPIC" --partitions 3 \
-  --events "$EVENTS" --rate 0 --series "$SERIES" 2>/dev/null
+  --events "$EVENTS" --rate 0 --series "$SERIES" ${SPAN:+--span "$SPAN"} 2>/dev/null
 
 seconds() { python3 -c "import sys; print(float(sys.argv[2]) - float(sys.argv[1]))" "$@"; }
 echo "== raw consume (plain rdkafka consumer)"
@@ -92,7 +97,9 @@ for sink in $SINKS; do
 done
 
 echo
-echo "== $EVENTS events, $SERIES series, 3 partitions, assignment $ASSIGNMENT, engine threads ${THREADS:-default}"
+EVENT_TIME="as sent"
+[ -n "$SPAN" ] && EVENT_TIME="spanning $SPAN"
+echo "== $EVENTS events, $SERIES series, 3 partitions, assignment $ASSIGNMENT, engine threads ${THREADS:-default}, event time $EVENT_TIME"
 printf '%-28s %12s %8s %8s\n' path events/s seconds "of raw"
 printf '%-28s %12s %8s %8s\n' "raw consume (rdkafka)" "$(printf "%'d" "$RAW_RATE")" "$(python3 -c "print(f'{$EVENTS/$RAW_RATE:.2f}')")" "100 %"
 python3 -c "
