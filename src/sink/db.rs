@@ -189,18 +189,20 @@ impl DbSink {
     /// The writer thread, started at the first write with this sink's database, placeholders
     /// and notification targets.
     fn writer(&mut self) -> Result<&BackgroundWriter<DbError>, SinkError> {
-        if self.writer.is_none() {
-            let (runtime, db) = (self.runtime.clone(), self.db.clone());
-            let (style, notify) = (self.placeholders, self.notify.clone());
-            let writer = BackgroundWriter::start("db-writer", move |records: &[Record]| {
-                runtime
-                    .block_on(Self::write_all(db.pool(), records, style, &notify))
-                    .map_err(|source| db.error(source))
-            })
-            .map_err(DbError::Writer)?;
-            self.writer = Some(writer);
-        }
-        Ok(self.writer.as_ref().expect("started above"))
+        let writer = match self.writer.take() {
+            Some(writer) => writer,
+            None => {
+                let (runtime, db) = (self.runtime.clone(), self.db.clone());
+                let (style, notify) = (self.placeholders, self.notify.clone());
+                BackgroundWriter::start("db-writer", move |records: &[Record]| {
+                    runtime
+                        .block_on(Self::write_all(db.pool(), records, style, &notify))
+                        .map_err(|source| db.error(source))
+                })
+                .map_err(DbError::Writer)?
+            }
+        };
+        Ok(self.writer.insert(writer))
     }
 }
 
