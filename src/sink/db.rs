@@ -164,6 +164,14 @@ impl DbSink {
                 Record::Point(_) | Record::Join(_) => {}
             }
         }
+        // A batch may hold several versions of one row (the writer thread joins rounds, and
+        // global windows are updated as the watermark moves): keep the last of each, as the
+        // upserts in order would. PostgreSQL refuses to touch one row twice in a statement.
+        let windows = last_of_each(windows, |w| {
+            (&*w.stream, &*w.series, w.kind, w.window_start, w.window_end)
+        });
+        let late = last_of_each(late, |l| (&*l.stream, &*l.source, l.partition, l.offset));
+        let dead = last_of_each(dead, |d| (&*d.stream, &*d.source, d.partition, d.offset));
         let mut tx = pool.begin().await?;
         for chunk in windows.chunks(ROWS_PER_STATEMENT) {
             upsert_windows(&mut tx, chunk, style).await?;
@@ -204,6 +212,21 @@ impl DbSink {
         };
         Ok(self.writer.insert(writer))
     }
+}
+
+/// The last row of each key, in the order of their last versions.
+fn last_of_each<'a, T, K: Eq + std::hash::Hash>(
+    rows: Vec<&'a T>,
+    key: impl Fn(&'a T) -> K,
+) -> Vec<&'a T> {
+    let mut seen = std::collections::HashSet::with_capacity(rows.len());
+    let mut last: Vec<&'a T> = rows
+        .into_iter()
+        .rev()
+        .filter(|&row| seen.insert(key(row)))
+        .collect();
+    last.reverse();
+    last
 }
 
 /// Records the database keeps: points and join rows go to the other sinks only.
@@ -380,6 +403,13 @@ async fn upsert_dead_letters(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_last_version_of_each_key_is_kept_in_order() {
+        let rows = [("a", 1), ("b", 2), ("a", 3), ("c", 4), ("b", 5)];
+        let last = last_of_each(rows.iter().collect(), |row| row.0);
+        assert_eq!(last, [&("a", 3), &("c", 4), &("b", 5)]);
+    }
 
     #[test]
     fn placeholders_cover_every_column_of_every_row() {

@@ -391,6 +391,94 @@ fn nullable_doubles_go_in_as_null_then_as_values_postgres() {
     check_nullable_doubles(&pg.url);
 }
 
+/// One transaction may carry several versions of one row: a global window updated twice, or the
+/// same late event and dead letter written again by a replay, joined by the sink's writer thread
+/// into one batch. The row holds the last version (PostgreSQL refuses an upsert that touches a
+/// row twice in one statement, so the sink must keep only the last of each key).
+fn check_repeated_keys_in_one_transaction(url: &str) {
+    use tidewatch::record::{DeadLetterRecord, LateRecord, Record, WindowKind, WindowRecord};
+    use tidewatch::Sink;
+    let window = |count: u64| {
+        Record::Window(WindowRecord {
+            stream: "s".into(),
+            series: "a".into(),
+            kind: WindowKind::Global,
+            window_start: 0,
+            window_end: i64::MAX,
+            count,
+            sum: count as f64,
+            mean: 1.0,
+            min: 1.0,
+            max: 1.0,
+            stddev: None,
+            first: 1.0,
+            last: 1.0,
+            is_final: count == 3,
+        })
+    };
+    let late = |watermark: i64| {
+        Record::Late(LateRecord {
+            stream: "s".into(),
+            series: "a".into(),
+            ts: 1,
+            watermark,
+            lateness_ms: watermark - 1,
+            source: "file".into(),
+            partition: 0,
+            offset: 7,
+        })
+    };
+    let dead = |reason: &str| {
+        Record::DeadLetter(DeadLetterRecord {
+            stream: "s".into(),
+            source: "file".into(),
+            partition: 0,
+            offset: 8,
+            reason: reason.into(),
+            payload: "{".into(),
+        })
+    };
+    let batch = [
+        window(1),
+        late(10),
+        dead("first"),
+        window(2),
+        late(20),
+        dead("second"),
+        window(3),
+    ];
+    let mut db = DbSink::connect(url).unwrap();
+    if let Err(error) = db.write(&batch).and_then(|()| db.flush(1)) {
+        panic!("write: {}", Report(&error));
+    }
+    let rows = db
+        .fetch_all("SELECT count, CAST(\"final\" AS INTEGER) FROM windows")
+        .unwrap();
+    let windows: Vec<(i64, bool)> = rows
+        .iter()
+        .map(|r| (r.get(0), r.get::<i64, _>(1) != 0))
+        .collect();
+    assert_eq!(windows, [(3, true)]);
+    let rows = db.fetch_all("SELECT watermark FROM late_events").unwrap();
+    let watermarks: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+    assert_eq!(watermarks, [20]);
+    let rows = db.fetch_all("SELECT reason FROM dead_letters").unwrap();
+    let reasons: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    assert_eq!(reasons, ["second"]);
+}
+
+#[test]
+fn repeated_keys_in_one_transaction_keep_the_last_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    check_repeated_keys_in_one_transaction(&format!("sqlite://{}/t.db", dir.path().display()));
+}
+
+#[test]
+fn repeated_keys_in_one_transaction_keep_the_last_postgres() {
+    let pg = Postgres::start();
+    check_repeated_keys_in_one_transaction(&pg.url);
+}
+
 /// An engine holding `series` series of analytics and windows.
 fn engine_with(series: usize) -> tidewatch::Engine {
     use tidewatch::{Config, Engine, Event, Origin};
