@@ -17,6 +17,7 @@
 #   ASSIGNMENT=group scripts/bench-kafka.sh   the Tidewatch runs under a consumer group
 #   THREADS=1 ASSIGNMENT=group scripts/bench-kafka.sh   with engine.threads = 1 (default: cores)
 #   BIN=/tmp/older/tidewatch scripts/bench-kafka.sh        the Tidewatch runs with another build
+#   SINKS="sqlite postgres" scripts/bench-kafka.sh   only these Tidewatch runs (of ndjson sqlite postgres)
 #   SPAN=2h scripts/bench-kafka.sh           events stamped over 2 h of event time (a replay of a
 #                                             backlog: watermarks advance, windows close along the
 #                                             way); by default they carry the time they are sent,
@@ -85,8 +86,9 @@ RAW_RATE=$(sed -n 's/.*: \([0-9]*\) messages\/s/\1/p' "$WORK/raw.txt")
 RAW_PROCESS=$(seconds "$START" "$END")
 
 # Under a group, partition state moves through a database's checkpoints: no NDJSON-only run.
-SINKS="ndjson sqlite postgres"
-[ "$ASSIGNMENT" = group ] && SINKS="sqlite postgres"
+DEFAULT_SINKS="ndjson sqlite postgres"
+[ "$ASSIGNMENT" = group ] && DEFAULT_SINKS="sqlite postgres"
+SINKS=${SINKS:-$DEFAULT_SINKS}
 results=()
 for sink in $SINKS; do
   echo "== run --once into $sink"

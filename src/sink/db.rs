@@ -22,6 +22,9 @@ use crate::record::{AlertRecord, DeadLetterRecord, LateRecord, Record, Verdict, 
 /// Rows per INSERT statement: well under SQLite's 32766 and PostgreSQL's 65535 bind limits.
 const ROWS_PER_STATEMENT: usize = 500;
 
+/// Window rows per PostgreSQL statement, all in its one JSON parameter (about 200 bytes each).
+const PG_WINDOWS_PER_STATEMENT: usize = 5_000;
+
 /// A `db` sink table.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -173,8 +176,17 @@ impl DbSink {
         let late = last_of_each(late, |l| (&*l.stream, &*l.source, l.partition, l.offset));
         let dead = last_of_each(dead, |d| (&*d.stream, &*d.source, d.partition, d.offset));
         let mut tx = pool.begin().await?;
-        for chunk in windows.chunks(ROWS_PER_STATEMENT) {
-            upsert_windows(&mut tx, chunk, style).await?;
+        match style {
+            Placeholders::Numbered => {
+                for chunk in windows.chunks(PG_WINDOWS_PER_STATEMENT) {
+                    upsert_windows_from_json(&mut tx, chunk, style).await?;
+                }
+            }
+            Placeholders::Positional => {
+                for chunk in windows.chunks(ROWS_PER_STATEMENT) {
+                    upsert_windows(&mut tx, chunk, style).await?;
+                }
+            }
         }
         // Alerts one by one, in order: the same id may appear several times in one batch.
         let now = crate::clock::now_ms();
@@ -296,6 +308,52 @@ async fn upsert_windows(
             .bind(w.is_final);
     }
     query.execute(&mut **tx).await.map(drop)
+}
+
+/// Upserts window rows on PostgreSQL from one JSON array, unpacked by `json_to_recordset`.
+///
+/// The multi-row `VALUES` form binds 14 parameters a row: PostgreSQL parses and plans a
+/// statement of 7,000 parameters every time (sqlx's `Any` driver cannot reuse it, see
+/// [`Placeholders::reuse_statements_with_nullable_doubles`]), and sqlx converts each parameter
+/// on the way. This statement has one text parameter, so it is prepared once per connection,
+/// and the rows cost a JSON parse on the server. The doubles survive exactly: serde_json writes
+/// the shortest text that reads back as the same `f64`, and PostgreSQL reads it correctly rounded.
+/// JSON has no NaN or infinity (serde_json writes `null`), so a chunk holding one goes the
+/// `VALUES` way.
+async fn upsert_windows_from_json(
+    tx: &mut Tx<'_>,
+    rows: &[&WindowRecord],
+    style: Placeholders,
+) -> Result<(), sqlx::Error> {
+    if !rows.iter().all(|w| window_doubles_are_finite(w)) {
+        return upsert_windows(tx, rows, style).await;
+    }
+    let json = serde_json::to_string(rows).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    sqlx::query(
+        "INSERT INTO windows (stream, series, kind, window_start, window_end, count, sum, mean, \
+         min, max, stddev, first, last, \"final\") \
+         SELECT stream, series, kind, window_start, window_end, count, sum, mean, min, max, \
+         stddev, first, last, \"final\" FROM json_to_recordset($1::json) AS row(stream TEXT, \
+         series TEXT, kind TEXT, window_start BIGINT, window_end BIGINT, count BIGINT, \
+         sum DOUBLE PRECISION, mean DOUBLE PRECISION, min DOUBLE PRECISION, \
+         max DOUBLE PRECISION, stddev DOUBLE PRECISION, first DOUBLE PRECISION, \
+         last DOUBLE PRECISION, \"final\" BOOLEAN) \
+         ON CONFLICT (stream, series, kind, window_start, window_end) DO UPDATE SET \
+         count = excluded.count, sum = excluded.sum, mean = excluded.mean, min = excluded.min, \
+         max = excluded.max, stddev = excluded.stddev, first = excluded.first, \
+         last = excluded.last, \"final\" = excluded.\"final\"",
+    )
+    .bind(json)
+    .execute(&mut **tx)
+    .await
+    .map(drop)
+}
+
+fn window_doubles_are_finite(w: &WindowRecord) -> bool {
+    [w.sum, w.mean, w.min, w.max, w.first, w.last]
+        .into_iter()
+        .chain(w.stddev)
+        .all(f64::is_finite)
 }
 
 /// Upserts an alert. A replay must not undo a person's acknowledgement: the ack columns (and

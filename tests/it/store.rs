@@ -479,6 +479,133 @@ fn repeated_keys_in_one_transaction_keep_the_last_postgres() {
     check_repeated_keys_in_one_transaction(&pg.url);
 }
 
+/// Window rows read back from the store bit for bit: doubles at the edges of `f64` (the
+/// PostgreSQL sink sends them as JSON text), labels JSON must escape, a window without a
+/// stddev, and an infinite sum (which JSON cannot carry, so PostgreSQL gets it bound).
+/// `keeps_negative_zero`: SQLite stores an integral REAL as an integer, so -0.0 reads back 0.0.
+fn check_window_doubles_round_trip(url: &str, keeps_negative_zero: bool) {
+    use tidewatch::record::{Record, WindowKind, WindowRecord};
+    use tidewatch::Sink;
+    let window = |series: &str, values: [f64; 6], stddev: Option<f64>| WindowRecord {
+        stream: "s".into(),
+        series: series.into(),
+        kind: WindowKind::Tumbling,
+        window_start: -60_000,
+        window_end: 0,
+        count: 3,
+        sum: values[0],
+        mean: values[1],
+        min: values[2],
+        max: values[3],
+        stddev,
+        first: values[4],
+        last: values[5],
+        is_final: true,
+    };
+    let windows = [
+        window(
+            "a \"quoted\" \\ back/slash",
+            [0.1, 1.0 / 3.0, -0.0, 1e300, 5e-324, -2.5],
+            Some(0.2),
+        ),
+        window(
+            "b\nnew line, tab\t, é ✓",
+            [
+                f64::MAX,
+                f64::MIN_POSITIVE,
+                f64::MIN,
+                123_456_789.123_456_79,
+                1e-7,
+                42.0,
+            ],
+            None,
+        ),
+        window(
+            "c",
+            [
+                2.0_f64.sqrt(),
+                std::f64::consts::PI,
+                -1e-310,
+                9007199254740993.0,
+                0.3,
+                7.0,
+            ],
+            Some(f64::EPSILON),
+        ),
+    ];
+    let infinite = window(
+        "d infinite",
+        [f64::INFINITY, 1.0, 1.0, f64::INFINITY, 1.0, 1.0],
+        Some(0.5),
+    );
+    let mut db = DbSink::connect(url).unwrap();
+    let first: Vec<Record> = windows.iter().cloned().map(Record::Window).collect();
+    let written = db
+        .write(&first)
+        .and_then(|()| db.flush(1))
+        .and_then(|()| db.write(&[Record::Window(infinite.clone())]))
+        .and_then(|()| db.flush(2));
+    if let Err(error) = written {
+        panic!("write: {}", Report(&error));
+    }
+    let rows = db
+        .fetch_all(
+            "SELECT series, window_start, window_end, count, sum, mean, min, max, stddev, first, \
+             last FROM windows ORDER BY series",
+        )
+        .unwrap();
+    let read: Vec<WindowRecord> = rows
+        .iter()
+        .map(|r| WindowRecord {
+            stream: "s".into(),
+            series: r.get::<String, _>(0).into(),
+            kind: WindowKind::Tumbling,
+            window_start: r.get(1),
+            window_end: r.get(2),
+            count: r.get::<i64, _>(3) as u64,
+            sum: r.get(4),
+            mean: r.get(5),
+            min: r.get(6),
+            max: r.get(7),
+            stddev: r.get(8),
+            first: r.get(9),
+            last: r.get(10),
+            is_final: true,
+        })
+        .collect();
+    let bits = |w: &WindowRecord| {
+        let doubles = [w.sum, w.mean, w.min, w.max, w.first, w.last].map(|x| {
+            if x == 0.0 && !keeps_negative_zero {
+                0.0
+            } else {
+                x
+            }
+        });
+        (
+            w.series.to_string(),
+            w.window_start,
+            w.window_end,
+            w.count,
+            doubles.map(f64::to_bits),
+            w.stddev.map(f64::to_bits),
+        )
+    };
+    let expected: Vec<_> = windows.iter().chain([&infinite]).map(bits).collect();
+    assert_eq!(read.iter().map(bits).collect::<Vec<_>>(), expected);
+}
+
+#[test]
+fn window_doubles_round_trip_exactly_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    check_window_doubles_round_trip(&format!("sqlite://{}/t.db", dir.path().display()), false);
+}
+
+#[test]
+fn window_doubles_round_trip_exactly_postgres() {
+    let pg = Postgres::start();
+    check_window_doubles_round_trip(&pg.url, true);
+}
+
 /// An engine holding `series` series of analytics and windows.
 fn engine_with(series: usize) -> tidewatch::Engine {
     use tidewatch::{Config, Engine, Event, Origin};
