@@ -6,7 +6,10 @@
 //! shares with the checkpoint store of the same database ([`DbSink::checkpoints`]).
 
 use std::fmt::Write as _;
+use std::hash::{Hash as _, Hasher as _};
 use std::sync::Arc;
+
+use futures_util::future::try_join_all;
 
 use sqlx::any::AnyRow;
 use sqlx::AnyPool;
@@ -24,6 +27,12 @@ const ROWS_PER_STATEMENT: usize = 500;
 
 /// Window rows per PostgreSQL statement, all in its one JSON parameter (about 200 bytes each).
 const PG_WINDOWS_PER_STATEMENT: usize = 5_000;
+
+/// Transactions that upsert a batch's windows on PostgreSQL at once, each on a connection (and
+/// so a server process) of its own, each holding the windows of a share of the series. With
+/// one, the pipeline waited on one server process while the server's other cores idled. The
+/// pool has 4 connections; one more writes the batch's alerts, late events and dead letters.
+const PG_WINDOW_CONNECTIONS: usize = 2;
 
 /// A `db` sink table.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -59,8 +68,9 @@ pub struct DbSink {
     placeholders: Placeholders,
     /// Receivers that hear of each alert: its outbox rows go in with it (see `notify`).
     notify: Arc<[String]>,
-    /// Writes the rows, a transaction at a time, while the pipeline goes on (see
-    /// [`background`](super::background)); started by the first write.
+    /// Writes the rows, a batch at a time (one transaction on SQLite, a few side by side on
+    /// PostgreSQL), while the pipeline goes on (see [`background`](super::background));
+    /// started by the first write.
     writer: Option<BackgroundWriter<DbError>>,
 }
 
@@ -161,7 +171,7 @@ impl DbSink {
         for record in records {
             match record {
                 Record::Window(r) => windows.push(r),
-                Record::Alert(r) => alerts.push(r),
+                Record::Alert(r) => alerts.push(&**r),
                 Record::Late(r) => late.push(r),
                 Record::DeadLetter(r) => dead.push(r),
                 Record::Point(_) | Record::Join(_) => {}
@@ -175,35 +185,66 @@ impl DbSink {
         });
         let late = last_of_each(late, |l| (&*l.stream, &*l.source, l.partition, l.offset));
         let dead = last_of_each(dead, |d| (&*d.stream, &*d.source, d.partition, d.offset));
-        let mut tx = pool.begin().await?;
-        match style {
-            Placeholders::Numbered => {
-                for chunk in windows.chunks(PG_WINDOWS_PER_STATEMENT) {
+        if style == Placeholders::Numbered {
+            // PostgreSQL: the windows (most of the rows) on connections of their own, side by
+            // side with the rest, since one server process runs one connection's statements.
+            let groups = by_series(windows, PG_WINDOW_CONNECTIONS);
+            let windows = try_join_all(groups.iter().map(|group| async move {
+                let mut tx = pool.begin().await?;
+                for chunk in group.chunks(PG_WINDOWS_PER_STATEMENT) {
                     upsert_windows_from_json(&mut tx, chunk, style).await?;
                 }
-            }
-            Placeholders::Positional => {
-                for chunk in windows.chunks(ROWS_PER_STATEMENT) {
-                    upsert_windows(&mut tx, chunk, style).await?;
-                }
-            }
+                tx.commit().await
+            }));
+            let rest = Self::write_alerts_late_dead(pool, alerts, late, dead, style, notify);
+            let (windows, rest) = tokio::join!(windows, rest);
+            return windows.and(rest);
         }
+        let mut tx = pool.begin().await?;
+        for chunk in windows.chunks(ROWS_PER_STATEMENT) {
+            upsert_windows(&mut tx, chunk, style).await?;
+        }
+        Self::upsert_alerts_late_dead(&mut tx, alerts, late, dead, style, notify).await?;
+        tx.commit().await
+    }
+
+    async fn write_alerts_late_dead(
+        pool: &AnyPool,
+        alerts: Vec<&AlertRecord>,
+        late: Vec<&LateRecord>,
+        dead: Vec<&DeadLetterRecord>,
+        style: Placeholders,
+        notify: &[String],
+    ) -> Result<(), sqlx::Error> {
+        let mut tx = pool.begin().await?;
+        Self::upsert_alerts_late_dead(&mut tx, alerts, late, dead, style, notify).await?;
+        tx.commit().await
+    }
+
+    async fn upsert_alerts_late_dead(
+        tx: &mut Tx<'_>,
+        alerts: Vec<&AlertRecord>,
+        late: Vec<&LateRecord>,
+        dead: Vec<&DeadLetterRecord>,
+        style: Placeholders,
+        notify: &[String],
+    ) -> Result<(), sqlx::Error> {
         // Alerts one by one, in order: the same id may appear several times in one batch.
         let now = crate::clock::now_ms();
         for alert in alerts {
-            upsert_alert(&mut tx, alert, style).await?;
+            upsert_alert(tx, alert, style).await?;
             if !notify.is_empty() {
                 let event = Event::of_record(alert);
-                outbox::enqueue(&mut tx, notify, &alert.id, event, now, false).await?;
+                outbox::enqueue(tx, notify, &alert.id, event, now, false).await?;
             }
         }
         for chunk in late.chunks(ROWS_PER_STATEMENT) {
-            upsert_late(&mut tx, chunk, style).await?;
+            upsert_late(tx, chunk, style).await?;
         }
         for chunk in dead.chunks(ROWS_PER_STATEMENT) {
-            upsert_dead_letters(&mut tx, chunk, style).await?;
+            upsert_dead_letters(tx, chunk, style).await?;
         }
-        tx.commit().await
+        Ok(())
     }
 
     /// The writer thread, started at the first write with this sink's database, placeholders
@@ -239,6 +280,19 @@ fn last_of_each<'a, T, K: Eq + std::hash::Hash>(
         .collect();
     last.reverse();
     last
+}
+
+/// `rows` in `groups` groups by series, each in the order given: every version of a row lands
+/// in the same group, so writing the groups side by side keeps the last version of each.
+fn by_series(rows: Vec<&WindowRecord>, groups: usize) -> Vec<Vec<&WindowRecord>> {
+    let mut split = vec![Vec::with_capacity(rows.len() / groups + 1); groups];
+    for row in rows {
+        let mut hasher = std::hash::DefaultHasher::new();
+        row.series.hash(&mut hasher);
+        split[hasher.finish() as usize % groups].push(row);
+    }
+    split.retain(|group| !group.is_empty());
+    split
 }
 
 /// Records the database keeps: points and join rows go to the other sinks only.
@@ -467,6 +521,46 @@ mod tests {
         let rows = [("a", 1), ("b", 2), ("a", 3), ("c", 4), ("b", 5)];
         let last = last_of_each(rows.iter().collect(), |row| row.0);
         assert_eq!(last, [&("a", 3), &("c", 4), &("b", 5)]);
+    }
+
+    #[test]
+    fn windows_split_by_series_keep_each_series_whole_and_in_order() {
+        let window = |series: &str, window_start: i64| WindowRecord {
+            stream: "s".into(),
+            series: series.into(),
+            kind: crate::record::WindowKind::Tumbling,
+            window_start,
+            window_end: window_start + 1,
+            count: 1,
+            sum: 1.0,
+            mean: 1.0,
+            min: 1.0,
+            max: 1.0,
+            stddev: None,
+            first: 1.0,
+            last: 1.0,
+            is_final: true,
+        };
+        let rows: Vec<WindowRecord> = (0..400)
+            .map(|i| window(&format!("series-{}", i % 40), i))
+            .collect();
+        let groups = by_series(rows.iter().collect(), 2);
+        assert_eq!(groups.len(), 2, "40 series should fill both groups");
+        let mut seen = Vec::new();
+        for group in &groups {
+            for pair in group.windows(2) {
+                if pair[0].series == pair[1].series {
+                    assert!(pair[0].window_start < pair[1].window_start);
+                }
+            }
+            for row in group {
+                let elsewhere = groups.iter().filter(|g| !std::ptr::eq(*g, group));
+                assert!(elsewhere.flatten().all(|other| other.series != row.series));
+            }
+            seen.extend(group.iter().map(|w| w.window_start));
+        }
+        seen.sort();
+        assert_eq!(seen, (0..400).collect::<Vec<_>>());
     }
 
     #[test]
