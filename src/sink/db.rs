@@ -196,7 +196,12 @@ impl DbSink {
                 }
                 tx.commit().await
             }));
-            let rest = Self::write_alerts_late_dead(pool, alerts, late, dead, style, notify);
+            let rest = async {
+                let mut tx = pool.begin().await?;
+                Self::upsert_alerts_late_dead(&mut tx, &alerts, &late, &dead, style, notify)
+                    .await?;
+                tx.commit().await
+            };
             let (windows, rest) = tokio::join!(windows, rest);
             return windows.and(rest);
         }
@@ -204,34 +209,21 @@ impl DbSink {
         for chunk in windows.chunks(ROWS_PER_STATEMENT) {
             upsert_windows(&mut tx, chunk, style).await?;
         }
-        Self::upsert_alerts_late_dead(&mut tx, alerts, late, dead, style, notify).await?;
-        tx.commit().await
-    }
-
-    async fn write_alerts_late_dead(
-        pool: &AnyPool,
-        alerts: Vec<&AlertRecord>,
-        late: Vec<&LateRecord>,
-        dead: Vec<&DeadLetterRecord>,
-        style: Placeholders,
-        notify: &[String],
-    ) -> Result<(), sqlx::Error> {
-        let mut tx = pool.begin().await?;
-        Self::upsert_alerts_late_dead(&mut tx, alerts, late, dead, style, notify).await?;
+        Self::upsert_alerts_late_dead(&mut tx, &alerts, &late, &dead, style, notify).await?;
         tx.commit().await
     }
 
     async fn upsert_alerts_late_dead(
         tx: &mut Tx<'_>,
-        alerts: Vec<&AlertRecord>,
-        late: Vec<&LateRecord>,
-        dead: Vec<&DeadLetterRecord>,
+        alerts: &[&AlertRecord],
+        late: &[&LateRecord],
+        dead: &[&DeadLetterRecord],
         style: Placeholders,
         notify: &[String],
     ) -> Result<(), sqlx::Error> {
         // Alerts one by one, in order: the same id may appear several times in one batch.
         let now = crate::clock::now_ms();
-        for alert in alerts {
+        for &alert in alerts {
             upsert_alert(tx, alert, style).await?;
             if !notify.is_empty() {
                 let event = Event::of_record(alert);
