@@ -66,6 +66,8 @@ pub trait CheckpointStore: Send {
     /// Stores `checkpoint` under `name` atomically, replacing the one before; returns the size
     /// of the engine state written.
     fn save(&mut self, name: &str, checkpoint: &Outgoing<'_>) -> Result<u64, CheckpointError>;
+    /// The names of the checkpoints stored under names that start with `prefix`, sorted.
+    fn names(&mut self, prefix: &str) -> Result<Vec<String>, CheckpointError>;
 }
 
 #[derive(Debug, Error)]
@@ -97,11 +99,18 @@ pub fn fingerprint(config: &Config) -> String {
     struct StreamShape<'a> {
         name: &'a str,
         fields: &'a crate::event::FieldMapping,
-        watermark: &'a crate::engine::time::WatermarkConfig,
+        watermark: WatermarkShape,
         dedup: &'a Option<crate::engine::dedup::DedupConfig>,
         windows: &'a [crate::engine::window::WindowSpec],
         analytics: &'a Option<crate::engine::points::AnalyticsConfig>,
         max_series: usize,
+    }
+    /// What of the watermark shapes state: not `max_ahead`, which only refuses input and may
+    /// change between runs.
+    #[derive(Serialize)]
+    struct WatermarkShape {
+        lateness: crate::config::Duration,
+        idle_timeout: crate::config::Duration,
     }
     let streams: Vec<StreamShape<'_>> = config
         .streams
@@ -109,7 +118,10 @@ pub fn fingerprint(config: &Config) -> String {
         .map(|s| StreamShape {
             name: &s.name,
             fields: &s.fields,
-            watermark: &s.watermark,
+            watermark: WatermarkShape {
+                lateness: s.watermark.lateness,
+                idle_timeout: s.watermark.idle_timeout,
+            },
             dedup: &s.dedup,
             windows: &s.windows,
             analytics: &s.analytics,

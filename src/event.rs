@@ -17,6 +17,11 @@ pub const MAX_ABS_EVENT_TIME_MS: i64 = 8_640_000_000_000_000;
 /// Label used for the series of a stream that names no series field and no grouping field.
 pub const DEFAULT_SERIES: &str = "all";
 
+/// Longest series label a stream accepts by default (`max_label_bytes`), as Loki and
+/// Prometheus cap label values: a label is in every record, URL, page and WebSocket message of
+/// its series, so a megabyte-long one is a denial of service, never a name.
+pub const DEFAULT_MAX_LABEL_BYTES: usize = 1024;
+
 /// A decoded event, borrowing its strings from the input where it can.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Event<'a> {
@@ -113,6 +118,10 @@ pub enum DecodeError {
     },
     #[error("field `{field}`: time {ms} ms is outside the supported range of ±{MAX_ABS_EVENT_TIME_MS} ms")]
     TimeOutOfRange { field: String, ms: i128 },
+    #[error(
+        "series label is {bytes} bytes long, more than the stream's max_label_bytes = {limit}"
+    )]
+    LabelTooLong { bytes: usize, limit: usize },
 }
 
 /// A JSON scalar as found in the input, before the mapping says what it must be.
@@ -157,11 +166,22 @@ const ROLE_GROUP: u8 = 32;
 #[derive(Debug, Clone)]
 pub struct Decoder {
     mapping: FieldMapping,
+    max_label_bytes: usize,
 }
 
 impl Decoder {
     pub fn new(mapping: FieldMapping) -> Self {
-        Decoder { mapping }
+        Decoder {
+            mapping,
+            max_label_bytes: DEFAULT_MAX_LABEL_BYTES,
+        }
+    }
+
+    /// Refuses events whose series label is longer than `bytes` (instead of
+    /// [`DEFAULT_MAX_LABEL_BYTES`]).
+    pub fn with_label_limit(mut self, bytes: usize) -> Self {
+        self.max_label_bytes = bytes;
+        self
     }
 
     /// Decodes one JSON document (one line of NDJSON, one Kafka message).
@@ -250,6 +270,12 @@ impl Decoder {
             }
             Cow::Owned(label)
         };
+        if series.len() > self.max_label_bytes {
+            return Err(DecodeError::LabelTooLong {
+                bytes: series.len(),
+                limit: self.max_label_bytes,
+            });
+        }
 
         let id = match &m.id {
             None => None,
@@ -627,6 +653,30 @@ mod tests {
         assert_eq!(empty.series, "/x");
         m.group_by.clear();
         assert_eq!(decode(m, r#"{"ts":5}"#).unwrap().series, DEFAULT_SERIES);
+    }
+
+    #[test]
+    fn labels_longer_than_the_limit_are_refused_with_their_length() {
+        let event = |series: &str| format!(r#"{{"ts":1,"series":"{series}","value":1,"id":"x"}}"#);
+        let at_limit = "a".repeat(DEFAULT_MAX_LABEL_BYTES);
+        assert!(decode(mapping(), &event(&at_limit)).is_ok());
+        let over = event(&"a".repeat(DEFAULT_MAX_LABEL_BYTES + 1));
+        let refused = decode(mapping(), &over).unwrap_err();
+        assert_eq!(
+            refused.to_string(),
+            "series label is 1025 bytes long, more than the stream's max_label_bytes = 1024"
+        );
+        // Composite labels count whole, escapes included.
+        let mut grouped = mapping();
+        grouped.group_by = vec!["host".into()];
+        let decoder = Decoder::new(grouped).with_label_limit(8);
+        let fits = r#"{"ts":1,"series":"a/b","host":"cde","value":1,"id":"x"}"#;
+        assert_eq!(decoder.decode(fits.as_bytes()).unwrap().series, r"a\/b/cde");
+        let long = r#"{"ts":1,"series":"a/b","host":"cdef","value":1,"id":"x"}"#;
+        assert!(matches!(
+            decoder.decode(long.as_bytes()),
+            Err(DecodeError::LabelTooLong { bytes: 9, limit: 8 })
+        ));
     }
 
     #[test]

@@ -57,8 +57,8 @@ pub use live::{Limits as LiveLimits, LiveConfig, LiveSink, LiveState, Update};
 pub use notify::outbox::Delivery as NotificationDelivery;
 pub use notify::{Notifier, NotifyConfig, NotifyError};
 pub use pipeline::{
-    run, run_once, Mode, Outputs, PartitionProgress, Pipeline, PipelineError, PipelineStatus,
-    RunSummary, StreamProgress,
+    reset_streams, run, run_once, Mode, Outputs, PartitionProgress, Pipeline, PipelineError,
+    PipelineStatus, RunSummary, StreamProgress,
 };
 pub use produce::{produce, ProduceOptions};
 pub use report::Report;

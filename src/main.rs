@@ -67,6 +67,17 @@ enum Command {
         #[arg(long)]
         once: bool,
     },
+    /// Start streams afresh in the stored checkpoint (watermark, dedup, open windows,
+    /// analytics), keeping where they read: the way out of a watermark a bad event moved on.
+    /// Stop the pipeline first; its next checkpoint would write the old state back.
+    Reset {
+        /// Pipeline config (TOML) whose checkpoint to change.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// A stream to reset (repeat for several).
+        #[arg(long = "stream", required = true)]
+        streams: Vec<String>,
+    },
     /// Validate a config file: prints what is wrong and where, or a summary.
     CheckConfig {
         /// Pipeline config (TOML).
@@ -212,7 +223,7 @@ fn stop_on_signals() -> anyhow::Result<Arc<AtomicBool>> {
 /// (or the pipeline ending) stops both.
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = match &args.config {
-        Some(path) => Config::from_file(path)?,
+        Some(path) => load(path)?,
         None => {
             eprintln!(
                 "Running the built-in demo pipeline (generated events -> ./tidewatch.db). \
@@ -309,8 +320,18 @@ fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve(args) => serve(args),
         Command::Run { config, once } => run_pipeline(&config, once),
+        Command::Reset { config, streams } => {
+            let parsed = Config::from_file(&config)?;
+            for outcome in tidewatch::reset_streams(&parsed, &streams)? {
+                println!("{outcome}");
+            }
+            Ok(())
+        }
         Command::CheckConfig { file } => {
             let parsed = Config::from_file(&file)?;
+            for warning in parsed.warnings() {
+                println!("warning: {warning}");
+            }
             println!(
                 "{}: OK ({} stream(s), {} join(s), {} sink(s))",
                 file.display(),
@@ -352,9 +373,18 @@ fn run(command: Command) -> anyhow::Result<()> {
     }
 }
 
+/// Reads a pipeline file for running it, logging what `check-config` would warn about.
+fn load(path: &Path) -> anyhow::Result<Config> {
+    let config = Config::from_file(path)?;
+    for warning in config.warnings() {
+        tracing::warn!(config = %path.display(), "{warning}");
+    }
+    Ok(config)
+}
+
 /// `tidewatch run`: the pipeline of a config file, to the end of its input or until a signal.
 fn run_pipeline(config: &Path, once: bool) -> anyhow::Result<()> {
-    let parsed = Config::from_file(config)?;
+    let parsed = load(config)?;
     let mode = if once {
         Mode::Once
     } else {

@@ -145,11 +145,23 @@ pub struct StreamConfig {
     /// further series become dead letters.
     #[serde(default = "default_max_series")]
     pub max_series: usize,
+    /// Longest series label (the series field and the grouping fields joined), in bytes;
+    /// events with a longer one become dead letters. Default 1024.
+    #[serde(default = "default_max_label_bytes")]
+    pub max_label_bytes: usize,
 }
 
 fn default_max_series() -> usize {
     100_000
 }
+
+fn default_max_label_bytes() -> usize {
+    crate::event::DEFAULT_MAX_LABEL_BYTES
+}
+
+/// Longest series label a config may allow: labels go into URLs, which servers and browsers
+/// cap at tens of kilobytes.
+const MAX_LABEL_BYTES_LIMIT: usize = 16 * 1024;
 
 /// When and under which name checkpoints are written (to the first `db` sink).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -312,6 +324,25 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// What is allowed but probably a mistake or a risk, each as `key: why`, for
+    /// `check-config` to print and a run to log.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        for (i, stream) in self.streams.iter().enumerate() {
+            if let SourceConfig::Socket(socket) = &stream.source {
+                if !socket.listen.ip().is_loopback() {
+                    warnings.push(format!(
+                        "streams[{i}].source.listen: {} is reachable beyond this machine, and \
+                         the socket source takes events from anyone who connects (it has no \
+                         authentication); listen on 127.0.0.1, or firewall the port",
+                        socket.listen
+                    ));
+                }
+            }
+        }
+        warnings
     }
 
     /// The names of the `[[notify]]` receivers.
@@ -499,6 +530,12 @@ impl StreamConfig {
         if self.max_series == 0 {
             return Err(Invalid::new("max_series", "must be at least 1"));
         }
+        if !(1..=MAX_LABEL_BYTES_LIMIT).contains(&self.max_label_bytes) {
+            return Err(Invalid::new(
+                "max_label_bytes",
+                format!("must be between 1 and {MAX_LABEL_BYTES_LIMIT}"),
+            ));
+        }
         Ok(())
     }
 }
@@ -595,6 +632,25 @@ path = "out/"
             error_of(&none).starts_with("engine.threads: must be between 1 and 1024, not 0"),
             "{}",
             error_of(&none)
+        );
+    }
+
+    #[test]
+    fn a_socket_listening_beyond_loopback_is_warned_about() {
+        let socket = |listen: &str| {
+            ISSUE_EXAMPLE.replace(
+                "source = { kind = \"file\", path = \"data/\" }",
+                &format!("source = {{ kind = \"socket\", listen = \"{listen}\" }}"),
+            )
+        };
+        let local = Config::from_toml_str(&socket("127.0.0.1:9999")).unwrap();
+        assert!(local.warnings().is_empty());
+        let open = Config::from_toml_str(&socket("0.0.0.0:9999")).unwrap();
+        let warnings = open.warnings();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0].starts_with("streams[0].source.listen: 0.0.0.0:9999 is reachable"),
+            "{warnings:?}"
         );
     }
 

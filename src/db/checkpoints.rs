@@ -121,6 +121,26 @@ impl CheckpointStore for DbCheckpoints {
         Ok(bytes)
     }
 
+    fn names(&mut self, prefix: &str) -> Result<Vec<String>, CheckpointError> {
+        // `substr`, not `LIKE`: a prefix may hold `_` and `%`. Both databases count from 1
+        // and in characters.
+        let query = sqlx::query(
+            "SELECT pipeline FROM checkpoints WHERE substr(pipeline, 1, $1) = $2 \
+             ORDER BY pipeline",
+        )
+        .bind(prefix.chars().count() as i64)
+        .bind(prefix);
+        let _context = self.runtime.enter();
+        let rows = self
+            .runtime
+            .block_on(query.fetch_all(self.db.pool()))
+            .map_err(|source| CheckpointError::Db(self.db.error(source)))?;
+        rows.iter()
+            .map(|row| row.try_get(0))
+            .collect::<Result<_, _>>()
+            .map_err(|source| CheckpointError::Db(self.db.error(source)))
+    }
+
     fn load(&mut self, name: &str) -> Result<Option<Checkpoint>, CheckpointError> {
         let (runtime, db) = (&*self.runtime, &self.db);
         // A transaction dropped on an early return hands its connection back to the pool on

@@ -106,12 +106,12 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::config::Config;
+use crate::config::{Config, StreamConfig};
 use crate::event::Event;
 use crate::record::{LateRecord, Record};
 
 use self::dedup::Dedup;
-use self::join::{IntervalJoin, JoinInput, JoinOn, Side};
+use self::join::{IntervalJoin, JoinConfig, JoinInput, JoinOn, Side};
 use self::points::PointAnalytics;
 use self::time::WatermarkTracker;
 use self::window::{AlignedWindows, GlobalWindows, SessionWindows, WindowSpec};
@@ -298,6 +298,47 @@ struct StreamRuntime {
 }
 
 impl StreamRuntime {
+    /// A stream with no state yet: no partition seen, no series, every operator empty.
+    fn new(s: &StreamConfig) -> Self {
+        let name: Arc<str> = Arc::from(s.name.as_str());
+        let mut operators: Vec<StreamOperator> = Vec::new();
+        for spec in &s.windows {
+            operators.push(match *spec {
+                WindowSpec::Tumbling { size } => {
+                    StreamOperator::Aligned(AlignedWindows::tumbling(name.clone(), size.ms()))
+                }
+                WindowSpec::Sliding { size, slide } => StreamOperator::Aligned(
+                    AlignedWindows::sliding(name.clone(), size.ms(), slide.ms()),
+                ),
+                WindowSpec::Session { gap } => {
+                    StreamOperator::Session(SessionWindows::new(name.clone(), gap.ms()))
+                }
+                WindowSpec::Global { update } => {
+                    StreamOperator::Global(GlobalWindows::new(name.clone(), update.ms()))
+                }
+            });
+        }
+        if let Some(analytics) = s.analytics {
+            operators.push(StreamOperator::Points(Box::new(PointAnalytics::new(
+                name.clone(),
+                analytics,
+            ))));
+        }
+        StreamRuntime {
+            name,
+            max_series: s.max_series,
+            watermark: WatermarkTracker::new(
+                s.watermark.lateness.ms(),
+                s.watermark.idle_timeout.ms(),
+            ),
+            dedup: s.dedup.map(|d| Dedup::new(d.horizon.ms())),
+            series: SeriesRegistry::default(),
+            operators,
+            joins: Vec::new(),
+            counters: StreamCounters::default(),
+        }
+    }
+
     /// Counts an event behind `watermark` (its partition's, see [`WatermarkTracker::late_bound`])
     /// and describes it: late events never reach an operator, but they still move their
     /// partition's watermark.
@@ -331,6 +372,25 @@ struct JoinRuntime {
     left: usize,
     right: usize,
     watermark: i64,
+}
+
+impl JoinRuntime {
+    /// A join of `config` between two of `streams`, with no rows yet.
+    fn new(config: &JoinConfig, streams: &[StreamRuntime]) -> Self {
+        let (left, right) = config.sides;
+        JoinRuntime {
+            join: IntervalJoin::new(
+                Arc::from(config.name.as_str()),
+                streams[left].name.clone(),
+                streams[right].name.clone(),
+                config.within.ms(),
+                config.kind,
+            ),
+            left,
+            right,
+            watermark: time::WATERMARK_MIN,
+        }
+    }
 }
 
 /// The engine of a whole pipeline: every stream and join of a [`Config`].
@@ -431,70 +491,18 @@ fn splice(
 
 impl Engine {
     pub fn new(config: &Config) -> Self {
-        let mut streams: Vec<StreamRuntime> = config
-            .streams
-            .iter()
-            .map(|s| {
-                let name: Arc<str> = Arc::from(s.name.as_str());
-                let mut operators: Vec<StreamOperator> = Vec::new();
-                for spec in &s.windows {
-                    operators.push(match *spec {
-                        WindowSpec::Tumbling { size } => StreamOperator::Aligned(
-                            AlignedWindows::tumbling(name.clone(), size.ms()),
-                        ),
-                        WindowSpec::Sliding { size, slide } => StreamOperator::Aligned(
-                            AlignedWindows::sliding(name.clone(), size.ms(), slide.ms()),
-                        ),
-                        WindowSpec::Session { gap } => {
-                            StreamOperator::Session(SessionWindows::new(name.clone(), gap.ms()))
-                        }
-                        WindowSpec::Global { update } => {
-                            StreamOperator::Global(GlobalWindows::new(name.clone(), update.ms()))
-                        }
-                    });
-                }
-                if let Some(analytics) = s.analytics {
-                    operators.push(StreamOperator::Points(Box::new(PointAnalytics::new(
-                        name.clone(),
-                        analytics,
-                    ))));
-                }
-                StreamRuntime {
-                    name,
-                    max_series: s.max_series,
-                    watermark: WatermarkTracker::new(
-                        s.watermark.lateness.ms(),
-                        s.watermark.idle_timeout.ms(),
-                    ),
-                    dedup: s.dedup.map(|d| Dedup::new(d.horizon.ms())),
-                    series: SeriesRegistry::default(),
-                    operators,
-                    joins: Vec::new(),
-                    counters: StreamCounters::default(),
-                }
-            })
-            .collect();
+        let mut streams: Vec<StreamRuntime> =
+            config.streams.iter().map(StreamRuntime::new).collect();
         let joins = config
             .joins
             .iter()
             .enumerate()
             .map(|(i, j)| {
-                let by_field = matches!(j.on, JoinOn::Field(_));
                 let (left, right) = j.sides;
+                let by_field = matches!(j.on, JoinOn::Field(_));
                 streams[left].joins.push((i, Side::Left, by_field));
                 streams[right].joins.push((i, Side::Right, by_field));
-                JoinRuntime {
-                    join: IntervalJoin::new(
-                        Arc::from(j.name.as_str()),
-                        streams[left].name.clone(),
-                        streams[right].name.clone(),
-                        j.within.ms(),
-                        j.kind,
-                    ),
-                    left,
-                    right,
-                    watermark: time::WATERMARK_MIN,
-                }
+                JoinRuntime::new(j, &streams)
             })
             .collect();
         let mut engine = Engine {
@@ -507,6 +515,29 @@ impl Engine {
         };
         engine.set_threads(config.engine.threads());
         engine
+    }
+
+    /// Forgets everything stream `stream` of `config` holds: the watermark of each of its
+    /// partitions, dedup, windows not yet closed, the per-point analytics and open alert
+    /// episodes, its series and counters; and the rows of the joins it feeds, which start
+    /// afresh on both sides. The way out of a watermark an event moved too far on; what the
+    /// stream reads next is taken as from a new start. Returns whether there is such a stream.
+    pub fn reset_stream(&mut self, stream: usize, config: &Config) -> bool {
+        let Some(fresh) = config.streams.get(stream).map(StreamRuntime::new) else {
+            return false;
+        };
+        if stream >= self.streams.len() {
+            return false;
+        }
+        let joins = std::mem::take(&mut self.streams[stream].joins);
+        self.streams[stream] = StreamRuntime { joins, ..fresh };
+        for (i, join) in config.joins.iter().enumerate() {
+            if join.sides.0 == stream || join.sides.1 == stream {
+                self.joins[i] = JoinRuntime::new(join, &self.streams);
+            }
+        }
+        self.set_threads(self.threads);
+        true
     }
 
     /// Lets per-point analytics run on up to `threads` threads: large releases (see

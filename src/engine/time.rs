@@ -18,6 +18,11 @@ pub struct WatermarkConfig {
     /// A partition silent this long (processing time) stops holding the watermark back;
     /// default "30s".
     pub idle_timeout: Duration,
+    /// Events stamped further than this ahead of the wall clock when they are read are dead
+    /// letters, and never move the watermark; default "1h" (as Kafka's
+    /// `message.timestamp.after.max.ms`). One event from year 9999, or in microseconds, would
+    /// otherwise make every later event late.
+    pub max_ahead: Duration,
 }
 
 impl Default for WatermarkConfig {
@@ -25,6 +30,7 @@ impl Default for WatermarkConfig {
         WatermarkConfig {
             lateness: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(30),
+            max_ahead: Duration::from_secs(3600),
         }
     }
 }
@@ -34,6 +40,75 @@ impl WatermarkConfig {
         self.idle_timeout.positive("idle_timeout")?;
         Ok(())
     }
+
+    /// Refuses an event stamped `ts` that was read when the wall clock said `clock`, if it is
+    /// further ahead than `max_ahead`.
+    ///
+    /// The reference is the wall clock, not the partition's watermark: real series pause for
+    /// hours or days (a week in one of the NAB files) and resume, and a bound on the jump
+    /// from the last event would refuse everything after such a gap for good.
+    pub fn check_ahead(&self, ts: i64, clock: i64) -> Result<(), TooFarAhead> {
+        if ts.saturating_sub(clock) > self.max_ahead.ms() {
+            Err(TooFarAhead {
+                ts,
+                clock,
+                max_ahead: self.max_ahead,
+            })
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// An event stamped too far in the future (see [`WatermarkConfig::check_ahead`]); its
+/// `Display` is the dead letter's reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TooFarAhead {
+    pub ts: i64,
+    pub clock: i64,
+    pub max_ahead: Duration,
+}
+
+impl std::fmt::Display for TooFarAhead {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ahead = self.ts.saturating_sub(self.clock);
+        write!(
+            f,
+            "event time {} is {} ahead of the clock when it was read ({}), more than \
+             watermark.max_ahead = {}: refused so that it cannot move the watermark",
+            crate::clock::format_ms(self.ts),
+            roughly(ahead),
+            crate::clock::format_ms(self.clock),
+            self.max_ahead,
+        )?;
+        // A time in the wrong unit is the usual cause; say which one it looks like.
+        let hint = match self.ts / self.clock.max(1) {
+            900..=1_100 => Some("microseconds"),
+            900_000..=1_100_000 => Some("nanoseconds"),
+            _ => None,
+        };
+        if let Some(unit) = hint {
+            write!(f, " (the time looks like {unit}, not milliseconds)")?;
+        }
+        Ok(())
+    }
+}
+
+/// A span of milliseconds in its largest whole unit: "7973 years", "3 days", "2 hours".
+fn roughly(ms: i64) -> String {
+    const UNITS: [(i64, &str); 5] = [
+        (365 * 86_400_000, "years"),
+        (86_400_000, "days"),
+        (3_600_000, "hours"),
+        (60_000, "minutes"),
+        (1_000, "seconds"),
+    ];
+    for (size, name) in UNITS {
+        if ms >= 2 * size {
+            return format!("{} {name}", ms / size);
+        }
+    }
+    format!("{ms} ms")
 }
 
 /// Watermark before any event: nothing is late, nothing closes.
@@ -319,6 +394,39 @@ mod tests {
         assert!(wm.tick(1000));
         assert_eq!(wm.current(), 790);
         assert_eq!(wm.late_bound(1), 790);
+    }
+
+    #[test]
+    fn events_too_far_ahead_of_the_clock_are_refused_with_the_reason() {
+        let config = WatermarkConfig::default();
+        let clock = 1_765_000_000_000; // 2025-12-06
+        assert!(config.check_ahead(clock + 3_600_000, clock).is_ok());
+        assert!(
+            config.check_ahead(i64::MIN, clock).is_ok(),
+            "the past is lateness' job"
+        );
+        let year_9999 = config.check_ahead(253_402_300_799_000, clock).unwrap_err();
+        let reason = year_9999.to_string();
+        assert!(
+            reason.starts_with("event time 9999-12-31T23:59:59Z is 7979 years ahead of the clock")
+                && reason.contains("watermark.max_ahead = 1h")
+                && !reason.contains("looks like"),
+            "{reason}"
+        );
+        let micros = config.check_ahead(clock * 1000 + 5, clock).unwrap_err();
+        assert!(
+            micros
+                .to_string()
+                .ends_with("(the time looks like microseconds, not milliseconds)"),
+            "{micros}"
+        );
+        let nanos = config.check_ahead(clock * 1_000_000, clock).unwrap_err();
+        assert!(
+            nanos.to_string().contains("looks like nanoseconds"),
+            "{nanos}"
+        );
+        let soon = config.check_ahead(clock + 3_600_001, clock).unwrap_err();
+        assert!(soon.to_string().contains("is 60 minutes ahead"), "{soon}");
     }
 
     #[test]

@@ -13,7 +13,7 @@ use super::tasks::{GroupBatch, PartitionTasks};
 use super::{PipelineError, StreamSummary};
 use crate::checkpoint::SplitPosition;
 use crate::config::Config;
-use crate::engine::time::PartitionWatermark;
+use crate::engine::time::{PartitionWatermark, WatermarkConfig};
 use crate::engine::{Engine, Origin, StreamCounters};
 use crate::event::{Decoder, Event};
 use crate::record::{DeadLetterRecord, Record};
@@ -27,10 +27,21 @@ pub const BATCH: usize = 1024;
 /// the other streams) sooner.
 const ROUNDS_AHEAD: usize = 8;
 
+/// When a read happens, by the two clocks that matter.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadAt {
+    /// Processing time, for the engine: the wall clock when following, 0 in a batch run.
+    pub now: i64,
+    /// The wall clock, which no event may be stamped too far ahead of (`watermark.max_ahead`).
+    pub clock: i64,
+}
+
 pub struct StreamInput {
     /// The stream's index in the config (and the engine).
     pub index: usize,
     pub name: Arc<str>,
+    /// The stream's watermark settings, for refusing events stamped too far ahead.
+    watermark: WatermarkConfig,
     decoder: Decoder,
     pub source: Box<dyn Source>,
     /// The source has ended (batch runs).
@@ -72,7 +83,7 @@ impl StreamInput {
         for split in source.splits() {
             engine.assign_split(index, split, now);
         }
-        let decoder = Decoder::new(stream.fields.clone());
+        let decoder = Decoder::new(stream.fields.clone()).with_label_limit(stream.max_label_bytes);
         let ahead = if config.engine.threads() > 1 && !stream.is_group_assigned() {
             DecodeAhead::spawn(decoder.clone(), &stream.name)
                 .inspect_err(|error| {
@@ -85,6 +96,7 @@ impl StreamInput {
         Ok(StreamInput {
             index,
             name: Arc::from(stream.name.as_str()),
+            watermark: stream.watermark,
             decoder,
             source,
             done: false,
@@ -121,12 +133,12 @@ impl StreamInput {
         &mut self,
         engine: &mut Engine,
         out: &mut Vec<Record>,
-        now: i64,
+        at: ReadAt,
         wait: Duration,
     ) -> Result<usize, PipelineError> {
         if self.tasks.is_none() {
             if let Some(ahead) = self.ahead.take() {
-                let read = self.read_ahead(&ahead, engine, out, now, wait);
+                let read = self.read_ahead(&ahead, engine, out, at, wait);
                 self.ahead = Some(ahead);
                 return read;
             }
@@ -134,6 +146,7 @@ impl StreamInput {
         let Self {
             index,
             name,
+            watermark,
             decoder,
             source,
             done,
@@ -152,7 +165,8 @@ impl StreamInput {
             let event = decoder
                 .decode(message.payload)
                 .map_err(|bad| bad.to_string());
-            if let Some(dead) = process(*index, name, engine, message, event, now, out) {
+            let stream = (*index, &*name, &*watermark);
+            if let Some(dead) = process(stream, engine, message, event, at, out) {
                 *dead_letters += 1;
                 out.push(dead);
             }
@@ -160,8 +174,7 @@ impl StreamInput {
         self.messages += read as u64;
         // What was read before a failure is taken too, as a message at a time would have.
         if let Some(tasks) = &mut self.tasks {
-            self.dead_letters +=
-                tasks.process_batch(&self.decoder, &mut self.group_batch, now, out);
+            self.dead_letters += tasks.process_batch(&self.decoder, &mut self.group_batch, at, out);
         }
         self.failed(failed).map(|()| read)
     }
@@ -172,7 +185,7 @@ impl StreamInput {
         ahead: &DecodeAhead,
         engine: &mut Engine,
         out: &mut Vec<Record>,
-        now: i64,
+        at: ReadAt,
         wait: Duration,
     ) -> Result<usize, PipelineError> {
         let mut read = 0;
@@ -198,12 +211,12 @@ impl StreamInput {
             } else if in_flight || more {
                 ahead.send(batch).map_err(|_| self.decoder_stopped())?;
                 if in_flight {
-                    self.take_decoded(ahead, engine, out, now)?;
+                    self.take_decoded(ahead, engine, out, at)?;
                 }
                 in_flight = true;
             } else {
                 batch.decode(&self.decoder);
-                self.take_batch(&batch, engine, out, now);
+                self.take_batch(&batch, engine, out, at);
                 self.spare.push(batch);
             }
             if !more {
@@ -211,7 +224,7 @@ impl StreamInput {
             }
         }
         if in_flight {
-            self.take_decoded(ahead, engine, out, now)?;
+            self.take_decoded(ahead, engine, out, at)?;
         }
         self.messages += read as u64;
         self.failed(failed).map(|()| read)
@@ -223,13 +236,13 @@ impl StreamInput {
         ahead: &DecodeAhead,
         engine: &mut Engine,
         out: &mut Vec<Record>,
-        now: i64,
+        at: ReadAt,
     ) -> Result<(), PipelineError> {
         // Meanwhile, the engine thread computes points of the round before.
         let decoded = ahead
             .recv_helping(|| engine.help())
             .map_err(|_| self.decoder_stopped())?;
-        self.take_batch(&decoded, engine, out, now);
+        self.take_batch(&decoded, engine, out, at);
         self.spare.push(decoded);
         Ok(())
     }
@@ -240,12 +253,12 @@ impl StreamInput {
         batch: &MessageBatch,
         engine: &mut Engine,
         out: &mut Vec<Record>,
-        now: i64,
+        at: ReadAt,
     ) {
+        let stream = (self.index, &self.name, &self.watermark);
         for message in batch.iter() {
             let event = message.event.map_err(str::to_owned);
-            let raw = &message.raw;
-            if let Some(dead) = process(self.index, &self.name, engine, raw, event, now, out) {
+            if let Some(dead) = process(stream, engine, &message.raw, event, at, out) {
                 self.dead_letters += 1;
                 out.push(dead);
             }
@@ -390,15 +403,15 @@ fn poll_batch(
     (BATCH, None)
 }
 
-/// Hands one message's event to the engine; returns the dead letter when the message could not
-/// be decoded (`event` holds why) or the engine refused it.
+/// Hands one message's event to the engine of `stream` (its index, name and watermark
+/// settings); returns the dead letter when the message could not be decoded (`event` holds
+/// why), is stamped too far ahead, or the engine refused it.
 fn process(
-    stream: usize,
-    name: &Arc<str>,
+    (stream, name, watermark): (usize, &Arc<str>, &WatermarkConfig),
     engine: &mut Engine,
     message: &RawMessage<'_>,
     event: Result<Event<'_>, String>,
-    now: i64,
+    at: ReadAt,
     out: &mut Vec<Record>,
 ) -> Option<Record> {
     let origin = Origin {
@@ -408,10 +421,13 @@ fn process(
         offset: message.offset,
     };
     let reason = match event {
-        Ok(event) => engine
-            .process(stream, &event, origin, now, out)
-            .err()?
-            .to_string(),
+        Ok(event) => match watermark.check_ahead(event.ts, at.clock) {
+            Ok(()) => engine
+                .process(stream, &event, origin, at.now, out)
+                .err()?
+                .to_string(),
+            Err(ahead) => ahead.to_string(),
+        },
         Err(reason) => reason,
     };
     Some(Record::DeadLetter(DeadLetterRecord::new(

@@ -13,6 +13,7 @@ pub(crate) mod decoding;
 mod delivery;
 mod input;
 pub mod progress;
+mod reset;
 mod tasks;
 
 use std::collections::BTreeMap;
@@ -26,7 +27,7 @@ use tracing::{debug, info, info_span, warn};
 
 use self::checkpoints::{engine_from, Checkpoints};
 use self::delivery::deliver;
-use self::input::StreamInput;
+use self::input::{ReadAt, StreamInput};
 use self::progress::StatusReporter;
 use crate::checkpoint::{self, Checkpoint, CheckpointError, CheckpointStore};
 use crate::clock::now_ms;
@@ -39,6 +40,7 @@ use crate::source::{Rebalance, SourceError};
 
 pub use self::input::BATCH;
 pub use self::progress::{PartitionProgress, PipelineStatus, StreamProgress};
+pub use self::reset::reset_streams;
 
 #[derive(Debug, Error)]
 pub enum PipelineError {
@@ -418,7 +420,10 @@ impl<'a> Pipeline<'a> {
         } else {
             Duration::ZERO
         };
-        let now = self.mode.now();
+        let at = ReadAt {
+            now: self.mode.now(),
+            clock: now_ms(),
+        };
         let mut read = 0;
         // The round's points are computed together, on other threads, once it is read: beside
         // the next round, whose reading brings this one's records (see `settle_overlapped`).
@@ -426,7 +431,7 @@ impl<'a> Pipeline<'a> {
         let mut failed = None;
         for input in self.inputs.iter_mut().filter(|i| !i.done) {
             let _span = info_span!("stream", name = %input.name).entered();
-            match input.read_batch(&mut self.engine, &mut self.pending, now, wait) {
+            match input.read_batch(&mut self.engine, &mut self.pending, at, wait) {
                 Ok(n) => read += n,
                 Err(error) => {
                     failed = Some(error);

@@ -27,10 +27,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 use tracing::info;
 
 use super::checkpoints::{engine_from, Checkpoints};
+use super::input::ReadAt;
 use super::PipelineError;
 use crate::checkpoint::{self, Checkpoint, SplitPosition};
 use crate::config::Config;
-use crate::engine::time::PartitionWatermark;
+use crate::engine::time::{PartitionWatermark, WatermarkConfig};
 use crate::engine::{Engine, Origin, StreamCounters};
 use crate::event::{Decoder, Event};
 use crate::record::{DeadLetterRecord, Record};
@@ -167,7 +168,15 @@ impl PartitionTasks {
     /// Row name of a partition's checkpoint: shared by every instance of the pipeline, so the
     /// group can give the partition to any of them.
     pub fn checkpoint_name(pipeline: &str, stream: &str, topic: &str, partition: u32) -> String {
-        format!("{pipeline}/{stream}/{topic}/{partition}")
+        format!(
+            "{}{topic}/{partition}",
+            Self::checkpoint_prefix(pipeline, stream)
+        )
+    }
+
+    /// What the names of every partition checkpoint of `stream` start with.
+    pub fn checkpoint_prefix(pipeline: &str, stream: &str) -> String {
+        format!("{pipeline}/{stream}/")
     }
 
     /// Starts a task per assigned split, from its checkpoint when one exists; returns the
@@ -251,7 +260,7 @@ impl PartitionTasks {
         &mut self,
         decoder: &Decoder,
         batch: &mut GroupBatch,
-        now: i64,
+        at: ReadAt,
         out: &mut Vec<Record>,
     ) -> u64 {
         let mut dead_letters = 0;
@@ -283,12 +292,19 @@ impl PartitionTasks {
             self.threads
         };
         let (stream, owners) = (&self.stream, &self.owners);
+        let watermark = &self.config.streams[0].watermark;
         dead_letters += spread(
             units,
             threads,
             |(_, _, messages)| messages.messages.len(),
             |(split, task, messages)| {
-                task.take_batch(stream, decoder, owners, split, messages, now)
+                let reading = Reading {
+                    stream,
+                    decoder,
+                    watermark,
+                    at,
+                };
+                task.take_batch(&reading, owners, split, messages)
             },
         );
         batch.clear();
@@ -392,17 +408,29 @@ impl PartitionTasks {
     }
 }
 
+/// What every task of a stream reads a batch with.
+struct Reading<'a> {
+    stream: &'a Arc<str>,
+    decoder: &'a Decoder,
+    watermark: &'a WatermarkConfig,
+    at: ReadAt,
+}
+
 impl Task {
     /// Decodes and runs one split's messages through this task; returns the dead letters.
     fn take_batch(
         &mut self,
-        stream: &Arc<str>,
-        decoder: &Decoder,
+        reading: &Reading<'_>,
         owners: &Mutex<Labels<Owner>>,
         split: u32,
         messages: &SplitMessages,
-        now: i64,
     ) -> u64 {
+        let Reading {
+            stream,
+            decoder,
+            watermark,
+            at,
+        } = *reading;
         let mut dead_letters = 0;
         for (offset, payload) in messages.iter() {
             let origin = Origin {
@@ -412,7 +440,10 @@ impl Task {
                 offset,
             };
             let taken = match decoder.decode(payload) {
-                Ok(event) => self.take(owners, split, &event, origin, now),
+                Ok(event) => match watermark.check_ahead(event.ts, at.clock) {
+                    Ok(()) => self.take(owners, split, &event, origin, at.now),
+                    Err(ahead) => Err(ahead.to_string()),
+                },
                 Err(bad) => Err(bad.to_string()),
             };
             if let Err(reason) = taken {
@@ -521,6 +552,15 @@ mod tests {
         fn load(&mut self, name: &str) -> Result<Option<Checkpoint>, CheckpointError> {
             Ok(self.0.lock().unwrap().get(name).cloned())
         }
+
+        fn names(&mut self, prefix: &str) -> Result<Vec<String>, CheckpointError> {
+            let stored = self.0.lock().unwrap();
+            Ok(stored
+                .keys()
+                .filter(|k| k.starts_with(prefix))
+                .cloned()
+                .collect())
+        }
     }
 
     fn store() -> (Checkpoints, InMemory) {
@@ -571,7 +611,11 @@ url = "sqlite://unused.db"
                 payload: payload.as_bytes(),
             });
         }
-        tasks.process_batch(&decoder, &mut batch, 0, out)
+        let at = ReadAt {
+            now: 0,
+            clock: crate::clock::now_ms(),
+        };
+        tasks.process_batch(&decoder, &mut batch, at, out)
     }
 
     fn position(partition: u32, next_offset: u64) -> SplitPosition {

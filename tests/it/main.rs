@@ -12,6 +12,7 @@ mod follow;
 mod golden;
 mod group;
 mod hdfs;
+mod hostile;
 mod kafka;
 mod lake;
 mod notify;
