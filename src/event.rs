@@ -122,6 +122,11 @@ pub enum DecodeError {
         "series label is {bytes} bytes long, more than the stream's max_label_bytes = {limit}"
     )]
     LabelTooLong { bytes: usize, limit: usize },
+    #[error(
+        "message is longer than {limit} bytes, the most this source takes (the rest of it was \
+         skipped)"
+    )]
+    TooLong { limit: usize },
 }
 
 /// A JSON scalar as found in the input, before the mapping says what it must be.
@@ -167,6 +172,8 @@ const ROLE_GROUP: u8 = 32;
 pub struct Decoder {
     mapping: FieldMapping,
     max_label_bytes: usize,
+    /// Messages longer than this are refused unread (a source that cuts longer ones).
+    max_message_bytes: Option<usize>,
 }
 
 impl Decoder {
@@ -174,7 +181,15 @@ impl Decoder {
         Decoder {
             mapping,
             max_label_bytes: DEFAULT_MAX_LABEL_BYTES,
+            max_message_bytes: None,
         }
+    }
+
+    /// Refuses messages longer than `bytes`, if given: the source's limit (see
+    /// `SourceConfig::max_message_bytes`).
+    pub fn with_message_limit(mut self, bytes: Option<usize>) -> Self {
+        self.max_message_bytes = bytes;
+        self
     }
 
     /// Refuses events whose series label is longer than `bytes` (instead of
@@ -186,6 +201,9 @@ impl Decoder {
 
     /// Decodes one JSON document (one line of NDJSON, one Kafka message).
     pub fn decode<'a>(&self, bytes: &'a [u8]) -> Result<Event<'a>, DecodeError> {
+        if let Some(limit) = self.max_message_bytes.filter(|&limit| bytes.len() > limit) {
+            return Err(DecodeError::TooLong { limit });
+        }
         let mut de = serde_json::Deserializer::from_slice(bytes);
         let found = de::Deserializer::deserialize_any(&mut de, TopVisitor { decoder: self })
             .map_err(|e| DecodeError::Json(e.to_string()))?;

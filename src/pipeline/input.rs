@@ -83,7 +83,9 @@ impl StreamInput {
         for split in source.splits() {
             engine.assign_split(index, split, now);
         }
-        let decoder = Decoder::new(stream.fields.clone()).with_label_limit(stream.max_label_bytes);
+        let decoder = Decoder::new(stream.fields.clone())
+            .with_label_limit(stream.max_label_bytes)
+            .with_message_limit(stream.source.max_message_bytes());
         let ahead = if config.engine.threads() > 1 && !stream.is_group_assigned() {
             DecodeAhead::spawn(decoder.clone(), &stream.name)
                 .inspect_err(|error| {

@@ -31,9 +31,19 @@ pub enum SourceConfig {
 }
 
 impl SourceConfig {
+    /// The longest message the source hands on as it is, when it has a limit: a longer one
+    /// (cut to one byte more) is refused by the decoder as too long.
+    pub fn max_message_bytes(&self) -> Option<usize> {
+        match self {
+            SourceConfig::Socket(_) => Some(socket::MAX_LINE),
+            _ => None,
+        }
+    }
+
     pub fn validate(&self) -> Result<(), Invalid> {
         match self {
-            SourceConfig::File(_) | SourceConfig::Socket(_) => Ok(()),
+            SourceConfig::File(_) => Ok(()),
+            SourceConfig::Socket(socket) => socket.validate(),
             SourceConfig::Kafka(kafka) => kafka.validate(),
             SourceConfig::Demo(demo) => demo.validate(),
         }
@@ -72,7 +82,7 @@ impl SourceConfig {
             SourceConfig::Socket(_) | SourceConfig::Demo(_) if !following => {
                 return Err(SourceError::NeverEnds)
             }
-            SourceConfig::Socket(socket) => Box::new(SocketSource::bind(socket.listen)?),
+            SourceConfig::Socket(socket) => Box::new(SocketSource::bind(socket)?),
             SourceConfig::Demo(demo) => Box::new(DemoSource::new(demo)),
         })
     }
