@@ -228,7 +228,7 @@ pub enum SnapshotError {
 
 /// Version of the layout of [`Engine::snapshot`]: bumped whenever a state type changes shape,
 /// so an old checkpoint is refused with a clear message instead of misread.
-pub const SNAPSHOT_FORMAT: u8 = 8;
+pub const SNAPSHOT_FORMAT: u8 = 9;
 
 /// Bytes of the CRC-32 that ends a snapshot.
 const CHECKSUM_BYTES: usize = 4;

@@ -73,6 +73,75 @@ impl Moments {
     }
 }
 
+/// [`Moments`] of values anywhere in the `f64` range: the window aggregates'.
+///
+/// Plain Welford overflows on values near `f64::MAX` (their squared deviations are beyond it;
+/// a window of a few such values got an infinite mean and a standard deviation of 0). These
+/// keep the moments in units of 2^`scale`, raised (exactly: powers of two) when a value would
+/// take them near the edge. Until a value is that large the scale is 0 and the result is
+/// [`Moments`]' bit for bit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct WideMoments {
+    moments: Moments,
+    scale: i16,
+}
+
+/// Largest magnitude a value has in [`WideMoments`] units: its squared deviations, times any
+/// count, stay far below `f64::MAX` (2¹⁰²⁴).
+const WIDE_LIMIT: f64 = 1.2e134; // about 2^445
+
+impl WideMoments {
+    pub fn count(&self) -> u64 {
+        self.moments.count
+    }
+
+    pub fn add(&mut self, x: f64) {
+        let unit = self.unit();
+        if (x / unit).abs() > WIDE_LIMIT {
+            self.rescale(Self::scale_for(x));
+        }
+        self.moments.add(x / self.unit());
+    }
+
+    pub fn merge(&mut self, other: &WideMoments) {
+        let mut other = *other;
+        let scale = self.scale.max(other.scale);
+        self.rescale(scale);
+        other.rescale(scale);
+        self.moments.merge(&other.moments);
+    }
+
+    /// The mean, finite for any finite values.
+    pub fn mean(&self) -> f64 {
+        (self.moments.mean * self.unit()).clamp(-f64::MAX, f64::MAX)
+    }
+
+    /// Sample standard deviation; `None` below two values. Infinite only when the true one is
+    /// beyond the f64 range.
+    pub fn sample_stddev(&self) -> Option<f64> {
+        self.moments.sample_stddev().map(|s| s * self.unit())
+    }
+
+    fn unit(&self) -> f64 {
+        2f64.powi(i32::from(self.scale))
+    }
+
+    /// The scale that brings `x` well within [`WIDE_LIMIT`].
+    fn scale_for(x: f64) -> i16 {
+        ((x.abs() / WIDE_LIMIT).log2().ceil() as i16).saturating_add(32)
+    }
+
+    fn rescale(&mut self, scale: i16) {
+        if scale <= self.scale {
+            return;
+        }
+        let shift = i32::from(scale - self.scale);
+        self.moments.mean *= 2f64.powi(-shift);
+        self.moments.m2 *= 2f64.powi(-2 * shift);
+        self.scale = scale;
+    }
+}
+
 /// Least-squares line through the points of a sliding time range.
 ///
 /// Times are taken in seconds relative to the first point ever added, so their squares stay
@@ -275,6 +344,48 @@ impl Ewma {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Values near the edge of the f64 range: a finite mean and the right standard deviation,
+    /// also when merged; ordinary values as plain Welford has them, bit for bit.
+    #[test]
+    fn wide_moments_stay_finite_where_welford_overflows() {
+        let big = f64::MAX / 2.0;
+        let values = [big, big, -big, big, big];
+        let mut wide = WideMoments::default();
+        for &x in &values {
+            wide.add(x);
+        }
+        // Exactly, in units of `big`: values 1, 1, -1, 1, 1: mean 0.6, sample variance 0.8.
+        assert!((wide.mean() / big - 0.6).abs() < 1e-12, "{}", wide.mean());
+        let stddev = wide.sample_stddev().unwrap();
+        assert!((stddev / big - 0.8f64.sqrt()).abs() < 1e-12, "{stddev}");
+        let mut plain = Moments::default();
+        for &x in &values {
+            plain.add(x);
+        }
+        assert!(!plain.mean.is_finite() || plain.sample_stddev() != Some(stddev));
+
+        let (mut left, mut right) = (WideMoments::default(), WideMoments::default());
+        for (i, &x) in values.iter().enumerate() {
+            if i < 2 {
+                left.add(x)
+            } else {
+                right.add(x)
+            }
+        }
+        left.merge(&right);
+        assert!((left.mean() / big - 0.6).abs() < 1e-12);
+        assert!((left.sample_stddev().unwrap() / big - 0.8f64.sqrt()).abs() < 1e-12);
+
+        let ordinary = [1.5, -2.25, 3.0e10, 7.0, 1e-300];
+        let (mut wide, mut plain) = (WideMoments::default(), Moments::default());
+        for &x in &ordinary {
+            wide.add(x);
+            plain.add(x);
+        }
+        assert_eq!(wide.mean().to_bits(), plain.mean.to_bits());
+        assert_eq!(wide.sample_stddev(), plain.sample_stddev());
+    }
 
     fn close(a: f64, b: f64) -> bool {
         (a - b).abs() <= 1e-9 * (1.0 + a.abs().max(b.abs()))

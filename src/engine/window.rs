@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::stats::Moments;
+use super::stats::WideMoments;
 use super::time::SeriesTimers;
 use super::{Accepted, LogOrder, Operator};
 use crate::config::{Duration, Invalid};
@@ -60,11 +60,20 @@ impl WindowSpec {
                         ),
                     ));
                 }
-                if size.ms() / gcd(size.ms(), slide.ms()) > MAX_PANES {
+                let pane = gcd(size.ms(), slide.ms());
+                if size.ms() / pane > MAX_PANES {
+                    let pane = Duration::from_ms(pane).unwrap_or(Duration::ZERO);
                     return Err(Invalid::new(
                         "slide",
-                        "size and slide share too small a common step (over 10000 panes per \
-                         window); make size a multiple of slide",
+                        format!(
+                            "a window of {size} sliding by {slide} is kept as {} panes of \
+                             {pane} (the longest step both are multiples of), more than the \
+                             {MAX_PANES} allowed: use a longer slide (at least {}) or a size \
+                             and slide with a longer common step",
+                            size.ms() / pane.ms().max(1),
+                            Duration::from_ms((size.ms() + MAX_PANES - 1) / MAX_PANES)
+                                .unwrap_or(size),
+                        ),
                     ));
                 }
                 Ok(())
@@ -78,7 +87,7 @@ impl WindowSpec {
 /// Count, sum, mean, min, max, sample stddev, first and last of a set of events.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Aggregate {
-    moments: Moments,
+    moments: WideMoments,
     sum: f64,
     min: f64,
     max: f64,
@@ -89,7 +98,7 @@ pub struct Aggregate {
 
 impl Aggregate {
     pub fn of(ts: i64, seq: LogOrder, value: f64) -> Self {
-        let mut moments = Moments::default();
+        let mut moments = WideMoments::default();
         moments.add(value);
         Aggregate {
             moments,
@@ -142,9 +151,13 @@ impl Aggregate {
             kind,
             window_start,
             window_end,
-            count: self.moments.count,
+            count: self.moments.count(),
             sum: self.sum,
-            mean: self.sum / self.moments.count as f64,
+            // The sum of finite values can overflow; their mean cannot.
+            mean: match self.sum.is_finite() {
+                true => self.sum / self.moments.count() as f64,
+                false => self.moments.mean(),
+            },
             min: self.min,
             max: self.max,
             stddev: self.moments.sample_stddev(),
@@ -563,6 +576,32 @@ mod tests {
                 other => panic!("unexpected {other:?}"),
             })
             .collect()
+    }
+
+    /// Finite values whose sum overflows: the sum is infinite (it is not representable), but
+    /// the mean and the standard deviation are the values', not infinity and 0.
+    #[test]
+    fn a_window_whose_sum_overflows_keeps_a_finite_mean_and_the_right_stddev() {
+        let mut op = AlignedWindows::tumbling("s".into(), 10);
+        let mut out = Vec::new();
+        let third = f64::MAX / 3.0;
+        feed(
+            &mut op,
+            &[(1, f64::MAX), (2, f64::MAX), (3, third)],
+            &mut out,
+        );
+        op.on_watermark(i64::MAX, &mut out);
+        let Some(Record::Window(w)) = out.first() else {
+            panic!("{out:?}")
+        };
+        assert_eq!(w.sum, f64::INFINITY);
+        // In units of MAX / 3: 3, 3, 1: mean 7/3, sample variance 4/3.
+        assert!((w.mean / third - 7.0 / 3.0).abs() < 1e-12, "{}", w.mean);
+        let stddev = w.stddev.unwrap();
+        assert!(
+            (stddev / third - (4.0f64 / 3.0).sqrt()).abs() < 1e-12,
+            "{stddev}"
+        );
     }
 
     #[test]
