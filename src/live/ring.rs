@@ -9,6 +9,9 @@
 //!   rounded time, so the error does not carry on). A longer gap than 97 days empties the ring.
 //! - The value and the expectation are `f32`: seven significant digits, more than a chart's
 //!   pixels resolve (the series' last point is kept in full, for the figures the pages print).
+//!   A ring that holds a number beyond the `f32` range (3.4e38) keeps them all in units of a
+//!   power of two (its `scale`), so that none of them becomes infinite; until then, and once
+//!   such points have left, the unit is 1.
 //! - The band's half width is a `bf16` (within 0.4 %): the band is symmetric around the
 //!   expectation (`anomaly::Assessment`), so one number gives both edges. The flags take no
 //!   bytes of their own: NaN for the expectation says there is none, and the half width is
@@ -131,26 +134,69 @@ impl Packed {
         }
     }
 
-    fn value(&self) -> f64 {
-        f64::from(self.value)
+    /// The value, in the ring's units of `unit` (a power of two, see [`PointRing::scale`]).
+    fn value(&self, unit: f64) -> f64 {
+        in_units(f64::from(self.value), unit)
     }
 
-    fn decode(&self, ts: i64, sma: Option<f64>, ewma: f64) -> ChartPoint {
+    fn decode(&self, ts: i64, sma: Option<f64>, ewma: f64, unit: f64) -> ChartPoint {
         let expected = Some(self.expected).filter(|e| !e.is_nan()).map(f64::from);
         let width = self.width.to_bits();
         let half_width = Some(bf16::from_bits(width & !SIGN).to_f64()).filter(|w| !w.is_nan());
-        let short = |x: f64| widen(x as f32);
+        // Rounded to the digits an f32 holds, in the ring's units.
+        let short = |x: f64| in_units(widen((x / unit) as f32), unit);
+        let shown = |x: f64| in_units(widen(x as f32), unit);
         ChartPoint {
             ts,
-            value: widen(self.value),
+            value: in_units(widen(self.value), unit),
             sma: sma.map(short),
             ewma: short(ewma),
-            lower: expected.zip(half_width).map(|(e, w)| short(e - w)),
-            upper: expected.zip(half_width).map(|(e, w)| short(e + w)),
-            expected: expected.map(short),
+            lower: expected.zip(half_width).map(|(e, w)| shown(e - w)),
+            upper: expected.zip(half_width).map(|(e, w)| shown(e + w)),
+            expected: expected.map(shown),
             anomaly: width & SIGN != 0,
         }
     }
+
+    /// The largest magnitude the point holds (value, expectation, band), in ring units.
+    fn magnitude(&self) -> f64 {
+        let width = bf16::from_bits(self.width.to_bits() & !SIGN).to_f64();
+        [f64::from(self.value), f64::from(self.expected), width]
+            .into_iter()
+            .filter(|x| !x.is_nan())
+            .fold(0.0, |max, x| max.max(x.abs()))
+    }
+
+    /// The same point in units `2^shift` times larger.
+    fn rescaled(self, shift: i32) -> Packed {
+        let factor = 2f64.powi(-shift);
+        let bits = self.width.to_bits();
+        let width = bf16::from_f64(bf16::from_bits(bits & !SIGN).to_f64() * factor);
+        Packed {
+            gap: self.gap,
+            value: (f64::from(self.value) * factor) as f32,
+            expected: (f64::from(self.expected) * factor) as f32,
+            width: bf16::from_bits(width.to_bits() | (bits & SIGN)),
+        }
+    }
+}
+
+/// Largest magnitude a ring keeps in its current units: below `f32::MAX` (2¹²⁸), with room for
+/// the band's edges (expectation ± width) and the SMA's sums.
+const LARGEST_IN_UNITS: f64 = (1u128 << 120) as f64;
+
+/// `x` ring units of `unit` each, as a number: within the f64 range, where rounding to an
+/// `f32` may have carried the largest numbers just past it.
+fn in_units(x: f64, unit: f64) -> f64 {
+    (x * unit).clamp(-f64::MAX, f64::MAX)
+}
+
+/// The ring scale (a power of two) that keeps `magnitude` at most [`LARGEST_IN_UNITS`].
+fn scale_for(magnitude: f64) -> i32 {
+    if magnitude <= LARGEST_IN_UNITS || !magnitude.is_finite() {
+        return 0;
+    }
+    (magnitude / LARGEST_IN_UNITS).log2().ceil() as i32
 }
 
 /// The 3-byte code of a gap of `ms` (not negative) and the gap it decodes to; `None` beyond
@@ -183,6 +229,9 @@ pub struct PointRing {
     /// How many of the oldest points are held only as the SMA's history, not shown.
     hidden: usize,
     points: VecDeque<Packed>,
+    /// The points' numbers are in units of 2^scale: 0 unless one of them is beyond what an
+    /// `f32` holds.
+    scale: i32,
 }
 
 impl PointRing {
@@ -212,6 +261,7 @@ impl PointRing {
         if lines != self.lines {
             // The SMA and EWMA of the points held were taken otherwise: start again.
             self.points.clear();
+            self.scale = 0;
             self.lines = lines;
         }
         let room = capacity + lines.history();
@@ -228,6 +278,7 @@ impl PointRing {
             // The first point, or one too far from the others to share a ring with them.
             None => {
                 self.points.clear();
+                self.scale = 0;
                 self.first = p.ts;
                 self.last = p.ts;
                 self.front_ewma = p.ewma;
@@ -241,17 +292,60 @@ impl PointRing {
             self.make_resident();
         }
         let half_width = p.upper.zip(p.expected).map(|(upper, e)| (upper - e).abs());
-        let mut width = half_width.map_or(bf16::NAN, bf16::from_f64).to_bits() & !SIGN;
+        let largest = [Some(p.value), p.expected, half_width]
+            .into_iter()
+            .flatten()
+            .fold(0.0f64, |max, x| max.max(x.abs()));
+        let needed = scale_for(largest);
+        if needed > self.scale {
+            self.rescale(needed);
+        }
+        let unit = self.unit();
+        let mut width = half_width
+            .map_or(bf16::NAN, |w| bf16::from_f64(w / unit))
+            .to_bits()
+            & !SIGN;
         if p.anomaly {
             width |= SIGN;
         }
         self.points.push_back(Packed {
             gap,
-            value: p.value as f32,
-            expected: p.expected.map_or(f32::NAN, |e| e as f32),
+            value: (p.value / unit) as f32,
+            expected: p.expected.map_or(f32::NAN, |e| (e / unit) as f32),
             width: bf16::from_bits(width),
         });
         self.hidden = self.points.len().saturating_sub(capacity);
+        if self.scale > 0 {
+            // The points that needed the larger units may have left.
+            self.shrink_scale();
+        }
+    }
+
+    /// What one of the points' units is worth: 2^scale.
+    fn unit(&self) -> f64 {
+        2f64.powi(self.scale)
+    }
+
+    /// Keeps the points in units of 2^`scale` from now on.
+    fn rescale(&mut self, scale: i32) {
+        let shift = scale - self.scale;
+        for p in &mut self.points {
+            *p = p.rescaled(shift);
+        }
+        self.scale = scale;
+    }
+
+    /// Goes back to the smallest units the points held allow.
+    fn shrink_scale(&mut self) {
+        // In ring units: the largest number itself may be just beyond the f64 range.
+        let largest = self.points.iter().fold(0.0f64, |m, p| m.max(p.magnitude()));
+        let needed = match largest > 0.0 {
+            true => (self.scale + (largest / LARGEST_IN_UNITS).log2().ceil() as i32).max(0),
+            false => 0,
+        };
+        if needed < self.scale {
+            self.rescale(needed);
+        }
     }
 
     /// Shows at most `capacity` points, drops the history beyond that, and gives the memory
@@ -267,12 +361,13 @@ impl PointRing {
     }
 
     fn drop_oldest_beyond(&mut self, room: usize) {
+        let unit = self.unit();
         while self.points.len() > room {
             self.points.pop_front();
             if let Some(oldest) = self.points.front() {
                 self.first += oldest.gap_ms();
                 self.front_ewma =
-                    Ewma::step(self.lines.ewma_alpha, self.front_ewma, oldest.value());
+                    Ewma::step(self.lines.ewma_alpha, self.front_ewma, oldest.value(unit));
             }
         }
     }
@@ -298,6 +393,7 @@ impl PointRing {
     /// The last `n` points shown as `(ts, value)`, for a sparkline.
     pub fn last_values(&self, n: usize) -> Vec<(i64, f64)> {
         let mut ts = self.last;
+        let unit = self.unit();
         let mut values: Vec<(i64, f64)> = self
             .points
             .iter()
@@ -305,7 +401,7 @@ impl PointRing {
             .rev()
             .take(n)
             .map(|p| {
-                let point = (ts, widen(p.value));
+                let point = (ts, in_units(widen(p.value), unit));
                 ts -= p.gap_ms();
                 point
             })
@@ -330,12 +426,13 @@ impl Iterator for Points<'_> {
 
     fn next(&mut self) -> Option<ChartPoint> {
         let ring = self.ring;
+        let unit = ring.unit();
         loop {
             let i = self.next;
             let p = ring.points.get(i)?;
             if i > 0 {
                 self.ts += p.gap_ms();
-                self.ewma = Ewma::step(ring.lines.ewma_alpha, self.ewma, p.value());
+                self.ewma = Ewma::step(ring.lines.ewma_alpha, self.ewma, p.value(unit));
             }
             self.next += 1;
             if i < ring.hidden {
@@ -345,10 +442,15 @@ impl Iterator for Points<'_> {
             // Summed afresh for each point, not as a running sum: subtracting a large value
             // that left the window would cancel the small ones that follow.
             let sma = (i + 1 >= k).then(|| {
-                let sum: f64 = ring.points.range(i + 1 - k..=i).map(Packed::value).sum();
-                sum / k as f64
+                // In the ring's units, where no sum of its values can overflow.
+                let sum: f64 = ring
+                    .points
+                    .range(i + 1 - k..=i)
+                    .map(|p| f64::from(p.value))
+                    .sum();
+                sum / k as f64 * unit
             });
-            return Some(p.decode(self.ts, sma, self.ewma));
+            return Some(p.decode(self.ts, sma, self.ewma, unit));
         }
     }
 
@@ -413,6 +515,40 @@ mod tests {
             "[2.1,2.1,2.1,2.2,2.7]"
         );
         assert_eq!(ring.last_values(1), [(0, 2.1)]);
+    }
+
+    /// Numbers beyond the f32 range are shown (to f32 precision), not as infinities; the ring
+    /// goes back to plain units once they have left, and small numbers show exactly again.
+    #[test]
+    fn numbers_beyond_the_f32_range_are_kept_finite() {
+        let lines = lines(3, 0.5);
+        for values in [&[1e39, -2e39, 5e38, 7.0][..], &[f64::MAX, -f64::MAX, 1e300]] {
+            let mut ring = PointRing::default();
+            for (i, &v) in values.iter().enumerate() {
+                let band = Some((v / 2.0, v.abs() / 4.0));
+                ring.push(&record(i as i64 * 1000, v, band), 10, lines);
+            }
+            let points: Vec<ChartPoint> = ring.iter().collect();
+            for (point, &expected) in points.iter().zip(values) {
+                assert!(point.value.is_finite(), "{point:?}");
+                let error = ((point.value - expected) / expected).abs();
+                assert!(error < 1e-6, "{expected} shown as {}", point.value);
+                assert!(point.ewma.is_finite(), "{point:?}");
+                assert!(point.expected.is_some_and(f64::is_finite), "{point:?}");
+                assert!(point.upper.is_some_and(f64::is_finite), "{point:?}");
+            }
+            assert!(points[2].sma.is_some_and(f64::is_finite), "{:?}", points[2]);
+            let (_, last) = ring.last_values(1)[0];
+            let newest = values[values.len() - 1];
+            assert!(((last - newest) / newest).abs() < 1e-6, "{last}");
+            // Ordinary points push the large ones out (the history too): plain units, small
+            // values exact.
+            for i in 4..17 {
+                ring.push(&record(i * 1000, 0.1 * i as f64, None), 10, lines);
+            }
+            assert_eq!(ring.scale, 0);
+            assert_eq!(ring.iter().last().unwrap().value, 1.6);
+        }
     }
 
     #[test]
