@@ -67,17 +67,33 @@ impl std::str::FromStr for Duration {
     }
 }
 
+/// As the config file writes it, in days at most: `"365d"`, `"1h 30m"`, `"52m 33s 600ms"`
+/// (humantime's own output has months of 30.44 days: "11months 30days 3h 50m 24s").
 impl fmt::Display for Duration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.0 == 0 {
             return f.write_str("0s");
         }
-        let ms = self.0 as u64;
-        write!(
-            f,
-            "{}",
-            humantime::format_duration(std::time::Duration::from_millis(ms))
-        )
+        const UNITS: [(i64, &str); 5] = [
+            (86_400_000, "d"),
+            (3_600_000, "h"),
+            (60_000, "m"),
+            (1_000, "s"),
+            (1, "ms"),
+        ];
+        let mut left = self.0;
+        let mut first = true;
+        for (size, name) in UNITS {
+            if left >= size {
+                if !first {
+                    f.write_str(" ")?;
+                }
+                write!(f, "{}{name}", left / size)?;
+                left %= size;
+                first = false;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -139,6 +155,9 @@ mod tests {
     fn text_in_toml_and_json_milliseconds_in_binary() {
         let d = Duration(90_000);
         assert_eq!(d.to_string(), "1m 30s");
+        for text in ["365d", "1d 1h", "52m 33s 600ms", "500ms", "2h"] {
+            assert_eq!(text.parse::<Duration>().unwrap().to_string(), text);
+        }
         assert_eq!(serde_json::to_string(&d).unwrap(), "\"1m 30s\"");
         assert_eq!(serde_json::from_str::<Duration>("\"1m 30s\"").unwrap(), d);
         let bytes = postcard::to_allocvec(&d).unwrap();
