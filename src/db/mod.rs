@@ -16,7 +16,7 @@ mod store;
 pub use self::checkpoints::DbCheckpoints;
 pub(crate) use self::store::{alert_of, ALERT_COLUMNS};
 pub use self::store::{
-    Acknowledgement, AlertCursor, AlertFilter, Store, VerdictFilter, VerdictShare,
+    AckEntry, Acknowledgement, AlertCursor, AlertFilter, Store, VerdictFilter, VerdictShare,
 };
 
 use sqlx::any::AnyPoolOptions;

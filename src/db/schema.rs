@@ -153,6 +153,21 @@ CREATE TABLE IF NOT EXISTS checkpoint_chunks (
 );
 ALTER TABLE checkpoints ADD COLUMN engine_chunks BIGINT
 "#,
+    // Every acknowledgement of an alert, not only the last (which the alert row keeps): who
+    // looked, when, what they said and judged. The acknowledgements from before are the rows'.
+    r#"
+CREATE TABLE IF NOT EXISTS acknowledgements (
+    alert_id TEXT NOT NULL,
+    acked_at BIGINT NOT NULL,
+    acked_by TEXT NOT NULL,
+    note TEXT,
+    verdict TEXT
+);
+CREATE INDEX IF NOT EXISTS acknowledgements_by_alert ON acknowledgements (alert_id, acked_at);
+INSERT INTO acknowledgements (alert_id, acked_at, acked_by, note, verdict)
+    SELECT id, acked_at, acked_by, note, verdict FROM alerts
+    WHERE acked_at IS NOT NULL AND acked_by IS NOT NULL
+"#,
 ];
 
 /// Key of the PostgreSQL advisory lock migrations hold: instances starting together (a

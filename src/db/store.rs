@@ -31,6 +31,15 @@ pub struct Acknowledgement<'a> {
     pub at: i64,
 }
 
+/// One acknowledgement of an alert, as its history keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AckEntry {
+    pub at: i64,
+    pub by: String,
+    pub note: Option<String>,
+    pub verdict: Option<Verdict>,
+}
+
 /// Which alerts by their verdict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VerdictFilter {
@@ -293,6 +302,50 @@ impl Store {
             .map_err(|e| self.error(e))
     }
 
+    /// Every acknowledgement of each of `alert_ids`, oldest first.
+    pub async fn acknowledgements(
+        &self,
+        alert_ids: &[String],
+    ) -> Result<HashMap<String, Vec<AckEntry>>, DbError> {
+        let mut history: HashMap<String, Vec<AckEntry>> = HashMap::new();
+        if alert_ids.is_empty() {
+            return Ok(history);
+        }
+        let placeholders: Vec<String> = (1..=alert_ids.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT alert_id, acked_at, acked_by, note, verdict FROM acknowledgements \
+             WHERE alert_id IN ({}) ORDER BY alert_id, acked_at",
+            placeholders.join(", ")
+        );
+        let mut query = sqlx::query(&sql);
+        for id in alert_ids {
+            query = query.bind(id.clone());
+        }
+        let rows = query
+            .fetch_all(self.db.pool())
+            .await
+            .map_err(|e| self.error(e))?;
+        for row in &rows {
+            let entry = (|| -> Result<(String, AckEntry), sqlx::Error> {
+                Ok((
+                    row.try_get(0)?,
+                    AckEntry {
+                        at: row.try_get(1)?,
+                        by: row.try_get(2)?,
+                        note: row.try_get(3)?,
+                        verdict: row
+                            .try_get::<Option<String>, _>(4)?
+                            .map(|v| parse_named(&v, "acknowledgements.verdict"))
+                            .transpose()?,
+                    },
+                ))
+            })()
+            .map_err(|e| self.error(e))?;
+            history.entry(entry.0).or_default().push(entry.1);
+        }
+        Ok(history)
+    }
+
     /// Stores an acknowledgement; `None` when there is no alert with this id. An open alert
     /// becomes acknowledged; a resolved one stays resolved but records who looked at it.
     pub async fn acknowledge(
@@ -341,6 +394,18 @@ impl Store {
                 .await
                 .map_err(|e| self.error(e))?;
             alerts.push(alert_of(&row).map_err(|e| self.error(e))?);
+            sqlx::query(
+                "INSERT INTO acknowledgements (alert_id, acked_at, acked_by, note, verdict) \
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(id.to_owned())
+            .bind(ack.at)
+            .bind(ack.by.to_owned())
+            .bind(ack.note.map(str::to_owned))
+            .bind(ack.verdict.map(Verdict::as_str))
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.error(e))?;
             // The acknowledgement's notifications commit with it.
             outbox::enqueue(&mut tx, &self.notify, id, Event::Acknowledged, ack.at, true)
                 .await

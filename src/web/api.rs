@@ -13,7 +13,7 @@ use super::auth::Principal;
 use super::listing::{self, ListQuery};
 use super::{check_same_origin, AppState, WebError, NOTE_LIMIT};
 use crate::clock::now_ms;
-use crate::db::{Acknowledgement, AlertCursor, AlertFilter, VerdictFilter};
+use crate::db::{AckEntry, Acknowledgement, AlertCursor, AlertFilter, VerdictFilter};
 use crate::live::SeriesView;
 use crate::names::UnknownName;
 use crate::record::PointRecord;
@@ -210,7 +210,15 @@ impl AlertQuery {
                         .map_err(|e: String| WebError::BadRequest(format!("before: {e}")))?,
                 ),
             },
-            limit: self.limit.unwrap_or(default).clamp(1, MAX_ALERTS),
+            limit: match self.limit {
+                None => default,
+                Some(limit) if (1..=MAX_ALERTS).contains(&limit) => limit,
+                Some(limit) => {
+                    return Err(WebError::BadRequest(format!(
+                        "limit: between 1 and {MAX_ALERTS}, not {limit}"
+                    )))
+                }
+            },
         })
     }
 
@@ -272,6 +280,17 @@ pub async fn alert_notifications(
     })?;
     let mut deliveries = store.deliveries(std::slice::from_ref(&id)).await?;
     Ok(Json(deliveries.remove(&id).unwrap_or_default()))
+}
+
+/// `GET /api/alerts/{id}/acknowledgements`: every acknowledgement of the alert, oldest first
+/// (the alert itself shows only the last).
+pub async fn alert_acknowledgements(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<AckEntry>>, WebError> {
+    let store = store_of(&state)?;
+    let mut history = store.acknowledgements(std::slice::from_ref(&id)).await?;
+    Ok(Json(history.remove(&id).unwrap_or_default()))
 }
 
 /// One page of alerts: from the store when there is one, else from the live view's newest.

@@ -10,11 +10,11 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::Form;
 
 use super::api::{list_alerts, AlertQuery};
-use super::auth::{safe_next, session_cookie};
+use super::auth::safe_next;
 use super::listing::{self, ListQuery};
 use super::{asset_cache, check_same_origin, AppState, WebError};
 use crate::clock::{format_ms, now_ms};
-use crate::db::AlertFilter;
+use crate::db::{AckEntry, AlertFilter};
 use crate::live::{Dashboard, RecentWindow, SeriesView, RECENT_WINDOWS};
 use crate::pipeline::StreamProgress;
 use crate::record::{
@@ -177,7 +177,12 @@ pub struct AlertRow {
     pub severity: &'static str,
     pub state: &'static str,
     pub acked: String,
+    /// When the last acknowledgement was (epoch ms), empty without one: the page script
+    /// tells a new acknowledgement from the one shown by it.
+    pub acked_at: String,
     pub note: String,
+    /// The acknowledgements before the last, oldest first, each as one line.
+    pub earlier_acks: Vec<String>,
     /// `real`, `false_alarm` or empty, and how to show it.
     pub verdict: &'static str,
     pub verdict_text: &'static str,
@@ -189,6 +194,30 @@ pub struct AlertRow {
 }
 
 impl AlertRow {
+    /// Adds the acknowledgements before the last one (the row shows the last itself).
+    fn with_history(mut self, history: Option<&Vec<AckEntry>>) -> AlertRow {
+        let Some((_last, earlier)) = history.and_then(|h| h.split_last()) else {
+            return self;
+        };
+        self.earlier_acks = earlier
+            .iter()
+            .map(|ack| {
+                let mut line = format!("{}, {}", ack.by, format_ms(ack.at));
+                if let Some(verdict) = ack.verdict {
+                    line += match verdict {
+                        Verdict::Real => ": real",
+                        Verdict::FalseAlarm => ": false alarm",
+                    };
+                }
+                if let Some(note) = &ack.note {
+                    line += &format!(" — {note}");
+                }
+                line
+            })
+            .collect();
+        self
+    }
+
     /// Adds how the alert's notifications went: delivered, or still being retried and why.
     fn with_deliveries(mut self, deliveries: Option<&Vec<NotificationDelivery>>) -> AlertRow {
         let Some(deliveries) = deliveries.filter(|d| !d.is_empty()) else {
@@ -426,10 +455,13 @@ pub async fn alerts(
         Some(store) => store.verdicts().await?,
         None => Vec::new(),
     };
-    let deliveries = match &state.store {
+    let (deliveries, history) = match &state.store {
         Some(store) => {
             let ids: Vec<String> = alerts.iter().map(|a| a.id.clone()).collect();
-            store.deliveries(&ids).await?
+            (
+                store.deliveries(&ids).await?,
+                store.acknowledgements(&ids).await?,
+            )
         }
         None => Default::default(),
     };
@@ -440,7 +472,11 @@ pub async fn alerts(
             let dashboard = state.live.read();
             alerts
                 .iter()
-                .map(|a| alert_row(&dashboard, a).with_deliveries(deliveries.get(&a.id)))
+                .map(|a| {
+                    alert_row(&dashboard, a)
+                        .with_deliveries(deliveries.get(&a.id))
+                        .with_history(history.get(&a.id))
+                })
                 .collect()
         },
         newest: filter.before.is_none(),
@@ -493,6 +529,7 @@ fn alert_row(dashboard: &Dashboard, a: &AlertRecord) -> AlertRow {
             (Some(by), Some(at)) => format!("{by}, {}", format_ms(at)),
             _ => String::new(),
         },
+        acked_at: a.acked_at.map(|at| at.to_string()).unwrap_or_default(),
         note: a.note.clone().unwrap_or_default(),
         verdict,
         verdict_text,
@@ -1030,7 +1067,10 @@ pub async fn login(
     };
     match state.auth.login(&form.token, &name) {
         Ok(session) => Ok((
-            [(header::SET_COOKIE, session_cookie(Some(&session)))],
+            [(
+                header::SET_COOKIE,
+                state.auth.session_cookie(Some(&session)),
+            )],
             Redirect::to(&next),
         )
             .into_response()),
@@ -1057,7 +1097,7 @@ pub async fn logout(
     check_same_origin(&headers)?;
     state.auth.logout(&headers);
     Ok((
-        [(header::SET_COOKIE, session_cookie(None))],
+        [(header::SET_COOKIE, state.auth.session_cookie(None))],
         Redirect::to("/"),
     )
         .into_response())

@@ -6,17 +6,41 @@ import { acked, band, number, score, signed, time, verdictText, why } from "./fo
 import { notice, rowFrom, toLogin } from "./chrome.js";
 import { alertSpark, recent } from "./spark.js";
 
+/**
+ * The row's list of earlier acknowledgements, with the one it showed until now added when
+ * `alert` carries a newer one: the cell shows the last, the list every one before it.
+ */
+function earlierAcks(cell, alert) {
+  let history = cell.querySelector("details.ack-history");
+  const shownAt = cell.dataset.ackedAt;
+  if (shownAt && alert.acked_at != null && String(alert.acked_at) !== shownAt) {
+    const verdict = cell.querySelector(":scope > .verdict")?.textContent;
+    const note = cell.querySelector(":scope > small")?.textContent;
+    const line = `${cell.firstChild?.textContent?.trim() ?? ""}${verdict ? `: ${verdict}` : ""}${note ? ` — ${note}` : ""}`;
+    if (!history) {
+      history = Object.assign(document.createElement("details"), { className: "ack-history" });
+      history.append(document.createElement("summary"), document.createElement("ol"));
+    }
+    history.querySelector("ol").append(Object.assign(document.createElement("li"), { textContent: line }));
+    history.querySelector("summary").textContent = `${history.querySelectorAll("li").length} earlier`;
+  }
+  if (alert.acked_at != null) cell.dataset.ackedAt = alert.acked_at;
+  return history;
+}
+
 /** The state, acknowledgement, verdict and note cells of an alert's row. */
 function stateCells(row, alert) {
   row.className = alert.state;
   row.querySelector(".state-name").textContent = alert.state;
   const cell = row.querySelector(".acked");
+  const history = earlierAcks(cell, alert);
   cell.textContent = acked(alert);
   if (alert.verdict) {
     cell.append(" ", Object.assign(document.createElement("span"), { className: `verdict ${alert.verdict}`, textContent: verdictText[alert.verdict] }));
     row.querySelectorAll("button.judge").forEach((b) => b.remove());
   }
   if (alert.note) cell.append(document.createElement("br"), Object.assign(document.createElement("small"), { textContent: alert.note }));
+  if (history) cell.append(history);
   if (alert.state !== "open") {
     row.querySelector("button.ack")?.remove();
     row.querySelector("input.pick")?.remove();
