@@ -26,12 +26,19 @@ use tracing_subscriber::EnvFilter;
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 #[derive(Debug, Parser)]
-#[command(name = "tidewatch", version, about)]
+#[command(
+    name = "tidewatch",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
 struct Cli {
-    /// Without a command: `serve` the built-in demo pipeline (demo source → ./tidewatch.db)
-    /// with the dashboard on http://127.0.0.1:8080, until Ctrl-C.
+    /// Without a command: `serve` (the built-in demo pipeline, demo source → ./tidewatch.db,
+    /// with the dashboard on http://127.0.0.1:8080, until Ctrl-C).
     #[command(subcommand)]
     command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -51,6 +58,18 @@ struct ServeArgs {
     /// Allow a non-loopback address without an auth token.
     #[arg(long)]
     insecure: bool,
+    /// A host name the dashboard answers to besides localhost and IP addresses (repeat, or
+    /// separate by commas); adds to web.allowed_hosts.
+    #[arg(
+        long = "allowed-host",
+        env = "TIDEWATCH_ALLOWED_HOSTS",
+        value_delimiter = ','
+    )]
+    allowed_hosts: Vec<String>,
+    /// Mark the session cookie Secure (a TLS proxy serves the dashboard); as
+    /// web.secure_cookies.
+    #[arg(long, env = "TIDEWATCH_SECURE_COOKIES")]
+    secure_cookies: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -184,17 +203,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
         Some(command) => run(command),
-        None => serve(ServeArgs {
-            config: None,
-            listen: std::env::var("TIDEWATCH_LISTEN")
-                .ok()
-                .and_then(|l| l.parse().ok())
-                .unwrap_or_else(|| ([127, 0, 0, 1], 8080).into()),
-            auth_token: std::env::var("TIDEWATCH_AUTH_TOKEN").ok(),
-            auth_read: std::env::var("TIDEWATCH_AUTH_READ")
-                .is_ok_and(|v| matches!(v.trim(), "1" | "true" | "yes" | "on")),
-            insecure: false,
-        }),
+        None => serve(cli.serve),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -243,6 +252,13 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         );
     }
     web::check_listen(args.listen, token.is_some(), args.insecure)?;
+    let mut web_config = config.web.clone();
+    web_config.secure_cookies |= args.secure_cookies;
+    for host in args.allowed_hosts.iter().filter(|h| !h.trim().is_empty()) {
+        web::check_allowed_host(host.trim())
+            .map_err(|e| anyhow::anyhow!("--allowed-host {host:?}: {}", e.message))?;
+        web_config.allowed_hosts.push(host.trim().to_owned());
+    }
     let stop = stop_on_signals()?;
     let live = LiveState::for_config(&config);
     let mut outputs = Outputs::build(&config)?;
@@ -286,11 +302,16 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             Pipeline::open(&config, outputs, mode).and_then(Pipeline::run)
         })
         .context("starting the pipeline thread")?;
-    let state = web::AppState::new(
-        live,
-        store,
-        web::auth::Auth::new(token.as_deref(), protect_reads),
-    );
+    if !args.listen.ip().is_loopback() && web_config.allowed_hosts.is_empty() {
+        tracing::warn!(
+            listen = %args.listen,
+            "Browsers that reach the dashboard by a host name (not an IP address) are refused \
+             until it is listed in web.allowed_hosts (or --allowed-host)."
+        );
+    }
+    let auth = web::auth::Auth::new(token.as_deref(), protect_reads)
+        .with_secure_cookies(web_config.secure_cookies);
+    let state = web::AppState::new(live, store, auth).with_web(web_config);
     let server_stop = stop.clone();
     runtime.block_on(web::serve(listener, state, async move {
         while !server_stop.load(std::sync::atomic::Ordering::Relaxed) {

@@ -117,6 +117,9 @@ pub struct Config {
     pub checkpoint: CheckpointConfig,
     #[serde(default)]
     pub auth: AuthConfig,
+    /// How the dashboard is served: host names, cookies, connection limits.
+    #[serde(default)]
+    pub web: crate::web::WebConfig,
     #[serde(default)]
     pub live: crate::live::LiveConfig,
     #[serde(default)]
@@ -297,6 +300,7 @@ impl Config {
             return Err(Invalid::new("checkpoint.pipeline", "must not be empty"));
         }
         self.live.validate()?;
+        self.web.validate().map_err(|e| e.under("web"))?;
         self.engine.validate().map_err(|e| e.under("engine"))?;
         self.validate_notify()
     }
@@ -686,6 +690,17 @@ path = "out/"
         assert!(error_of(&no_id).starts_with("streams[0].dedup:"));
         let fmt = ISSUE_EXAMPLE.replace("\"epoch_ms\"", "\"julian\"");
         assert!(error_of(&fmt).starts_with("streams[0].fields.time_format:"));
+        let fine = ISSUE_EXAMPLE.replace(
+            "size = \"1m\", slide = \"10s\"",
+            "size = \"365d\", slide = \"1ms\"",
+        );
+        let msg = error_of(&fine);
+        assert!(
+            msg.starts_with("streams[0].windows[1].slide: a window of 365d sliding by 1ms is kept as 31536000000 panes of 1ms")
+                && msg.contains("at least 52m 33s 600ms")
+                && !msg.contains("multiple of slide"),
+            "{msg}"
+        );
         let wide = ISSUE_EXAMPLE.replace("slide = \"10s\"", "slide = \"2m\"");
         assert!(error_of(&wide).starts_with("streams[0].windows[1].slide:"));
         let method = ISSUE_EXAMPLE.replace("\"mean\"", "\"median\"");

@@ -4,17 +4,22 @@
 //! sits in the browser). Acknowledging always needs one of the two when a token is set; reading
 //! needs it too with `auth.read = true`. Without a token everything is open, which is why the
 //! server refuses a non-loopback address without one unless told `--insecure`.
+//!
+//! Guessing is slow: a client that presents a wrong token [`MAX_FAILURES`] times within
+//! [`FAILURE_WINDOW`] is refused (429) until the window has passed, and every wrong guess at
+//! the login form waits a second for its answer.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, HeaderValue};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 
-use super::{AppState, WebError};
+use super::{server, AppState, WebError};
 
 /// The cookie that carries a session id.
 pub const SESSION_COOKIE: &str = "tidewatch_session";
@@ -22,13 +27,58 @@ pub const SESSION_COOKIE: &str = "tidewatch_session";
 const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
 /// Sessions kept at most; the oldest go first (a flood of logins cannot grow memory).
 const MAX_SESSIONS: usize = 10_000;
+/// Wrong tokens a client may present within [`FAILURE_WINDOW`] before it is refused.
+pub const MAX_FAILURES: u32 = 10;
+/// How long a client's wrong tokens count against it.
+pub const FAILURE_WINDOW: Duration = Duration::from_secs(60);
+/// Clients whose failures are remembered at most (a flood from many addresses cannot grow
+/// memory: the oldest go first).
+const MAX_TRACKED_CLIENTS: usize = 10_000;
 
 /// The dashboard's access rules and its live sessions.
 #[derive(Clone, Default)]
 pub struct Auth {
-    token: Option<Arc<str>>,
+    token: Option<Token>,
     protect_reads: bool,
+    secure_cookies: bool,
     sessions: Arc<Mutex<HashMap<String, Session>>>,
+    /// Wrong tokens by client address (`None`: a request that came without one).
+    failures: Arc<Mutex<HashMap<Option<IpAddr>, Failures>>>,
+}
+
+/// The token, kept as a keyed digest: a presented token is digested with the same key and the
+/// two 16-byte digests compared, so the time taken does not depend on how much of the token,
+/// or of its length, a guess got right.
+#[derive(Clone)]
+struct Token {
+    key: u64,
+    digest: u128,
+}
+
+impl Token {
+    fn new(token: &str) -> Token {
+        let mut key = [0u8; 8];
+        // Without randomness the key is fixed: the comparison is still of two digests.
+        let _ = getrandom::fill(&mut key);
+        let key = u64::from_le_bytes(key);
+        Token {
+            key,
+            digest: twox_hash::XxHash3_128::oneshot_with_seed(key, token.as_bytes()),
+        }
+    }
+
+    fn matches(&self, presented: &str) -> bool {
+        let digest = twox_hash::XxHash3_128::oneshot_with_seed(self.key, presented.as_bytes());
+        (digest ^ self.digest) == 0
+    }
+}
+
+/// A client's recent wrong tokens.
+#[derive(Debug, Clone, Copy)]
+struct Failures {
+    count: u32,
+    /// When the first of them was presented.
+    since: Instant,
 }
 
 struct Session {
@@ -62,10 +112,16 @@ impl Auth {
     /// `token`: what acknowledging (and with `protect_reads`, reading) needs; empty is none.
     pub fn new(token: Option<&str>, protect_reads: bool) -> Self {
         Auth {
-            token: token.filter(|t| !t.is_empty()).map(Arc::from),
+            token: token.filter(|t| !t.is_empty()).map(Token::new),
             protect_reads,
-            sessions: Arc::default(),
+            ..Auth::default()
         }
+    }
+
+    /// Session cookies get the `Secure` attribute (a TLS proxy serves the dashboard).
+    pub fn with_secure_cookies(mut self, secure: bool) -> Self {
+        self.secure_cookies = secure;
+        self
     }
 
     /// Everything open: no token.
@@ -87,13 +143,8 @@ impl Auth {
         let Some(expected) = &self.token else {
             return Ok(Principal::Anyone);
         };
-        let bearer = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim);
-        if let Some(token) = bearer {
-            return if constant_time_eq(token.as_bytes(), expected.as_bytes()) {
+        if let Some(token) = bearer_token(headers) {
+            return if expected.matches(token) {
                 Ok(Principal::ApiClient)
             } else {
                 Err(WebError::Unauthorized)
@@ -126,7 +177,7 @@ impl Auth {
                 "no login needed: no token is set".into(),
             ));
         };
-        if !constant_time_eq(token.as_bytes(), expected.as_bytes()) {
+        if !expected.matches(token) {
             return Err(WebError::Unauthorized);
         }
         let mut bytes = [0u8; 32];
@@ -166,6 +217,73 @@ impl Auth {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+
+    /// `Set-Cookie` for a new session (or, with `None`, one that clears it).
+    pub fn session_cookie(&self, id: Option<&str>) -> HeaderValue {
+        let secure = if self.secure_cookies { "; Secure" } else { "" };
+        let value = match id {
+            Some(id) => format!(
+                "{SESSION_COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
+                SESSION_TTL.as_secs()
+            ),
+            None => {
+                format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{secure}")
+            }
+        };
+        HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static(""))
+    }
+
+    /// How long `client` must wait before presenting a token again, if it presented too
+    /// many wrong ones lately.
+    fn locked_out(&self, client: Option<IpAddr>) -> Option<Duration> {
+        let failures = self.failures_lock();
+        let f = failures.get(&client)?;
+        let left = FAILURE_WINDOW.checked_sub(f.since.elapsed())?;
+        (f.count >= MAX_FAILURES).then_some(left)
+    }
+
+    /// Counts a wrong token presented by `client`.
+    fn failed(&self, client: Option<IpAddr>) {
+        let now = Instant::now();
+        let mut failures = self.failures_lock();
+        if failures.len() >= MAX_TRACKED_CLIENTS && !failures.contains_key(&client) {
+            failures.retain(|_, f| now.duration_since(f.since) < FAILURE_WINDOW);
+            if failures.len() >= MAX_TRACKED_CLIENTS {
+                if let Some(oldest) = failures
+                    .iter()
+                    .min_by_key(|(_, f)| f.since)
+                    .map(|(k, _)| *k)
+                {
+                    failures.remove(&oldest);
+                }
+            }
+        }
+        let entry = failures.entry(client).or_insert(Failures {
+            count: 0,
+            since: now,
+        });
+        if now.duration_since(entry.since) >= FAILURE_WINDOW {
+            *entry = Failures {
+                count: 0,
+                since: now,
+            };
+        }
+        entry.count += 1;
+    }
+
+    fn failures_lock(&self) -> std::sync::MutexGuard<'_, HashMap<Option<IpAddr>, Failures>> {
+        self.failures
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// The token of an `Authorization: Bearer <token>` header (the scheme in any case, as HTTP
+/// has it).
+fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
 /// The session id of the request's cookie, if any.
@@ -180,21 +298,34 @@ fn session_id(headers: &HeaderMap) -> Option<&str> {
         .map(|(_, value)| value)
 }
 
-/// `Set-Cookie` for a new session (or, with `None`, one that clears it).
-pub fn session_cookie(id: Option<&str>) -> HeaderValue {
-    let value = match id {
-        Some(id) => format!(
-            "{SESSION_COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}",
-            SESSION_TTL.as_secs()
-        ),
-        None => format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
-    };
-    HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static(""))
-}
-
-/// Compares without an early exit, so response timing does not reveal a matching prefix.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// Refuses a client that presented too many wrong tokens lately (429, with `Retry-After`),
+/// and counts each request with a token (a bearer token, or the login form's) that is
+/// refused. Requests with neither are never held back: they guess nothing.
+pub async fn throttle_guesses(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let presents_token = request.headers().contains_key(header::AUTHORIZATION)
+        || (request.method() == Method::POST && request.uri().path() == "/login");
+    if !presents_token || !state.auth.token_required() {
+        return next.run(request).await;
+    }
+    let client = server::peer(&request).map(|peer| peer.ip());
+    if let Some(wait) = state.auth.locked_out(client) {
+        let seconds = wait.as_secs().max(1);
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(header::RETRY_AFTER, seconds.to_string())],
+            format!("too many wrong tokens from this address: try again in {seconds} s\n"),
+        )
+            .into_response();
+    }
+    let response = next.run(request).await;
+    if response.status() == StatusCode::UNAUTHORIZED {
+        state.auth.failed(client);
+    }
+    response
 }
 
 /// Paths open even when reads are protected: the login itself, liveness, and the assets the

@@ -6,10 +6,12 @@
 mod api;
 pub mod auth;
 mod error;
+mod hosts;
 mod interest;
 mod listing;
 mod metrics;
 mod pages;
+mod server;
 mod ws;
 
 pub use ws::{PROTOCOL_VERSION, SEND_TIMEOUT};
@@ -21,13 +23,16 @@ use std::time::Duration;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::routing::{get, post};
 use axum::Router;
+use serde::{Deserialize, Serialize};
 use tower_http::compression::CompressionLayer;
 use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 pub use error::WebError;
 
+use crate::config::{Duration as ConfigDuration, Invalid};
 use crate::db::Store;
 use crate::live::LiveState;
 
@@ -35,6 +40,52 @@ use crate::live::LiveState;
 pub const BODY_LIMIT: usize = 16 * 1024;
 /// Longest acknowledgement note, in characters.
 pub const NOTE_LIMIT: usize = 2000;
+
+/// How the dashboard is served: the pipeline file's `[web]` table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebConfig {
+    /// Host names the dashboard answers to besides `localhost` and IP addresses, as browsers
+    /// send them in `Host` (e.g. `["dash.example.com"]`; `.example.com` takes its subdomains
+    /// too). Any other name is refused, so that a web page cannot reach the dashboard by
+    /// pointing a name of its own at this address (DNS rebinding).
+    pub allowed_hosts: Vec<String>,
+    /// Marks the session cookie `Secure`, so browsers send it over HTTPS only: set it when a
+    /// TLS proxy serves the dashboard.
+    pub secure_cookies: bool,
+    /// Most connections open at once; one more is answered 503 and closed. Default 512.
+    pub max_connections: usize,
+    /// How long a client may take to send a request's headers (or, between two requests, to
+    /// start the next) before the connection is closed; default "10s".
+    pub header_timeout: ConfigDuration,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        WebConfig {
+            allowed_hosts: Vec::new(),
+            secure_cookies: false,
+            max_connections: 512,
+            header_timeout: ConfigDuration::from_secs(10),
+        }
+    }
+}
+
+impl WebConfig {
+    pub fn validate(&self) -> Result<(), Invalid> {
+        for (i, host) in self.allowed_hosts.iter().enumerate() {
+            hosts::validate_pattern(host).map_err(|e| e.under(format!("allowed_hosts[{i}]")))?;
+        }
+        if !(1..=65_536).contains(&self.max_connections) {
+            return Err(Invalid::new(
+                "max_connections",
+                "must be between 1 and 65536",
+            ));
+        }
+        self.header_timeout.positive("header_timeout")?;
+        Ok(())
+    }
+}
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -44,6 +95,8 @@ pub struct AppState {
     pub store: Option<Store>,
     /// Who may acknowledge and read (see [`auth`]).
     pub auth: auth::Auth,
+    /// How the dashboard is served: its host names and connection limits.
+    web: Arc<WebConfig>,
     /// The WebSocket feed shared by every dashboard client.
     fanout: Arc<ws::Fanout>,
 }
@@ -54,8 +107,15 @@ impl AppState {
             live,
             store,
             auth,
+            web: Arc::default(),
             fanout: Arc::default(),
         }
+    }
+
+    /// Serves as `web` says (instead of [`WebConfig::default`]).
+    pub fn with_web(mut self, web: WebConfig) -> Self {
+        self.web = Arc::new(web);
+        self
     }
 }
 
@@ -81,6 +141,10 @@ pub fn router(state: AppState) -> Router {
             "/api/alerts/{id}/notifications",
             get(api::alert_notifications),
         )
+        .route(
+            "/api/alerts/{id}/acknowledgements",
+            get(api::alert_acknowledgements),
+        )
         .route("/api/alerts/ack", post(api::acknowledge_many))
         .route("/login", get(pages::login_form).post(pages::login))
         .route("/logout", post(pages::logout))
@@ -88,6 +152,32 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_read_access,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::throttle_guesses,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            hosts::require_allowed_host,
+        ))
+        // No other site may frame the pages (their buttons acknowledge alerts), and no
+        // browser may guess a type other than the one sent.
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("frame-ancestors 'none'"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("same-origin"),
         ))
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
         .layer(TimeoutLayer::with_status_code(
@@ -97,6 +187,11 @@ pub fn router(state: AppState) -> Router {
         .layer(CompressionLayer::new())
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// Checks a host name given on the command line as `web.allowed_hosts` checks its entries.
+pub fn check_allowed_host(host: &str) -> Result<(), Invalid> {
+    hosts::validate_pattern(host)
 }
 
 /// Why the server refuses to start.
@@ -120,15 +215,15 @@ pub fn check_listen(addr: SocketAddr, has_token: bool, insecure: bool) -> Result
     }
 }
 
-/// Serves on `listener` until `shutdown` completes.
+/// Serves on `listener` until `shutdown` completes, within the limits of the state's
+/// [`WebConfig`] (see [`server::serve`]).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let web = state.web.clone();
+    server::serve(listener, router(state), &web, shutdown).await
 }
 
 /// Refuses a browser request whose `Origin` is not this server: cross-site acknowledgements

@@ -110,9 +110,9 @@ fn now_ms() -> i64 {
         .as_millis() as i64
 }
 
-/// A socket stream followed live: an event from year 9999 and one in microseconds between
-/// ordinary ones become dead letters with the reason, and the ordinary events after them are
-/// not late: their windows close as before.
+/// A socket stream followed live: an event from year 9999, one in microseconds and a line of
+/// 3 MiB between ordinary ones become dead letters with the reason, and the ordinary events
+/// after them are not late: their windows close as before.
 #[test]
 fn a_far_future_event_on_a_socket_is_a_dead_letter_and_the_stream_goes_on() {
     let dir = tempfile::tempdir().unwrap();
@@ -145,6 +145,8 @@ path = "out"
     }
     feed += &event("a", YEAR_9999, 1);
     feed += &event("a", now_ms() * 1_000, 1);
+    // A line of 3 MiB: one dead letter that says so, not three of broken JSON.
+    feed += &format!("{{\"ts\":{t0},\"series\":\"{}\"}}\n", "y".repeat(3 << 20));
     for s in 20..60 {
         feed += &event("a", t0 + s * 1_000, 2);
     }
@@ -165,10 +167,21 @@ path = "out"
         lines(&out.join("late.ndjson")).is_empty(),
         "no ordinary event was late"
     );
-    let dead = wait_for(&out.join("dead_letters.ndjson"), "two dead letters", |d| {
-        d.len() >= 2
-    });
+    wait_for(
+        &out.join("dead_letters.ndjson"),
+        "three dead letters",
+        |d| d.len() >= 3,
+    );
+    // Had the long line been cut into pieces, more would follow.
+    std::thread::sleep(Duration::from_millis(500));
+    let dead = lines(&out.join("dead_letters.ndjson"));
+    assert_eq!(dead.len(), 3, "{dead:?}");
     let reasons: Vec<&str> = dead.iter().map(|d| d["reason"].as_str().unwrap()).collect();
+    assert_eq!(
+        reasons[2],
+        "message is longer than 1048576 bytes, the most this source takes (the rest of it was \
+         skipped)"
+    );
     assert!(
         reasons[0].starts_with("event time 9999-12-31T23:59:59Z is ")
             && reasons[0].contains("watermark.max_ahead = 1h"),
@@ -396,4 +409,116 @@ url = "sqlite://state.db"
         20,
         "nothing late after the reset"
     );
+}
+
+/// `tidewatch serve` over an idle pipeline, with `web` as its `[web]` table.
+fn serve_with_web(dir: &Path, web: &str) -> (crate::support::ChildGuard, u16) {
+    std::fs::create_dir_all(dir.join("in")).unwrap();
+    std::fs::write(dir.join("in/a.ndjson"), "").unwrap();
+    std::fs::write(
+        dir.join("p.toml"),
+        format!(
+            r#"
+[[streams]]
+name = "s"
+source = {{ kind = "file", path = "in" }}
+fields = {{ time = "ts", series = "series", value = "value" }}
+
+[[sinks]]
+kind = "ndjson"
+path = "out"
+
+[web]
+{web}
+"#
+        ),
+    )
+    .unwrap();
+    crate::support::serve("p.toml", dir)
+}
+
+/// Opens a connection and sends half a request: headers that never end.
+fn half_sent(port: u16) -> TcpStream {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Waiting: ")
+        .unwrap();
+    stream
+}
+
+/// Whether the server closes `stream` within `within` (rather than leaving it open).
+fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
+    use std::io::Read;
+    stream.set_read_timeout(Some(within)).unwrap();
+    let mut buffer = [0u8; 1024];
+    loop {
+        match stream.read(&mut buffer) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return false
+            }
+            Err(_) => return true,
+        }
+    }
+}
+
+/// Slowloris: 300 connections that send half a request and wait. The dashboard goes on
+/// answering, and each of them is closed once `header_timeout` has passed.
+#[test]
+fn half_sent_requests_are_cut_off_and_the_dashboard_keeps_answering() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, port) = serve_with_web(dir.path(), "header_timeout = \"2s\"");
+    let mut held: Vec<TcpStream> = (0..300).map(|_| half_sent(port)).collect();
+    assert_eq!(
+        crate::support::http_get(port, "/healthz").as_deref(),
+        Some("ok"),
+        "/healthz while 300 requests hang"
+    );
+    let started = Instant::now();
+    for (i, stream) in held.iter_mut().enumerate() {
+        assert!(
+            closed_within(stream, Duration::from_secs(15)),
+            "connection {i} still open {:?} after it was opened",
+            started.elapsed()
+        );
+    }
+}
+
+/// Connections beyond `max_connections` are answered 503 at once and closed; once the held
+/// ones time out, the dashboard answers again.
+#[test]
+fn connections_beyond_the_limit_are_refused_until_others_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, port) =
+        serve_with_web(dir.path(), "header_timeout = \"2s\"\nmax_connections = 20");
+    let held: Vec<TcpStream> = (0..20).map(|_| half_sent(port)).collect();
+    // The server takes the connections in order; give it a moment to have taken all 20.
+    std::thread::sleep(Duration::from_millis(300));
+    let mut extra = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    extra
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    extra
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut answer = String::new();
+    let _ = std::io::Read::read_to_string(&mut extra, &mut answer);
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer:?}");
+    assert!(answer.contains("too many connections"), "{answer:?}");
+    // The held ones are cut off after 2 s; then there is room again.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while crate::support::http_get(port, "/healthz").is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "no room again after the held connections timed out"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    drop(held);
 }

@@ -10,7 +10,7 @@ use tidewatch::record::{
     AlertMethod, AlertRecord, AlertState, Direction, PointRecord, Record, Severity, Trend,
 };
 use tidewatch::web::auth::{Auth, SESSION_COOKIE};
-use tidewatch::web::{router, AppState};
+use tidewatch::web::{router, AppState, WebConfig};
 use tidewatch::Store;
 use tidewatch::{DbSink, Sink};
 use tidewatch::{LiveSink, LiveState, Update};
@@ -1572,4 +1572,203 @@ async fn a_series_the_live_view_no_longer_holds_shows_its_stored_history() {
 
     let (code, _) = get(&app, "/series/s/never-seen").await;
     assert_eq!(code, StatusCode::NOT_FOUND);
+}
+
+/// A request for `uri` with `Host: host` (and, when given, a same-looking `Origin`).
+async fn get_as(app: &axum::Router, uri: &str, host: &str) -> axum::response::Response {
+    app.clone()
+        .oneshot(
+            Request::get(uri)
+                .header(header::HOST, host)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap()
+}
+
+/// DNS rebinding: a page on attacker.example that points its name at the dashboard sends
+/// `Host: attacker.example` and a matching `Origin`; it reads nothing and acknowledges
+/// nothing. Addresses, localhost and listed names are served; no page may be framed.
+#[tokio::test]
+async fn foreign_host_names_are_refused_and_pages_cannot_be_framed() {
+    let (app, _live, _dir) = fixture(None).await;
+    for uri in ["/", "/alerts", "/api/alerts", "/api/series", "/metrics"] {
+        let response = get_as(&app, uri, "attacker.example:8080").await;
+        assert_eq!(response.status(), StatusCode::MISDIRECTED_REQUEST, "{uri}");
+        let text = body_text(response).await;
+        assert!(text.contains("web.allowed_hosts"), "{text}");
+    }
+    let rebound = app
+        .clone()
+        .oneshot(
+            Request::post("/api/alerts/a1/ack")
+                .header(header::HOST, "attacker.example")
+                .header(header::ORIGIN, "http://attacker.example")
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from("{}"))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(rebound.status(), StatusCode::MISDIRECTED_REQUEST);
+    let (_, alerts) = get(&app, "/api/alerts").await;
+    assert!(
+        alerts.contains("\"state\":\"open\""),
+        "not acknowledged: {alerts}"
+    );
+
+    for host in [
+        "127.0.0.1:8080",
+        "localhost:8080",
+        "[::1]:8080",
+        "192.168.1.20",
+    ] {
+        assert_eq!(
+            get_as(&app, "/", host).await.status(),
+            StatusCode::OK,
+            "{host}"
+        );
+    }
+    let named = fixture_app_with_web(WebConfig {
+        allowed_hosts: vec!["dash.example.com".into()],
+        ..WebConfig::default()
+    })
+    .await;
+    assert_eq!(
+        get_as(&named, "/", "dash.example.com").await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        get_as(&named, "/", "evil.example.com").await.status(),
+        StatusCode::MISDIRECTED_REQUEST
+    );
+
+    for uri in ["/", "/alerts", "/api/alerts", "/static/app.css", "/nope"] {
+        let response = get_as(&app, uri, "localhost:8080").await;
+        let headers = response.headers();
+        assert_eq!(headers[header::X_FRAME_OPTIONS], "DENY", "{uri}");
+        assert!(
+            headers[header::CONTENT_SECURITY_POLICY]
+                .to_str()
+                .unwrap()
+                .contains("frame-ancestors 'none'"),
+            "{uri}"
+        );
+        assert_eq!(headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff", "{uri}");
+    }
+}
+
+async fn fixture_app_with_web(web: WebConfig) -> axum::Router {
+    router(AppState::new(LiveState::new(), None, Auth::open()).with_web(web))
+}
+
+/// Wrong tokens cost: after ten within a minute a client is refused (429, Retry-After),
+/// right token or not, while requests without a token are not held back. The bearer scheme
+/// is case-insensitive.
+#[tokio::test]
+async fn wrong_tokens_are_throttled_and_the_bearer_scheme_is_case_insensitive() {
+    let (app, _live, _dir) = fixture(Some("s3cret")).await;
+    let (code, body) = post_json(
+        &app,
+        "/api/alerts/a1/ack",
+        "{}",
+        &[(header::AUTHORIZATION, "bearer s3cret")],
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    for guess in 0..10 {
+        let token = format!("Bearer guess{guess}");
+        let (code, _) = post_json(
+            &app,
+            "/api/alerts/a1/ack",
+            "{}",
+            &[(header::AUTHORIZATION, token.as_str())],
+        )
+        .await;
+        assert_eq!(code, StatusCode::UNAUTHORIZED, "guess {guess}");
+    }
+    let response = app
+        .clone()
+        .oneshot(
+            Request::post("/api/alerts/a1/ack")
+                .header(header::HOST, "localhost:8080")
+                .header(header::CONTENT_TYPE, "application/json")
+                .header(header::AUTHORIZATION, "Bearer s3cret")
+                .body(Body::from("{}"))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    let wait: u64 = response.headers()[header::RETRY_AFTER]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&wait), "{wait}");
+    let (code, _, _) = log_in(&app, "token=s3cret&name=ana").await;
+    assert_eq!(code, StatusCode::TOO_MANY_REQUESTS, "the login form too");
+    let (code, _) = get(&app, "/alerts").await;
+    assert_eq!(
+        code,
+        StatusCode::OK,
+        "reading without a token is not held back"
+    );
+}
+
+/// Behind TLS the session cookie can be marked `Secure`.
+#[tokio::test]
+async fn session_cookies_are_secure_when_asked() {
+    let (app, _live, _dir) =
+        fixture_with(Auth::new(Some("s3cret"), false).with_secure_cookies(true)).await;
+    let (code, _, cookie) = log_in(&app, "token=s3cret&name=ana").await;
+    assert_eq!(code, StatusCode::SEE_OTHER);
+    assert!(cookie.ends_with("; Secure"), "{cookie}");
+    let (plain, _live, _dir) = fixture(Some("s3cret")).await;
+    let (_, _, cookie) = log_in(&plain, "token=s3cret&name=ana").await;
+    assert!(!cookie.contains("Secure"), "{cookie}");
+}
+
+/// `limit` out of range is refused with the range, as the series list does, not clamped.
+#[tokio::test]
+async fn an_alert_limit_out_of_range_is_refused() {
+    let (app, _live, _dir) = fixture(None).await;
+    for limit in ["-1", "0", "5001"] {
+        let (code, body) = get(&app, &format!("/api/alerts?limit={limit}")).await;
+        assert_eq!(code, StatusCode::BAD_REQUEST, "{limit}");
+        assert!(body.contains("limit: between 1 and 5000"), "{body}");
+    }
+    let (code, _) = get(&app, "/api/alerts?limit=1").await;
+    assert_eq!(code, StatusCode::OK);
+}
+
+/// Every acknowledgement is kept: the API lists them oldest first and the alerts page shows
+/// the earlier ones under the last.
+#[tokio::test]
+async fn acknowledgements_keep_their_history() {
+    let (app, _live, _dir) = fixture(None).await;
+    for body in [
+        r#"{"by": "ana", "note": "looking"}"#,
+        r#"{"by": "bo", "note": "disk full", "verdict": "real"}"#,
+        r#"{"by": "cy"}"#,
+    ] {
+        let (code, answer) = post_json(&app, "/api/alerts/a1/ack", body, &[]).await;
+        assert_eq!(code, StatusCode::OK, "{answer}");
+    }
+    let (code, body) = get(&app, "/api/alerts/a1/acknowledgements").await;
+    assert_eq!(code, StatusCode::OK);
+    let history: Vec<Value> = serde_json::from_str(&body).unwrap();
+    let who: Vec<&str> = history.iter().map(|a| a["by"].as_str().unwrap()).collect();
+    assert_eq!(who, ["ana", "bo", "cy"]);
+    assert_eq!(history[1]["note"], "disk full");
+    assert_eq!(history[1]["verdict"], "real");
+    assert!(history
+        .windows(2)
+        .all(|w| w[0]["at"].as_i64() <= w[1]["at"].as_i64()));
+    let (_, html) = get(&app, "/alerts").await;
+    assert!(html.contains("2 earlier"), "{html}");
+    assert!(html.contains(": real — disk full"), "{html}");
+    let (code, none) = get(&app, "/api/alerts/unknown/acknowledgements").await;
+    assert_eq!((code, none.as_str()), (StatusCode::OK, "[]"));
 }
