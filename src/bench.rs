@@ -12,6 +12,7 @@
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
+use crate::engine::plan::EnginePlan;
 use crate::engine::{Engine, Origin, StreamCounters};
 use crate::event::{Decoder, Event};
 use crate::generator::{Faults, Generator, Kind};
@@ -263,11 +264,14 @@ fn process_batch(engine: &mut Engine, decoded: &MessageBatch, out: &mut Vec<Reco
     }
 }
 
-/// Runs the engine over `lines`, timed: on this thread alone when `threads` is 1, else as the
-/// pipeline does, with messages decoded a batch ahead on a second thread.
+/// Batches of messages per round of the engine, as the pipeline reads them at most.
+const ROUND_BATCHES: usize = 8;
+
+/// Runs the engine over `lines`, timed, on `threads` shards: as the pipeline does, a round of
+/// up to eight batches at a time, each round run by the shards while the next is read, and
+/// with more than one thread the messages decoded a batch ahead on a thread of their own.
 fn run_engine(config: &Config, decoder: &Decoder, lines: &[Vec<u8>], threads: usize) -> Observed {
-    let mut engine = Engine::new(config);
-    engine.set_threads(threads);
+    let mut engine = Engine::from_plan(EnginePlan::from_config(config).with_threads(threads));
     let mut out: Vec<Record> = Vec::with_capacity(1 << 14);
     let mut counts = [0u64; RecordKind::ALL.len()];
     // Checked against what was planted once the clock has stopped.
@@ -287,14 +291,12 @@ fn run_engine(config: &Config, decoder: &Decoder, lines: &[Vec<u8>], threads: us
     if threads == 1 {
         for (offset, line) in lines.iter().enumerate() {
             process(&mut engine, offset, decoder.decode(line).ok(), &mut out);
-            if out.len() >= 1 << 13 {
+            if offset % (BATCH * ROUND_BATCHES) == BATCH * ROUND_BATCHES - 1 {
+                engine.end_round(&mut out);
                 count(&mut out);
             }
         }
     } else {
-        // As the pipeline does: points are computed together, on other threads, once a round
-        // of batches is in, beside the next round.
-        engine.defer_points(&out);
         let ahead = DecodeAhead::spawn(decoder.clone(), "bench").expect("a decoding thread");
         let mut spare: Vec<MessageBatch> = Vec::new();
         let mut in_flight = false;
@@ -312,16 +314,12 @@ fn run_engine(config: &Config, decoder: &Decoder, lines: &[Vec<u8>], threads: us
             }
             ahead.send(batch).expect("the decoding thread runs");
             if in_flight {
-                let decoded = ahead
-                    .recv_helping(|| engine.help())
-                    .expect("the decoding thread runs");
+                let decoded = ahead.recv().expect("the decoding thread runs");
                 process_batch(&mut engine, &decoded, &mut out);
                 spare.push(decoded);
-                // The pipeline settles after each round of up to 8 batches.
-                if chunk % 8 == 0 {
-                    engine.settle_overlapped(&mut out);
+                if chunk % ROUND_BATCHES == 0 {
+                    engine.end_round(&mut out);
                     count(&mut out);
-                    engine.defer_points(&out);
                 }
             }
             in_flight = true;
@@ -330,7 +328,6 @@ fn run_engine(config: &Config, decoder: &Decoder, lines: &[Vec<u8>], threads: us
             let decoded = ahead.recv().expect("the decoding thread runs");
             process_batch(&mut engine, &decoded, &mut out);
         }
-        engine.settle(&mut out);
     }
     engine.finish(&mut out);
     count(&mut out);

@@ -11,7 +11,7 @@ use thiserror::Error;
 
 use crate::config::Config;
 use crate::db::DbError;
-use crate::engine::{Engine, SnapshotError};
+use crate::engine::{EngineImage, SnapshotError};
 
 /// Where a source split is: the next message to read.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -24,9 +24,8 @@ pub struct SplitPosition {
 }
 
 /// One pipeline's checkpoint. Stores read back `Checkpoint` (the engine state as bytes) and are
-/// handed [`Outgoing`] (the live engine), so that they can write its state out piece by piece:
-/// at 100,000 series it is hundreds of megabytes, and a whole copy of it (or three, as a single
-/// database value takes) would double the process's memory at every checkpoint.
+/// handed [`Outgoing`] (the state as the engine's shards encoded it), which they write out
+/// piece by piece: a single database value would take more copies of it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Checkpoint<State = Vec<u8>> {
     /// The checkpoint belongs to this pipeline shape (see [`fingerprint`]).
@@ -42,8 +41,8 @@ pub struct Checkpoint<State = Vec<u8>> {
     pub written_at: i64,
 }
 
-/// A checkpoint on its way to a store, holding the engine itself.
-pub type Outgoing<'a> = Checkpoint<&'a Engine>;
+/// A checkpoint on its way to a store, holding the engine's encoded state.
+pub type Outgoing<'a> = Checkpoint<&'a EngineImage>;
 
 impl Outgoing<'_> {
     /// The checkpoint as a store reads it back, the engine state as one snapshot (for stores
@@ -51,7 +50,7 @@ impl Outgoing<'_> {
     pub fn to_stored(&self) -> Result<Checkpoint, SnapshotError> {
         Ok(Checkpoint {
             fingerprint: self.fingerprint.clone(),
-            engine: self.engine.map(Engine::snapshot).transpose()?,
+            engine: self.engine.map(EngineImage::to_bytes),
             positions: self.positions.clone(),
             epoch: self.epoch,
             written_at: self.written_at,

@@ -189,11 +189,10 @@ impl Default for CheckpointConfig {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EngineConfig {
-    /// Threads that run the partition tasks of a stream under a consumer group (each
-    /// partition's engine on one of them); default: the machine's cores. A stream with
-    /// statically assigned partitions, a file, socket or demo source runs on one engine thread
-    /// whatever this says, its messages decoded on a thread of their own ahead of it when this
-    /// is above 1. Not part of a checkpoint: it may change between runs.
+    /// Shards the engine runs on, each on a thread of its own, each owning the state of the
+    /// series that hash to its key groups; default: the machine's cores. Above 1, messages are
+    /// also decoded on a thread of their own. The records are the same whatever the number,
+    /// and it may change between runs: a checkpoint restores on any number.
     pub threads: Option<usize>,
 }
 

@@ -2,12 +2,10 @@
 //! partition of a group-assigned stream), its engine state in `checkpoint_chunks` rows of a few
 //! megabytes, all replaced in one transaction.
 //!
-//! The state is written as the engine encodes it, a part at a time, so a checkpoint costs a
-//! few megabytes of memory beside the engine whatever its size. As one value it cost three
-//! copies of the whole state (ours, the driver's, and SQLite's as it assembles the row): at
-//! 100,000 series, a gigabyte more at every checkpoint.
+//! The state is written a part at a time, so the driver and the database copy a few megabytes
+//! at a time, not the whole state (as one value, they each held a copy of it).
 
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 use std::sync::Arc;
 
 use sqlx::{Any, Row, Transaction};
@@ -90,8 +88,8 @@ impl CheckpointStore for DbCheckpoints {
             failed: None,
         };
         if let Some(engine) = checkpoint.engine {
-            let mut buffered = BufWriter::with_capacity(self.part_bytes, &mut parts);
-            let encoded = engine.write_snapshot(&mut buffered);
+            let mut buffered = InParts::new(self.part_bytes, &mut parts);
+            let encoded = engine.write(&mut buffered);
             let flushed = buffered.flush();
             drop(buffered);
             // A failed insert shows up as a failed write: report the database's reason.
@@ -235,6 +233,49 @@ fn read_parts(
         });
     }
     Ok(state)
+}
+
+/// Cuts what is written through it into parts of exactly `size` bytes (the last one shorter),
+/// whatever the sizes of the writes: a `BufWriter` passes a large write on whole.
+struct InParts<W: Write> {
+    size: usize,
+    pending: Vec<u8>,
+    out: W,
+}
+
+impl<W: Write> InParts<W> {
+    fn new(size: usize, out: W) -> Self {
+        InParts {
+            size,
+            pending: Vec::with_capacity(size),
+            out,
+        }
+    }
+}
+
+impl<W: Write> Write for InParts<W> {
+    fn write(&mut self, mut buf: &[u8]) -> io::Result<usize> {
+        let written = buf.len();
+        while !buf.is_empty() {
+            let room = self.size - self.pending.len();
+            let (now, later) = buf.split_at(room.min(buf.len()));
+            self.pending.extend_from_slice(now);
+            buf = later;
+            if self.pending.len() == self.size {
+                self.out.write_all(&self.pending)?;
+                self.pending.clear();
+            }
+        }
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if !self.pending.is_empty() {
+            self.out.write_all(&self.pending)?;
+            self.pending.clear();
+        }
+        self.out.flush()
+    }
 }
 
 /// Writes each buffer it is given as the next part of `name`'s engine state.

@@ -33,8 +33,18 @@ impl DedupConfig {
 pub struct IdKey(u128);
 
 impl IdKey {
+    #[cfg(test)]
     pub fn of(id: &str) -> IdKey {
         IdKey(twox_hash::XxHash3_128::oneshot(id.as_bytes()))
+    }
+
+    /// The key of `id` within the series whose label hashes to `series`: an id is a
+    /// duplicate only of an earlier event of the same series.
+    pub fn of_series(series: u64, id: &str) -> IdKey {
+        IdKey(twox_hash::XxHash3_128::oneshot_with_seed(
+            series,
+            id.as_bytes(),
+        ))
     }
 }
 
@@ -119,11 +129,13 @@ impl Dedup {
     }
 
     /// Returns `true` for a duplicate; otherwise remembers the event and returns `false`.
+    #[cfg(test)]
     pub fn check_and_insert(&mut self, id: &str, ts: i64) -> bool {
         self.check_and_insert_key(IdKey::of(id), ts)
     }
 
-    /// [`Dedup::check_and_insert`] for an id whose key is known.
+    /// Returns `true` for a duplicate of the event with key `id` at `ts`; otherwise remembers
+    /// it and returns `false`.
     pub fn check_and_insert_key(&mut self, id: IdKey, ts: i64) -> bool {
         let horizon = self.horizon_ms;
         let near = |t0: i64| (ts - t0).abs() <= horizon;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use super::output::{Emitted, SubKey};
 use super::LogOrder;
 use crate::config::{Duration, Invalid};
 use crate::record::{JoinRecord, Record};
@@ -125,7 +126,7 @@ impl Rows {
     }
 
     /// Removes the rows with `ts < limit`, oldest first.
-    fn pop_before(&mut self, limit: i64) -> Option<(i64, Row)> {
+    fn pop_before(&mut self, limit: i64) -> Option<(i64, LogOrder, Row)> {
         let entry = self.by_time.first_entry()?;
         let (ts, seq) = *entry.key();
         if ts >= limit {
@@ -138,7 +139,11 @@ impl Rows {
                 self.by_key.remove(&row.key);
             }
         }
-        Some((ts, row))
+        Some((ts, seq, row))
+    }
+
+    fn first_time(&self) -> Option<i64> {
+        self.by_time.first_key_value().map(|(&(ts, _), _)| ts)
     }
 
     fn len(&self) -> usize {
@@ -191,7 +196,9 @@ impl IntervalJoin {
         }
     }
 
-    pub fn on_event(&mut self, side: Side, input: &JoinInput<'_>, out: &mut Vec<Record>) {
+    /// Pairs `input` with the other side's rows it matches (their records in the order of
+    /// those rows: time, then place in the logs) and keeps it for the rows still to come.
+    pub fn on_event(&mut self, side: Side, input: &JoinInput<'_>, out: &mut Emitted) {
         let from = input.ts.saturating_sub(self.within_ms);
         let to = input.ts.saturating_add(self.within_ms);
         let (mine, theirs) = match side {
@@ -219,18 +226,22 @@ impl IntervalJoin {
                     (input.ts, input.value, id.clone()),
                 ),
             };
-            out.push(Record::Join(JoinRecord {
-                join: self.name.clone(),
-                key: key.clone(),
-                left_stream: self.left_stream.clone(),
-                right_stream: self.right_stream.clone(),
-                left_ts: left.0,
-                left_value: left.1,
-                left_id: left.2,
-                right_ts: Some(right.0),
-                right_value: Some(right.1),
-                right_id: right.2,
-            }));
+            let place = SubKey::new(at.0, u64::from(at.1.split), at.1.offset, 0);
+            out.push(
+                place,
+                Record::Join(JoinRecord {
+                    join: self.name.clone(),
+                    key: key.clone(),
+                    left_stream: self.left_stream.clone(),
+                    right_stream: self.right_stream.clone(),
+                    left_ts: left.0,
+                    left_value: left.1,
+                    left_id: left.2,
+                    right_ts: Some(right.0),
+                    right_value: Some(right.1),
+                    right_id: right.2,
+                }),
+            );
         }
         mine.insert(
             input.ts,
@@ -245,26 +256,39 @@ impl IntervalJoin {
     }
 
     /// Evicts rows the joint watermark has passed by more than `within`.
-    pub fn on_watermark(&mut self, watermark: i64, out: &mut Vec<Record>) {
+    pub fn on_watermark(&mut self, watermark: i64, out: &mut Emitted) {
         // Row at t is done when watermark > t + within, i.e. t < watermark − within.
         let limit = watermark.saturating_sub(self.within_ms);
-        while let Some((ts, row)) = self.left.pop_before(limit) {
+        while let Some((ts, seq, row)) = self.left.pop_before(limit) {
             if !row.matched && self.kind == JoinKind::LeftOuter {
-                out.push(Record::Join(JoinRecord {
-                    join: self.name.clone(),
-                    key: row.key,
-                    left_stream: self.left_stream.clone(),
-                    right_stream: self.right_stream.clone(),
-                    left_ts: ts,
-                    left_value: row.value,
-                    left_id: row.id,
-                    right_ts: None,
-                    right_value: None,
-                    right_id: None,
-                }));
+                let place = SubKey::new(ts, u64::from(seq.split), seq.offset, 0);
+                out.push(
+                    place,
+                    Record::Join(JoinRecord {
+                        join: self.name.clone(),
+                        key: row.key,
+                        left_stream: self.left_stream.clone(),
+                        right_stream: self.right_stream.clone(),
+                        left_ts: ts,
+                        left_value: row.value,
+                        left_id: row.id,
+                        right_ts: None,
+                        right_value: None,
+                        right_id: None,
+                    }),
+                );
             }
         }
         while self.right.pop_before(limit).is_some() {}
+    }
+
+    /// The lowest joint watermark that evicts a row: past the earliest one by `within`.
+    pub fn due(&self) -> Option<i64> {
+        let first = match (self.left.first_time(), self.right.first_time()) {
+            (Some(l), Some(r)) => l.min(r),
+            (one, other) => one.or(other)?,
+        };
+        Some(first.saturating_add(self.within_ms).saturating_add(1))
     }
 
     /// Buffered rows on both sides.
@@ -291,9 +315,10 @@ mod tests {
         }
     }
 
-    fn pairs(out: &[Record]) -> Vec<(i64, Option<i64>)> {
-        out.iter()
-            .map(|r| match r {
+    fn pairs(out: &Emitted) -> Vec<(i64, Option<i64>)> {
+        out.records
+            .iter()
+            .map(|(_, r)| match r {
                 Record::Join(j) => (j.left_ts, j.right_ts),
                 _ => panic!(),
             })
@@ -303,7 +328,7 @@ mod tests {
     #[test]
     fn matches_both_ways_and_emits_unmatched_left_after_within() {
         let mut j = IntervalJoin::new("j".into(), "l".into(), "r".into(), 10, JoinKind::LeftOuter);
-        let mut out = Vec::new();
+        let mut out = Emitted::default();
         j.on_event(Side::Left, &input("k", 100, 0), &mut out);
         j.on_event(Side::Right, &input("k", 110, 1), &mut out); // exactly within
         j.on_event(Side::Right, &input("x", 100, 2), &mut out); // other key

@@ -18,33 +18,34 @@
 //!    (Kafka Streams' rule: each task judges grace by its own stream time), or below the
 //!    stream's when that is further on (only for a partition that was idle while the others
 //!    moved on). A late event goes to no dedup, window, analytics or join, but becomes a `late`
-//!    record (with the watermark it missed and by how much) and is counted per series. Never
-//!    dropped silently — a re-sent late event is reported late again. Windows, points and joins
-//!    still move on the stream's watermark, which is never ahead of a partition's own, so an
-//!    accepted event can never reach a closed window, and which events are late depends on each
-//!    partition's log alone, not on how the partitions interleave: a replay gives the same
-//!    records.
+//!    record (with the watermark it missed and by how much). Never dropped silently — a re-sent
+//!    late event is reported late again. Every other event moves its partition's watermark,
+//!    duplicates included (they are found in the shards, after the watermark; a stream that
+//!    feeds a join finds them before, and there a duplicate moves nothing). Windows, points
+//!    and joins move on the stream's watermark, which is never ahead of a partition's own, so
+//!    an accepted event can never reach a closed window, and which events are late depends on
+//!    each partition's log alone, not on how the partitions interleave: a replay gives the
+//!    same records.
 //! 2. **Dedup** (when the stream has `dedup`), for events that are not late: an event whose `id`
-//!    was already accepted for an event at most `horizon` away in event time is a duplicate:
-//!    dropped and counted per series. It still counts as activity of its partition. Because
-//!    only events at or after the watermark are checked, state can be evicted by the watermark
-//!    exactly (see [`dedup::Dedup`]), so it stays bounded. Events without an id are never
-//!    duplicates.
+//!    was already accepted for an event **of the same series** at most `horizon` away in event
+//!    time is a duplicate: dropped and counted. Because only events at or after the watermark
+//!    are checked, state can be evicted by the watermark exactly (see [`dedup::Dedup`]), so it
+//!    stays bounded. Events without an id are never duplicates.
 //! 3. **Windows**, per (stream, series): tumbling and sliding windows aligned to the Unix epoch,
 //!    half-open `[start, end)`, sliding built from `gcd(size, slide)` panes; session windows in
 //!    which events at most `gap` apart share a session `[first, last + gap)`. Aggregates: count,
 //!    sum, mean, min, max, sample stddev (`null` for one event), first and last (by event time,
-//!    ties by (partition, offset): [`LogOrder`]). An aligned window is emitted once, as `final`, when the watermark reaches
-//!    its end (`watermark ≥ end`); a session when the watermark passes its end
-//!    (`watermark > last + gap`). Windows with no events are not emitted. A `global` window
-//!    (Spark's complete mode) holds a series' whole history, `[0, i64::MAX)`: it is re-emitted
-//!    with `final: false` when the watermark crosses a multiple of its `update` interval and
-//!    the series changed since, and once as `final` at end of input; sinks upsert it.
+//!    ties by (partition, offset): [`LogOrder`]). An aligned window is emitted once, as `final`,
+//!    when the watermark reaches its end (`watermark ≥ end`); a session when the watermark passes
+//!    its end (`watermark > last + gap`). Windows with no events are not emitted. A `global`
+//!    window (Spark's complete mode) holds a series' whole history, `[0, i64::MAX)`: after an
+//!    event changes it, it is re-emitted with `final: false` when the watermark reaches the next
+//!    multiple of its `update` interval, and once as `final` at end of input; sinks upsert it.
 //! 4. **Per-point analytics**, per series, in event-time order: events wait in a reorder buffer
-//!    until the watermark passes them (`ts < watermark`), ties broken by (partition, offset). For each
-//!    point, in that order: the mean of the last `sma_points` values including itself; EWMA with
-//!    `ewma_alpha`, seeded with the first value; the least-squares slope (units/second) over the
-//!    points in `[ts − trend_window, ts]` released so far, labelled rising/falling when its
+//!    until the watermark passes them (`ts < watermark`), ties broken by (partition, offset). For
+//!    each point, in that order: the mean of the last `sma_points` values including itself; EWMA
+//!    with `ewma_alpha`, seeded with the first value; the least-squares slope (units/second) over
+//!    the points in `[ts − trend_window, ts]` released so far, labelled rising/falling when its
 //!    t-statistic is at least [`points::TREND_MIN_T`] in size, else flat; the z-score of the
 //!    point's residual (value minus the seasonal expectation, when a daily or weekly profile is
 //!    in use) against the baseline — the residuals of the series' last `zscore.points` points,
@@ -66,23 +67,26 @@
 //! **End of input** ([`Engine::finish`]): every watermark moves to +∞, so every window closes,
 //! every buffered point is released and every join row is evicted. Open alert episodes stay open.
 //!
-//! # Threads
+//! # Keyed shards
 //!
-//! Everything but the per-point analytics runs on the caller's thread. Those, most of the work,
-//! can also run on others ([`Engine::set_threads`]): a large release at once, and with
-//! [`Engine::defer_points`] every release of a round of input together, by shards of series
-//! that whichever thread is free takes (`point_shards`); with [`Engine::settle_overlapped`]
-//! while the caller goes on with the next round, and helps ([`Engine::help`]) when it would
-//! wait. A series' points are always computed in order by one thread, and their records go
-//! where one thread would have written them: the output does not depend on the threads.
+//! A stream runs as a *task* (under a consumer group, a task per partition): its
+//! [`router`] tracks the partitions' watermarks, judges lateness and numbers its series where
+//! the events are read; everything kept per series lives in [`keygroup`]s, 128 hash buckets of
+//! series labels, which `engine.threads` [`shard`]s own (group `g` on shard `g mod threads`).
+//! Each shard runs on a thread of its own (one shard runs on the caller's), taking the events of
+//! its key groups and every step of a task's watermark, a round of input at a time. Every
+//! record carries a key that says where one engine would have written it ([`output`]), so the
+//! shards' records merge into exactly the records of one shard, in the same order, whatever the
+//! number of threads; and a checkpoint taken with some number of shards restores with any
+//! other.
 //!
 //! # Memory
 //!
-//! Per series and stream: the series label and counters (~100 B); per aligned window spec, one
-//! pane (~90 B) per `gcd(size, slide)` of event time within `size + lateness`; per session spec,
-//! one open session (~80 B) per gap-separated burst within `gap + lateness`; for analytics,
-//! `sma_points` values (8 B each), the points of `trend_window` (16 B each), the anomaly
-//! detector's baseline (8 B per point of `zscore.points`, 16 with a `zscore.window`), its
+//! Per series and stream: the series label and its place (~100 B, with the router); per aligned
+//! window spec, one pane (~90 B) per `gcd(size, slide)` of event time within `size + lateness`;
+//! per session spec, one open session (~80 B) per gap-separated burst within `gap + lateness`;
+//! for analytics, `sma_points` values (8 B each), the points of `trend_window` (16 B each), the
+//! anomaly detector's baseline (8 B per point of `zscore.points`, 16 with a `zscore.window`), its
 //! seasonal profiles with `season = "auto"` (two of at most 168 bins, 8 B each: 2.7 KB), about
 //! 200 B of running statistics, an open alert episode (~300 B, only while one is open), and the
 //! reorder buffer (32 B per event within `lateness`). Dedup keeps each id of the last
@@ -93,38 +97,53 @@
 pub mod anomaly;
 pub mod dedup;
 pub mod join;
-mod point_shards;
+pub mod keygroup;
+pub mod output;
+pub mod plan;
 pub mod points;
 pub mod reorder;
+pub mod router;
+pub mod shard;
+mod snapshot;
 pub mod stats;
 pub mod time;
 pub mod window;
+mod workers;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::config::{Config, StreamConfig};
+use crate::config::Config;
 use crate::event::Event;
-use crate::record::{LateRecord, Record};
+use crate::record::Record;
 
-use self::dedup::Dedup;
-use self::join::{IntervalJoin, JoinConfig, JoinInput, JoinOn, Side};
-use self::points::PointAnalytics;
-use self::time::WatermarkTracker;
-use self::window::{AlignedWindows, GlobalWindows, SessionWindows, WindowSpec};
+use self::output::{Emitted, Keyed, OutputKey, SubKey};
+use self::plan::EnginePlan;
+use self::router::{Round, TaskRouter};
+use self::shard::Item;
+use self::workers::Shards;
 
-/// An event that reached the operators: deduplicated, not late, its series interned.
+pub use self::snapshot::{EngineImage, SNAPSHOT_FORMAT};
+
+/// An event that reached the operators: deduplicated, not late, its series numbered.
 pub struct Accepted<'a> {
+    /// The series' number in its key group.
     pub series: u32,
+    /// The series' number in its task: the order of their first events.
+    pub global: u32,
     pub label: &'a Arc<str>,
     pub ts: i64,
     pub value: f64,
     /// Where the event sits in its stream's logs: the tie-breaker for equal event times, so
     /// their order does not depend on how partitions interleave.
     pub seq: LogOrder,
+    /// The engine's input position of the event.
+    pub pos: u64,
+    /// The task's watermark as the event arrives.
+    pub watermark: i64,
 }
 
 /// An event's place in its stream's input: its split (partition) and offset in it. Ordering
@@ -158,33 +177,14 @@ impl From<Origin<'_>> for LogOrder {
     }
 }
 
-/// A per-stream operator. Hooks are synchronous and never fail on data.
+/// A per-series operator of a stream, in one key group. Hooks are synchronous and never fail
+/// on data; records carry their operator's order ([`output::SubKey`]).
 pub trait Operator: Send {
-    fn on_event(&mut self, event: &Accepted<'_>, out: &mut Vec<Record>);
+    fn on_event(&mut self, event: &Accepted<'_>, out: &mut Emitted);
     /// The stream's watermark advanced to `watermark` (`i64::MAX` at end of input).
-    fn on_watermark(&mut self, watermark: i64, out: &mut Vec<Record>);
-}
-
-/// The operators a stream can run. An enum rather than trait objects so the whole engine state
-/// can be checkpointed with serde.
-#[derive(Serialize, Deserialize)]
-enum StreamOperator {
-    Aligned(AlignedWindows),
-    Session(SessionWindows),
-    Global(GlobalWindows),
-    /// Boxed: one per stream, and far larger than the window operators.
-    Points(Box<PointAnalytics>),
-}
-
-impl StreamOperator {
-    fn as_operator(&mut self) -> &mut dyn Operator {
-        match self {
-            StreamOperator::Aligned(op) => op,
-            StreamOperator::Session(op) => op,
-            StreamOperator::Global(op) => op,
-            StreamOperator::Points(op) => op.as_mut(),
-        }
-    }
+    fn on_watermark(&mut self, watermark: i64, out: &mut Emitted);
+    /// The lowest watermark at which `on_watermark` would do anything; `None` for none.
+    fn due(&mut self) -> Option<i64>;
 }
 
 /// Where an event came from, for late records and dead letters.
@@ -204,6 +204,11 @@ pub enum RejectError {
     TooManySeries { stream: String, max: usize },
     #[error("no stream with index {0}")]
     UnknownStream(usize),
+    #[error(
+        "series {series:?} already comes from partition {partition}; with assignment = \
+         \"group\" each series must come from one partition (key messages by series)"
+    )]
+    OtherPartition { series: String, partition: u32 },
 }
 
 /// A checkpoint could not be written or read back.
@@ -217,7 +222,7 @@ pub enum SnapshotError {
          checkpoint.pipeline name (or remove the old checkpoint row)"
     )]
     Format { found: u8 },
-    #[error("engine snapshot taken while a round's points were still being computed (a bug: the pipeline lands them first)")]
+    #[error("engine snapshot taken while a round of input was still being run (a bug: the pipeline lands it first)")]
     Busy,
     #[error(
         "engine snapshot is damaged (its checksum does not match): start afresh under a new \
@@ -225,13 +230,6 @@ pub enum SnapshotError {
     )]
     Damaged,
 }
-
-/// Version of the layout of [`Engine::snapshot`]: bumped whenever a state type changes shape,
-/// so an old checkpoint is refused with a clear message instead of misread.
-pub const SNAPSHOT_FORMAT: u8 = 9;
-
-/// Bytes of the CRC-32 that ends a snapshot.
-const CHECKSUM_BYTES: usize = 4;
 
 /// Counters of one stream, for the status page and `/metrics`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -241,1051 +239,474 @@ pub struct StreamCounters {
     pub duplicates: u64,
 }
 
-/// Counters of one series.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SeriesCounters {
-    pub late: u64,
-    pub duplicates: u64,
-}
+impl std::ops::Add for StreamCounters {
+    type Output = StreamCounters;
 
-/// Labels of a stream's series, interned to dense ids so operators index vectors, not maps.
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct SeriesRegistry {
-    /// Rebuilt from `labels` after a restore rather than stored twice.
-    #[serde(skip)]
-    ids: HashMap<Arc<str>, u32, foldhash::fast::RandomState>,
-    labels: Vec<Arc<str>>,
-    counters: Vec<SeriesCounters>,
-}
-
-impl SeriesRegistry {
-    fn rebuild_index(&mut self) {
-        self.ids = self
-            .labels
-            .iter()
-            .enumerate()
-            .map(|(i, label)| (label.clone(), i as u32))
-            .collect();
-    }
-
-    fn intern(&mut self, label: &str, max: usize) -> Option<u32> {
-        if let Some(&id) = self.ids.get(label) {
-            return Some(id);
-        }
-        if self.labels.len() >= max {
-            return None;
-        }
-        let id = self.labels.len() as u32;
-        let label: Arc<str> = Arc::from(label);
-        self.ids.insert(label.clone(), id);
-        self.labels.push(label);
-        self.counters.push(SeriesCounters::default());
-        Some(id)
-    }
-}
-
-#[derive(Serialize, Deserialize)]
-struct StreamRuntime {
-    name: Arc<str>,
-    max_series: usize,
-    watermark: WatermarkTracker,
-    dedup: Option<Dedup>,
-    series: SeriesRegistry,
-    operators: Vec<StreamOperator>,
-    /// Joins this stream feeds, with its side and whether the join keys on a named field.
-    joins: Vec<(usize, Side, bool)>,
-    counters: StreamCounters,
-}
-
-impl StreamRuntime {
-    /// A stream with no state yet: no partition seen, no series, every operator empty.
-    fn new(s: &StreamConfig) -> Self {
-        let name: Arc<str> = Arc::from(s.name.as_str());
-        let mut operators: Vec<StreamOperator> = Vec::new();
-        for spec in &s.windows {
-            operators.push(match *spec {
-                WindowSpec::Tumbling { size } => {
-                    StreamOperator::Aligned(AlignedWindows::tumbling(name.clone(), size.ms()))
-                }
-                WindowSpec::Sliding { size, slide } => StreamOperator::Aligned(
-                    AlignedWindows::sliding(name.clone(), size.ms(), slide.ms()),
-                ),
-                WindowSpec::Session { gap } => {
-                    StreamOperator::Session(SessionWindows::new(name.clone(), gap.ms()))
-                }
-                WindowSpec::Global { update } => {
-                    StreamOperator::Global(GlobalWindows::new(name.clone(), update.ms()))
-                }
-            });
-        }
-        if let Some(analytics) = s.analytics {
-            operators.push(StreamOperator::Points(Box::new(PointAnalytics::new(
-                name.clone(),
-                analytics,
-            ))));
-        }
-        StreamRuntime {
-            name,
-            max_series: s.max_series,
-            watermark: WatermarkTracker::new(
-                s.watermark.lateness.ms(),
-                s.watermark.idle_timeout.ms(),
-            ),
-            dedup: s.dedup.map(|d| Dedup::new(d.horizon.ms())),
-            series: SeriesRegistry::default(),
-            operators,
-            joins: Vec::new(),
-            counters: StreamCounters::default(),
-        }
-    }
-
-    /// Counts an event behind `watermark` (its partition's, see [`WatermarkTracker::late_bound`])
-    /// and describes it: late events never reach an operator, but they still move their
-    /// partition's watermark.
-    fn late(
-        &mut self,
-        series: u32,
-        ts: i64,
-        watermark: i64,
-        origin: Origin<'_>,
-        now: i64,
-    ) -> LateRecord {
-        self.watermark.observe(origin.split, ts, now);
-        self.counters.late += 1;
-        self.series.counters[series as usize].late += 1;
-        LateRecord {
-            stream: self.name.clone(),
-            series: self.series.labels[series as usize].clone(),
-            ts,
-            watermark,
-            lateness_ms: watermark.saturating_sub(ts),
-            source: Arc::from(origin.source),
-            partition: origin.partition,
-            offset: origin.offset,
+    fn add(self, other: StreamCounters) -> StreamCounters {
+        StreamCounters {
+            accepted: self.accepted + other.accepted,
+            late: self.late + other.late,
+            duplicates: self.duplicates + other.duplicates,
         }
     }
 }
 
-#[derive(Serialize, Deserialize)]
-struct JoinRuntime {
-    join: IntervalJoin,
-    left: usize,
-    right: usize,
-    watermark: i64,
-}
+/// Items a shard's share of a round holds before the round is run without being asked: keeps a
+/// caller that only ever calls [`Engine::process`] in bounded memory.
+const ROUND_ITEMS: usize = 16_384;
 
-impl JoinRuntime {
-    /// A join of `config` between two of `streams`, with no rows yet.
-    fn new(config: &JoinConfig, streams: &[StreamRuntime]) -> Self {
-        let (left, right) = config.sides;
-        JoinRuntime {
-            join: IntervalJoin::new(
-                Arc::from(config.name.as_str()),
-                streams[left].name.clone(),
-                streams[right].name.clone(),
-                config.within.ms(),
-                config.kind,
-            ),
-            left,
-            right,
-            watermark: time::WATERMARK_MIN,
-        }
-    }
-}
-
-/// The engine of a whole pipeline: every stream and join of a [`Config`].
-#[derive(Serialize, Deserialize)]
+/// The engine of a pipeline: every task of its streams and the joins between them.
+///
+/// Input goes in with [`Engine::process`], [`Engine::reject`], [`Engine::tick`] and
+/// [`Engine::finish`], a round at a time; [`Engine::end_round`] hands the round to the shards
+/// (and, on threads, the records of the round before to the caller), [`Engine::land`] waits
+/// for what is left. With one thread a round is run when it ends.
 pub struct Engine {
-    streams: Vec<StreamRuntime>,
-    joins: Vec<JoinRuntime>,
-    /// Threads per-point analytics may use ([`Engine::set_threads`]); not state.
-    #[serde(skip, default = "one_thread")]
-    threads: usize,
-    /// While deferring ([`Engine::defer_points`]): where each deferred release's records go.
-    #[serde(skip)]
-    deferred: Option<Vec<DeferredRelease>>,
-    /// While deferring: the length of the output when the round began.
-    #[serde(skip)]
-    round_start: usize,
-    /// The round whose points are computed on other threads ([`Engine::settle_overlapped`]).
-    #[serde(skip)]
-    in_flight: Option<InFlight>,
-}
-
-/// A round held back until its points are computed ([`Engine::settle_overlapped`]).
-struct InFlight {
-    /// Its records other than the points', in order.
-    records: Vec<Record>,
-    /// Where its points' records go among them.
-    releases: Vec<DeferredRelease>,
-}
-
-fn one_thread() -> usize {
-    1
-}
-
-/// The records of one operator's deferred points, handed out release by release.
-struct Settled {
-    /// (stream, operator) indexes.
-    operator: (usize, usize),
-    records: std::vec::IntoIter<Record>,
-    /// Per point, where its records end.
-    ends: Vec<usize>,
-    /// Records handed out so far.
-    taken: usize,
-}
-
-impl Settled {
-    fn new(operator: (usize, usize), records: Vec<Record>, ends: Vec<usize>) -> Self {
-        Settled {
-            operator,
-            records: records.into_iter(),
-            ends,
-            taken: 0,
-        }
-    }
-
-    /// Appends to `out` the records of the points up to the `points`th.
-    fn take_until(&mut self, points: usize, out: &mut Vec<Record>) {
-        let end = match points.checked_sub(1) {
-            Some(last) => self.ends.get(last).copied().unwrap_or(self.taken),
-            None => self.taken,
-        };
-        out.extend(self.records.by_ref().take(end.saturating_sub(self.taken)));
-        self.taken = self.taken.max(end);
-    }
-}
-
-/// A release of per-point analytics queued while deferring: its records belong at `at` in the
-/// round's output, after whatever was there when it happened.
-#[derive(Debug, Clone, Copy)]
-struct DeferredRelease {
-    at: usize,
-    stream: usize,
-    operator: usize,
-    /// The operator's deferred points up to the end of this release.
-    end: usize,
-}
-
-/// Appends to `out` a round's `records` with its points' records (`computed`) put in at each
-/// of its `releases`.
-fn splice(
-    out: &mut Vec<Record>,
-    records: Vec<Record>,
-    releases: &[DeferredRelease],
-    mut computed: Vec<Settled>,
-) {
-    out.reserve(records.len() + computed.iter().map(|c| c.records.len()).sum::<usize>());
-    let mut records = records.into_iter();
-    let mut copied = 0;
-    for release in releases {
-        out.extend(records.by_ref().take(release.at.saturating_sub(copied)));
-        copied = copied.max(release.at);
-        let operator = (release.stream, release.operator);
-        if let Some(settled) = computed.iter_mut().find(|c| c.operator == operator) {
-            settled.take_until(release.end, out);
-        }
-    }
-    out.extend(records);
+    plan: Arc<EnginePlan>,
+    /// By task id: a static stream's task is the stream's index; tasks of group-assigned
+    /// streams come after.
+    routers: Vec<Option<TaskRouter>>,
+    /// Under a consumer group, per stream: which task each series comes from.
+    owners: HashMap<usize, HashMap<Arc<str>, u32>>,
+    shards: Shards,
+    /// The next input position.
+    pos: u64,
+    /// The round being read: items per shard, and the records made here.
+    items: Vec<Vec<Item>>,
+    records: Vec<Keyed>,
+    /// Records made here for each round sent to the shards and not collected, oldest first.
+    in_flight: VecDeque<Vec<Keyed>>,
+    /// Duplicates the shards found, per task.
+    duplicates: HashMap<u32, u64>,
 }
 
 impl Engine {
+    /// The engine of `config`'s streams and joins, on `engine.threads` shards.
     pub fn new(config: &Config) -> Self {
-        let mut streams: Vec<StreamRuntime> =
-            config.streams.iter().map(StreamRuntime::new).collect();
-        let joins = config
-            .joins
-            .iter()
-            .enumerate()
-            .map(|(i, j)| {
-                let (left, right) = j.sides;
-                let by_field = matches!(j.on, JoinOn::Field(_));
-                streams[left].joins.push((i, Side::Left, by_field));
-                streams[right].joins.push((i, Side::Right, by_field));
-                JoinRuntime::new(j, &streams)
-            })
-            .collect();
+        Engine::from_plan(EnginePlan::from_config(config))
+    }
+
+    pub fn from_plan(plan: EnginePlan) -> Self {
+        let plan = Arc::new(plan);
+        let shards = Shards::start(&plan);
         let mut engine = Engine {
-            streams,
-            joins,
-            threads: 1,
-            deferred: None,
-            round_start: 0,
-            in_flight: None,
+            routers: Vec::new(),
+            owners: HashMap::new(),
+            items: (0..shards.count()).map(|_| Vec::new()).collect(),
+            shards,
+            pos: 0,
+            records: Vec::new(),
+            in_flight: VecDeque::new(),
+            duplicates: HashMap::new(),
+            plan,
         };
-        engine.set_threads(config.engine.threads());
+        for (index, stream) in engine.plan.streams.iter().enumerate() {
+            let router = (!stream.group_assigned).then(|| TaskRouter::new(index, stream));
+            engine.routers.push(router);
+        }
+        for index in 0..engine.plan.streams.len() {
+            if engine.routers[index].is_some() {
+                engine.open(index as u32, index, i64::MIN);
+            }
+        }
         engine
     }
 
-    /// Forgets everything stream `stream` of `config` holds: the watermark of each of its
-    /// partitions, dedup, windows not yet closed, the per-point analytics and open alert
-    /// episodes, its series and counters; and the rows of the joins it feeds, which start
-    /// afresh on both sides. The way out of a watermark an event moved too far on; what the
-    /// stream reads next is taken as from a new start. Returns whether there is such a stream.
-    pub fn reset_stream(&mut self, stream: usize, config: &Config) -> bool {
-        let Some(fresh) = config.streams.get(stream).map(StreamRuntime::new) else {
-            return false;
-        };
-        if stream >= self.streams.len() {
-            return false;
-        }
-        let joins = std::mem::take(&mut self.streams[stream].joins);
-        self.streams[stream] = StreamRuntime { joins, ..fresh };
-        for (i, join) in config.joins.iter().enumerate() {
-            if join.sides.0 == stream || join.sides.1 == stream {
-                self.joins[i] = JoinRuntime::new(join, &self.streams);
-            }
-        }
-        self.set_threads(self.threads);
-        true
+    pub fn plan(&self) -> &EnginePlan {
+        &self.plan
     }
 
-    /// Lets per-point analytics run on up to `threads` threads: large releases (see
-    /// [`PointAnalytics::set_threads`]) and what [`Engine::defer_points`] queues. Not part of
-    /// the state, so a restored engine is told again. The records do not depend on it.
-    pub fn set_threads(&mut self, threads: usize) {
-        self.threads = threads.max(1);
-        for stream in &mut self.streams {
-            for op in &mut stream.operators {
-                if let StreamOperator::Points(points) = op {
-                    points.set_threads(threads);
-                }
-            }
+    /// Tells every shard a task starts.
+    fn open(&mut self, task: u32, stream: usize, watermark: i64) {
+        for items in &mut self.items {
+            items.push(Item::Open {
+                task,
+                stream,
+                watermark,
+            });
         }
     }
 
-    /// Until [`Engine::settle`], per-point analytics only queue the points the watermark
-    /// releases, and `settle` computes them all on the engine's threads (a series' points on
-    /// one of them, in order) and puts their records where one thread would have written them.
-    /// `out` is the output the round appends to; in between, the caller may only append to it:
-    /// records are inserted by position. Does nothing with one thread.
-    pub fn defer_points(&mut self, out: &[Record]) {
-        if self.threads <= 1 || self.deferred.is_some() {
-            return;
-        }
-        self.deferred = Some(Vec::new());
-        self.round_start = out.len();
-        for stream in &mut self.streams {
-            for op in &mut stream.operators {
-                if let StreamOperator::Points(points) = op {
-                    points.defer();
-                }
-            }
-        }
+    fn round(&mut self) -> (Round<'_>, &mut Vec<Option<TaskRouter>>) {
+        (
+            Round {
+                pos: &mut self.pos,
+                items: &mut self.items,
+                records: &mut self.records,
+            },
+            &mut self.routers,
+        )
     }
 
-    /// Computes what [`Engine::defer_points`] queued and inserts its records into `out` (the
-    /// output every call since was given), in the order one thread gives them. A round still
-    /// in flight ([`Engine::settle_overlapped`]) lands first.
-    pub fn settle(&mut self, out: &mut Vec<Record>) {
-        let Some((records, releases)) = self.take_round(out) else {
-            return;
-        };
-        let mut computed = Vec::new();
-        for (s, stream) in self.streams.iter_mut().enumerate() {
-            for (o, op) in stream.operators.iter_mut().enumerate() {
-                if let StreamOperator::Points(points) = op {
-                    let (records, ends) = points.settle();
-                    computed.push(Settled::new((s, o), records, ends));
-                }
-            }
-        }
-        splice(out, records, &releases, computed);
-    }
-
-    /// Like [`Engine::settle`], but this round's points are computed on other threads while
-    /// the caller goes on with the next round, and `out` gets the previous round's records
-    /// instead, complete: records come out a round late (a round with few points is not held
-    /// back), in the order one thread gives them. Until the next `defer_points` or
-    /// [`Engine::land`], the caller appends nothing to `out` (it may hand it on and clear it).
-    ///
-    /// The barrier of [`Engine::settle`] (while the points are computed, nothing else is) is
-    /// gone: the engine thread's own work (dedup, watermarks, windows, the reorder buffer)
-    /// runs beside the points of the round before.
-    pub fn settle_overlapped(&mut self, out: &mut Vec<Record>) {
-        let Some((records, releases)) = self.take_round(out) else {
-            return;
-        };
-        let mut away = false;
-        for stream in &mut self.streams {
-            for op in &mut stream.operators {
-                if let StreamOperator::Points(points) = op {
-                    away |= points.launch();
-                }
-            }
-        }
-        self.in_flight = Some(InFlight { records, releases });
-        if !away {
-            self.land(out);
-        }
-    }
-
-    /// Computes a share of the points of the round in flight, when any is left: for a caller
-    /// that would otherwise wait (for decoded input). Returns whether it did.
-    pub fn help(&self) -> bool {
-        self.in_flight.is_some()
-            && self.streams.iter().any(|stream| {
-                stream.operators.iter().any(|op| match op {
-                    StreamOperator::Points(points) => points.help(),
-                    _ => false,
-                })
-            })
-    }
-
-    /// Points of the round [`Engine::settle_overlapped`] left in flight: work a rewind throws
-    /// away (the replay computes them again).
-    pub fn points_in_flight(&self) -> usize {
-        if self.in_flight.is_none() {
-            return 0;
-        }
-        let operators = self.streams.iter().flat_map(|s| &s.operators);
-        operators
-            .map(|op| match op {
-                StreamOperator::Points(points) => points.points_in_flight(),
-                _ => 0,
-            })
-            .sum()
-    }
-
-    /// Appends to `out` the records of the round [`Engine::settle_overlapped`] left in flight,
-    /// once its points are computed. Nothing without one. Everything that reads or computes
-    /// points lands first: a snapshot needs it (see [`SnapshotError::Busy`]).
-    pub fn land(&mut self, out: &mut Vec<Record>) {
-        let Some(flight) = self.in_flight.take() else {
-            return;
-        };
-        let mut computed = Vec::new();
-        for (s, stream) in self.streams.iter_mut().enumerate() {
-            let labels = &stream.series.labels;
-            for (o, op) in stream.operators.iter_mut().enumerate() {
-                if let StreamOperator::Points(points) = op {
-                    let (records, ends) = points.land(labels);
-                    computed.push(Settled::new((s, o), records, ends));
-                }
-            }
-        }
-        splice(out, flight.records, &flight.releases, computed);
-    }
-
-    /// Stops deferring: takes the round's records out of `out`, with where its points' records
-    /// go among them, and lands the round before it in their place.
-    fn take_round(&mut self, out: &mut Vec<Record>) -> Option<(Vec<Record>, Vec<DeferredRelease>)> {
-        let mut releases = self.deferred.take()?;
-        debug_assert!(
-            self.round_start <= out.len(),
-            "the output was drained while deferring"
-        );
-        let start = self.round_start.min(out.len());
-        let records = out.split_off(start);
-        for release in &mut releases {
-            release.at = release.at.saturating_sub(start);
-        }
-        self.land(out);
-        Some((records, releases))
-    }
-
-    /// Processes one event of stream `stream` at processing time `now`, appending to `out`.
+    /// Processes one event of task `task` (a static stream's index) at processing time `now`.
+    /// Records come out of later calls that take `out`, in order.
     pub fn process(
         &mut self,
-        stream: usize,
+        task: usize,
         event: &Event<'_>,
         origin: Origin<'_>,
         now: i64,
         out: &mut Vec<Record>,
     ) -> Result<(), RejectError> {
-        self.land_unless_deferring(out);
-        let s = self
-            .streams
-            .get_mut(stream)
-            .ok_or(RejectError::UnknownStream(stream))?;
-        let series = s
-            .series
-            .intern(&event.series, s.max_series)
-            .ok_or_else(|| RejectError::TooManySeries {
-                stream: s.name.to_string(),
-                max: s.max_series,
-            })?;
-        let seq = LogOrder::from(origin);
-
-        let bound = s.watermark.late_bound(origin.split);
-        if event.ts < bound {
-            out.push(Record::Late(s.late(series, event.ts, bound, origin, now)));
-            return Ok(());
-        }
-
-        if let (Some(dedup), Some(id)) = (s.dedup.as_mut(), event.id.as_deref()) {
-            if dedup.check_and_insert(id, event.ts) {
-                s.watermark.touch(origin.split, now);
-                s.counters.duplicates += 1;
-                s.series.counters[series as usize].duplicates += 1;
-                return Ok(());
-            }
-        }
-
-        s.counters.accepted += 1;
-        let advanced = s.watermark.observe(origin.split, event.ts, now);
-        let accepted = Accepted {
-            series,
-            label: &s.series.labels[series as usize],
-            ts: event.ts,
-            value: event.value,
-            seq,
+        let Engine {
+            plan,
+            routers,
+            owners,
+            pos,
+            items,
+            records,
+            ..
+        } = self;
+        let Some(router) = routers.get_mut(task).and_then(Option::as_mut) else {
+            return Err(RejectError::UnknownStream(task));
         };
-        for op in &mut s.operators {
-            op.as_operator().on_event(&accepted, out);
+        let stream_plan = &plan.streams[router.stream];
+        let owners = stream_plan
+            .group_assigned
+            .then(|| owners.entry(router.stream).or_default());
+        let mut round = Round {
+            pos,
+            items,
+            records,
+        };
+        let task_id = task as u32;
+        let claim = |label: &str| match owners {
+            None => Ok(()),
+            Some(owners) => match owners.get(label) {
+                Some(&other) if other != task_id => Err(RejectError::OtherPartition {
+                    series: label.to_owned(),
+                    partition: other,
+                }),
+                _ => {
+                    owners.insert(Arc::from(label), task_id);
+                    Ok(())
+                }
+            },
+        };
+        let routed = router.route(task_id, stream_plan, event, origin, now, &mut round, claim);
+        if self.items.iter().any(|items| items.len() >= ROUND_ITEMS) {
+            self.end_round(out);
         }
-        for &(join, side, by_field) in &s.joins {
-            let key = if by_field {
-                event.join_key.as_deref().unwrap_or_default()
-            } else {
-                &event.series
-            };
-            let input = JoinInput {
-                key,
-                ts: event.ts,
-                seq,
-                value: event.value,
-                id: event.id.as_deref(),
-            };
-            self.joins[join].join.on_event(side, &input, out);
-        }
-        if advanced {
-            self.advance(stream, out);
-        }
-        Ok(())
+        routed
     }
 
-    /// Declares a split (source partition) of a stream before it delivers anything: until its
-    /// first event it holds the stream's watermark where it is.
-    pub fn assign_split(&mut self, stream: usize, split: u32, now: i64) {
-        if let Some(s) = self.streams.get_mut(stream) {
-            s.watermark.touch(split, now);
+    /// Puts a record the caller made (a dead letter) into the output where it belongs among
+    /// the engine's.
+    pub fn reject(&mut self, record: Record) {
+        let pos = self.pos;
+        self.pos += 1;
+        self.records.push((
+            OutputKey {
+                pos,
+                op: 0,
+                sub: SubKey::default(),
+            },
+            record,
+        ));
+    }
+
+    /// Declares a split (source partition) of a task before it delivers anything: until its
+    /// first event it holds the task's watermark where it is.
+    pub fn assign_split(&mut self, task: usize, split: u32, now: i64) {
+        if let Some(Some(router)) = self.routers.get_mut(task) {
+            router.assign_split(split, now);
         }
     }
 
     /// Advances processing time: idle partitions stop holding watermarks back.
-    pub fn tick(&mut self, now: i64, out: &mut Vec<Record>) {
-        self.land_unless_deferring(out);
-        for stream in 0..self.streams.len() {
-            if self.streams[stream].watermark.tick(now) {
-                self.advance(stream, out);
+    pub fn tick(&mut self, now: i64) {
+        let (mut round, routers) = self.round();
+        for (task, router) in routers.iter_mut().enumerate() {
+            if let Some(router) = router {
+                router.tick(task as u32, now, &mut round);
             }
         }
     }
 
-    /// End of input: closes every window, releases every point, evicts every join row.
+    /// End of input: closes every window, releases every point, evicts every join row, and
+    /// hands over every record.
     pub fn finish(&mut self, out: &mut Vec<Record>) {
-        self.land_unless_deferring(out);
-        for stream in 0..self.streams.len() {
-            self.streams[stream].watermark.finish();
-            self.advance(stream, out);
+        let (mut round, routers) = self.round();
+        for (task, router) in routers.iter_mut().enumerate() {
+            if let Some(router) = router {
+                router.finish(task as u32, &mut round);
+            }
+        }
+        self.settle(out);
+    }
+
+    /// Hands the round read so far to the shards, and appends to `out` the records of earlier
+    /// rounds: on threads, all but the round just sent (which runs while the caller reads the
+    /// next); with one shard, all of them.
+    pub fn end_round(&mut self, out: &mut Vec<Record>) {
+        let nothing = self.records.is_empty() && self.items.iter().all(Vec::is_empty);
+        if !nothing {
+            let count = self.items.len();
+            let items =
+                std::mem::replace(&mut self.items, (0..count).map(|_| Vec::new()).collect());
+            self.shards.send(items);
+            self.in_flight.push_back(std::mem::take(&mut self.records));
+        }
+        let keep = usize::from(self.shards.count() > 1);
+        while self.in_flight.len() > keep {
+            self.collect(out);
         }
     }
 
-    /// Outside a round, records come in order: the round in flight first.
-    fn land_unless_deferring(&mut self, out: &mut Vec<Record>) {
-        if self.in_flight.is_some() && self.deferred.is_none() {
-            self.land(out);
+    /// Appends to `out` the records of every round sent, waiting for them.
+    pub fn land(&mut self, out: &mut Vec<Record>) {
+        while !self.in_flight.is_empty() {
+            self.collect(out);
         }
     }
 
-    /// Lets the operators, dedup and joins of a stream catch up with its new watermark.
-    fn advance(&mut self, stream: usize, out: &mut Vec<Record>) {
-        let s = &mut self.streams[stream];
-        let watermark = s.watermark.current();
-        for (operator, op) in s.operators.iter_mut().enumerate() {
-            op.as_operator().on_watermark(watermark, out);
-            if let (Some(releases), StreamOperator::Points(points)) = (&mut self.deferred, op) {
-                if let Some(end) = points.newly_deferred() {
-                    releases.push(DeferredRelease {
-                        at: out.len(),
-                        stream,
-                        operator,
-                        end,
-                    });
+    /// Ends the round and lands everything: `out` gets every record of the input so far.
+    pub fn settle(&mut self, out: &mut Vec<Record>) {
+        self.end_round(out);
+        self.land(out);
+    }
+
+    /// Whether a round is being run on the shards' threads.
+    pub fn in_flight(&self) -> bool {
+        !self.in_flight.is_empty()
+    }
+
+    fn collect(&mut self, out: &mut Vec<Record>) {
+        let Some(records) = self.in_flight.pop_front() else {
+            return;
+        };
+        let results = self.shards.collect();
+        let mut lists = Vec::with_capacity(results.len() + 1);
+        lists.push(records);
+        for result in results {
+            for (task, n) in result.duplicates {
+                *self.duplicates.entry(task).or_default() += n;
+            }
+            lists.push(result.records);
+        }
+        output::merge(lists, out);
+    }
+
+    /// Starts a task for a partition of group-assigned stream `stream`, from `state` (a
+    /// [`Engine::task_image`]) when it has one; returns the task's id. A series the restored
+    /// task has is its own from now on: the task that had it before is refused it.
+    /// Lands what is in flight first (its records go to `out`).
+    pub fn open_task(
+        &mut self,
+        stream: usize,
+        state: Option<&[u8]>,
+        out: &mut Vec<Record>,
+    ) -> Result<usize, SnapshotError> {
+        let task = self.routers.len() as u32;
+        let plan = self.plan.clone();
+        let router = match state {
+            Some(bytes) => {
+                let (router, groups) = snapshot::read_task(bytes, task)?;
+                self.open(task, stream, router.watermark.current());
+                self.settle(out);
+                let duplicates = self.shards.install(groups);
+                for (t, n) in duplicates {
+                    *self.duplicates.entry(t).or_default() += n;
                 }
+                let owners = self.owners.entry(stream).or_default();
+                for label in router.labels() {
+                    owners.insert(label.clone(), task);
+                }
+                router
             }
-        }
-        if let Some(dedup) = s.dedup.as_mut() {
-            dedup.evict(watermark);
-        }
-        for k in 0..self.streams[stream].joins.len() {
-            let join = self.streams[stream].joins[k].0;
-            let j = &mut self.joins[join];
-            let joint = self.streams[j.left]
-                .watermark
-                .current()
-                .min(self.streams[j.right].watermark.current());
-            if joint > j.watermark {
-                j.watermark = joint;
-                j.join.on_watermark(joint, out);
+            None => {
+                self.open(task, stream, i64::MIN);
+                TaskRouter::new(stream, &plan.streams[stream])
             }
-        }
+        };
+        self.routers.push(Some(router));
+        Ok(task as usize)
     }
 
-    /// The whole engine state, for a checkpoint. Binary (postcard), not JSON: compact, and
-    /// floats round-trip bit for bit, which a restored engine needs to give identical results.
-    ///
-    /// Sized first and written once into a buffer of exactly that size: at 100,000 series the
-    /// state is hundreds of megabytes, and growing a buffer by doubling, then copying it behind
-    /// the format byte, held up to three times that at once.
-    pub fn snapshot(&self) -> Result<Vec<u8>, SnapshotError> {
-        let size =
-            postcard::experimental::serialized_size(self).map_err(SnapshotError::Encoding)?;
-        let mut bytes = Vec::with_capacity(1 + size + CHECKSUM_BYTES);
-        self.write_snapshot(&mut bytes)?;
-        Ok(bytes)
+    /// A task's state, for its checkpoint (lands what is in flight first: its records go to
+    /// `out`).
+    pub fn task_image(
+        &mut self,
+        task: usize,
+        out: &mut Vec<Record>,
+    ) -> Result<EngineImage, SnapshotError> {
+        self.settle(out);
+        let images = self.shards.images(&[task as u32], false)?;
+        let router = self
+            .routers
+            .get(task)
+            .and_then(Option::as_ref)
+            .ok_or(SnapshotError::Busy)?;
+        snapshot::task_image(router, images)
     }
 
-    /// Writes the bytes of [`Engine::snapshot`] to `out` as they are produced, in small
-    /// writes (buffer `out`): a store can keep them in parts without ever holding them whole.
-    /// Fails with [`SnapshotError::Encoding`] when `out` does (the caller knows why).
-    ///
-    /// The layout: the format byte, the postcard body, and the body's CRC-32 (little endian).
-    /// The checksum is there because a restored engine trusts its state (series ids index its
-    /// tables): a damaged row must be refused, not panic on the first event after it.
-    pub fn write_snapshot(&self, mut out: impl std::io::Write) -> Result<(), SnapshotError> {
-        // The points released since would be lost, or the series' states are away.
-        if self.deferred.is_some() || self.in_flight.is_some() {
+    /// Ends a task (a partition the group took away): its state is dropped; what it counted
+    /// is returned. Lands what is in flight first (its records go to `out`).
+    pub fn close_task(&mut self, task: usize, out: &mut Vec<Record>) -> StreamCounters {
+        self.settle(out);
+        let counters = self.counters(task).unwrap_or_default();
+        if let Some(router) = self.routers.get_mut(task).and_then(Option::take) {
+            if let Some(owners) = self.owners.get_mut(&router.stream) {
+                owners.retain(|_, owner| *owner != task as u32);
+            }
+        }
+        self.shards.take(task as u32);
+        self.duplicates.remove(&(task as u32));
+        counters
+    }
+
+    /// Runs what is queued (no records can be pending: a task opens between rounds).
+    fn settle_quietly(&mut self) {
+        let mut out = Vec::new();
+        self.settle(&mut out);
+        debug_assert!(out.is_empty(), "records made while a task opened");
+    }
+
+    /// The ids of the tasks of stream `stream`.
+    pub fn tasks_of(&self, stream: usize) -> Vec<usize> {
+        self.routers
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.as_ref().is_some_and(|r| r.stream == stream))
+            .map(|(task, _)| task)
+            .collect()
+    }
+
+    /// Forgets everything stream `stream` holds: the watermark of each of its partitions,
+    /// dedup, windows not yet closed, the per-point analytics and open alert episodes, its
+    /// series and counters; and the rows of the joins it feeds, which start afresh on both
+    /// sides. The way out of a watermark an event moved too far on; what the stream reads next
+    /// is taken as from a new start. Returns whether there is such a static stream.
+    pub fn reset_stream(&mut self, stream: usize) -> bool {
+        let Some(stream_plan) = self.plan.streams.get(stream).cloned() else {
+            return false;
+        };
+        if stream_plan.group_assigned || self.routers.get(stream).is_none_or(Option::is_none) {
+            return false;
+        }
+        // A restored engine has nothing in flight: there are no records to lose here.
+        self.settle_quietly();
+        self.shards.take(stream as u32);
+        self.duplicates.remove(&(stream as u32));
+        self.routers[stream] = Some(TaskRouter::new(stream, &stream_plan));
+        self.open(stream as u32, stream, i64::MIN);
+        let joins: Vec<usize> = stream_plan.joins.iter().map(|&(j, _, _)| j).collect();
+        self.shards.drop_joins(&joins);
+        self.settle_quietly();
+        true
+    }
+
+    /// The whole state of the static tasks and the joins, for a checkpoint. Binary (postcard),
+    /// not JSON: compact, and floats round-trip bit for bit, which a restored engine needs to
+    /// give identical results. Refused while a round is read or run ([`SnapshotError::Busy`]).
+    pub fn snapshot(&mut self) -> Result<Vec<u8>, SnapshotError> {
+        Ok(self.image()?.to_bytes())
+    }
+
+    /// The state [`Engine::snapshot`] holds, encoded by the shards (each its own key groups,
+    /// at once) and ready to be written.
+    pub fn image(&mut self) -> Result<EngineImage, SnapshotError> {
+        if self.in_flight()
+            || !self.records.is_empty()
+            || self
+                .items
+                .iter()
+                .any(|i| i.iter().any(|item| !matches!(item, Item::Open { .. })))
+        {
             return Err(SnapshotError::Busy);
         }
-        let failed = |_| SnapshotError::Encoding(postcard::Error::SerializeBufferFull);
-        out.write_all(&[SNAPSHOT_FORMAT]).map_err(failed)?;
-        let mut body = Checksummed::new(out);
-        postcard::to_io(self, &mut body).map_err(SnapshotError::Encoding)?;
-        let (mut out, crc) = body.finish();
-        out.write_all(&crc.to_le_bytes()).map_err(failed)?;
-        Ok(())
+        // Open items of a fresh engine: the shards learn of the tasks first.
+        self.settle_quietly();
+        let tasks: Vec<u32> = self
+            .routers
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.is_some())
+            .filter(|(task, _)| {
+                self.plan
+                    .streams
+                    .get(*task)
+                    .is_some_and(|s| !s.group_assigned)
+            })
+            .map(|(task, _)| task as u32)
+            .collect();
+        let images = self.shards.images(&tasks, true)?;
+        let routers: Vec<(u32, &TaskRouter)> = tasks
+            .iter()
+            .filter_map(|&t| self.routers[t as usize].as_ref().map(|r| (t, r)))
+            .collect();
+        snapshot::image(self.pos, &routers, images)
     }
 
-    /// An engine exactly as [`Engine::snapshot`] left it.
-    pub fn restore(snapshot: &[u8]) -> Result<Engine, SnapshotError> {
-        let (&format, body) = snapshot
-            .split_first()
-            .ok_or(SnapshotError::Format { found: 0 })?;
-        if format != SNAPSHOT_FORMAT {
-            return Err(SnapshotError::Format { found: format });
+    /// An engine of `config` with the state [`Engine::snapshot`] wrote, on `engine.threads`
+    /// shards (whatever the number it was written with).
+    pub fn restore(config: &Config, bytes: &[u8]) -> Result<Engine, SnapshotError> {
+        Engine::restore_plan(EnginePlan::from_config(config), bytes)
+    }
+
+    pub fn restore_plan(plan: EnginePlan, bytes: &[u8]) -> Result<Engine, SnapshotError> {
+        let (pos, routers, groups) = snapshot::read(bytes)?;
+        let mut engine = Engine::from_plan(plan);
+        engine.settle_quietly();
+        for (task, router) in routers {
+            let slot = engine
+                .routers
+                .get_mut(task as usize)
+                .ok_or(SnapshotError::Damaged)?;
+            *slot = Some(router);
         }
-        let split = body
-            .len()
-            .checked_sub(CHECKSUM_BYTES)
-            .ok_or(SnapshotError::Damaged)?;
-        let (body, crc) = body.split_at(split);
-        if crc32fast::hash(body).to_le_bytes() != crc {
-            return Err(SnapshotError::Damaged);
+        // The shards learn the restored watermarks.
+        for task in 0..engine.routers.len() {
+            if let Some(router) = &engine.routers[task] {
+                let (stream, watermark) = (router.stream, router.watermark.current());
+                engine.open(task as u32, stream, watermark);
+            }
         }
-        let mut engine: Engine = postcard::from_bytes(body).map_err(SnapshotError::Encoding)?;
-        for stream in &mut engine.streams {
-            stream.series.rebuild_index();
+        engine.settle_quietly();
+        for (task, n) in engine.shards.install(groups) {
+            *engine.duplicates.entry(task).or_default() += n;
         }
+        engine.pos = pos;
         Ok(engine)
     }
 
-    /// The stream's current watermark (`i64::MIN` before any event).
-    pub fn watermark(&self, stream: usize) -> Option<i64> {
-        self.streams.get(stream).map(|s| s.watermark.current())
+    /// The task's current watermark (`i64::MIN` before any event).
+    pub fn watermark(&self, task: usize) -> Option<i64> {
+        self.router(task).map(|r| r.watermark.current())
     }
 
     /// Each source partition's watermark contribution, for the status page.
-    pub fn partition_watermarks(&self, stream: usize) -> Vec<(u32, time::PartitionWatermark)> {
-        self.streams
-            .get(stream)
-            .map(|s| s.watermark.partitions().collect())
+    pub fn partition_watermarks(&self, task: usize) -> Vec<(u32, time::PartitionWatermark)> {
+        self.router(task)
+            .map(|r| r.watermark.partitions().collect())
             .unwrap_or_default()
     }
 
-    pub fn counters(&self, stream: usize) -> Option<StreamCounters> {
-        self.streams.get(stream).map(|s| s.counters)
+    pub fn counters(&self, task: usize) -> Option<StreamCounters> {
+        let duplicates = self.duplicates.get(&(task as u32)).copied().unwrap_or(0);
+        self.router(task).map(|r| r.counters(duplicates))
     }
 
-    /// Per-series counters of a stream, by label.
-    pub fn series_counters(
-        &self,
-        stream: usize,
-    ) -> impl Iterator<Item = (&Arc<str>, SeriesCounters)> + '_ {
-        self.streams.get(stream).into_iter().flat_map(|s| {
-            s.series
-                .labels
-                .iter()
-                .zip(s.series.counters.iter().copied())
-        })
+    fn router(&self, task: usize) -> Option<&TaskRouter> {
+        self.routers.get(task).and_then(Option::as_ref)
     }
 
-    /// Ids the dedup of a stream remembers now (0 without dedup): to check it stays bounded.
-    pub fn dedup_entries(&self, stream: usize) -> usize {
-        self.streams
-            .get(stream)
-            .and_then(|s| s.dedup.as_ref())
-            .map_or(0, Dedup::len)
+    /// Ids the dedup of a task remembers now (0 without dedup): to check it stays bounded.
+    pub fn dedup_entries(&mut self, task: usize) -> usize {
+        let stats = self.shards.stats();
+        let here = self.router(task).map_or(0, TaskRouter::dedup_entries);
+        here + stats
+            .dedup_entries
+            .get(&(task as u32))
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Rows buffered in all joins.
-    pub fn join_rows(&self) -> usize {
-        self.joins.iter().map(|j| j.join.buffered()).sum()
-    }
-}
-
-/// A writer that passes bytes through to `out` as they come (the writes keep their sizes,
-/// which a store's parts depend on) and keeps their CRC-32. postcard writes a field at a
-/// time, so the bytes are checksummed in blocks of [`Checksummed::BLOCK`], not per write.
-struct Checksummed<W> {
-    out: W,
-    crc: crc32fast::Hasher,
-    pending: Vec<u8>,
-}
-
-impl<W: std::io::Write> Checksummed<W> {
-    const BLOCK: usize = 64 * 1024;
-
-    fn new(out: W) -> Self {
-        Checksummed {
-            out,
-            crc: crc32fast::Hasher::new(),
-            pending: Vec::with_capacity(Self::BLOCK),
-        }
-    }
-
-    /// The writer, and the CRC-32 of everything written through it.
-    fn finish(mut self) -> (W, u32) {
-        self.crc.update(&self.pending);
-        (self.out, self.crc.finalize())
-    }
-}
-
-impl<W: std::io::Write> std::io::Write for Checksummed<W> {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        let written = self.out.write(bytes)?;
-        self.pending.extend_from_slice(&bytes[..written]);
-        if self.pending.len() >= Self::BLOCK {
-            self.crc.update(&self.pending);
-            self.pending.clear();
-        }
-        Ok(written)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.out.flush()
+    pub fn join_rows(&mut self) -> usize {
+        self.shards.stats().join_rows
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn engine() -> Engine {
-        Engine::new(&Config::from_toml_str(crate::bench::BENCH_CONFIG).unwrap())
-    }
-
-    /// Where a test's event comes from: partition 0 of source "x", at `offset`.
-    fn origin(offset: u64) -> Origin<'static> {
-        Origin {
-            source: "x",
-            split: 0,
-            partition: 0,
-            offset,
-        }
-    }
-
-    #[test]
-    fn a_snapshot_restores_and_another_format_is_refused_by_name() {
-        let snapshot = engine().snapshot().unwrap();
-        assert_eq!(snapshot[0], SNAPSHOT_FORMAT);
-        let restored = Engine::restore(&snapshot).unwrap();
-        assert_eq!(restored.snapshot().unwrap(), snapshot);
-
-        let mut old = snapshot.clone();
-        old[0] = SNAPSHOT_FORMAT - 1;
-        let refused = Engine::restore(&old).err().unwrap().to_string();
-        assert!(
-            refused.contains(&format!("format {}", SNAPSHOT_FORMAT - 1))
-                && refused.contains("checkpoint.pipeline"),
-            "{refused}"
-        );
-        assert!(Engine::restore(&[]).is_err());
-        assert!(Engine::restore(&[SNAPSHOT_FORMAT]).is_err());
-    }
-
-    /// Any byte changed after the format byte is caught by the checksum, before decoding.
-    #[test]
-    fn a_damaged_snapshot_is_refused_by_its_checksum() {
-        let mut engine = engine();
-        let mut out = Vec::new();
-        for i in 0..100 {
-            let event = Event {
-                ts: 1_700_000_000_000 + i * 1_000,
-                series: format!("s{}", i % 7).into(),
-                value: i as f64,
-                id: Some(format!("e{i}").into()),
-                join_key: None,
-            };
-            let _ = engine.process(0, &event, origin(i as u64), 0, &mut out);
-        }
-        let snapshot = engine.snapshot().unwrap();
-        let mut streamed = Vec::new();
-        engine.write_snapshot(&mut streamed).unwrap();
-        assert_eq!(streamed, snapshot, "both ways write the same bytes");
-        for at in [1, snapshot.len() / 2, snapshot.len() - 1] {
-            let mut damaged = snapshot.clone();
-            damaged[at] ^= 0x10;
-            let refused = Engine::restore(&damaged).err().unwrap();
-            assert!(
-                matches!(refused, SnapshotError::Damaged),
-                "byte {at}: {refused}"
-            );
-        }
-    }
-
-    /// One stream `s` with default analytics and a watermark `lateness` behind.
-    fn one_stream_with_analytics(lateness: &str) -> Config {
-        Config::from_toml_str(&format!(
-            "[[streams]]\nname = \"s\"\nsource = {{ kind = \"file\", path = \"x\" }}\n\
-             fields = {{ time = \"ts\", series = \"series\", value = \"value\" }}\n\
-             watermark = {{ lateness = \"{lateness}\" }}\nanalytics = {{}}\n\
-             [[sinks]]\nkind = \"ndjson\"\npath = \"x\"\n",
-        ))
-        .unwrap()
-    }
-
-    /// A checkpoint of an engine whose round is in flight would miss the series' states (they
-    /// are with the points being computed): refused, and fine once the round landed.
-    #[test]
-    fn no_snapshot_while_a_round_is_in_flight() {
-        let config = one_stream_with_analytics("1s");
-        let mut engine = Engine::new(&config);
-        engine.set_threads(2);
-        let mut out = Vec::new();
-        engine.defer_points(&out);
-        for i in 0..5_000i64 {
-            let event = Event {
-                ts: 1_700_000_000_000 + i * 10,
-                series: format!("s{}", i % 50).into(),
-                value: (i % 7) as f64,
-                id: None,
-                join_key: None,
-            };
-            engine
-                .process(0, &event, origin(i as u64), 0, &mut out)
-                .unwrap();
-        }
-        engine.settle_overlapped(&mut out);
-        assert!(out.is_empty(), "a round of 4,899 points was not held back");
-        assert!(matches!(engine.snapshot(), Err(SnapshotError::Busy)));
-        engine.land(&mut out);
-        assert_eq!(out.len(), 4_899, "the points the watermark passed");
-        let restored = Engine::restore(&engine.snapshot().unwrap()).unwrap();
-        assert_eq!(restored.counters(0), engine.counters(0));
-    }
-
-    /// Large releases of points (a backlog released by a watermark jump, then the end of input)
-    /// computed on several threads give the records of one thread, in the same order: alerts
-    /// between their points, series in every shard, on 2, 3 and 7 threads.
-    #[test]
-    fn large_releases_on_several_threads_give_the_records_of_one() {
-        let config = Config::from_toml_str(
-            "[[streams]]\nname = \"s\"\nsource = { kind = \"file\", path = \"x\" }\n\
-             fields = { time = \"ts\", series = \"series\", value = \"value\" }\n\
-             watermark = { lateness = \"1h\" }\nanalytics = { zscore = { points = 60, method = \"robust\" } }\n\
-             [[sinks]]\nkind = \"ndjson\"\npath = \"x\"\n",
-        )
-        .unwrap();
-        let run = |threads: usize| {
-            let mut engine = Engine::new(&config);
-            engine.set_threads(threads);
-            let mut out = Vec::new();
-            let start = 1_700_000_000_000i64;
-            let mut offset = 0;
-            // 301 series × 40 points a second apart: all within the lateness, released at once
-            // by a point two hours on, then 301 × 30 more released by the end of input.
-            for (round, points) in [(0i64, 40i64), (1, 30)] {
-                for i in 0..points {
-                    for s in 0..301i64 {
-                        let planted = (round, i) == (0, 35) || (round, i) == (1, 20);
-                        let spike = if planted && s % 3 == 0 { 1_000.0 } else { 0.0 };
-                        let event = Event {
-                            ts: start + round * 7_300_000 + i * 1_000 + s,
-                            series: format!("s{s}").into(),
-                            value: ((s + i * 13) % 17) as f64 + spike,
-                            id: None,
-                            join_key: None,
-                        };
-                        engine
-                            .process(0, &event, origin(offset), 0, &mut out)
-                            .unwrap();
-                        offset += 1;
-                    }
-                }
-            }
-            engine.finish(&mut out);
-            out
-        };
-        let one = run(1);
-        let points = one.iter().filter(|r| matches!(r, Record::Point(_))).count();
-        let alerts = one.iter().filter(|r| matches!(r, Record::Alert(_))).count();
-        assert_eq!(points, 301 * 70);
-        assert!(
-            alerts > 0,
-            "no alerts: the order of alerts among points is untested"
-        );
-        for threads in [2, 3, 7] {
-            assert!(run(threads) == one, "{threads} threads");
-        }
-    }
-
-    /// Points deferred over rounds of input and computed together on several threads give the
-    /// records of one thread, in the same order: two streams with analytics (their releases
-    /// interleaved), window records and late records between them, records the caller
-    /// appends (as it does dead letters), alerts between their points, and output that was
-    /// there before the round. Also when a round's points are computed while the next round
-    /// is processed (overlapped, the engine thread helping now and then), with new series
-    /// arriving meanwhile.
-    #[test]
-    fn deferred_points_on_several_threads_give_the_records_of_one() {
-        let config = Config::from_toml_str(
-            "[[streams]]\nname = \"a\"\nsource = { kind = \"file\", path = \"x\" }\n\
-             fields = { time = \"ts\", series = \"series\", value = \"value\" }\n\
-             watermark = { lateness = \"3s\" }\nwindows = [{ kind = \"tumbling\", size = \"10s\" }]\n\
-             analytics = { zscore = { points = 60, method = \"robust\" } }\n\
-             [[streams]]\nname = \"b\"\nsource = { kind = \"file\", path = \"y\" }\n\
-             fields = { time = \"ts\", series = \"series\", value = \"value\" }\n\
-             watermark = { lateness = \"1s\" }\nanalytics = {}\n\
-             [[sinks]]\nkind = \"ndjson\"\npath = \"x\"\n",
-        )
-        .unwrap();
-        let run = |threads: usize, round: usize, overlapped: bool| {
-            let mut engine = Engine::new(&config);
-            engine.set_threads(threads);
-            let mut out = Vec::new();
-            let start = 1_700_000_000_000i64;
-            engine.defer_points(&out);
-            for i in 0..12_000i64 {
-                let stream = (i % 5 == 0) as usize;
-                // New series keep coming, also while a round's points are away.
-                let s = (i * 7919) % (100 + i / 200);
-                // Out of order within the lateness, now and then late, now and then a spike.
-                let jitter = (i * 31) % 2_500 - if i % 997 == 0 { 9_000 } else { 0 };
-                let spike = if i % 1_301 == 0 { 500.0 } else { 0.0 };
-                let event = Event {
-                    ts: start + i * 10 + jitter,
-                    series: format!("s{s}").into(),
-                    value: ((s + i / 157) % 11) as f64 + spike,
-                    id: None,
-                    join_key: None,
-                };
-                engine
-                    .process(stream, &event, origin(i as u64), 0, &mut out)
-                    .unwrap();
-                // As the pipeline does while it waits for decoded input.
-                if overlapped && i % 50 == 0 {
-                    engine.help();
-                }
-                if i % 409 == 0 {
-                    out.push(Record::Late(LateRecord {
-                        stream: Arc::from("caller"),
-                        series: Arc::from("appended"),
-                        ts: i,
-                        watermark: 0,
-                        lateness_ms: 0,
-                        source: Arc::from("x"),
-                        partition: 0,
-                        offset: i as u64,
-                    }));
-                }
-                if i as usize % round == round - 1 {
-                    if overlapped {
-                        engine.settle_overlapped(&mut out);
-                    } else {
-                        engine.settle(&mut out);
-                    }
-                    engine.defer_points(&out);
-                }
-            }
-            engine.settle(&mut out);
-            engine.finish(&mut out);
-            out
-        };
-        let one = run(1, 1_000, false);
-        let count = |kind: fn(&Record) -> bool| one.iter().filter(|r| kind(r)).count();
-        assert!(count(|r| matches!(r, Record::Point(p) if &*p.stream == "a")) > 9_000);
-        assert!(count(|r| matches!(r, Record::Point(p) if &*p.stream == "b")) > 1_000);
-        assert!(count(|r| matches!(r, Record::Alert(_))) > 0, "no alerts");
-        assert!(count(|r| matches!(r, Record::Late(l) if &*l.stream != "caller")) > 0);
-        assert!(count(|r| matches!(r, Record::Window(_))) > 0);
-        for (threads, round) in [(2, 1_000), (2, 5_000), (3, 12_000), (7, 333)] {
-            for overlapped in [false, true] {
-                let got = run(threads, round, overlapped);
-                let case = format!("{threads} threads, rounds of {round}, overlapped {overlapped}");
-                assert_eq!(got.len(), one.len(), "{case}");
-                assert!(got == one, "{case}");
-            }
-        }
-    }
-
-    /// A month of an hourly series with a daily pattern and two anomalies: the default
-    /// detector picks up the pattern and alerts. Run straight through, or snapshotted and
-    /// restored at any of several points (before and after the pattern is found, between the
-    /// anomalies), it writes the same records.
-    #[test]
-    fn a_restored_detector_continues_exactly() {
-        let config = one_stream_with_analytics("0s");
-        let hour = 3_600_000i64;
-        let values: Vec<(i64, f64)> = (0..24 * 30)
-            .map(|i| {
-                let daily = if (8..20).contains(&(i % 24)) {
-                    50.0
-                } else {
-                    10.0
-                };
-                let noise = ((i * 7919) % 11) as f64 / 11.0;
-                let planted = match i {
-                    600 => 40.0,
-                    661 => -30.0,
-                    _ => 0.0,
-                };
-                (1_700_000_000_000 + i * hour, daily + noise + planted)
-            })
-            .collect();
-        let feed = |engine: &mut Engine, range: std::ops::Range<usize>, out: &mut Vec<Record>| {
-            for i in range {
-                let (ts, value) = values[i];
-                let event = Event {
-                    ts,
-                    series: "a".into(),
-                    value,
-                    id: None,
-                    join_key: None,
-                };
-                engine.process(0, &event, origin(i as u64), 0, out).unwrap();
-            }
-        };
-        let mut straight = Vec::new();
-        let mut engine = Engine::new(&config);
-        feed(&mut engine, 0..values.len(), &mut straight);
-        engine.finish(&mut straight);
-        let alerts: Vec<&crate::record::AlertRecord> = straight
-            .iter()
-            .filter_map(|r| match r {
-                Record::Alert(a) => Some(&**a),
-                _ => None,
-            })
-            .collect();
-        assert!(
-            alerts
-                .iter()
-                .any(|a| a.expectation.as_deref() == Some("1d")),
-            "the daily pattern was in use: {alerts:?}"
-        );
-        assert!(alerts.iter().any(|a| a.ts == values[600].0));
-        // The second, within the refractory period, reopens the same alert.
-        assert!(straight.iter().any(|r| matches!(r,
-            Record::Point(p) if p.ts == values[661].0 && p.anomaly)));
-        for cut in [50, 130, 599, 630] {
-            let mut resumed = Vec::new();
-            let mut first = Engine::new(&config);
-            feed(&mut first, 0..cut, &mut resumed);
-            let mut second = Engine::restore(&first.snapshot().unwrap()).unwrap();
-            feed(&mut second, cut..values.len(), &mut resumed);
-            second.finish(&mut resumed);
-            assert_eq!(resumed, straight, "restored after {cut} points");
-        }
-    }
-}
+mod tests;

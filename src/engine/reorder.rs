@@ -72,6 +72,10 @@ pub struct ReorderBuffer {
     /// growing each one's vector from nothing again was a tenth of the buffer's work.
     #[serde(skip)]
     spare: Vec<Vec<Buffered>>,
+    /// [`ReorderBuffer::next_time`] as last found, kept up by pushes (`None`: not known since
+    /// the last release). Asked after every event, so not searched for each time.
+    #[serde(skip)]
+    earliest: Option<Option<i64>>,
 }
 
 /// Emptied slot vectors kept for reuse at most, and the largest kept.
@@ -117,6 +121,9 @@ impl ReorderBuffer {
         self.len += 1;
         self.place(point);
         self.adopt_far();
+        if let Some(earliest) = &mut self.earliest {
+            *earliest = Some(earliest.map_or(point.ts, |t| t.min(point.ts)));
+        }
     }
 
     /// Puts a point into its slot, or into the far heap when the calendar does not reach it.
@@ -161,8 +168,34 @@ impl ReorderBuffer {
         }
     }
 
+    /// The earliest event time buffered. Sorts the first slot that holds points, which a
+    /// release would do anyway.
+    pub fn next_time(&mut self) -> Option<i64> {
+        if let Some(earliest) = self.earliest {
+            return earliest;
+        }
+        let earliest = self.find_earliest();
+        self.earliest = Some(earliest);
+        earliest
+    }
+
+    fn find_earliest(&mut self) -> Option<i64> {
+        for slot in &mut self.slots {
+            if slot.points.is_empty() {
+                continue;
+            }
+            if !slot.sorted {
+                slot.points.sort();
+                slot.sorted = true;
+            }
+            return slot.points.first().map(|p| p.ts);
+        }
+        self.far.peek().map(|Reverse(p)| p.ts)
+    }
+
     /// Releases, in (event time, place in the logs) order, every point with `ts < watermark`.
     pub fn release(&mut self, watermark: i64, mut emit: impl FnMut(Buffered)) {
+        self.earliest = None;
         while let Some(slot) = self.slots.front_mut() {
             let slot_end = self.base.saturating_add(SLOT_MS);
             if !slot.sorted {
@@ -271,6 +304,24 @@ mod tests {
         assert_eq!(released(&mut b, 300), [(200, 2)]);
         assert_eq!(released(&mut b, i64::MAX), [(year - 10, 3), (year, 1)]);
         assert!(b.is_empty());
+    }
+
+    #[test]
+    fn the_next_time_is_the_earliest_point_buffered() {
+        let mut b = ReorderBuffer::default();
+        assert_eq!(b.next_time(), None);
+        for (seq, ts) in [900, 300, 1_000_000_000_000, 512].into_iter().enumerate() {
+            b.push(point(ts, seq as u64));
+        }
+        assert_eq!(b.next_time(), Some(300));
+        released(&mut b, 600);
+        assert_eq!(b.next_time(), Some(900));
+        released(&mut b, 901);
+        assert_eq!(
+            b.next_time(),
+            Some(1_000_000_000_000),
+            "only the far point is left"
+        );
     }
 
     #[test]

@@ -319,15 +319,20 @@ impl SeriesTimers {
         }
     }
 
-    /// Pops the earliest timer set at or before `limit`.
-    pub fn pop_due(&mut self, limit: i64) -> Option<u32> {
+    /// Pops the earliest timer set at or before `limit`: its time and series.
+    pub fn pop_due(&mut self, limit: i64) -> Option<(i64, u32)> {
         let &(at, series) = self.queue.first()?;
         if at > limit {
             return None;
         }
         self.queue.pop_first();
         self.scheduled[series as usize] = None;
-        Some(series)
+        Some((at, series))
+    }
+
+    /// The earliest time a timer is set at.
+    pub fn next(&self) -> Option<i64> {
+        self.queue.first().map(|&(at, _)| at)
     }
 
     #[cfg(test)]
@@ -435,7 +440,8 @@ mod tests {
         t.schedule(3, 50);
         t.schedule(1, 20);
         t.schedule(3, 10);
-        assert_eq!(t.pop_due(15), Some(3));
+        assert_eq!(t.next(), Some(10));
+        assert_eq!(t.pop_due(15), Some((10, 3)));
         assert_eq!(t.pop_due(15), None);
         t.cancel(1);
         assert!(t.is_empty());

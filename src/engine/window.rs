@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use super::output::{Emitted, SubKey};
 use super::stats::WideMoments;
 use super::time::SeriesTimers;
 use super::{Accepted, LogOrder, Operator};
@@ -192,6 +193,8 @@ pub struct AlignedWindows {
 #[derive(Serialize, Deserialize)]
 struct AlignedSeries {
     label: Arc<str>,
+    /// The series' number in its stream: windows due at one time come out in its order.
+    global: u32,
     /// `(pane start, aggregate of [start, start + pane))`, sorted by start. A deque searched
     /// from the back, not a map: nearly every event lands in the newest pane or the one before.
     panes: VecDeque<(i64, Aggregate)>,
@@ -232,7 +235,9 @@ impl AlignedWindows {
         Some(start + self.size)
     }
 
-    fn emit_closed(&mut self, series: u32, watermark: i64, out: &mut Vec<Record>) {
+    /// Emits the windows of `series` the watermark has closed, under `due` (when its timer
+    /// was due) and the series' number, and sets its timer for the next one.
+    fn emit_closed(&mut self, series: u32, due: i64, watermark: i64, out: &mut Emitted) {
         let (size, slide) = (self.size, self.slide);
         let Some(state) = self
             .series
@@ -241,6 +246,7 @@ impl AlignedWindows {
         else {
             return;
         };
+        let mut n = 0;
         loop {
             let Some(&(first_pane, _)) = state.panes.front() else {
                 return;
@@ -261,7 +267,9 @@ impl AlignedWindows {
             if let Some(first) = panes.next() {
                 let mut total = *first;
                 panes.for_each(|agg| total.merge(agg));
-                out.push(total.record(&self.stream, &state.label, self.kind, start, end, true));
+                let record = total.record(&self.stream, &state.label, self.kind, start, end, true);
+                out.push(SubKey::new(due, u64::from(state.global), n, 0), record);
+                n += 1;
             }
             state.cursor = start + slide;
             // Panes before the next window's start belong to no window still open.
@@ -286,10 +294,11 @@ impl Operator for AlignedWindows {
     /// The series' timer is due at [`AlignedWindows::next_due`], which only an earlier first
     /// pane can move (emitting moves it too, and sets the timer itself): an event that lands in
     /// a later pane leaves the timer as it is.
-    fn on_event(&mut self, ev: &Accepted<'_>, _out: &mut Vec<Record>) {
+    fn on_event(&mut self, ev: &Accepted<'_>, _out: &mut Emitted) {
         let pane = self.pane;
         let state = slot(&mut self.series, ev.series).get_or_insert_with(|| AlignedSeries {
             label: ev.label.clone(),
+            global: ev.global,
             panes: VecDeque::new(),
             cursor: i64::MIN,
         });
@@ -325,10 +334,14 @@ impl Operator for AlignedWindows {
         }
     }
 
-    fn on_watermark(&mut self, watermark: i64, out: &mut Vec<Record>) {
-        while let Some(series) = self.timers.pop_due(watermark) {
-            self.emit_closed(series, watermark, out);
+    fn on_watermark(&mut self, watermark: i64, out: &mut Emitted) {
+        while let Some((due, series)) = self.timers.pop_due(watermark) {
+            self.emit_closed(series, due, watermark, out);
         }
+    }
+
+    fn due(&mut self) -> Option<i64> {
+        self.timers.next()
     }
 }
 
@@ -348,6 +361,7 @@ pub struct SessionWindows {
 #[derive(Serialize, Deserialize)]
 struct SessionSeries {
     label: Arc<str>,
+    global: u32,
     /// Session start → session; sessions of a series are disjoint and more than `gap` apart.
     sessions: BTreeMap<i64, Session>,
 }
@@ -375,10 +389,11 @@ impl SessionWindows {
 }
 
 impl Operator for SessionWindows {
-    fn on_event(&mut self, ev: &Accepted<'_>, _out: &mut Vec<Record>) {
+    fn on_event(&mut self, ev: &Accepted<'_>, _out: &mut Emitted) {
         let gap = self.gap;
         let state = slot(&mut self.series, ev.series).get_or_insert_with(|| SessionSeries {
             label: ev.label.clone(),
+            global: ev.global,
             sessions: BTreeMap::new(),
         });
         let mut start = ev.ts;
@@ -410,10 +425,10 @@ impl Operator for SessionWindows {
         }
     }
 
-    fn on_watermark(&mut self, watermark: i64, out: &mut Vec<Record>) {
+    fn on_watermark(&mut self, watermark: i64, out: &mut Emitted) {
         // A session closes when the watermark is strictly past its end.
         let limit = watermark.saturating_sub(1);
-        while let Some(series) = self.timers.pop_due(limit) {
+        while let Some((due, series)) = self.timers.pop_due(limit) {
             let Some(state) = self
                 .series
                 .get_mut(series as usize)
@@ -421,6 +436,7 @@ impl Operator for SessionWindows {
             else {
                 continue;
             };
+            let mut n = 0;
             while let Some(entry) = state.sessions.first_entry() {
                 let end = entry.get().last.saturating_add(self.gap);
                 if end > limit {
@@ -429,16 +445,23 @@ impl Operator for SessionWindows {
                 }
                 let start = *entry.key();
                 let session = entry.remove();
-                out.push(session.agg.record(
+                let record = session.agg.record(
                     &self.stream,
                     &state.label,
                     WindowKind::Session,
                     start,
                     end,
                     true,
-                ));
+                );
+                out.push(SubKey::new(due, u64::from(state.global), n, 0), record);
+                n += 1;
             }
         }
+    }
+
+    /// Past the end of the session that ends first.
+    fn due(&mut self) -> Option<i64> {
+        self.timers.next().map(|t| t.saturating_add(1))
     }
 }
 
@@ -449,25 +472,33 @@ pub const GLOBAL_END: i64 = i64::MAX;
 
 /// All-time aggregates per series: Spark's *complete* output mode.
 ///
-/// Each series has one window, `[GLOBAL_START, GLOBAL_END)`. It is emitted with `final: false`
-/// whenever the watermark crosses a multiple of `update` (event time, so a replay emits the
-/// same updates) and the series changed since its last emission, and once more with
-/// `final: true` at the end of input. Sinks upsert on the window key, so a database table
-/// holds the complete, current result at all times. State: one aggregate per series.
+/// Each series has one window, `[GLOBAL_START, GLOBAL_END)`. When an event changes a series,
+/// the series is emitted with `final: false` once the watermark reaches the next multiple of
+/// `update` after the watermark at that change (event time, so a replay emits the same
+/// updates), and once more with `final: true` at the end of input. Sinks upsert on the window
+/// key, so a database table holds the complete, current result at all times. State: one
+/// aggregate per series.
 #[derive(Serialize, Deserialize)]
 pub struct GlobalWindows {
     stream: Arc<str>,
     update: i64,
     series: Vec<Option<GlobalSeries>>,
-    /// Series changed since the last update, in the order they first changed.
-    changed: Vec<u32>,
-    /// The watermark at or after which the next update is due.
-    next_update: i64,
+    /// Series changed since their last update, in the order they changed: each with the place
+    /// of the event that changed it first and the watermark its update is due at.
+    changed: VecDeque<Changed>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+struct Changed {
+    series: u32,
+    pos: u64,
+    due: i64,
 }
 
 #[derive(Serialize, Deserialize)]
 struct GlobalSeries {
     label: Arc<str>,
+    global: u32,
     agg: Aggregate,
     changed: bool,
 }
@@ -478,32 +509,32 @@ impl GlobalWindows {
             stream,
             update,
             series: Vec::new(),
-            changed: Vec::new(),
-            next_update: i64::MIN,
+            changed: VecDeque::new(),
         }
     }
 
-    fn emit(&self, series: u32, is_final: bool, out: &mut Vec<Record>) {
-        if let Some(state) = self.series.get(series as usize).and_then(Option::as_ref) {
-            out.push(state.agg.record(
-                &self.stream,
-                &state.label,
-                WindowKind::Global,
-                GLOBAL_START,
-                GLOBAL_END,
-                is_final,
-            ));
-        }
+    fn record(&self, series: u32, is_final: bool) -> Option<(u32, Record)> {
+        let state = self.series.get(series as usize).and_then(Option::as_ref)?;
+        let record = state.agg.record(
+            &self.stream,
+            &state.label,
+            WindowKind::Global,
+            GLOBAL_START,
+            GLOBAL_END,
+            is_final,
+        );
+        Some((state.global, record))
     }
 }
 
 impl Operator for GlobalWindows {
-    fn on_event(&mut self, ev: &Accepted<'_>, _out: &mut Vec<Record>) {
+    fn on_event(&mut self, ev: &Accepted<'_>, _out: &mut Emitted) {
         match slot(&mut self.series, ev.series) {
             Some(state) => state.agg.add(ev.ts, ev.seq, ev.value),
             empty => {
                 *empty = Some(GlobalSeries {
                     label: ev.label.clone(),
+                    global: ev.global,
                     agg: Aggregate::of(ev.ts, ev.seq, ev.value),
                     changed: false,
                 })
@@ -512,29 +543,48 @@ impl Operator for GlobalWindows {
         if let Some(state) = self.series[ev.series as usize].as_mut() {
             if !state.changed {
                 state.changed = true;
-                self.changed.push(ev.series);
+                // The first multiple of `update` past the watermark now.
+                let due = ev
+                    .watermark
+                    .div_euclid(self.update)
+                    .saturating_add(1)
+                    .saturating_mul(self.update);
+                self.changed.push_back(Changed {
+                    series: ev.series,
+                    pos: ev.pos,
+                    due,
+                });
             }
         }
     }
 
-    fn on_watermark(&mut self, watermark: i64, out: &mut Vec<Record>) {
+    fn on_watermark(&mut self, watermark: i64, out: &mut Emitted) {
         if watermark == i64::MAX {
             for series in 0..self.series.len() as u32 {
-                self.emit(series, true, out);
+                if let Some((global, record)) = self.record(series, true) {
+                    out.push(SubKey::new(i64::from(global), 0, 0, 0), record);
+                }
             }
             self.changed.clear();
             return;
         }
-        if watermark < self.next_update || self.changed.is_empty() {
-            return;
-        }
-        for series in std::mem::take(&mut self.changed) {
-            self.emit(series, false, out);
+        // Changes come in watermark order, so those due are at the front.
+        while let Some(&Changed { series, pos, due }) = self.changed.front() {
+            if due > watermark {
+                break;
+            }
+            self.changed.pop_front();
+            if let Some((_, record)) = self.record(series, false) {
+                out.push(SubKey::new(pos as i64, 0, 0, 0), record);
+            }
             if let Some(state) = self.series[series as usize].as_mut() {
                 state.changed = false;
             }
         }
-        self.next_update = (watermark.div_euclid(self.update) + 1).saturating_mul(self.update);
+    }
+
+    fn due(&mut self) -> Option<i64> {
+        self.changed.front().map(|c| c.due)
     }
 }
 
@@ -551,11 +601,23 @@ mod tests {
     use super::*;
 
     fn feed(op: &mut dyn Operator, events: &[(i64, f64)], out: &mut Vec<Record>) {
+        feed_at(op, events, i64::MIN, out);
+    }
+
+    /// Feeds `events` of one series while the stream's watermark is `watermark`.
+    fn feed_at(
+        op: &mut dyn Operator,
+        events: &[(i64, f64)],
+        watermark: i64,
+        out: &mut Vec<Record>,
+    ) {
         let label: Arc<str> = "a".into();
+        let mut emitted = Emitted::default();
         for (seq, &(ts, value)) in events.iter().enumerate() {
             op.on_event(
                 &Accepted {
                     series: 0,
+                    global: 0,
                     label: &label,
                     ts,
                     value,
@@ -563,10 +625,22 @@ mod tests {
                         split: 0,
                         offset: seq as u64,
                     },
+                    pos: seq as u64,
+                    watermark,
                 },
-                out,
+                &mut emitted,
             );
         }
+        out.extend(emitted.records.drain(..).map(|(_, r)| r));
+    }
+
+    /// Moves the operator's watermark to `watermark`; its records go to `out`, in order.
+    fn advance(op: &mut dyn Operator, watermark: i64, out: &mut Vec<Record>) {
+        let mut emitted = Emitted::default();
+        op.on_watermark(watermark, &mut emitted);
+        let mut keyed = Vec::new();
+        emitted.drain_into(0, 0, &mut keyed);
+        out.extend(keyed.into_iter().map(|(_, r)| r));
     }
 
     fn windows(out: &[Record]) -> Vec<(i64, i64, u64, f64)> {
@@ -590,7 +664,7 @@ mod tests {
             &[(1, f64::MAX), (2, f64::MAX), (3, third)],
             &mut out,
         );
-        op.on_watermark(i64::MAX, &mut out);
+        advance(&mut op, i64::MAX, &mut out);
         let Some(Record::Window(w)) = out.first() else {
             panic!("{out:?}")
         };
@@ -613,14 +687,14 @@ mod tests {
             &[(1, 1.0), (12, 2.0), (9, 3.0), (-3, 4.0)],
             &mut out,
         );
-        op.on_watermark(-1, &mut out);
+        advance(&mut op, -1, &mut out);
         assert!(out.is_empty());
-        op.on_watermark(9, &mut out);
+        advance(&mut op, 9, &mut out);
         assert_eq!(windows(&out), vec![(-10, 0, 1, 4.0)]);
-        op.on_watermark(10, &mut out);
+        advance(&mut op, 10, &mut out);
         assert_eq!(windows(&out), vec![(-10, 0, 1, 4.0), (0, 10, 2, 4.0)]);
-        op.on_watermark(10, &mut out);
-        op.on_watermark(i64::MAX, &mut out);
+        advance(&mut op, 10, &mut out);
+        advance(&mut op, i64::MAX, &mut out);
         assert_eq!(windows(&out)[2..], [(10, 20, 1, 2.0)]);
         assert_eq!(op.open_panes(), 0);
     }
@@ -630,7 +704,7 @@ mod tests {
         let mut op = AlignedWindows::sliding("s".into(), 30, 10);
         let mut out = Vec::new();
         feed(&mut op, &[(5, 1.0), (15, 2.0), (1000, 5.0)], &mut out);
-        op.on_watermark(i64::MAX, &mut out);
+        advance(&mut op, i64::MAX, &mut out);
         assert_eq!(
             windows(&out),
             vec![
@@ -651,15 +725,15 @@ mod tests {
         let mut out = Vec::new();
         feed(&mut op, &[(0, 1.0), (25, 2.0), (10, 3.0)], &mut out);
         // 0 and 10 are exactly `gap` apart: one session [0, 20); 25 is 15 after 10: its own.
-        op.on_watermark(20, &mut out);
+        advance(&mut op, 20, &mut out);
         assert!(
             out.is_empty(),
             "closes only when the watermark passes the end"
         );
-        op.on_watermark(21, &mut out);
+        advance(&mut op, 21, &mut out);
         assert_eq!(windows(&out), vec![(0, 20, 2, 4.0)]);
         feed(&mut op, &[(30, 1.0), (44, 1.0), (36, 1.0)], &mut out);
-        op.on_watermark(i64::MAX, &mut out);
+        advance(&mut op, i64::MAX, &mut out);
         assert_eq!(windows(&out)[1..], [(25, 54, 4, 5.0)]);
         assert_eq!(op.open_sessions(), 0);
     }
@@ -673,7 +747,7 @@ mod tests {
             &[(50, 1.0), (10, 2.0), (50, 3.0), (10, 4.0)],
             &mut out,
         );
-        op.on_watermark(i64::MAX, &mut out);
+        advance(&mut op, i64::MAX, &mut out);
         let Record::Window(w) = &out[0] else { panic!() };
         assert_eq!((w.first, w.last), (2.0, 3.0));
         assert_eq!(
@@ -702,22 +776,22 @@ mod tests {
         let mut op = GlobalWindows::new("s".into(), 100);
         let mut out = Vec::new();
         feed(&mut op, &[(5, 1.0), (50, 2.0)], &mut out);
-        op.on_watermark(40, &mut out);
+        advance(&mut op, 40, &mut out);
         assert_eq!(
             updates(&out),
             [(2, 3.0, false)],
             "the first watermark emits"
         );
         out.clear();
-        feed(&mut op, &[(60, 4.0)], &mut out);
-        op.on_watermark(99, &mut out);
+        feed_at(&mut op, &[(60, 4.0)], 40, &mut out);
+        advance(&mut op, 99, &mut out);
         assert!(out.is_empty(), "no update before the next multiple of 100");
-        op.on_watermark(100, &mut out);
+        advance(&mut op, 100, &mut out);
         assert_eq!(updates(&out), [(3, 7.0, false)]);
         out.clear();
-        op.on_watermark(250, &mut out);
+        advance(&mut op, 250, &mut out);
         assert!(out.is_empty(), "nothing changed, nothing emitted");
-        op.on_watermark(i64::MAX, &mut out);
+        advance(&mut op, i64::MAX, &mut out);
         assert_eq!(
             updates(&out),
             [(3, 7.0, true)],

@@ -60,11 +60,7 @@ impl Checkpoints {
 /// batch run keeps positions only).
 pub fn engine_from(checkpoint: &Checkpoint, config: &Config) -> Result<Engine, PipelineError> {
     match &checkpoint.engine {
-        Some(state) => {
-            let mut engine = Engine::restore(state)?;
-            engine.set_threads(config.engine.threads());
-            Ok(engine)
-        }
+        Some(state) => Ok(Engine::restore(config, state)?),
         None => Ok(Engine::new(config)),
     }
 }

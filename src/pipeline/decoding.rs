@@ -14,7 +14,7 @@
 
 use std::borrow::Cow;
 use std::ops::Range;
-use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError};
+use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::thread::JoinHandle;
 
 use crate::event::{Decoder, Event};
@@ -231,22 +231,6 @@ impl DecodeAhead {
     /// The oldest batch sent, decoded; waits for it.
     pub fn recv(&self) -> Result<MessageBatch, DecoderStopped> {
         self.from_thread.recv().map_err(|_| DecoderStopped)
-    }
-
-    /// Like [`DecodeAhead::recv`], but while the batch is not decoded yet, calls `help` — work
-    /// the caller has for later, one share a call, false when it has none — instead of waiting.
-    pub fn recv_helping(
-        &self,
-        mut help: impl FnMut() -> bool,
-    ) -> Result<MessageBatch, DecoderStopped> {
-        loop {
-            match self.from_thread.try_recv() {
-                Ok(batch) => return Ok(batch),
-                Err(TryRecvError::Disconnected) => return Err(DecoderStopped),
-                Err(TryRecvError::Empty) if help() => {}
-                Err(TryRecvError::Empty) => return self.recv(),
-            }
-        }
     }
 }
 

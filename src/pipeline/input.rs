@@ -1,6 +1,6 @@
-//! One stream's input: its source, its decoder, and (under a consumer group) its partition
-//! tasks. Reads batches of messages through decoding into the engine, and says how far along
-//! the stream is.
+//! One stream's input: its source and its decoder, and under a consumer group the engine task
+//! of each partition it owns. Reads batches of messages through decoding into the engine, and
+//! says how far along the stream is.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,7 +9,7 @@ use tracing::{debug, warn};
 
 use super::decoding::{DecodeAhead, MessageBatch};
 use super::progress::{PartitionProgress, StreamProgress};
-use super::tasks::{GroupBatch, PartitionTasks};
+use super::tasks::PartitionTasks;
 use super::{PipelineError, StreamSummary};
 use crate::checkpoint::SplitPosition;
 use crate::config::Config;
@@ -37,7 +37,7 @@ pub struct ReadAt {
 }
 
 pub struct StreamInput {
-    /// The stream's index in the config (and the engine).
+    /// The stream's index in the config (and, for a static stream, its engine task).
     pub index: usize,
     pub name: Arc<str>,
     /// The stream's watermark settings, for refusing events stamped too far ahead.
@@ -48,14 +48,12 @@ pub struct StreamInput {
     pub done: bool,
     dead_letters: u64,
     messages: u64,
-    /// Under a consumer group: the state per partition (the main engine holds none for it).
+    /// Under a consumer group: the engine task of each partition this instance owns.
     pub tasks: Option<PartitionTasks>,
-    /// Under a consumer group: the messages of the batch being read, for the tasks.
-    group_batch: GroupBatch,
     /// A rebalance the source announced, for the run loop to carry out.
     pub rebalance: Option<Rebalance>,
     /// The thread that decodes batches ahead of the engine, when there is a core for it
-    /// (`engine.threads` above 1) and no partition tasks (which decode on their own threads).
+    /// (`engine.threads` above 1).
     ahead: Option<DecodeAhead>,
     /// Batches to read into, reused.
     spare: Vec<MessageBatch>,
@@ -80,13 +78,18 @@ impl StreamInput {
                     stream: stream.name.clone(),
                     source,
                 })?;
-        for split in source.splits() {
-            engine.assign_split(index, split, now);
+        let tasks = stream
+            .is_group_assigned()
+            .then(|| PartitionTasks::new(config, index));
+        if tasks.is_none() {
+            for split in source.splits() {
+                engine.assign_split(index, split, now);
+            }
         }
         let decoder = Decoder::new(stream.fields.clone())
             .with_label_limit(stream.max_label_bytes)
             .with_message_limit(stream.source.max_message_bytes());
-        let ahead = if config.engine.threads() > 1 && !stream.is_group_assigned() {
+        let ahead = if config.engine.threads() > 1 {
             DecodeAhead::spawn(decoder.clone(), &stream.name)
                 .inspect_err(|error| {
                     warn!(%error, stream = %stream.name, "No decoding thread; decoding on the engine's.")
@@ -104,11 +107,8 @@ impl StreamInput {
             done: false,
             dead_letters: 0,
             messages: 0,
-            tasks: stream
-                .is_group_assigned()
-                .then(|| PartitionTasks::new(config, index)),
+            tasks,
             rebalance: None,
-            group_batch: GroupBatch::default(),
             ahead,
             spare: Vec::new(),
         })
@@ -122,15 +122,14 @@ impl StreamInput {
         }
     }
 
-    /// Reads up to [`BATCH`] messages through decoding into the engine (or the partition
-    /// tasks, which take them on their threads once the batch is read), waiting at most
-    /// `wait` for the first; returns how many were read. Whatever cannot become an event
-    /// becomes a dead letter with the reason.
+    /// Reads up to [`BATCH`] messages through decoding into the engine, waiting at most `wait`
+    /// for the first; returns how many were read. Whatever cannot become an event becomes a
+    /// dead letter with the reason, in its place among the engine's records.
     ///
     /// With a decoding thread ([`DecodeAhead`]) and a source that has more at once, it reads
     /// up to [`ROUNDS_AHEAD`] batches, each decoded on that thread while the engine takes the
-    /// one before; every batch read is processed before it returns, so what the source has
-    /// given is always in the engine when a checkpoint is taken.
+    /// one before; every batch read is in the engine before it returns, so what the source
+    /// has given is in the engine when a checkpoint is taken.
     pub fn read_batch(
         &mut self,
         engine: &mut Engine,
@@ -138,46 +137,25 @@ impl StreamInput {
         at: ReadAt,
         wait: Duration,
     ) -> Result<usize, PipelineError> {
-        if self.tasks.is_none() {
-            if let Some(ahead) = self.ahead.take() {
-                let read = self.read_ahead(&ahead, engine, out, at, wait);
-                self.ahead = Some(ahead);
-                return read;
-            }
+        if let Some(ahead) = self.ahead.take() {
+            let read = self.read_ahead(&ahead, engine, out, at, wait);
+            self.ahead = Some(ahead);
+            return read;
         }
-        let Self {
-            index,
-            name,
-            watermark,
-            decoder,
-            source,
-            done,
-            dead_letters,
-            tasks,
-            group_batch,
-            rebalance,
-            ..
-        } = self;
-        let grouped = tasks.is_some();
-        let (read, failed) = poll_batch(source.as_mut(), wait, done, rebalance, |message| {
-            if grouped {
-                group_batch.push(message);
-                return;
-            }
-            let event = decoder
-                .decode(message.payload)
-                .map_err(|bad| bad.to_string());
-            let stream = (*index, &*name, &*watermark);
-            if let Some(dead) = process(stream, engine, message, event, at, out) {
-                *dead_letters += 1;
-                out.push(dead);
-            }
-        });
+        let mut batch = self.spare.pop().unwrap_or_default();
+        batch.clear();
+        let (read, failed) = poll_batch(
+            self.source.as_mut(),
+            wait,
+            &mut self.done,
+            &mut self.rebalance,
+            |message| batch.push(message),
+        );
+        batch.decode(&self.decoder);
+        self.take_batch(&batch, engine, out, at);
+        self.spare.push(batch);
         self.messages += read as u64;
         // What was read before a failure is taken too, as a message at a time would have.
-        if let Some(tasks) = &mut self.tasks {
-            self.dead_letters += tasks.process_batch(&self.decoder, &mut self.group_batch, at, out);
-        }
         self.failed(failed).map(|()| read)
     }
 
@@ -240,10 +218,7 @@ impl StreamInput {
         out: &mut Vec<Record>,
         at: ReadAt,
     ) -> Result<(), PipelineError> {
-        // Meanwhile, the engine thread computes points of the round before.
-        let decoded = ahead
-            .recv_helping(|| engine.help())
-            .map_err(|_| self.decoder_stopped())?;
+        let decoded = ahead.recv().map_err(|_| self.decoder_stopped())?;
         self.take_batch(&decoded, engine, out, at);
         self.spare.push(decoded);
         Ok(())
@@ -257,14 +232,61 @@ impl StreamInput {
         out: &mut Vec<Record>,
         at: ReadAt,
     ) {
-        let stream = (self.index, &self.name, &self.watermark);
         for message in batch.iter() {
-            let event = message.event.map_err(str::to_owned);
-            if let Some(dead) = process(stream, engine, &message.raw, event, at, out) {
+            let raw = &message.raw;
+            let refused = match message.event {
+                Ok(event) => self.take(engine, raw, &event, at, out).err(),
+                Err(reason) => Some(reason.to_owned()),
+            };
+            if let Some(reason) = refused {
                 self.dead_letters += 1;
-                out.push(dead);
+                engine.reject(Record::DeadLetter(DeadLetterRecord::new(
+                    self.name.clone(),
+                    Arc::from(raw.source),
+                    raw.partition,
+                    raw.offset,
+                    reason,
+                    raw.payload,
+                )));
             }
         }
+    }
+
+    /// Hands one event to its task in the engine; the error is a dead letter's reason (stamped
+    /// too far ahead, a partition this instance does not own, or refused by the engine).
+    fn take(
+        &self,
+        engine: &mut Engine,
+        message: &RawMessage<'_>,
+        event: &Event<'_>,
+        at: ReadAt,
+        out: &mut Vec<Record>,
+    ) -> Result<(), String> {
+        self.watermark
+            .check_ahead(event.ts, at.clock)
+            .map_err(|ahead| ahead.to_string())?;
+        let (task, split) = match &self.tasks {
+            None => (self.index, message.split),
+            // A partition's task is a stream of one split, numbered 0 wherever it runs.
+            Some(tasks) => match tasks.task_of(message.split) {
+                Some(task) => (task, 0),
+                None => {
+                    return Err(format!(
+                        "partition {} of {:?} is not assigned to this instance",
+                        message.partition, message.source
+                    ))
+                }
+            },
+        };
+        let origin = Origin {
+            source: message.source,
+            split,
+            partition: message.partition,
+            offset: message.offset,
+        };
+        engine
+            .process(task, event, origin, at.now, out)
+            .map_err(|refused| refused.to_string())
     }
 
     fn failed(&self, failed: Option<SourceError>) -> Result<(), PipelineError> {
@@ -285,14 +307,14 @@ impl StreamInput {
 
     fn counters(&self, engine: &Engine) -> StreamCounters {
         match &self.tasks {
-            Some(tasks) => tasks.counters(),
+            Some(tasks) => tasks.counters(engine),
             None => engine.counters(self.index).unwrap_or_default(),
         }
     }
 
     fn watermark(&self, engine: &Engine) -> Option<i64> {
         match &self.tasks {
-            Some(tasks) => tasks.watermark(),
+            Some(tasks) => tasks.watermark(engine),
             None => engine.watermark(self.index),
         }
     }
@@ -345,7 +367,7 @@ impl StreamInput {
             })
             .collect();
         let watermarks = match &self.tasks {
-            Some(tasks) => tasks.partition_watermarks(),
+            Some(tasks) => tasks.partition_watermarks(engine),
             None => engine.partition_watermarks(self.index),
         };
         for (split, watermark) in watermarks {
@@ -403,41 +425,4 @@ fn poll_batch(
         }
     }
     (BATCH, None)
-}
-
-/// Hands one message's event to the engine of `stream` (its index, name and watermark
-/// settings); returns the dead letter when the message could not be decoded (`event` holds
-/// why), is stamped too far ahead, or the engine refused it.
-fn process(
-    (stream, name, watermark): (usize, &Arc<str>, &WatermarkConfig),
-    engine: &mut Engine,
-    message: &RawMessage<'_>,
-    event: Result<Event<'_>, String>,
-    at: ReadAt,
-    out: &mut Vec<Record>,
-) -> Option<Record> {
-    let origin = Origin {
-        source: message.source,
-        split: message.split,
-        partition: message.partition,
-        offset: message.offset,
-    };
-    let reason = match event {
-        Ok(event) => match watermark.check_ahead(event.ts, at.clock) {
-            Ok(()) => engine
-                .process(stream, &event, origin, at.now, out)
-                .err()?
-                .to_string(),
-            Err(ahead) => ahead.to_string(),
-        },
-        Err(reason) => reason,
-    };
-    Some(Record::DeadLetter(DeadLetterRecord::new(
-        name.clone(),
-        Arc::from(message.source),
-        message.partition,
-        message.offset,
-        reason,
-        message.payload,
-    )))
 }

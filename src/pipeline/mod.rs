@@ -362,8 +362,8 @@ impl<'a> Pipeline<'a> {
         if !self.mode.following() || !error.is_transient() {
             return Err(error);
         }
-        // The engine goes back too: a round computed beside the next one is dropped unfinished.
-        let points_in_flight = self.engine.points_in_flight();
+        // The engine goes back too: a round run beside the next one is dropped unfinished.
+        let round_in_flight = self.engine.in_flight();
         loop {
             if self.mode.stop_requested() {
                 return Err(error);
@@ -376,7 +376,7 @@ impl<'a> Pipeline<'a> {
             warn!(
                 error = %report,
                 retry_in = ?backoff,
-                points_in_flight,
+                round_in_flight,
                 "Pipeline failed; going back to the last checkpoint."
             );
             self.status.paused(Some(format!(
@@ -425,9 +425,6 @@ impl<'a> Pipeline<'a> {
             clock: now_ms(),
         };
         let mut read = 0;
-        // The round's points are computed together, on other threads, once it is read: beside
-        // the next round, whose reading brings this one's records (see `settle_overlapped`).
-        self.engine.defer_points(&self.pending);
         let mut failed = None;
         for input in self.inputs.iter_mut().filter(|i| !i.done) {
             let _span = info_span!("stream", name = %input.name).entered();
@@ -440,19 +437,17 @@ impl<'a> Pipeline<'a> {
             }
         }
         if let Some(error) = failed {
-            // Never left deferring, nor with a round in flight.
+            // What was read before the failure is in the engine: its records too.
             self.engine.settle(&mut self.pending);
             return Err(error);
         }
         self.idle_rounds = if read == 0 { self.idle_rounds + 1 } else { 0 };
         if self.mode.following() {
-            let now = self.mode.now();
-            self.engine.tick(now, &mut self.pending);
-            for tasks in self.inputs.iter_mut().filter_map(|i| i.tasks.as_mut()) {
-                tasks.tick(now, &mut self.pending);
-            }
+            self.engine.tick(self.mode.now());
         }
-        self.engine.settle_overlapped(&mut self.pending);
+        // The round runs on the shards while the next one is read; its records come with the
+        // next round's end.
+        self.engine.end_round(&mut self.pending);
         Ok(())
     }
 
@@ -476,10 +471,9 @@ impl<'a> Pipeline<'a> {
             return self.checkpoint(true);
         }
         let started = Instant::now();
-        self.engine.land(&mut self.pending);
         self.engine.finish(&mut self.pending);
         for tasks in self.inputs.iter_mut().filter_map(|i| i.tasks.as_mut()) {
-            tasks.finish(&mut self.pending);
+            tasks.finished();
         }
         let (closed, records) = (started.elapsed(), self.pending.len());
         self.deliver()?;
@@ -499,6 +493,12 @@ impl<'a> Pipeline<'a> {
         // The state and positions stored cover the round in flight: its records first.
         self.engine.land(&mut self.pending);
         self.deliver()?;
+        // The state, as the shards encode it (together, each its own key groups).
+        let image = if with_state {
+            Some(self.engine.image()?)
+        } else {
+            None
+        };
         self.epoch += 1;
         let started = Instant::now();
         for sink in &mut self.sinks {
@@ -516,7 +516,15 @@ impl<'a> Pipeline<'a> {
             match &input.tasks {
                 // A group-assigned stream's positions live in its partitions' checkpoints.
                 Some(tasks) => {
-                    tasks.save(&mut self.checkpoints, name, self.epoch, written_at, &here)?;
+                    tasks.save(
+                        &mut self.checkpoints,
+                        name,
+                        self.epoch,
+                        written_at,
+                        &here,
+                        &mut self.engine,
+                        &mut self.pending,
+                    )?;
                     positions.push(Vec::new());
                 }
                 None => positions.push(here),
@@ -524,7 +532,7 @@ impl<'a> Pipeline<'a> {
         }
         let checkpoint = Checkpoint {
             fingerprint: self.fingerprint.clone(),
-            engine: with_state.then_some(&self.engine),
+            engine: image.as_ref(),
             positions,
             epoch: self.epoch,
             written_at,
@@ -589,7 +597,7 @@ impl<'a> Pipeline<'a> {
         self.last_checkpoint = Instant::now();
         let input = &mut self.inputs[index];
         if let Some(tasks) = input.tasks.as_mut() {
-            tasks.revoke(splits);
+            tasks.revoke(splits, &mut self.engine, &mut self.pending);
         }
         input.source.revoke(splits).map_err(|e| input.error(e))?;
         // The partitions go anyway: their next owner resumes from their last checkpoint and
@@ -608,7 +616,14 @@ impl<'a> Pipeline<'a> {
         let pipeline = self.config.checkpoint.pipeline.as_str();
         let input = &mut self.inputs[index];
         let resume = match input.tasks.as_mut() {
-            Some(tasks) => tasks.assign(splits, &mut self.checkpoints, pipeline, now)?,
+            Some(tasks) => tasks.assign(
+                splits,
+                &mut self.checkpoints,
+                pipeline,
+                &mut self.engine,
+                now,
+                &mut self.pending,
+            )?,
             None => Vec::new(),
         };
         input

@@ -110,9 +110,10 @@ fn reset_in_pipeline(
         return Ok(ResetOutcome::NoState { stream });
     }
     let mut engine = engine_from(&found, config)?;
-    engine.reset_stream(index, config);
+    engine.reset_stream(index);
+    let image = engine.image()?;
     let outgoing = Checkpoint {
-        engine: Some(&engine),
+        engine: Some(&image),
         written_at: now_ms(),
         ..without_state(found)
     };

@@ -606,10 +606,9 @@ fn window_doubles_round_trip_exactly_postgres() {
     check_window_doubles_round_trip(&pg.url, true);
 }
 
-/// An engine holding `series` series of analytics and windows.
-fn engine_with(series: usize) -> tidewatch::Engine {
-    use tidewatch::{Config, Engine, Event, Origin};
-    let config = Config::from_toml_str(
+/// The pipeline of [`engine_with`]'s engine.
+fn engine_config() -> tidewatch::Config {
+    tidewatch::Config::from_toml_str(
         r#"
 [[streams]]
 name = "s"
@@ -623,8 +622,13 @@ kind = "ndjson"
 path = "unused"
 "#,
     )
-    .unwrap();
-    let mut engine = Engine::new(&config);
+    .unwrap()
+}
+
+/// An engine holding `series` series of analytics and windows.
+fn engine_with(series: usize) -> tidewatch::Engine {
+    use tidewatch::{Engine, Event, Origin};
+    let mut engine = Engine::new(&engine_config());
     let mut out = Vec::new();
     for i in 0..series * 20 {
         let label = format!("device-{}", i % series);
@@ -643,10 +647,11 @@ path = "unused"
         };
         engine.process(0, &event, origin, 0, &mut out).unwrap();
     }
+    engine.settle(&mut out);
     engine
 }
 
-fn checkpoint(engine: Option<&tidewatch::Engine>, epoch: u64) -> tidewatch::Outgoing<'_> {
+fn checkpoint(engine: Option<&tidewatch::EngineImage>, epoch: u64) -> tidewatch::Outgoing<'_> {
     tidewatch::Checkpoint {
         fingerprint: "f".into(),
         engine,
@@ -682,9 +687,10 @@ fn check_checkpoint_parts(url: &str) {
         (count, total as usize)
     };
 
-    let big = engine_with(200);
+    let mut big = engine_with(200);
     let big_state = big.snapshot().unwrap();
-    let written = store.save("p", &checkpoint(Some(&big), 1)).unwrap();
+    let big_image = big.image().unwrap();
+    let written = store.save("p", &checkpoint(Some(&big_image), 1)).unwrap();
     assert_eq!(written, big_state.len() as u64);
     let (count, total) = parts("p");
     assert!(count > 100, "{count} parts");
@@ -693,12 +699,15 @@ fn check_checkpoint_parts(url: &str) {
     assert_eq!(loaded.engine.as_deref(), Some(big_state.as_slice()));
     assert_eq!(loaded.positions[0][0].next_offset, 10);
     // What was stored restores into an engine that snapshots the same.
-    let restored = tidewatch::Engine::restore(loaded.engine.as_deref().unwrap()).unwrap();
+    let config = engine_config();
+    let mut restored =
+        tidewatch::Engine::restore(&config, loaded.engine.as_deref().unwrap()).unwrap();
     assert_eq!(restored.snapshot().unwrap(), big_state);
 
-    let small = engine_with(3);
+    let mut small = engine_with(3);
     let small_state = small.snapshot().unwrap();
-    store.save("p", &checkpoint(Some(&small), 2)).unwrap();
+    let small_image = small.image().unwrap();
+    store.save("p", &checkpoint(Some(&small_image), 2)).unwrap();
     let (count, total) = parts("p");
     assert!(count > 1, "{count} parts");
     assert_eq!(total, small_state.len());
@@ -768,10 +777,10 @@ fn check_concurrent_checkpoints(url: &str) {
             scope.spawn(move || {
                 let db = DbSink::connect(&url).unwrap();
                 let mut store = db.checkpoints().with_part_bytes(500);
-                let engine = engine_with(series);
+                let image = engine_with(series).image().unwrap();
                 for round in 0..15 {
                     let epoch = (round * 2 + instance) as u64;
-                    if let Err(error) = store.save("shared", &checkpoint(Some(&engine), epoch)) {
+                    if let Err(error) = store.save("shared", &checkpoint(Some(&image), epoch)) {
                         panic!("instance {instance}, round {round}: {}", Report(&error));
                     }
                 }

@@ -1,0 +1,104 @@
+//! What the engine runs: its streams (how their events are judged and what is computed from
+//! them) and the joins between them. Built from the pipeline file; the engine needs nothing
+//! else of it (sources, sinks and the dashboard are the pipeline's).
+
+use std::sync::Arc;
+
+use super::dedup::DedupConfig;
+use super::join::{JoinKind, JoinOn, Side};
+use super::points::AnalyticsConfig;
+use super::time::WatermarkConfig;
+use super::window::WindowSpec;
+use crate::config::Config;
+
+/// The engine's streams and joins, and how many shards run them.
+#[derive(Debug, Clone)]
+pub struct EnginePlan {
+    pub streams: Vec<StreamPlan>,
+    pub joins: Vec<JoinPlan>,
+    /// Shards, each on a thread of its own when there are several (`engine.threads`).
+    pub threads: usize,
+}
+
+/// One stream as the engine runs it.
+#[derive(Debug, Clone)]
+pub struct StreamPlan {
+    pub name: Arc<str>,
+    pub watermark: WatermarkConfig,
+    pub dedup: Option<DedupConfig>,
+    pub windows: Vec<WindowSpec>,
+    pub analytics: Option<AnalyticsConfig>,
+    pub max_series: usize,
+    /// A consumer group assigns its partitions: a task per partition, not one for the stream.
+    pub group_assigned: bool,
+    /// The joins it feeds: the join's index, this stream's side, and whether the join keys on
+    /// a named field (else on the series).
+    pub joins: Vec<(usize, Side, bool)>,
+}
+
+/// An interval join between two streams.
+#[derive(Debug, Clone)]
+pub struct JoinPlan {
+    pub name: Arc<str>,
+    pub left: usize,
+    pub right: usize,
+    pub within_ms: i64,
+    pub kind: JoinKind,
+}
+
+impl StreamPlan {
+    /// Whether duplicates are found where events are read rather than in the shards: for a
+    /// stream that feeds a join, whose rows may sit in another key group than the series (a
+    /// join on a field), the join must only ever see events that are not duplicates.
+    pub fn dedups_at_router(&self) -> bool {
+        self.dedup.is_some() && !self.joins.is_empty()
+    }
+}
+
+impl EnginePlan {
+    pub fn from_config(config: &Config) -> EnginePlan {
+        let mut streams: Vec<StreamPlan> = config
+            .streams
+            .iter()
+            .map(|s| StreamPlan {
+                name: Arc::from(s.name.as_str()),
+                watermark: s.watermark,
+                dedup: s.dedup,
+                windows: s.windows.clone(),
+                analytics: s.analytics,
+                max_series: s.max_series,
+                group_assigned: s.is_group_assigned(),
+                joins: Vec::new(),
+            })
+            .collect();
+        let joins = config
+            .joins
+            .iter()
+            .enumerate()
+            .map(|(i, j)| {
+                let (left, right) = j.sides;
+                let by_field = matches!(j.on, JoinOn::Field(_));
+                streams[left].joins.push((i, Side::Left, by_field));
+                streams[right].joins.push((i, Side::Right, by_field));
+                JoinPlan {
+                    name: Arc::from(j.name.as_str()),
+                    left,
+                    right,
+                    within_ms: j.within.ms(),
+                    kind: j.kind,
+                }
+            })
+            .collect();
+        EnginePlan {
+            streams,
+            joins,
+            threads: config.engine.threads(),
+        }
+    }
+
+    /// The plan with `threads` shards instead.
+    pub fn with_threads(mut self, threads: usize) -> EnginePlan {
+        self.threads = threads.max(1);
+        self
+    }
+}
