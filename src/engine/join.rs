@@ -198,7 +198,7 @@ impl IntervalJoin {
 
     /// Pairs `input` with the other side's rows it matches (their records in the order of
     /// those rows: time, then place in the logs) and keeps it for the rows still to come.
-    pub fn on_event(&mut self, side: Side, input: &JoinInput<'_>, out: &mut Emitted) {
+    pub fn on_event(&mut self, side: Side, input: &JoinInput<'_>, out: &mut Emitted<'_>) {
         let from = input.ts.saturating_sub(self.within_ms);
         let to = input.ts.saturating_add(self.within_ms);
         let (mine, theirs) = match side {
@@ -256,7 +256,7 @@ impl IntervalJoin {
     }
 
     /// Evicts rows the joint watermark has passed by more than `within`.
-    pub fn on_watermark(&mut self, watermark: i64, out: &mut Emitted) {
+    pub fn on_watermark(&mut self, watermark: i64, out: &mut Emitted<'_>) {
         // Row at t is done when watermark > t + within, i.e. t < watermark − within.
         let limit = watermark.saturating_sub(self.within_ms);
         while let Some((ts, seq, row)) = self.left.pop_before(limit) {
@@ -315,9 +315,8 @@ mod tests {
         }
     }
 
-    fn pairs(out: &Emitted) -> Vec<(i64, Option<i64>)> {
-        out.records
-            .iter()
+    fn pairs(out: &[crate::engine::output::Keyed]) -> Vec<(i64, Option<i64>)> {
+        out.iter()
             .map(|(_, r)| match r {
                 Record::Join(j) => (j.left_ts, j.right_ts),
                 _ => panic!(),
@@ -328,17 +327,21 @@ mod tests {
     #[test]
     fn matches_both_ways_and_emits_unmatched_left_after_within() {
         let mut j = IntervalJoin::new("j".into(), "l".into(), "r".into(), 10, JoinKind::LeftOuter);
-        let mut out = Emitted::default();
+        let mut keyed = Vec::new();
+        let mut out = Emitted::new(&mut keyed, 0, 0);
         j.on_event(Side::Left, &input("k", 100, 0), &mut out);
         j.on_event(Side::Right, &input("k", 110, 1), &mut out); // exactly within
         j.on_event(Side::Right, &input("x", 100, 2), &mut out); // other key
         j.on_event(Side::Left, &input("k", 200, 3), &mut out);
         j.on_event(Side::Left, &input("k", 105, 4), &mut out);
-        assert_eq!(pairs(&out), vec![(100, Some(110)), (105, Some(110))]);
+        assert_eq!(
+            pairs(out.records()),
+            vec![(100, Some(110)), (105, Some(110))]
+        );
         j.on_watermark(210, &mut out);
-        assert_eq!(pairs(&out).len(), 2, "200 + 10 is not passed yet");
+        assert_eq!(pairs(out.records()).len(), 2, "200 + 10 is not passed yet");
         j.on_watermark(211, &mut out);
-        assert_eq!(pairs(&out)[2..], [(200, None)]);
+        assert_eq!(pairs(out.records())[2..], [(200, None)]);
         assert_eq!(j.buffered(), 0);
     }
 }

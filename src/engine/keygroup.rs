@@ -7,7 +7,6 @@
 //! shards restores with any other, one key group at a time, and within a group series are
 //! numbered densely from 0, so its operators index vectors, not maps.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -162,8 +161,14 @@ impl KgTask {
     }
 
     /// Runs an event through dedup and the operators; `watermark` is the task's. Returns
-    /// false for a duplicate. Operators make no records on an event, only on a watermark.
-    pub fn on_event(&mut self, event: &EventItem, watermark: i64, scratch: &mut Emitted) -> bool {
+    /// false for a duplicate. Operators make no records on an event, only on a watermark:
+    /// `scratch` stays empty.
+    pub fn on_event(
+        &mut self,
+        event: &EventItem,
+        watermark: i64,
+        scratch: &mut Vec<Keyed>,
+    ) -> bool {
         if let (Some(dedup), Some(id)) = (self.dedup.as_mut(), event.dedup) {
             dedup.evict(watermark);
             if dedup.check_and_insert_key(id, event.ts) {
@@ -184,16 +189,19 @@ impl KgTask {
             pos: event.pos,
             watermark,
         };
+        let mut emitted = Emitted::new(scratch, event.pos, 0);
         for op in &mut self.operators {
-            op.as_operator().on_event(&accepted, scratch);
+            op.as_operator().on_event(&accepted, &mut emitted);
         }
         true
     }
 
-    /// Lets the operators catch up with the task's new watermark, each into its own list.
-    pub fn advance(&mut self, watermark: i64, emitted: &mut [Emitted]) {
-        for (op, out) in self.operators.iter_mut().zip(emitted) {
-            op.as_operator().on_watermark(watermark, out);
+    /// Lets the operators catch up with the task's new watermark (item `pos`); their records
+    /// go to `out`, in order.
+    pub fn advance(&mut self, watermark: i64, pos: u64, out: &mut Vec<Keyed>) {
+        for (i, op) in self.operators.iter_mut().enumerate() {
+            op.as_operator()
+                .on_watermark(watermark, &mut Emitted::new(out, pos, i as u32));
         }
         if let Some(dedup) = self.dedup.as_mut() {
             dedup.evict(watermark);
@@ -224,7 +232,8 @@ pub struct KgJoin {
 /// One key group: every task's share of it, and the joins' rows.
 #[derive(Default, Serialize, Deserialize)]
 pub struct KeyGroup {
-    pub tasks: BTreeMap<u32, KgTask>,
+    /// By task: a few (a static stream's, and under a consumer group its partitions').
+    pub tasks: Vec<(u32, KgTask)>,
     /// By join; a join's rows are made on its first event here.
     pub joins: Vec<Option<KgJoin>>,
 }
@@ -258,9 +267,20 @@ impl KeyGroup {
             value: item.value,
             id: item.id.as_deref(),
         };
-        let mut emitted = Emitted::default();
-        join.join.on_event(item.side, &input, &mut emitted);
-        emitted.drain_into(item.pos, JOIN_OPS + item.join as u32, out);
+        let op = JOIN_OPS + item.join as u32;
+        join.join
+            .on_event(item.side, &input, &mut Emitted::new(out, item.pos, op));
+    }
+
+    pub fn task(&self, task: u32) -> Option<&KgTask> {
+        self.tasks.iter().find(|(t, _)| *t == task).map(|(_, s)| s)
+    }
+
+    pub fn task_mut(&mut self, task: u32) -> Option<&mut KgTask> {
+        self.tasks
+            .iter_mut()
+            .find(|(t, _)| *t == task)
+            .map(|(_, s)| s)
     }
 
     /// Rows buffered in this group's joins.

@@ -180,9 +180,9 @@ impl From<Origin<'_>> for LogOrder {
 /// A per-series operator of a stream, in one key group. Hooks are synchronous and never fail
 /// on data; records carry their operator's order ([`output::SubKey`]).
 pub trait Operator: Send {
-    fn on_event(&mut self, event: &Accepted<'_>, out: &mut Emitted);
+    fn on_event(&mut self, event: &Accepted<'_>, out: &mut Emitted<'_>);
     /// The stream's watermark advanced to `watermark` (`i64::MAX` at end of input).
-    fn on_watermark(&mut self, watermark: i64, out: &mut Emitted);
+    fn on_watermark(&mut self, watermark: i64, out: &mut Emitted<'_>);
     /// The lowest watermark at which `on_watermark` would do anything; `None` for none.
     fn due(&mut self) -> Option<i64>;
 }
@@ -255,6 +255,40 @@ impl std::ops::Add for StreamCounters {
 /// caller that only ever calls [`Engine::process`] in bounded memory.
 const ROUND_ITEMS: usize = 16_384;
 
+/// Emptied vectors of earlier rounds (items, records), kept for the rounds after: a round's
+/// records are megabytes, and a fresh vector's pages are faulted in again every round. One
+/// grown far beyond a round (by the end of input) is let go instead.
+#[derive(Default)]
+struct Spares {
+    items: Vec<Vec<Item>>,
+    records: Vec<Vec<Keyed>>,
+}
+
+/// Capacity beyond which an emptied vector is not kept.
+const SPARE_ITEMS: usize = 4 * ROUND_ITEMS;
+
+impl Spares {
+    fn items(&mut self) -> Vec<Item> {
+        self.items.pop().unwrap_or_default()
+    }
+
+    fn records(&mut self) -> Vec<Keyed> {
+        self.records.pop().unwrap_or_default()
+    }
+
+    fn keep_items(&mut self, items: Vec<Item>) {
+        if items.capacity() <= SPARE_ITEMS && self.items.len() < 16 {
+            self.items.push(items);
+        }
+    }
+
+    fn keep_records(&mut self, records: Vec<Keyed>) {
+        if records.capacity() <= SPARE_ITEMS && self.records.len() < 16 {
+            self.records.push(records);
+        }
+    }
+}
+
 /// The engine of a pipeline: every task of its streams and the joins between them.
 ///
 /// Input goes in with [`Engine::process`], [`Engine::reject`], [`Engine::tick`] and
@@ -276,6 +310,8 @@ pub struct Engine {
     records: Vec<Keyed>,
     /// Records made here for each round sent to the shards and not collected, oldest first.
     in_flight: VecDeque<Vec<Keyed>>,
+    /// Emptied vectors of earlier rounds, for the next ones (see [`Spares`]).
+    spares: Spares,
     /// Duplicates the shards found, per task.
     duplicates: HashMap<u32, u64>,
 }
@@ -297,6 +333,7 @@ impl Engine {
             pos: 0,
             records: Vec::new(),
             in_flight: VecDeque::new(),
+            spares: Spares::default(),
             duplicates: HashMap::new(),
             plan,
         };
@@ -442,10 +479,12 @@ impl Engine {
         let nothing = self.records.is_empty() && self.items.iter().all(Vec::is_empty);
         if !nothing {
             let count = self.items.len();
-            let items =
-                std::mem::replace(&mut self.items, (0..count).map(|_| Vec::new()).collect());
-            self.shards.send(items);
-            self.in_flight.push_back(std::mem::take(&mut self.records));
+            let fresh = (0..count).map(|_| self.spares.items()).collect();
+            let items = std::mem::replace(&mut self.items, fresh);
+            let outs = (0..count).map(|_| self.spares.records()).collect();
+            self.shards.send(items, outs);
+            let records = std::mem::replace(&mut self.records, self.spares.records());
+            self.in_flight.push_back(records);
         }
         let keep = usize::from(self.shards.count() > 1);
         while self.in_flight.len() > keep {
@@ -483,8 +522,12 @@ impl Engine {
                 *self.duplicates.entry(task).or_default() += n;
             }
             lists.push(result.records);
+            self.spares.keep_items(result.items);
         }
-        output::merge(lists, out);
+        output::merge(&mut lists, out);
+        for list in lists {
+            self.spares.keep_records(list);
+        }
     }
 
     /// Starts a task for a partition of group-assigned stream `stream`, from `state` (a

@@ -131,7 +131,7 @@ impl SeriesAnalytics {
         config: &AnalyticsConfig,
         detection: &Detection,
         point: Buffered,
-        out: &mut Emitted,
+        out: &mut Emitted<'_>,
     ) {
         let Buffered { ts, value, .. } = point;
         let sma = self.sma.push(value);
@@ -187,7 +187,7 @@ impl SeriesAnalytics {
 }
 
 impl Operator for PointAnalytics {
-    fn on_event(&mut self, ev: &Accepted<'_>, _out: &mut Emitted) {
+    fn on_event(&mut self, ev: &Accepted<'_>, _out: &mut Emitted<'_>) {
         let config = &self.config;
         let slot = super::window::slot(&mut self.series, ev.series);
         slot.get_or_insert_with(|| SeriesAnalytics::new(ev.label.clone(), config));
@@ -199,12 +199,12 @@ impl Operator for PointAnalytics {
         });
     }
 
-    fn on_watermark(&mut self, watermark: i64, out: &mut Emitted) {
+    fn on_watermark(&mut self, watermark: i64, out: &mut Emitted<'_>) {
         // Release what the watermark has passed: ts < watermark.
         let mut released = std::mem::take(&mut self.released);
         released.clear();
         self.buffer.release(watermark, |next| released.push(next));
-        out.records.reserve(released.len());
+        out.reserve(released.len());
         for &point in &released {
             let state = self
                 .series

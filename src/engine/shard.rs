@@ -16,8 +16,8 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::join::IntervalJoin;
-use super::keygroup::{EventItem, JoinItem, KeyGroup, KgJoin, KgTask};
-use super::output::{Emitted, Keyed, JOIN_OPS};
+use super::keygroup::{EventItem, JoinItem, KeyGroup, KgJoin, KgTask, KEY_GROUPS};
+use super::output::{self, Emitted, Keyed, JOIN_OPS};
 use super::plan::EnginePlan;
 use super::time::WATERMARK_END;
 
@@ -56,7 +56,7 @@ struct TaskState {
 }
 
 /// Something a key group can be due for: a task's operators, or a join's rows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Unit {
     Task(u32),
     Join(usize),
@@ -78,16 +78,55 @@ pub struct ShardStats {
     pub series: HashMap<u32, usize>,
 }
 
+/// The key groups with something due, per unit: `(watermark, key group)`.
+#[derive(Default)]
+struct DueLists {
+    /// By task id.
+    tasks: Vec<BTreeSet<(i64, u16)>>,
+    /// By join.
+    joins: Vec<BTreeSet<(i64, u16)>>,
+}
+
+impl DueLists {
+    fn list(&mut self, unit: Unit) -> &mut BTreeSet<(i64, u16)> {
+        let (lists, index) = match unit {
+            Unit::Task(task) => (&mut self.tasks, task as usize),
+            Unit::Join(join) => (&mut self.joins, join),
+        };
+        if index >= lists.len() {
+            lists.resize_with(index + 1, BTreeSet::new);
+        }
+        &mut lists[index]
+    }
+
+    /// Moves a key group's entry in a unit's list from `registered` to `due`.
+    fn reschedule(&mut self, unit: Unit, group: u16, registered: Option<i64>, due: Option<i64>) {
+        if registered == due {
+            return;
+        }
+        let list = self.list(unit);
+        if let Some(old) = registered {
+            list.remove(&(old, group));
+        }
+        if let Some(new) = due {
+            list.insert((new, group));
+        }
+    }
+}
+
 /// A shard's key groups and the bookkeeping to run items through them.
 pub struct Shard {
     plan: Arc<EnginePlan>,
-    kgs: HashMap<u16, KeyGroup>,
-    tasks: HashMap<u32, TaskState>,
-    /// Per unit, the key groups with something due: `(watermark, key group)`.
-    due: HashMap<Unit, BTreeSet<(i64, u16)>>,
+    /// By key group; the groups this shard does not own stay `None`.
+    kgs: Vec<Option<KeyGroup>>,
+    /// By task id.
+    tasks: Vec<Option<TaskState>>,
+    due: DueLists,
     join_watermarks: Vec<i64>,
-    /// One list per operator of a stream, reused.
-    emitted: Vec<Emitted>,
+    /// Key groups visited for one item, reused.
+    visiting: Vec<u16>,
+    /// What events write (nothing: operators only emit on watermarks), reused.
+    scratch: Vec<Keyed>,
     /// Duplicates found per task since last asked.
     duplicates: HashMap<u32, u64>,
 }
@@ -97,25 +136,34 @@ impl Shard {
         let joins = plan.joins.len();
         Shard {
             plan,
-            kgs: HashMap::new(),
-            tasks: HashMap::new(),
-            due: HashMap::new(),
+            kgs: (0..KEY_GROUPS).map(|_| None).collect(),
+            tasks: Vec::new(),
+            due: DueLists::default(),
             join_watermarks: vec![i64::MIN; joins],
-            emitted: Vec::new(),
+            visiting: Vec::new(),
+            scratch: Vec::new(),
             duplicates: HashMap::new(),
         }
     }
 
-    /// Runs `items` in order, appending their records to `out` in key order.
-    pub fn run(&mut self, items: Vec<Item>, out: &mut Vec<Keyed>) {
-        for item in items {
+    /// Runs `items` in order (leaving the vector empty), appending their records to `out` in
+    /// key order.
+    pub fn run(&mut self, items: &mut Vec<Item>, out: &mut Vec<Keyed>) {
+        // About a record an item (a point per event), a few more for windows and alerts:
+        // room at once rather than doubling a vector of large records.
+        out.reserve(items.len() + items.len() / 4);
+        for item in items.drain(..) {
             match item {
                 Item::Open {
                     task,
                     stream,
                     watermark,
                 } => {
-                    self.tasks.insert(task, TaskState { stream, watermark });
+                    let index = task as usize;
+                    if index >= self.tasks.len() {
+                        self.tasks.resize(index + 1, None);
+                    }
+                    self.tasks[index] = Some(TaskState { stream, watermark });
                 }
                 Item::Series {
                     task,
@@ -138,149 +186,147 @@ impl Shard {
         }
     }
 
+    fn task(&self, task: u32) -> Option<TaskState> {
+        self.tasks.get(task as usize).copied().flatten()
+    }
+
+    fn group(&mut self, kg: u16) -> &mut KeyGroup {
+        self.kgs[usize::from(kg)].get_or_insert_with(KeyGroup::default)
+    }
+
     /// The task's state in key group `kg`, made when it has none.
     fn kg_task(&mut self, task: u32, kg: u16) -> Option<&mut KgTask> {
-        let stream = self.tasks.get(&task)?.stream;
-        let plan = &self.plan.streams[stream];
-        let group = self.kgs.entry(kg).or_default();
-        Some(group.tasks.entry(task).or_insert_with(|| KgTask::new(plan)))
+        let stream = self.task(task)?.stream;
+        let plan = self.plan.clone();
+        let group = self.group(kg);
+        if group.task(task).is_none() {
+            group.tasks.push((task, KgTask::new(&plan.streams[stream])));
+        }
+        group.task_mut(task)
     }
 
     fn on_event(&mut self, event: &EventItem) {
-        let Some(&TaskState { watermark, .. }) = self.tasks.get(&event.task) else {
+        let Some(TaskState { watermark, .. }) = self.task(event.task) else {
             return;
         };
-        let Some(kg_task) = self
-            .kgs
-            .get_mut(&event.kg)
-            .and_then(|group| group.tasks.get_mut(&event.task))
+        let Some(kg_task) = self.kgs[usize::from(event.kg)]
+            .as_mut()
+            .and_then(|group| group.task_mut(event.task))
         else {
             return;
         };
-        if self.emitted.is_empty() {
-            self.emitted.push(Emitted::default());
-        }
-        if !kg_task.on_event(event, watermark, &mut self.emitted[0]) {
+        if !kg_task.on_event(event, watermark, &mut self.scratch) {
             *self.duplicates.entry(event.task).or_default() += 1;
         }
         let due = kg_task.due();
         let registered = std::mem::replace(&mut kg_task.registered, due);
-        reschedule(
-            &mut self.due,
-            Unit::Task(event.task),
-            event.kg,
-            registered,
-            due,
-        );
+        self.due
+            .reschedule(Unit::Task(event.task), event.kg, registered, due);
     }
 
     fn on_join(&mut self, item: &JoinItem, out: &mut Vec<Keyed>) {
-        let group = self.kgs.entry(item.kg).or_default();
-        group.on_join(&self.plan, item, out);
+        let plan = self.plan.clone();
+        let group = self.group(item.kg);
+        group.on_join(&plan, item, out);
         if let Some(Some(join)) = group.joins.get_mut(item.join) {
             let due = join.join.due();
             let registered = std::mem::replace(&mut join.registered, due);
-            reschedule(
-                &mut self.due,
-                Unit::Join(item.join),
-                item.kg,
-                registered,
-                due,
-            );
+            self.due
+                .reschedule(Unit::Join(item.join), item.kg, registered, due);
         }
     }
 
     fn on_watermark(&mut self, pos: u64, task: u32, watermark: i64, out: &mut Vec<Keyed>) {
-        let Some(state) = self.tasks.get_mut(&task) else {
+        let Some(state) = self.tasks.get_mut(task as usize).and_then(Option::as_mut) else {
             return;
         };
         state.watermark = state.watermark.max(watermark);
         let stream = state.stream;
-        let operators = self.plan.streams[stream].windows.len()
-            + usize::from(self.plan.streams[stream].analytics.is_some());
-        if self.emitted.len() < operators.max(1) {
-            self.emitted.resize_with(operators.max(1), Emitted::default);
-        }
-        for group in self.due_groups(Unit::Task(task), watermark) {
-            let Some(kg_task) = self
-                .kgs
-                .get_mut(&group)
-                .and_then(|g| g.tasks.get_mut(&task))
+        let start = out.len();
+        let mut visiting = std::mem::take(&mut self.visiting);
+        self.due_groups(Unit::Task(task), watermark, &mut visiting);
+        for &group in &visiting {
+            let Some(kg_task) = self.kgs[usize::from(group)]
+                .as_mut()
+                .and_then(|g| g.task_mut(task))
             else {
                 continue;
             };
-            kg_task.advance(watermark, &mut self.emitted[..operators]);
+            kg_task.advance(watermark, pos, out);
             let due = kg_task.due();
             kg_task.registered = due;
-            reschedule(&mut self.due, Unit::Task(task), group, None, due);
+            self.due.reschedule(Unit::Task(task), group, None, due);
         }
-        for (op, emitted) in self.emitted[..operators].iter_mut().enumerate() {
-            emitted.drain_into(pos, op as u32, out);
+        if visiting.len() > 1 {
+            // Each group's records are in order; together they are put in order.
+            output::sort_from(out, start);
         }
-        let joins: Vec<usize> = self.plan.streams[stream]
-            .joins
-            .iter()
-            .map(|&(j, _, _)| j)
-            .collect();
-        for j in joins {
-            self.advance_join(pos, j, out);
+        self.visiting = visiting;
+        for j in 0..self.plan.streams[stream].joins.len() {
+            let join = self.plan.streams[stream].joins[j].0;
+            self.advance_join(pos, join, out);
         }
     }
 
     /// Lets join `j` catch up with its joint watermark (the lower of its streams').
     fn advance_join(&mut self, pos: u64, j: usize, out: &mut Vec<Keyed>) {
         let plan = &self.plan.joins[j];
-        let watermark_of = |stream: usize| {
-            self.tasks
-                .get(&(stream as u32))
-                .map_or(i64::MIN, |t| t.watermark)
-        };
+        let watermark_of =
+            |stream: usize| self.task(stream as u32).map_or(i64::MIN, |t| t.watermark);
         let joint = watermark_of(plan.left).min(watermark_of(plan.right));
         if joint <= self.join_watermarks[j] {
             return;
         }
         self.join_watermarks[j] = joint;
-        let mut emitted = Emitted::default();
-        for group in self.due_groups(Unit::Join(j), joint) {
-            let Some(Some(join)) = self.kgs.get_mut(&group).and_then(|g| g.joins.get_mut(j)) else {
+        let start = out.len();
+        let mut visiting = std::mem::take(&mut self.visiting);
+        self.due_groups(Unit::Join(j), joint, &mut visiting);
+        let op = JOIN_OPS + j as u32;
+        for &group in &visiting {
+            let Some(Some(join)) = self.kgs[usize::from(group)]
+                .as_mut()
+                .and_then(|g| g.joins.get_mut(j))
+            else {
                 continue;
             };
-            join.join.on_watermark(joint, &mut emitted);
+            join.join
+                .on_watermark(joint, &mut Emitted::new(out, pos, op));
             let due = join.join.due();
             join.registered = due;
-            reschedule(&mut self.due, Unit::Join(j), group, None, due);
+            self.due.reschedule(Unit::Join(j), group, None, due);
         }
-        emitted.drain_into(pos, JOIN_OPS + j as u32, out);
+        if visiting.len() > 1 {
+            output::sort_from(out, start);
+        }
+        self.visiting = visiting;
     }
 
-    /// Takes out of the due list of `unit` the key groups due at `watermark` (every group
-    /// with state for it at the end of input, when the global windows' last records are due
-    /// everywhere).
-    fn due_groups(&mut self, unit: Unit, watermark: i64) -> Vec<u16> {
-        let mut groups = Vec::new();
-        if let Some(set) = self.due.get_mut(&unit) {
-            while let Some(&(due, group)) = set.first() {
-                if due > watermark {
-                    break;
-                }
-                set.pop_first();
-                groups.push(group);
-            }
-        }
+    /// Takes out of the due list of `unit` the key groups due at `watermark` into `groups`
+    /// (every group with state for it at the end of input, when the global windows' last
+    /// records are due everywhere).
+    fn due_groups(&mut self, unit: Unit, watermark: i64, groups: &mut Vec<u16>) {
+        groups.clear();
+        let list = self.due.list(unit);
         if watermark == WATERMARK_END {
-            groups = self
-                .kgs
-                .iter()
-                .filter(|(_, g)| match unit {
-                    Unit::Task(task) => g.tasks.contains_key(&task),
+            list.clear();
+            for (id, group) in self.kgs.iter().enumerate() {
+                let has = group.as_ref().is_some_and(|g| match unit {
+                    Unit::Task(task) => g.task(task).is_some(),
                     Unit::Join(j) => matches!(g.joins.get(j), Some(Some(_))),
-                })
-                .map(|(&id, _)| id)
-                .collect();
-            groups.sort_unstable();
-            self.due.remove(&unit);
+                });
+                if has {
+                    groups.push(id as u16);
+                }
+            }
+            return;
         }
-        groups
+        while let Some(&(due, group)) = list.first() {
+            if due > watermark {
+                break;
+            }
+            list.pop_first();
+            groups.push(group);
+        }
     }
 
     /// Duplicates found per task since the last call.
@@ -291,16 +337,17 @@ impl Shard {
     /// The images of the key groups of `tasks` (and the joins' rows, with `joins`), by key
     /// group.
     pub fn images(&self, tasks: &[u32], joins: bool) -> Vec<(u16, ImageRef<'_>)> {
-        let mut images: Vec<(u16, ImageRef<'_>)> = self
-            .kgs
+        self.kgs
             .iter()
-            .map(|(&id, group)| {
+            .enumerate()
+            .filter_map(|(id, group)| Some((id as u16, group.as_ref()?)))
+            .map(|(id, group)| {
                 let image = ImageRef {
                     tasks: group
                         .tasks
                         .iter()
                         .filter(|(task, _)| tasks.contains(task))
-                        .map(|(&task, state)| (task, state))
+                        .map(|(task, state)| (*task, state))
                         .collect(),
                     joins: if joins {
                         group
@@ -315,29 +362,29 @@ impl Shard {
                 (id, image)
             })
             .filter(|(_, image)| !image.tasks.is_empty() || image.joins.iter().any(Option::is_some))
-            .collect();
-        images.sort_by_key(|(id, _)| *id);
-        images
+            .collect()
     }
 
     /// Puts restored state into key group `kg`; returns each task's duplicates so far.
     pub fn install(&mut self, kg: u16, image: GroupImage) -> Vec<(u32, u64)> {
         let mut duplicates = Vec::new();
-        let group = self.kgs.entry(kg).or_default();
         for (task, mut state) in image.tasks {
             duplicates.push((task, state.duplicates));
             let due = state.due();
             state.registered = due;
-            reschedule(&mut self.due, Unit::Task(task), kg, None, due);
-            group.tasks.insert(task, state);
-        }
-        if group.joins.len() < image.joins.len() {
-            group.joins.resize_with(image.joins.len(), || None);
+            self.due.reschedule(Unit::Task(task), kg, None, due);
+            let group = self.group(kg);
+            group.tasks.retain(|(t, _)| *t != task);
+            group.tasks.push((task, state));
         }
         for (j, join) in image.joins.into_iter().enumerate() {
             if let Some(join) = join {
                 let due = join.due();
-                reschedule(&mut self.due, Unit::Join(j), kg, None, due);
+                self.due.reschedule(Unit::Join(j), kg, None, due);
+                let group = self.group(kg);
+                if group.joins.len() <= j {
+                    group.joins.resize_with(j + 1, || None);
+                }
                 group.joins[j] = Some(KgJoin {
                     join,
                     registered: due,
@@ -349,27 +396,30 @@ impl Shard {
 
     /// Removes a task's state from every key group of the shard and returns it.
     pub fn take_task(&mut self, task: u32) -> Vec<(u16, KgTask)> {
-        self.tasks.remove(&task);
-        self.due.remove(&Unit::Task(task));
+        if let Some(state) = self.tasks.get_mut(task as usize) {
+            *state = None;
+        }
+        self.due.list(Unit::Task(task)).clear();
         self.duplicates.remove(&task);
-        let mut taken: Vec<(u16, KgTask)> = self
-            .kgs
-            .iter_mut()
-            .filter_map(|(&id, group)| group.tasks.remove(&task).map(|state| (id, state)))
-            .collect();
-        taken.sort_by_key(|(id, _)| *id);
+        let mut taken = Vec::new();
+        for (id, group) in self.kgs.iter_mut().enumerate() {
+            let Some(group) = group else { continue };
+            if let Some(at) = group.tasks.iter().position(|(t, _)| *t == task) {
+                taken.push((id as u16, group.tasks.swap_remove(at).1));
+            }
+        }
         taken
     }
 
     /// Drops the rows of `joins` in every key group: they start afresh.
     pub fn drop_joins(&mut self, joins: &[usize]) {
         for &j in joins {
-            for group in self.kgs.values_mut() {
+            for group in self.kgs.iter_mut().flatten() {
                 if let Some(slot) = group.joins.get_mut(j) {
                     *slot = None;
                 }
             }
-            self.due.remove(&Unit::Join(j));
+            self.due.list(Unit::Join(j)).clear();
             if let Some(watermark) = self.join_watermarks.get_mut(j) {
                 *watermark = i64::MIN;
             }
@@ -379,11 +429,11 @@ impl Shard {
     /// The shard's share of what the engine counts.
     pub fn stats(&self) -> ShardStats {
         let mut stats = ShardStats::default();
-        for group in self.kgs.values() {
+        for group in self.kgs.iter().flatten() {
             stats.join_rows += group.join_rows();
-            for (&task, state) in &group.tasks {
-                *stats.dedup_entries.entry(task).or_default() += state.dedup_entries();
-                *stats.series.entry(task).or_default() += state.series_count();
+            for (task, state) in &group.tasks {
+                *stats.dedup_entries.entry(*task).or_default() += state.dedup_entries();
+                *stats.series.entry(*task).or_default() += state.series_count();
             }
         }
         stats
@@ -395,24 +445,4 @@ impl Shard {
 pub struct ImageRef<'a> {
     pub tasks: Vec<(u32, &'a KgTask)>,
     pub joins: Vec<Option<&'a IntervalJoin>>,
-}
-
-/// Moves a key group's entry in a unit's due list from `registered` to `due`.
-fn reschedule(
-    lists: &mut HashMap<Unit, BTreeSet<(i64, u16)>>,
-    unit: Unit,
-    group: u16,
-    registered: Option<i64>,
-    due: Option<i64>,
-) {
-    if registered == due {
-        return;
-    }
-    let list = lists.entry(unit).or_default();
-    if let Some(old) = registered {
-        list.remove(&(old, group));
-    }
-    if let Some(new) = due {
-        list.insert((new, group));
-    }
 }

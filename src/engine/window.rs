@@ -237,7 +237,7 @@ impl AlignedWindows {
 
     /// Emits the windows of `series` the watermark has closed, under `due` (when its timer
     /// was due) and the series' number, and sets its timer for the next one.
-    fn emit_closed(&mut self, series: u32, due: i64, watermark: i64, out: &mut Emitted) {
+    fn emit_closed(&mut self, series: u32, due: i64, watermark: i64, out: &mut Emitted<'_>) {
         let (size, slide) = (self.size, self.slide);
         let Some(state) = self
             .series
@@ -294,7 +294,7 @@ impl Operator for AlignedWindows {
     /// The series' timer is due at [`AlignedWindows::next_due`], which only an earlier first
     /// pane can move (emitting moves it too, and sets the timer itself): an event that lands in
     /// a later pane leaves the timer as it is.
-    fn on_event(&mut self, ev: &Accepted<'_>, _out: &mut Emitted) {
+    fn on_event(&mut self, ev: &Accepted<'_>, _out: &mut Emitted<'_>) {
         let pane = self.pane;
         let state = slot(&mut self.series, ev.series).get_or_insert_with(|| AlignedSeries {
             label: ev.label.clone(),
@@ -334,7 +334,7 @@ impl Operator for AlignedWindows {
         }
     }
 
-    fn on_watermark(&mut self, watermark: i64, out: &mut Emitted) {
+    fn on_watermark(&mut self, watermark: i64, out: &mut Emitted<'_>) {
         while let Some((due, series)) = self.timers.pop_due(watermark) {
             self.emit_closed(series, due, watermark, out);
         }
@@ -389,7 +389,7 @@ impl SessionWindows {
 }
 
 impl Operator for SessionWindows {
-    fn on_event(&mut self, ev: &Accepted<'_>, _out: &mut Emitted) {
+    fn on_event(&mut self, ev: &Accepted<'_>, _out: &mut Emitted<'_>) {
         let gap = self.gap;
         let state = slot(&mut self.series, ev.series).get_or_insert_with(|| SessionSeries {
             label: ev.label.clone(),
@@ -425,7 +425,7 @@ impl Operator for SessionWindows {
         }
     }
 
-    fn on_watermark(&mut self, watermark: i64, out: &mut Emitted) {
+    fn on_watermark(&mut self, watermark: i64, out: &mut Emitted<'_>) {
         // A session closes when the watermark is strictly past its end.
         let limit = watermark.saturating_sub(1);
         while let Some((due, series)) = self.timers.pop_due(limit) {
@@ -528,7 +528,7 @@ impl GlobalWindows {
 }
 
 impl Operator for GlobalWindows {
-    fn on_event(&mut self, ev: &Accepted<'_>, _out: &mut Emitted) {
+    fn on_event(&mut self, ev: &Accepted<'_>, _out: &mut Emitted<'_>) {
         match slot(&mut self.series, ev.series) {
             Some(state) => state.agg.add(ev.ts, ev.seq, ev.value),
             empty => {
@@ -558,7 +558,7 @@ impl Operator for GlobalWindows {
         }
     }
 
-    fn on_watermark(&mut self, watermark: i64, out: &mut Emitted) {
+    fn on_watermark(&mut self, watermark: i64, out: &mut Emitted<'_>) {
         if watermark == i64::MAX {
             for series in 0..self.series.len() as u32 {
                 if let Some((global, record)) = self.record(series, true) {
@@ -612,7 +612,8 @@ mod tests {
         out: &mut Vec<Record>,
     ) {
         let label: Arc<str> = "a".into();
-        let mut emitted = Emitted::default();
+        let mut keyed = Vec::new();
+        let mut emitted = Emitted::new(&mut keyed, 0, 0);
         for (seq, &(ts, value)) in events.iter().enumerate() {
             op.on_event(
                 &Accepted {
@@ -631,15 +632,13 @@ mod tests {
                 &mut emitted,
             );
         }
-        out.extend(emitted.records.drain(..).map(|(_, r)| r));
+        out.extend(keyed.into_iter().map(|(_, r)| r));
     }
 
     /// Moves the operator's watermark to `watermark`; its records go to `out`, in order.
     fn advance(op: &mut dyn Operator, watermark: i64, out: &mut Vec<Record>) {
-        let mut emitted = Emitted::default();
-        op.on_watermark(watermark, &mut emitted);
         let mut keyed = Vec::new();
-        emitted.drain_into(0, 0, &mut keyed);
+        op.on_watermark(watermark, &mut Emitted::new(&mut keyed, 0, 0));
         out.extend(keyed.into_iter().map(|(_, r)| r));
     }
 

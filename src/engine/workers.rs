@@ -17,15 +17,21 @@ use super::shard::{GroupImage, Item, Shard, ShardStats};
 use super::SnapshotError;
 
 /// What a shard made of one round: its records in key order and the duplicates it found per
-/// task.
+/// task; and the round's item vector, emptied, for the next round to reuse.
 pub struct RoundResult {
     pub records: Vec<Keyed>,
     pub duplicates: Vec<(u32, u64)>,
+    pub items: Vec<Item>,
 }
 
 enum Request {
-    Round(Vec<Item>),
-    Images { tasks: Vec<u32>, joins: bool },
+    /// A round's items, and a vector for its records (reused: a round's records are a few
+    /// megabytes, and a fresh vector's pages are faulted in anew each round).
+    Round(Vec<Item>, Vec<Keyed>),
+    Images {
+        tasks: Vec<u32>,
+        joins: bool,
+    },
     Install(Vec<(u16, GroupImage)>),
     Take(u32),
     DropJoins(Vec<usize>),
@@ -87,28 +93,21 @@ impl Shards {
         }
     }
 
-    /// Sends a round (items per shard); its results come from [`Shards::collect`], rounds in
-    /// the order sent.
-    pub fn send(&mut self, items: Vec<Vec<Item>>) {
+    /// Sends a round (items per shard, and an empty vector per shard for its records); its
+    /// results come from [`Shards::collect`], rounds in the order sent.
+    pub fn send(&mut self, items: Vec<Vec<Item>>, outs: Vec<Vec<Keyed>>) {
         match &mut self.kind {
             Kind::Inline(shards) => {
                 let results = shards
                     .iter_mut()
-                    .zip(items)
-                    .map(|(shard, items)| {
-                        let mut records = Vec::new();
-                        shard.run(items, &mut records);
-                        RoundResult {
-                            records,
-                            duplicates: shard.take_duplicates(),
-                        }
-                    })
+                    .zip(items.into_iter().zip(outs))
+                    .map(|(shard, (items, records))| run_round(shard, items, records))
                     .collect();
                 self.done.push_back(results);
             }
             Kind::Threads(workers) => {
-                for (worker, items) in workers.iter().zip(items) {
-                    worker.send(Request::Round(items));
+                for (worker, (items, records)) in workers.iter().zip(items.into_iter().zip(outs)) {
+                    worker.send(Request::Round(items, records));
                 }
             }
         }
@@ -262,6 +261,15 @@ impl Shards {
     }
 }
 
+fn run_round(shard: &mut Shard, mut items: Vec<Item>, mut records: Vec<Keyed>) -> RoundResult {
+    shard.run(&mut items, &mut records);
+    RoundResult {
+        records,
+        duplicates: shard.take_duplicates(),
+        items,
+    }
+}
+
 /// A shard's images as one run of bytes: each `(key group, image)` encoded after the other.
 fn encode_images(
     shard: &Shard,
@@ -324,13 +332,8 @@ fn spawn(plan: &Arc<EnginePlan>, index: usize) -> Option<Worker> {
         .spawn(move || {
             for request in inbox {
                 let reply = match request {
-                    Request::Round(items) => {
-                        let mut records = Vec::new();
-                        shard.run(items, &mut records);
-                        Reply::Round(RoundResult {
-                            records,
-                            duplicates: shard.take_duplicates(),
-                        })
+                    Request::Round(items, records) => {
+                        Reply::Round(run_round(&mut shard, items, records))
                     }
                     Request::Images { tasks, joins } => {
                         Reply::Images(encode_images(&shard, &tasks, joins))
