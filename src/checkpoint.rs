@@ -1,5 +1,7 @@
 //! Checkpoints: the engine state together with the source positions it reflects, written
 //! atomically to the store after the sinks have flushed everything derived from those positions.
+//! A checkpoint writes what changed since the one before (see `engine::changelog`): the store
+//! adds it to what it holds.
 //!
 //! On start, a checkpoint's positions win over the consumer group's committed offsets, and its
 //! engine state replaces a fresh engine, so a run killed at any point and restarted produces the
@@ -11,7 +13,7 @@ use thiserror::Error;
 
 use crate::config::Config;
 use crate::db::DbError;
-use crate::engine::{EngineImage, SnapshotError};
+use crate::engine::{SnapshotError, StateDelta, StoredState};
 
 /// Where a source split is: the next message to read.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -23,15 +25,14 @@ pub struct SplitPosition {
     pub next_offset: u64,
 }
 
-/// One pipeline's checkpoint. Stores read back `Checkpoint` (the engine state as bytes) and are
-/// handed [`Outgoing`] (the state as the engine's shards encoded it), which they write out
-/// piece by piece: a single database value would take more copies of it.
+/// One pipeline's checkpoint. Stores read back `Checkpoint` (the engine state they hold) and
+/// are handed [`Outgoing`] (what changed since the checkpoint before).
 #[derive(Debug, Clone, PartialEq)]
-pub struct Checkpoint<State = Vec<u8>> {
+pub struct Checkpoint<State = StoredState> {
     /// The checkpoint belongs to this pipeline shape (see [`fingerprint`]).
     pub fingerprint: String,
-    /// The engine state (`Engine::snapshot()` when read back); `None` once a batch run has
-    /// finished and closed every window: the next run starts a fresh engine from the positions.
+    /// The engine state; `None` once a batch run has finished and closed every window: the
+    /// next run starts a fresh engine from the positions.
     pub engine: Option<State>,
     /// Positions per stream, in the config's stream order.
     pub positions: Vec<Vec<SplitPosition>>,
@@ -41,20 +42,20 @@ pub struct Checkpoint<State = Vec<u8>> {
     pub written_at: i64,
 }
 
-/// A checkpoint on its way to a store, holding the engine's encoded state.
-pub type Outgoing<'a> = Checkpoint<&'a EngineImage>;
+/// A checkpoint on its way to a store, holding what changed in the engine state.
+pub type Outgoing<'a> = Checkpoint<&'a StateDelta>;
 
 impl Outgoing<'_> {
-    /// The checkpoint as a store reads it back, the engine state as one snapshot (for stores
-    /// that keep it whole, such as tests' in-memory ones).
-    pub fn to_stored(&self) -> Result<Checkpoint, SnapshotError> {
-        Ok(Checkpoint {
+    /// The checkpoint as a store reads it back after adding it to `before` (the one stored):
+    /// for stores that keep checkpoints whole, such as tests' in-memory ones.
+    pub fn to_stored(&self, before: Option<StoredState>) -> Checkpoint {
+        Checkpoint {
             fingerprint: self.fingerprint.clone(),
-            engine: self.engine.map(EngineImage::to_bytes),
+            engine: self.engine.map(|delta| delta.apply(before)),
             positions: self.positions.clone(),
             epoch: self.epoch,
             written_at: self.written_at,
-        })
+        }
     }
 }
 
@@ -62,8 +63,8 @@ impl Outgoing<'_> {
 pub trait CheckpointStore: Send {
     /// The checkpoint stored under `name`, if there is one.
     fn load(&mut self, name: &str) -> Result<Option<Checkpoint>, CheckpointError>;
-    /// Stores `checkpoint` under `name` atomically, replacing the one before; returns the size
-    /// of the engine state written.
+    /// Stores `checkpoint` under `name` atomically, adding its engine state to the stored one
+    /// (or dropping that, without one); returns the size of the engine state written.
     fn save(&mut self, name: &str, checkpoint: &Outgoing<'_>) -> Result<u64, CheckpointError>;
     /// The names of the checkpoints stored under names that start with `prefix`, sorted.
     fn names(&mut self, prefix: &str) -> Result<Vec<String>, CheckpointError>;

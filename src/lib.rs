@@ -51,7 +51,7 @@ pub use db::{
 };
 pub use engine::plan::EnginePlan;
 pub use engine::reorder::{Buffered, ReorderBuffer};
-pub use engine::{Engine, EngineImage, LogOrder, Origin};
+pub use engine::{Engine, LogOrder, Origin, StateDelta, StoredState};
 pub use event::{Decoder, Event, FieldMapping, TimeFormat};
 pub use generator::{Faults, Generator, Kind, SplitMix64};
 pub use live::{Limits as LiveLimits, LiveConfig, LiveSink, LiveState, Update};

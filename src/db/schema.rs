@@ -168,6 +168,26 @@ INSERT INTO acknowledgements (alert_id, acked_at, acked_by, note, verdict)
     SELECT id, acked_at, acked_by, note, verdict FROM alerts
     WHERE acked_at IS NOT NULL AND acked_by IS NOT NULL
 "#,
+    // Engine state a checkpoint adds to rather than rewrites: per key group its newest image,
+    // and the log segments after it (see engine::changelog); `checkpoints.engine` holds the
+    // head (the routers' state).
+    r#"
+CREATE TABLE IF NOT EXISTS state_images (
+    pipeline TEXT NOT NULL,
+    kg BIGINT NOT NULL,
+    pos BIGINT NOT NULL,
+    bytes {BLOB} NOT NULL,
+    PRIMARY KEY (pipeline, kg)
+);
+CREATE TABLE IF NOT EXISTS state_logs (
+    pipeline TEXT NOT NULL,
+    kg BIGINT NOT NULL,
+    first_pos BIGINT NOT NULL,
+    last_pos BIGINT NOT NULL,
+    bytes {BLOB} NOT NULL,
+    PRIMARY KEY (pipeline, kg, first_pos)
+)
+"#,
 ];
 
 /// Key of the PostgreSQL advisory lock migrations hold: instances starting together (a

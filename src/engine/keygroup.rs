@@ -95,7 +95,7 @@ struct GroupSeries {
 }
 
 /// An accepted event for a task's state in a key group.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EventItem {
     pub pos: u64,
     pub task: u32,
@@ -110,7 +110,7 @@ pub struct EventItem {
 }
 
 /// An event offered to a join, in the key group of its join key.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct JoinItem {
     pub pos: u64,
     pub join: usize,
@@ -154,6 +154,11 @@ impl KgTask {
     pub fn add_series(&mut self, label: Arc<str>, global: u32) -> u32 {
         self.series.push(GroupSeries { label, global });
         (self.series.len() - 1) as u32
+    }
+
+    /// Each series' label and number in the task, by its number here.
+    pub fn series(&self) -> impl Iterator<Item = (&Arc<str>, u32)> + '_ {
+        self.series.iter().map(|s| (&s.label, s.global))
     }
 
     pub fn series_count(&self) -> usize {

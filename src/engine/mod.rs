@@ -95,6 +95,7 @@
 //! length of the stream; the number of series is capped by `max_series`.
 
 pub mod anomaly;
+pub mod changelog;
 pub mod dedup;
 pub mod join;
 pub mod keygroup;
@@ -120,13 +121,15 @@ use crate::config::Config;
 use crate::event::Event;
 use crate::record::Record;
 
+use self::changelog::STATIC_UNIT;
 use self::output::{Emitted, Keyed, OutputKey, SubKey};
 use self::plan::EnginePlan;
 use self::router::{Round, TaskRouter};
 use self::shard::Item;
 use self::workers::Shards;
 
-pub use self::snapshot::{EngineImage, SNAPSHOT_FORMAT};
+pub use self::changelog::{StateDelta, StoredState};
+pub use self::snapshot::SNAPSHOT_FORMAT;
 
 /// An event that reached the operators: deduplicated, not late, its series numbered.
 pub struct Accepted<'a> {
@@ -482,7 +485,7 @@ impl Engine {
             let fresh = (0..count).map(|_| self.spares.items()).collect();
             let items = std::mem::replace(&mut self.items, fresh);
             let outs = (0..count).map(|_| self.spares.records()).collect();
-            self.shards.send(items, outs);
+            self.shards.send(items, outs, self.pos);
             let records = std::mem::replace(&mut self.records, self.spares.records());
             self.in_flight.push_back(records);
         }
@@ -530,27 +533,31 @@ impl Engine {
         }
     }
 
-    /// Starts a task for a partition of group-assigned stream `stream`, from `state` (a
-    /// [`Engine::task_image`]) when it has one; returns the task's id. A series the restored
-    /// task has is its own from now on: the task that had it before is refused it.
-    /// Lands what is in flight first (its records go to `out`).
+    /// Starts a task for a partition of group-assigned stream `stream`, from `state` (what a
+    /// [`Engine::delta`] of a task stored) when it has one; returns the task's id. A series
+    /// the restored task has is its own from now on: the task that had it before is refused
+    /// it. Lands what is in flight first (its records go to `out`).
     pub fn open_task(
         &mut self,
         stream: usize,
-        state: Option<&[u8]>,
+        state: Option<&StoredState>,
         out: &mut Vec<Record>,
     ) -> Result<usize, SnapshotError> {
         let task = self.routers.len() as u32;
         let plan = self.plan.clone();
+        self.settle(out);
         let router = match state {
-            Some(bytes) => {
-                let (router, groups) = snapshot::read_task(bytes, task)?;
+            Some(state) => {
+                let (pos, mut routers) = snapshot::read_head(&state.head)?;
+                let (_, mut router) = routers.pop().ok_or(SnapshotError::Damaged)?;
+                router.stream = stream;
+                // Its logs number entries as the engine that wrote them did: what comes next
+                // here must come after them (a jump forward keeps the output's order).
+                self.pos = self.pos.max(pos);
                 self.open(task, stream, router.watermark.current());
                 self.settle(out);
-                let duplicates = self.shards.install(groups);
-                for (t, n) in duplicates {
-                    *self.duplicates.entry(t).or_default() += n;
-                }
+                self.replay(task, Some(task), state)?;
+                router.restore_series(self.shards.series_of(task));
                 let owners = self.owners.entry(stream).or_default();
                 for label in router.labels() {
                     owners.insert(label.clone(), task);
@@ -566,21 +573,52 @@ impl Engine {
         Ok(task as usize)
     }
 
-    /// A task's state, for its checkpoint (lands what is in flight first: its records go to
-    /// `out`).
-    pub fn task_image(
+    /// Restores the key groups of `unit` from `state` (see [`Shard::replay`]).
+    fn replay(
+        &mut self,
+        unit: u32,
+        remap: Option<u32>,
+        state: &StoredState,
+    ) -> Result<(), SnapshotError> {
+        let mut groups: HashMap<u16, shard::GroupState> = HashMap::new();
+        let group = |kg: u16| shard::GroupState {
+            kg,
+            image: None,
+            logs: Vec::new(),
+        };
+        for image in &state.images {
+            groups
+                .entry(image.kg)
+                .or_insert_with(|| group(image.kg))
+                .image = Some(image.clone());
+        }
+        for segment in &state.logs {
+            groups
+                .entry(segment.kg)
+                .or_insert_with(|| group(segment.kg))
+                .logs
+                .push(segment.clone());
+        }
+        let mut groups: Vec<shard::GroupState> = groups.into_values().collect();
+        groups.sort_by_key(|g| g.kg);
+        for group in &mut groups {
+            group.logs.sort_by_key(|l| l.first_pos);
+        }
+        for (task, n) in self.shards.replay(unit, remap, groups)? {
+            *self.duplicates.entry(task).or_default() += n;
+        }
+        Ok(())
+    }
+
+    /// What a checkpoint of a task adds to its stored state (see [`Engine::delta`]). Lands
+    /// what is in flight first (its records go to `out`).
+    pub fn task_delta(
         &mut self,
         task: usize,
         out: &mut Vec<Record>,
-    ) -> Result<EngineImage, SnapshotError> {
+    ) -> Result<StateDelta, SnapshotError> {
         self.settle(out);
-        let images = self.shards.images(&[task as u32], false)?;
-        let router = self
-            .routers
-            .get(task)
-            .and_then(Option::as_ref)
-            .ok_or(SnapshotError::Busy)?;
-        snapshot::task_image(router, images)
+        self.unit_delta(task as u32, false)
     }
 
     /// Ends a task (a partition the group took away): its state is dropped; what it counted
@@ -598,11 +636,12 @@ impl Engine {
         counters
     }
 
-    /// Runs what is queued (no records can be pending: a task opens between rounds).
+    /// Runs what is queued when no records can come of it: the tasks opening in a fresh or
+    /// restored engine.
     fn settle_quietly(&mut self) {
         let mut out = Vec::new();
         self.settle(&mut out);
-        debug_assert!(out.is_empty(), "records made while a task opened");
+        debug_assert!(out.is_empty(), "records made while tasks opened");
     }
 
     /// The ids of the tasks of stream `stream`.
@@ -619,7 +658,8 @@ impl Engine {
     /// dedup, windows not yet closed, the per-point analytics and open alert episodes, its
     /// series and counters; and the rows of the joins it feeds, which start afresh on both
     /// sides. The way out of a watermark an event moved too far on; what the stream reads next
-    /// is taken as from a new start. Returns whether there is such a static stream.
+    /// is taken as from a new start. Returns whether there is such a static stream. (A restored
+    /// engine has nothing in flight: no records are lost here.)
     pub fn reset_stream(&mut self, stream: usize) -> bool {
         let Some(stream_plan) = self.plan.streams.get(stream).cloned() else {
             return false;
@@ -627,7 +667,6 @@ impl Engine {
         if stream_plan.group_assigned || self.routers.get(stream).is_none_or(Option::is_none) {
             return false;
         }
-        // A restored engine has nothing in flight: there are no records to lose here.
         self.settle_quietly();
         self.shards.take(stream as u32);
         self.duplicates.remove(&(stream as u32));
@@ -639,56 +678,73 @@ impl Engine {
         true
     }
 
-    /// The whole state of the static tasks and the joins, for a checkpoint. Binary (postcard),
-    /// not JSON: compact, and floats round-trip bit for bit, which a restored engine needs to
-    /// give identical results. Refused while a round is read or run ([`SnapshotError::Busy`]).
-    pub fn snapshot(&mut self) -> Result<Vec<u8>, SnapshotError> {
-        Ok(self.image()?.to_bytes())
-    }
-
-    /// The state [`Engine::snapshot`] holds, encoded by the shards (each its own key groups,
-    /// at once) and ready to be written.
-    pub fn image(&mut self) -> Result<EngineImage, SnapshotError> {
+    /// What a checkpoint of the static streams and their joins adds to their stored state:
+    /// the routers', the key groups' logs since the last checkpoint and the images the shards
+    /// took meanwhile (see [`changelog`]). With `full`, every key group's image now instead, and
+    /// no log: everything stored before can go. Refused while a round is read or run
+    /// ([`SnapshotError::Busy`]).
+    pub fn delta(&mut self, full: bool) -> Result<StateDelta, SnapshotError> {
         if self.in_flight()
             || !self.records.is_empty()
             || self
                 .items
                 .iter()
-                .any(|i| i.iter().any(|item| !matches!(item, Item::Open { .. })))
+                .any(|items| items.iter().any(|item| !matches!(item, Item::Open { .. })))
         {
             return Err(SnapshotError::Busy);
         }
         // Open items of a fresh engine: the shards learn of the tasks first.
         self.settle_quietly();
-        let tasks: Vec<u32> = self
-            .routers
-            .iter()
-            .enumerate()
-            .filter(|(_, r)| r.is_some())
-            .filter(|(task, _)| {
-                self.plan
-                    .streams
-                    .get(*task)
-                    .is_some_and(|s| !s.group_assigned)
-            })
-            .map(|(task, _)| task as u32)
-            .collect();
-        let images = self.shards.images(&tasks, true)?;
+        self.unit_delta(STATIC_UNIT, full)
+    }
+
+    fn unit_delta(&mut self, unit: u32, full: bool) -> Result<StateDelta, SnapshotError> {
+        let tasks: Vec<u32> = match unit {
+            STATIC_UNIT => self
+                .routers
+                .iter()
+                .enumerate()
+                .filter(|(task, r)| {
+                    r.is_some()
+                        && self
+                            .plan
+                            .streams
+                            .get(*task)
+                            .is_some_and(|s| !s.group_assigned)
+                })
+                .map(|(task, _)| task as u32)
+                .collect(),
+            task => vec![task],
+        };
         let routers: Vec<(u32, &TaskRouter)> = tasks
             .iter()
-            .filter_map(|&t| self.routers[t as usize].as_ref().map(|r| (t, r)))
+            .filter_map(|&t| self.routers.get(t as usize)?.as_ref().map(|r| (t, r)))
             .collect();
-        snapshot::image(self.pos, &routers, images)
+        let head = snapshot::head(self.pos, &routers)?;
+        let shards = self.shards.delta(unit, full, self.pos)?;
+        Ok(StateDelta {
+            head,
+            images: shards.images,
+            logs: shards.logs,
+            covered: shards.covered,
+            full,
+        })
     }
 
-    /// An engine of `config` with the state [`Engine::snapshot`] wrote, on `engine.threads`
-    /// shards (whatever the number it was written with).
-    pub fn restore(config: &Config, bytes: &[u8]) -> Result<Engine, SnapshotError> {
-        Engine::restore_plan(EnginePlan::from_config(config), bytes)
+    /// The whole state of the static streams and joins, as a store would hold it after a full
+    /// checkpoint.
+    pub fn full_state(&mut self) -> Result<StoredState, SnapshotError> {
+        Ok(self.delta(true)?.apply(None))
     }
 
-    pub fn restore_plan(plan: EnginePlan, bytes: &[u8]) -> Result<Engine, SnapshotError> {
-        let (pos, routers, groups) = snapshot::read(bytes)?;
+    /// An engine of `config` with the state of the static streams and joins `state` holds,
+    /// on `engine.threads` shards (whatever the number it was written with).
+    pub fn restore(config: &Config, state: &StoredState) -> Result<Engine, SnapshotError> {
+        Engine::restore_plan(EnginePlan::from_config(config), state)
+    }
+
+    pub fn restore_plan(plan: EnginePlan, state: &StoredState) -> Result<Engine, SnapshotError> {
+        let (pos, routers) = snapshot::read_head(&state.head)?;
         let mut engine = Engine::from_plan(plan);
         engine.settle_quietly();
         for (task, router) in routers {
@@ -698,7 +754,7 @@ impl Engine {
                 .ok_or(SnapshotError::Damaged)?;
             *slot = Some(router);
         }
-        // The shards learn the restored watermarks.
+        // The shards learn the tasks' watermarks now, which the replay ends at.
         for task in 0..engine.routers.len() {
             if let Some(router) = &engine.routers[task] {
                 let (stream, watermark) = (router.stream, router.watermark.current());
@@ -706,8 +762,14 @@ impl Engine {
             }
         }
         engine.settle_quietly();
-        for (task, n) in engine.shards.install(groups) {
-            *engine.duplicates.entry(task).or_default() += n;
+        engine.replay(STATIC_UNIT, None, state)?;
+        for task in 0..engine.routers.len() {
+            if engine.routers[task].is_some() {
+                let series = engine.shards.series_of(task as u32);
+                if let Some(router) = engine.routers[task].as_mut() {
+                    router.restore_series(series);
+                }
+            }
         }
         engine.pos = pos;
         Ok(engine)

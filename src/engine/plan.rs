@@ -18,6 +18,12 @@ pub struct EnginePlan {
     pub joins: Vec<JoinPlan>,
     /// Shards, each on a thread of its own when there are several (`engine.threads`).
     pub threads: usize,
+    /// Keep each key group's log for checkpoints (see [`super::changelog`]): when there is a
+    /// checkpoint store to write them to.
+    pub changelog: bool,
+    /// Log bytes a key group gathers before its first image (after that, half its last
+    /// image's size).
+    pub first_image_after: u64,
 }
 
 /// One stream as the engine runs it.
@@ -93,12 +99,26 @@ impl EnginePlan {
             streams,
             joins,
             threads: config.engine.threads(),
+            changelog: false,
+            first_image_after: 256 << 10,
         }
     }
 
     /// The plan with `threads` shards instead.
     pub fn with_threads(mut self, threads: usize) -> EnginePlan {
         self.threads = threads.max(1);
+        self
+    }
+
+    /// The plan taking a key group's first image after `bytes` of log.
+    pub fn with_first_image_after(mut self, bytes: u64) -> EnginePlan {
+        self.first_image_after = bytes;
+        self
+    }
+
+    /// The plan keeping (or not) the key groups' logs for checkpoints.
+    pub fn with_changelog(mut self, changelog: bool) -> EnginePlan {
+        self.changelog = changelog;
         self
     }
 }

@@ -31,18 +31,21 @@ struct SeriesEntry {
     hash: u64,
 }
 
-/// The router's state: what a checkpoint keeps of it.
+/// The router's state. A checkpoint keeps its watermarks and counters; its series are the key
+/// groups' (each keeps its series' labels and numbers), from which a restore rebuilds them.
 #[derive(Serialize, Deserialize)]
 pub struct TaskRouter {
     /// Index of the task's stream in the plan.
     pub stream: usize,
     pub watermark: WatermarkTracker,
     /// Labels in the order of their first event (a series' global number is its place here).
+    #[serde(skip)]
     labels: Vec<Arc<str>>,
+    #[serde(skip)]
     entries: Vec<SeriesEntry>,
     /// Series per key group so far: the next one's number there.
+    #[serde(skip, default = "no_series_per_group")]
     per_group: Vec<u32>,
-    /// Rebuilt from `labels` after a restore rather than stored twice.
     #[serde(skip)]
     ids: HashMap<Arc<str>, u32, foldhash::fast::RandomState>,
     /// Dedup, for a stream that feeds a join (see [`StreamPlan::dedups_at_router`]); the
@@ -53,6 +56,10 @@ pub struct TaskRouter {
     pub passed: u64,
     pub late: u64,
     pub duplicates: u64,
+}
+
+fn no_series_per_group() -> Vec<u32> {
+    vec![0; usize::from(KEY_GROUPS)]
 }
 
 /// Where the router's items and records go in one round.
@@ -99,7 +106,7 @@ impl TaskRouter {
             ),
             labels: Vec::new(),
             entries: Vec::new(),
-            per_group: vec![0; usize::from(KEY_GROUPS)],
+            per_group: no_series_per_group(),
             ids: HashMap::default(),
             dedup: plan
                 .dedup
@@ -111,14 +118,25 @@ impl TaskRouter {
         }
     }
 
-    /// After a restore: the label index, which is not stored.
-    pub fn rebuild_index(&mut self) {
-        self.ids = self
-            .labels
-            .iter()
-            .enumerate()
-            .map(|(i, label)| (label.clone(), i as u32))
-            .collect();
+    /// After a restore: the task's series, from the key groups' lists: `(number in the task,
+    /// label, key group, number there)`, in any order.
+    pub fn restore_series(&mut self, mut series: Vec<(u32, Arc<str>, u16, u32)>) {
+        series.sort_unstable_by_key(|(global, ..)| *global);
+        self.labels.clear();
+        self.entries.clear();
+        self.ids.clear();
+        self.per_group = no_series_per_group();
+        for (global, label, kg, local) in series {
+            self.per_group[usize::from(kg)] = self.per_group[usize::from(kg)].max(local + 1);
+            self.ids.insert(label.clone(), global);
+            self.entries.push(SeriesEntry {
+                global,
+                kg,
+                local,
+                hash: label_hash(&label),
+            });
+            self.labels.push(label);
+        }
     }
 
     /// The task's counters, with the duplicates its shards found.
@@ -261,6 +279,8 @@ impl TaskRouter {
     }
 
     fn add_series(&mut self, task: u32, label: &str, round: &mut Round<'_>) -> u32 {
+        // The position of the event that brings it (a log replays the series before it).
+        let pos = *round.pos;
         let hash = label_hash(label);
         let kg = key_group(hash);
         let local = self.per_group[usize::from(kg)];
@@ -277,6 +297,7 @@ impl TaskRouter {
         });
         let shard = round.shard_of(kg);
         round.items[shard].push(Item::Series {
+            pos,
             task,
             kg,
             label,

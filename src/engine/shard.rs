@@ -13,13 +13,15 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
-
-use super::join::IntervalJoin;
+use super::changelog::{
+    Book, GroupImage, ImageIn, ImageOut, LogEntry, LogEntryOut, LogSegment, STATIC_UNIT,
+};
 use super::keygroup::{EventItem, JoinItem, KeyGroup, KgJoin, KgTask, KEY_GROUPS};
 use super::output::{self, Emitted, Keyed, JOIN_OPS};
 use super::plan::EnginePlan;
+use super::snapshot;
 use super::time::WATERMARK_END;
+use super::SnapshotError;
 
 /// One unit of work for a shard.
 #[derive(Debug, Clone)]
@@ -31,8 +33,9 @@ pub enum Item {
         stream: usize,
         watermark: i64,
     },
-    /// A series' first event is coming: its number in the key group is the next one.
+    /// A series' first event is coming (at `pos`): its number in the key group is the next one.
     Series {
+        pos: u64,
         task: u32,
         kg: u16,
         label: Arc<str>,
@@ -62,13 +65,24 @@ enum Unit {
     Join(usize),
 }
 
-/// A shard's key groups of one task or join, as sent from one shard to the engine and back:
-/// what a checkpoint or a hand-over moves.
-#[derive(Default, Serialize, Deserialize)]
-pub struct GroupImage {
-    pub tasks: Vec<(u32, KgTask)>,
-    pub joins: Vec<Option<IntervalJoin>>,
+/// A shard's share of what a checkpoint adds to a unit's stored state (see
+/// [`super::changelog`]).
+#[derive(Debug, Default)]
+pub struct ShardDelta {
+    pub images: Vec<GroupImage>,
+    pub logs: Vec<LogSegment>,
+    pub covered: Vec<(u16, u64)>,
 }
+
+/// A key group's stored state to restore: its image, if it has one, and the log after it.
+pub struct GroupState {
+    pub kg: u16,
+    pub image: Option<GroupImage>,
+    pub logs: Vec<LogSegment>,
+}
+
+/// Image bytes a shard takes at most between two rounds: the rest waits for the next.
+const IMAGE_BYTES_PER_ROUND: usize = 1 << 20;
 
 /// What a shard counts, for status pages and checks.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -129,6 +143,10 @@ pub struct Shard {
     scratch: Vec<Keyed>,
     /// Duplicates found per task since last asked.
     duplicates: HashMap<u32, u64>,
+    /// For checkpoints, per key group, each unit's book (empty unless the plan logs).
+    books: Vec<Vec<(u32, Book)>>,
+    /// Where the search for groups that want an image starts: every group gets its turn.
+    image_cursor: usize,
 }
 
 impl Shard {
@@ -143,6 +161,35 @@ impl Shard {
             visiting: Vec::new(),
             scratch: Vec::new(),
             duplicates: HashMap::new(),
+            books: (0..KEY_GROUPS).map(|_| Vec::new()).collect(),
+            image_cursor: 0,
+        }
+    }
+
+    /// The checkpoint unit of a task: its own under a consumer group, else the static one.
+    fn unit_of(&self, task: u32) -> u32 {
+        match self.task(task) {
+            Some(state) if self.plan.streams[state.stream].group_assigned => task,
+            _ => STATIC_UNIT,
+        }
+    }
+
+    fn book(&mut self, unit: u32, kg: u16) -> &mut Book {
+        let books = &mut self.books[usize::from(kg)];
+        let at = match books.iter().position(|(u, _)| *u == unit) {
+            Some(at) => at,
+            None => {
+                books.push((unit, Book::default()));
+                books.len() - 1
+            }
+        };
+        &mut books[at].1
+    }
+
+    /// Appends a log entry to the book of `unit` in `kg`, when the plan logs.
+    fn log(&mut self, unit: u32, kg: u16, pos: u64, entry: &LogEntryOut<'_>) {
+        if self.plan.changelog {
+            self.book(unit, kg).append(pos, entry);
         }
     }
 
@@ -166,11 +213,20 @@ impl Shard {
                     self.tasks[index] = Some(TaskState { stream, watermark });
                 }
                 Item::Series {
+                    pos,
                     task,
                     kg,
                     label,
                     global,
                 } => {
+                    let entry = LogEntryOut::Series {
+                        pos,
+                        task,
+                        label: &label,
+                        global,
+                    };
+                    let unit = self.unit_of(task);
+                    self.log(unit, kg, pos, &entry);
                     if let Some(kg_task) = self.kg_task(task, kg) {
                         kg_task.add_series(label, global);
                     }
@@ -209,6 +265,12 @@ impl Shard {
         let Some(TaskState { watermark, .. }) = self.task(event.task) else {
             return;
         };
+        let unit = self.unit_of(event.task);
+        let entry = LogEntryOut::Event {
+            watermark,
+            item: event,
+        };
+        self.log(unit, event.kg, event.pos, &entry);
         let Some(kg_task) = self.kgs[usize::from(event.kg)]
             .as_mut()
             .and_then(|group| group.task_mut(event.task))
@@ -225,6 +287,17 @@ impl Shard {
     }
 
     fn on_join(&mut self, item: &JoinItem, out: &mut Vec<Keyed>) {
+        let watermark = self
+            .join_watermarks
+            .get(item.join)
+            .copied()
+            .unwrap_or(i64::MIN);
+        self.log(
+            STATIC_UNIT,
+            item.kg,
+            item.pos,
+            &LogEntryOut::Join { watermark, item },
+        );
         let plan = self.plan.clone();
         let group = self.group(item.kg);
         group.on_join(&plan, item, out);
@@ -334,68 +407,334 @@ impl Shard {
         self.duplicates.drain().collect()
     }
 
-    /// The images of the key groups of `tasks` (and the joins' rows, with `joins`), by key
-    /// group.
-    pub fn images(&self, tasks: &[u32], joins: bool) -> Vec<(u16, ImageRef<'_>)> {
-        self.kgs
-            .iter()
-            .enumerate()
-            .filter_map(|(id, group)| Some((id as u16, group.as_ref()?)))
-            .map(|(id, group)| {
-                let image = ImageRef {
-                    tasks: group
-                        .tasks
-                        .iter()
-                        .filter(|(task, _)| tasks.contains(task))
-                        .map(|(task, state)| (*task, state))
-                        .collect(),
-                    joins: if joins {
-                        group
-                            .joins
-                            .iter()
-                            .map(|j| j.as_ref().map(|j| &j.join))
-                            .collect()
-                    } else {
-                        Vec::new()
-                    },
-                };
-                (id, image)
-            })
-            .filter(|(_, image)| !image.tasks.is_empty() || image.joins.iter().any(Option::is_some))
-            .collect()
-    }
-
-    /// Puts restored state into key group `kg`; returns each task's duplicates so far.
-    pub fn install(&mut self, kg: u16, image: GroupImage) -> Vec<(u32, u64)> {
-        let mut duplicates = Vec::new();
-        for (task, mut state) in image.tasks {
-            duplicates.push((task, state.duplicates));
-            let due = state.due();
-            state.registered = due;
-            self.due.reschedule(Unit::Task(task), kg, None, due);
-            let group = self.group(kg);
-            group.tasks.retain(|(t, _)| *t != task);
-            group.tasks.push((task, state));
+    /// After a round that ended before position `end`: takes the images groups want (see
+    /// [`super::changelog`]), up to [`IMAGE_BYTES_PER_ROUND`], so no checkpoint has to.
+    pub fn take_images(&mut self, end: u64) {
+        if !self.plan.changelog {
+            return;
         }
-        for (j, join) in image.joins.into_iter().enumerate() {
-            if let Some(join) = join {
-                let due = join.due();
-                self.due.reschedule(Unit::Join(j), kg, None, due);
-                let group = self.group(kg);
-                if group.joins.len() <= j {
-                    group.joins.resize_with(j + 1, || None);
+        let mut taken = 0;
+        let count = usize::from(KEY_GROUPS);
+        for step in 0..count {
+            if taken >= IMAGE_BYTES_PER_ROUND {
+                self.image_cursor = (self.image_cursor + step) % count;
+                return;
+            }
+            let kg = ((self.image_cursor + step) % count) as u16;
+            for at in 0..self.books[usize::from(kg)].len() {
+                let (unit, book) = &self.books[usize::from(kg)][at];
+                if !book.wants_image(self.plan.first_image_after) {
+                    continue;
                 }
-                group.joins[j] = Some(KgJoin {
-                    join,
-                    registered: due,
-                });
+                let unit = *unit;
+                // An image that cannot be encoded now is taken whole at the next checkpoint.
+                if let Ok(bytes) = self.encode_group(unit, kg) {
+                    taken += bytes.len();
+                    self.books[usize::from(kg)][at].1.imaged(end, bytes);
+                }
             }
         }
-        duplicates
+    }
+
+    /// The image of `unit`'s share of key group `kg`: the watermarks it is at and its state.
+    fn encode_group(&self, unit: u32, kg: u16) -> Result<Vec<u8>, SnapshotError> {
+        let group = self.kgs[usize::from(kg)].as_ref();
+        let tasks: Vec<(u32, &KgTask)> = group
+            .map(|g| {
+                g.tasks
+                    .iter()
+                    .filter(|(task, _)| self.unit_of(*task) == unit)
+                    .map(|(task, state)| (*task, state))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let statics = unit == STATIC_UNIT;
+        let image = ImageOut {
+            watermarks: tasks
+                .iter()
+                .map(|&(task, _)| (task, self.task(task).map_or(i64::MIN, |t| t.watermark)))
+                .collect(),
+            join_watermarks: if statics {
+                self.join_watermarks.clone()
+            } else {
+                Vec::new()
+            },
+            tasks,
+            joins: match (statics, group) {
+                (true, Some(g)) => g
+                    .joins
+                    .iter()
+                    .map(|j| j.as_ref().map(|j| &j.join))
+                    .collect(),
+                _ => Vec::new(),
+            },
+        };
+        snapshot::seal(&image)
+    }
+
+    /// This shard's share of what a checkpoint of `unit` adds (see [`super::changelog`]). With
+    /// `full`, every group's image now, at position `pos`, and no log.
+    pub fn delta(&mut self, unit: u32, full: bool, pos: u64) -> Result<ShardDelta, SnapshotError> {
+        let mut delta = ShardDelta::default();
+        for kg in 0..KEY_GROUPS {
+            if full {
+                let has_state = self.kgs[usize::from(kg)].as_ref().is_some_and(|g| {
+                    g.tasks.iter().any(|(task, _)| self.unit_of(*task) == unit)
+                        || (unit == STATIC_UNIT && g.joins.iter().any(Option::is_some))
+                });
+                if !has_state {
+                    continue;
+                }
+                let bytes = self.encode_group(unit, kg)?;
+                let book = self.book(unit, kg);
+                *book = Book::default();
+                book.image_pos = pos;
+                book.image_bytes = bytes.len() as u64;
+                delta.covered.push((kg, pos));
+                delta.images.push(GroupImage { kg, pos, bytes });
+                continue;
+            }
+            let Some((_, book)) = self.books[usize::from(kg)]
+                .iter_mut()
+                .find(|(u, _)| *u == unit)
+            else {
+                continue;
+            };
+            delta.logs.extend(book.take_segment(kg));
+            if let Some((pos, bytes)) = book.pending.take() {
+                delta.images.push(GroupImage { kg, pos, bytes });
+            }
+            delta.covered.push((kg, book.image_pos));
+        }
+        Ok(delta)
+    }
+
+    /// Restores `unit`'s share of key groups: each group's image, then its log after the image
+    /// (task ids read as `remap` when given: a partition's task on another instance), then the
+    /// tasks' watermarks now, `finals` (which the tasks must be open at already). Records made
+    /// on the way were written before the checkpoint and are thrown away. Returns the
+    /// duplicates so far per task.
+    pub fn replay(
+        &mut self,
+        unit: u32,
+        remap: Option<u32>,
+        groups: Vec<GroupState>,
+    ) -> Result<Vec<(u32, u64)>, SnapshotError> {
+        let task_of = |task: u32| remap.unwrap_or(task);
+        let mut sink = Vec::new();
+        for GroupState { kg, image, logs } in groups {
+            let mut applied: HashMap<u32, i64> = HashMap::new();
+            let mut join_applied: Vec<i64> = vec![i64::MIN; self.plan.joins.len()];
+            let image_pos = image.as_ref().map_or(0, |i| i.pos);
+            let image_bytes = image.as_ref().map_or(0, |i| i.bytes.len()) as u64;
+            if let Some(image) = image {
+                let restored: ImageIn = snapshot::unseal(&image.bytes)?;
+                for (task, watermark) in restored.watermarks {
+                    applied.insert(task_of(task), watermark);
+                }
+                for (j, watermark) in restored.join_watermarks.into_iter().enumerate() {
+                    if let Some(applied) = join_applied.get_mut(j) {
+                        *applied = watermark;
+                    }
+                }
+                let group = self.group(kg);
+                for (task, state) in restored.tasks {
+                    let task = task_of(task);
+                    group.tasks.retain(|(t, _)| *t != task);
+                    group.tasks.push((task, state));
+                }
+                for (j, join) in restored.joins.into_iter().enumerate() {
+                    if let Some(join) = join {
+                        if group.joins.len() <= j {
+                            group.joins.resize_with(j + 1, || None);
+                        }
+                        group.joins[j] = Some(KgJoin {
+                            join,
+                            registered: None,
+                        });
+                    }
+                }
+            }
+            let mut logged = 0u64;
+            for segment in &logs {
+                logged += segment.bytes.len() as u64;
+                let mut rest = snapshot::unseal_bytes(&segment.bytes)?;
+                while !rest.is_empty() {
+                    let (entry, next): (LogEntry, &[u8]) =
+                        postcard::take_from_bytes(rest).map_err(SnapshotError::Encoding)?;
+                    rest = next;
+                    if entry.pos() < image_pos {
+                        continue;
+                    }
+                    self.replay_entry(
+                        kg,
+                        entry,
+                        task_of,
+                        &mut applied,
+                        &mut join_applied,
+                        &mut sink,
+                    );
+                    sink.clear();
+                }
+            }
+            // The tasks' watermarks now: whatever moved after the group's last entry.
+            let tasks: Vec<u32> = self.kgs[usize::from(kg)]
+                .as_ref()
+                .map(|g| g.tasks.iter().map(|(t, _)| *t).collect())
+                .unwrap_or_default();
+            for task in tasks {
+                if self.unit_of(task) != unit {
+                    continue;
+                }
+                let now = self.task(task).map_or(i64::MIN, |t| t.watermark);
+                if now > applied.get(&task).copied().unwrap_or(i64::MIN) {
+                    if let Some(state) = self.kgs[usize::from(kg)]
+                        .as_mut()
+                        .and_then(|g| g.task_mut(task))
+                    {
+                        state.advance(now, 0, &mut sink);
+                        sink.clear();
+                    }
+                }
+            }
+            if unit == STATIC_UNIT {
+                for (j, applied) in join_applied.iter().enumerate() {
+                    let joint = self.joint_watermark(j);
+                    self.join_watermarks[j] = self.join_watermarks[j].max(joint);
+                    if joint > *applied {
+                        if let Some(Some(join)) = self.kgs[usize::from(kg)]
+                            .as_mut()
+                            .and_then(|g| g.joins.get_mut(j))
+                        {
+                            join.join
+                                .on_watermark(joint, &mut Emitted::new(&mut sink, 0, 0));
+                            sink.clear();
+                        }
+                    }
+                }
+            }
+            self.reschedule_group(kg);
+            let book = self.book(unit, kg);
+            book.image_pos = image_pos;
+            book.image_bytes = image_bytes;
+            book.since_image = logged;
+        }
+        let mut duplicates: HashMap<u32, u64> = HashMap::new();
+        for group in self.kgs.iter().flatten() {
+            for (task, state) in &group.tasks {
+                if self.unit_of(*task) == unit {
+                    *duplicates.entry(*task).or_default() += state.duplicates;
+                }
+            }
+        }
+        Ok(duplicates.into_iter().collect())
+    }
+
+    /// One log entry of key group `kg`, after moving the group to the watermark it was
+    /// logged with.
+    fn replay_entry(
+        &mut self,
+        kg: u16,
+        entry: LogEntry,
+        task_of: impl Fn(u32) -> u32,
+        applied: &mut HashMap<u32, i64>,
+        join_applied: &mut [i64],
+        sink: &mut Vec<Keyed>,
+    ) {
+        match entry {
+            LogEntry::Series {
+                task,
+                label,
+                global,
+                ..
+            } => {
+                if let Some(state) = self.kg_task(task_of(task), kg) {
+                    state.add_series(label, global);
+                }
+            }
+            LogEntry::Event {
+                watermark,
+                mut item,
+            } => {
+                item.task = task_of(item.task);
+                let seen = applied.entry(item.task).or_insert(i64::MIN);
+                let Some(state) = self.kg_task(item.task, kg) else {
+                    return;
+                };
+                if watermark > *seen {
+                    state.advance(watermark, 0, sink);
+                    *seen = watermark;
+                }
+                state.on_event(&item, watermark, sink);
+            }
+            LogEntry::Join { watermark, item } => {
+                let plan = self.plan.clone();
+                let group = self.group(kg);
+                if let (Some(seen), Some(Some(join))) = (
+                    join_applied.get_mut(item.join),
+                    group.joins.get_mut(item.join),
+                ) {
+                    if watermark > *seen {
+                        join.join
+                            .on_watermark(watermark, &mut Emitted::new(sink, 0, 0));
+                        *seen = watermark;
+                    }
+                }
+                if let Some(seen) = join_applied.get_mut(item.join) {
+                    *seen = (*seen).max(watermark);
+                }
+                group.on_join(&plan, &item, sink);
+            }
+        }
+    }
+
+    fn joint_watermark(&self, j: usize) -> i64 {
+        let plan = &self.plan.joins[j];
+        let of = |stream: usize| self.task(stream as u32).map_or(i64::MIN, |t| t.watermark);
+        of(plan.left).min(of(plan.right))
+    }
+
+    /// Registers key group `kg`'s due times afresh, for every task and join it has.
+    fn reschedule_group(&mut self, kg: u16) {
+        let Some(group) = self.kgs[usize::from(kg)].as_mut() else {
+            return;
+        };
+        for (task, state) in &mut group.tasks {
+            let due = state.due();
+            let registered = std::mem::replace(&mut state.registered, due);
+            self.due.reschedule(Unit::Task(*task), kg, registered, due);
+        }
+        for (j, join) in group.joins.iter_mut().enumerate() {
+            if let Some(join) = join {
+                let due = join.join.due();
+                let registered = std::mem::replace(&mut join.registered, due);
+                self.due.reschedule(Unit::Join(j), kg, registered, due);
+            }
+        }
+    }
+
+    /// A task's series here: `(number in the task, label, key group, number there)`.
+    pub fn series_of(&self, task: u32) -> Vec<(u32, Arc<str>, u16, u32)> {
+        let mut series = Vec::new();
+        for (kg, group) in self.kgs.iter().enumerate() {
+            let Some(state) = group.as_ref().and_then(|g| g.task(task)) else {
+                continue;
+            };
+            for (local, (label, global)) in state.series().enumerate() {
+                series.push((global, label.clone(), kg as u16, local as u32));
+            }
+        }
+        series
     }
 
     /// Removes a task's state from every key group of the shard and returns it.
     pub fn take_task(&mut self, task: u32) -> Vec<(u16, KgTask)> {
+        let unit = self.unit_of(task);
+        if unit != STATIC_UNIT {
+            for books in &mut self.books {
+                books.retain(|(u, _)| *u != unit);
+            }
+        }
         if let Some(state) = self.tasks.get_mut(task as usize) {
             *state = None;
         }
@@ -438,11 +777,4 @@ impl Shard {
         }
         stats
     }
-}
-
-/// A key group's image as written: references into the shard's state.
-#[derive(Serialize)]
-pub struct ImageRef<'a> {
-    pub tasks: Vec<(u32, &'a KgTask)>,
-    pub joins: Vec<Option<&'a IntervalJoin>>,
 }

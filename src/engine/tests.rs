@@ -32,37 +32,18 @@ fn event(ts: i64, series: String, value: f64, id: Option<String>) -> Event<'stat
     }
 }
 
-#[test]
-fn a_snapshot_restores_and_another_format_is_refused_by_name() {
-    let config = bench_config();
-    let snapshot = engine_on(&config, 1).snapshot().unwrap();
-    assert_eq!(snapshot[0], SNAPSHOT_FORMAT);
-    let mut restored = Engine::restore(&config, &snapshot).unwrap();
-    assert_eq!(restored.snapshot().unwrap(), snapshot);
-
-    let mut old = snapshot.clone();
-    old[0] = SNAPSHOT_FORMAT - 1;
-    let refused = Engine::restore(&config, &old).err().unwrap().to_string();
-    assert!(
-        refused.contains(&format!("format {}", SNAPSHOT_FORMAT - 1))
-            && refused.contains("checkpoint.pipeline"),
-        "{refused}"
-    );
-    assert!(Engine::restore(&config, &[]).is_err());
-    assert!(Engine::restore(&config, &[SNAPSHOT_FORMAT]).is_err());
-}
-
-/// Any byte changed after the format byte is caught by the checksum, before decoding.
-#[test]
-fn a_damaged_snapshot_is_refused_by_its_checksum() {
-    let config = bench_config();
-    let mut engine = engine_on(&config, 2);
+/// The bench's pipeline with `n` events of 50 series in it, on `threads` shards, keeping logs.
+fn engine_with_events(config: &Config, threads: usize, n: i64) -> Engine {
+    let plan = EnginePlan::from_config(config)
+        .with_threads(threads)
+        .with_changelog(true);
+    let mut engine = Engine::from_plan(plan);
     let mut out = Vec::new();
-    for i in 0..100 {
+    for i in 0..n {
         let e = event(
-            1_700_000_000_000 + i * 1_000,
-            format!("s{}", i % 7),
-            i as f64,
+            1_700_000_000_000 + i * 100,
+            format!("s{}", i % 50),
+            (i % 17) as f64,
             Some(format!("e{i}")),
         );
         engine
@@ -70,19 +51,86 @@ fn a_damaged_snapshot_is_refused_by_its_checksum() {
             .unwrap();
     }
     engine.settle(&mut out);
-    let snapshot = engine.snapshot().unwrap();
-    let mut streamed = Vec::new();
-    engine.image().unwrap().write(&mut streamed).unwrap();
-    assert_eq!(streamed, snapshot, "both ways write the same bytes");
-    for at in [1, snapshot.len() / 2, snapshot.len() - 1] {
-        let mut damaged = snapshot.clone();
-        damaged[at] ^= 0x10;
-        let refused = Engine::restore(&config, &damaged).err().unwrap();
+    engine
+}
+
+/// Feeds both engines the same events after event `from` of [`engine_with_events`], to the
+/// end of input, and checks they write the same records.
+fn same_from_here(a: &mut Engine, b: &mut Engine, from: i64) {
+    let run = |engine: &mut Engine| {
+        let mut out = Vec::new();
+        for i in from..from + 2_000 {
+            let e = event(
+                1_700_000_000_000 + i * 100,
+                format!("s{}", i % 50),
+                (i % 17) as f64 + if i % 301 == 0 { 90.0 } else { 0.0 },
+                Some(format!("e{}", i - (i % 7 == 0) as i64)),
+            );
+            engine
+                .process(0, &e, origin(i as u64), 0, &mut out)
+                .unwrap();
+        }
+        engine.finish(&mut out);
+        out
+    };
+    let (one, other) = (run(a), run(b));
+    assert!(one.len() > 2_000, "{} records", one.len());
+    assert!(one == other, "the restored engine went on otherwise");
+}
+
+#[test]
+fn a_full_state_restores_and_another_format_is_refused_by_name() {
+    let config = bench_config();
+    let mut engine = engine_with_events(&config, 2, 3_000);
+    let state = engine.full_state().unwrap();
+    assert_eq!(state.head[0], SNAPSHOT_FORMAT);
+    assert!(!state.images.is_empty() && state.logs.is_empty());
+    let mut restored = Engine::restore(&config, &state).unwrap();
+    let again = restored.full_state().unwrap();
+    assert_eq!(again.head, state.head);
+    let groups = |s: &StoredState| s.images.iter().map(|i| (i.kg, i.pos)).collect::<Vec<_>>();
+    assert_eq!(groups(&again), groups(&state));
+    same_from_here(&mut engine, &mut restored, 3_000);
+
+    let mut old = state.clone();
+    old.head[0] = SNAPSHOT_FORMAT - 1;
+    let refused = Engine::restore(&config, &old).err().unwrap().to_string();
+    assert!(
+        refused.contains(&format!("format {}", SNAPSHOT_FORMAT - 1))
+            && refused.contains("checkpoint.pipeline"),
+        "{refused}"
+    );
+    let empty = StoredState::default();
+    assert!(Engine::restore(&config, &empty).is_err());
+}
+
+/// Any byte changed in the head, an image or a log segment is caught by its checksum before
+/// anything is decoded.
+#[test]
+fn a_damaged_state_is_refused_by_its_checksums() {
+    let config = bench_config();
+    let mut engine = engine_with_events(&config, 2, 500);
+    let state = engine.delta(false).unwrap().apply(None);
+    let full = engine.full_state().unwrap();
+    assert!(!state.logs.is_empty() && !full.images.is_empty());
+    let damaged = |state: &StoredState, what: &str| {
+        let refused = Engine::restore(&config, state).err().unwrap();
         assert!(
             matches!(refused, SnapshotError::Damaged),
-            "byte {at}: {refused}"
+            "{what}: {refused}"
         );
-    }
+    };
+    let mut head = state.clone();
+    let middle = head.head.len() / 2;
+    head.head[middle] ^= 0x10;
+    damaged(&head, "head");
+    let mut log = state.clone();
+    log.logs[0].bytes[3] ^= 0x10;
+    damaged(&log, "log");
+    let mut image = full.clone();
+    let last = image.images[0].bytes.len() - 1;
+    image.images[0].bytes[last] ^= 0x10;
+    damaged(&image, "image");
 }
 
 /// One stream `s` with default analytics and a watermark `lateness` behind.
@@ -99,9 +147,12 @@ fn one_stream_with_analytics(lateness: &str) -> Config {
 /// A checkpoint of an engine with a round read or running would miss it: refused, and fine
 /// once the round is landed.
 #[test]
-fn no_snapshot_while_a_round_is_read_or_run() {
+fn no_checkpoint_while_a_round_is_read_or_run() {
     let config = one_stream_with_analytics("1s");
-    let mut engine = engine_on(&config, 2);
+    let plan = EnginePlan::from_config(&config)
+        .with_threads(2)
+        .with_changelog(true);
+    let mut engine = Engine::from_plan(plan);
     let mut out = Vec::new();
     for i in 0..5_000i64 {
         let e = event(
@@ -115,7 +166,7 @@ fn no_snapshot_while_a_round_is_read_or_run() {
             .unwrap();
     }
     assert!(
-        matches!(engine.snapshot(), Err(SnapshotError::Busy)),
+        matches!(engine.delta(false), Err(SnapshotError::Busy)),
         "a round is read"
     );
     engine.end_round(&mut out);
@@ -124,14 +175,15 @@ fn no_snapshot_while_a_round_is_read_or_run() {
         "on threads the round runs while the next is read"
     );
     assert!(
-        matches!(engine.snapshot(), Err(SnapshotError::Busy)),
+        matches!(engine.delta(false), Err(SnapshotError::Busy)),
         "a round is run"
     );
     engine.land(&mut out);
     assert_eq!(out.len(), 4_899, "the points the watermark passed");
-    let mut restored = Engine::restore(&config, &engine.snapshot().unwrap()).unwrap();
+    let state = engine.delta(false).unwrap().apply(None);
+    let restored = Engine::restore(&config, &state).unwrap();
     assert_eq!(restored.counters(0), engine.counters(0));
-    assert_eq!(restored.snapshot().unwrap(), engine.snapshot().unwrap());
+    assert_eq!(restored.watermark(0), engine.watermark(0));
 }
 
 /// Two streams with windows and analytics (their records interleaved), late events, records
@@ -227,12 +279,13 @@ fn any_number_of_shards_gives_the_records_of_one() {
 
 use crate::record::WindowKind;
 
-/// A checkpoint written with one number of shards restores with another, and the run goes on
-/// with the records of one that never stopped.
+/// Checkpoints written as they go (logs, and images the shards take as the logs grow) with one
+/// number of shards restore with another, and the run goes on with the records of one that
+/// never stopped.
 #[test]
-fn a_checkpoint_of_n_shards_restores_on_m() {
+fn checkpoints_of_n_shards_restore_on_m() {
     let config = one_stream_with_analytics("2s");
-    let events: Vec<Event<'static>> = (0..6_000i64)
+    let events: Vec<Event<'static>> = (0..20_000i64)
         .map(|i| {
             let s = (i * 31) % 240;
             let spike = if i % 977 == 0 { 80.0 } else { 0.0 };
@@ -254,22 +307,78 @@ fn a_checkpoint_of_n_shards_restores_on_m() {
             }
         }
     };
+    let plan = |threads: usize| {
+        EnginePlan::from_config(&config)
+            .with_threads(threads)
+            .with_changelog(true)
+            .with_first_image_after(2_000)
+    };
     let mut straight = Vec::new();
-    let mut engine = engine_on(&config, 1);
+    let mut engine = Engine::from_plan(plan(1));
     feed(&mut engine, 0..events.len(), &mut straight);
     engine.finish(&mut straight);
     for (before, after) in [(1, 3), (3, 1), (2, 7), (7, 2)] {
         let mut resumed = Vec::new();
-        let mut first = engine_on(&config, before);
-        feed(&mut first, 0..2_500, &mut resumed);
-        first.settle(&mut resumed);
-        let snapshot = first.snapshot().unwrap();
-        let plan = EnginePlan::from_config(&config).with_threads(after);
-        let mut second = Engine::restore_plan(plan, &snapshot).unwrap();
-        feed(&mut second, 2_500..events.len(), &mut resumed);
+        let mut first = Engine::from_plan(plan(before));
+        // Checkpoints every 2,000 events, kept as a store keeps them.
+        let mut stored: Option<StoredState> = None;
+        let mut images = 0;
+        for part in 0..7 {
+            feed(&mut first, part * 2_000..(part + 1) * 2_000, &mut resumed);
+            first.settle(&mut resumed);
+            let delta = first.delta(false).unwrap();
+            images += delta.images.len();
+            stored = Some(delta.apply(stored));
+        }
+        let stored = stored.unwrap();
+        assert!(images > 0, "the shards took images as the logs grew");
+        let mut second = Engine::restore_plan(plan(after), &stored).unwrap();
+        feed(&mut second, 14_000..events.len(), &mut resumed);
         second.finish(&mut resumed);
         assert!(resumed == straight, "{before} shards, then {after}");
     }
+}
+
+/// A checkpoint writes what came since the one before: after a few events into state of many
+/// series, it is a small fraction of the whole state.
+#[test]
+fn a_checkpoint_costs_what_changed() {
+    let config = one_stream_with_analytics("1s");
+    let plan = EnginePlan::from_config(&config)
+        .with_threads(2)
+        .with_changelog(true);
+    let mut engine = Engine::from_plan(plan);
+    let mut out = Vec::new();
+    let mut offset = 0;
+    let mut feed = |engine: &mut Engine, events: i64, series: i64, out: &mut Vec<Record>| {
+        for i in 0..events {
+            let e = event(
+                1_700_000_000_000 + offset as i64 * 10,
+                format!("device-{}", i % series),
+                (i % 13) as f64,
+                None,
+            );
+            engine.process(0, &e, origin(offset), 0, out).unwrap();
+            offset += 1;
+        }
+        engine.settle(out);
+    };
+    // 5,000 series with a few hundred points each, then a checkpoint of it all.
+    feed(&mut engine, 600_000, 5_000, &mut out);
+    let mut stored = Some(engine.delta(false).unwrap().apply(None));
+    let whole = engine.full_state().unwrap();
+    let whole_bytes: usize = whole.images.iter().map(|i| i.bytes.len()).sum();
+    // A thousand more events: their checkpoint is a few percent of the state.
+    feed(&mut engine, 1_000, 5_000, &mut out);
+    let delta = engine.delta(false).unwrap();
+    assert!(
+        delta.len() * 20 < whole_bytes,
+        "{} bytes for 1,000 events, the whole state is {whole_bytes}",
+        delta.len()
+    );
+    stored = Some(delta.apply(stored));
+    let restored = Engine::restore(&config, stored.as_ref().unwrap()).unwrap();
+    assert_eq!(restored.counters(0), engine.counters(0));
 }
 
 /// A month of an hourly series with a daily pattern and two anomalies: the default detector
@@ -303,8 +412,9 @@ fn a_restored_detector_continues_exactly() {
             engine.process(0, &e, origin(i as u64), 0, out).unwrap();
         }
     };
+    let plan = || EnginePlan::from_config(&config).with_changelog(true);
     let mut straight = Vec::new();
-    let mut engine = engine_on(&config, 1);
+    let mut engine = Engine::from_plan(plan());
     feed(&mut engine, 0..values.len(), &mut straight);
     engine.finish(&mut straight);
     let alerts: Vec<&crate::record::AlertRecord> = straight
@@ -327,10 +437,14 @@ fn a_restored_detector_continues_exactly() {
         .any(|r| matches!(r, Record::Point(p) if p.ts == values[661].0 && p.anomaly)));
     for cut in [50, 130, 599, 630] {
         let mut resumed = Vec::new();
-        let mut first = engine_on(&config, 1);
-        feed(&mut first, 0..cut, &mut resumed);
+        let mut first = Engine::from_plan(plan());
+        feed(&mut first, 0..cut / 2, &mut resumed);
         first.settle(&mut resumed);
-        let mut second = Engine::restore(&config, &first.snapshot().unwrap()).unwrap();
+        let stored = first.delta(false).unwrap().apply(None);
+        feed(&mut first, cut / 2..cut, &mut resumed);
+        first.settle(&mut resumed);
+        let stored = first.delta(false).unwrap().apply(Some(stored));
+        let mut second = Engine::restore_plan(plan(), &stored).unwrap();
         feed(&mut second, cut..values.len(), &mut resumed);
         second.finish(&mut resumed);
         assert_eq!(resumed, straight, "restored after {cut} points");

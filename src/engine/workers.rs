@@ -10,10 +10,12 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
+use std::sync::Arc as Shared;
+
 use super::keygroup::KgTask;
 use super::output::Keyed;
 use super::plan::EnginePlan;
-use super::shard::{GroupImage, Item, Shard, ShardStats};
+use super::shard::{GroupState, Item, Shard, ShardDelta, ShardStats};
 use super::SnapshotError;
 
 /// What a shard made of one round: its records in key order and the duplicates it found per
@@ -25,14 +27,21 @@ pub struct RoundResult {
 }
 
 enum Request {
-    /// A round's items, and a vector for its records (reused: a round's records are a few
-    /// megabytes, and a fresh vector's pages are faulted in anew each round).
-    Round(Vec<Item>, Vec<Keyed>),
-    Images {
-        tasks: Vec<u32>,
-        joins: bool,
+    /// A round's items, a vector for its records (reused: a round's records are a few
+    /// megabytes, and a fresh vector's pages are faulted in anew each round), and the position
+    /// the round ends before.
+    Round(Vec<Item>, Vec<Keyed>, u64),
+    Delta {
+        unit: u32,
+        full: bool,
+        pos: u64,
     },
-    Install(Vec<(u16, GroupImage)>),
+    Replay {
+        unit: u32,
+        remap: Option<u32>,
+        groups: Vec<GroupState>,
+    },
+    SeriesOf(u32),
     Take(u32),
     DropJoins(Vec<usize>),
     Stats,
@@ -40,8 +49,9 @@ enum Request {
 
 enum Reply {
     Round(RoundResult),
-    Images(Result<(u32, Vec<u8>), SnapshotError>),
-    Installed(Vec<(u32, u64)>),
+    Delta(Result<ShardDelta, SnapshotError>),
+    Replayed(Result<Vec<(u32, u64)>, SnapshotError>),
+    Series(Vec<(u32, Shared<str>, u16, u32)>),
     Taken(Vec<(u16, KgTask)>),
     Dropped,
     Stats(ShardStats),
@@ -93,21 +103,22 @@ impl Shards {
         }
     }
 
-    /// Sends a round (items per shard, and an empty vector per shard for its records); its
-    /// results come from [`Shards::collect`], rounds in the order sent.
-    pub fn send(&mut self, items: Vec<Vec<Item>>, outs: Vec<Vec<Keyed>>) {
+    /// Sends a round (items per shard, and an empty vector per shard for its records) that
+    /// ends before position `end`; its results come from [`Shards::collect`], rounds in the
+    /// order sent.
+    pub fn send(&mut self, items: Vec<Vec<Item>>, outs: Vec<Vec<Keyed>>, end: u64) {
         match &mut self.kind {
             Kind::Inline(shards) => {
                 let results = shards
                     .iter_mut()
                     .zip(items.into_iter().zip(outs))
-                    .map(|(shard, (items, records))| run_round(shard, items, records))
+                    .map(|(shard, (items, records))| run_round(shard, items, records, end))
                     .collect();
                 self.done.push_back(results);
             }
             Kind::Threads(workers) => {
                 for (worker, (items, records)) in workers.iter().zip(items.into_iter().zip(outs)) {
-                    worker.send(Request::Round(items, records));
+                    worker.send(Request::Round(items, records, end));
                 }
             }
         }
@@ -128,63 +139,95 @@ impl Shards {
         }
     }
 
-    /// Each shard's images of the key groups of `tasks` (and the joins' rows, with `joins`):
-    /// how many, and their bytes. On threads each shard encodes its own at once.
-    pub fn images(
-        &mut self,
-        tasks: &[u32],
-        joins: bool,
-    ) -> Result<Vec<(u32, Vec<u8>)>, SnapshotError> {
-        match &mut self.kind {
+    /// Every shard's share of what a checkpoint of `unit` adds (see [`Shard::delta`]),
+    /// together.
+    pub fn delta(&mut self, unit: u32, full: bool, pos: u64) -> Result<ShardDelta, SnapshotError> {
+        let deltas: Vec<Result<ShardDelta, SnapshotError>> = match &mut self.kind {
             Kind::Inline(shards) => shards
-                .iter()
-                .map(|shard| encode_images(shard, tasks, joins))
+                .iter_mut()
+                .map(|s| s.delta(unit, full, pos))
                 .collect(),
             Kind::Threads(workers) => {
                 for worker in workers.iter() {
-                    worker.send(Request::Images {
-                        tasks: tasks.to_vec(),
-                        joins,
+                    worker.send(Request::Delta { unit, full, pos });
+                }
+                workers
+                    .iter()
+                    .map(|worker| match worker.receive() {
+                        Reply::Delta(delta) => delta,
+                        _ => unreachable_reply(),
+                    })
+                    .collect()
+            }
+        };
+        let mut total = ShardDelta::default();
+        for delta in deltas {
+            let delta = delta?;
+            total.images.extend(delta.images);
+            total.logs.extend(delta.logs);
+            total.covered.extend(delta.covered);
+        }
+        total.images.sort_by_key(|i| i.kg);
+        total.logs.sort_by_key(|l| (l.kg, l.first_pos));
+        total.covered.sort_unstable();
+        Ok(total)
+    }
+
+    /// Restores key groups' state in the shards that own them (see [`Shard::replay`]);
+    /// returns the duplicates so far per task.
+    pub fn replay(
+        &mut self,
+        unit: u32,
+        remap: Option<u32>,
+        groups: Vec<GroupState>,
+    ) -> Result<Vec<(u32, u64)>, SnapshotError> {
+        let count = self.count();
+        let mut per_shard: Vec<Vec<GroupState>> = (0..count).map(|_| Vec::new()).collect();
+        for group in groups {
+            per_shard[usize::from(group.kg) % count].push(group);
+        }
+        let results: Vec<Result<Vec<(u32, u64)>, SnapshotError>> = match &mut self.kind {
+            Kind::Inline(shards) => shards
+                .iter_mut()
+                .zip(per_shard)
+                .map(|(shard, groups)| shard.replay(unit, remap, groups))
+                .collect(),
+            Kind::Threads(workers) => {
+                for (worker, groups) in workers.iter().zip(per_shard) {
+                    worker.send(Request::Replay {
+                        unit,
+                        remap,
+                        groups,
                     });
                 }
                 workers
                     .iter()
                     .map(|worker| match worker.receive() {
-                        Reply::Images(images) => images,
+                        Reply::Replayed(result) => result,
                         _ => unreachable_reply(),
                     })
                     .collect()
             }
+        };
+        let mut duplicates = Vec::new();
+        for result in results {
+            duplicates.extend(result?);
         }
+        Ok(duplicates)
     }
 
-    /// Puts key groups' state into the shards that own them; returns the duplicates found so
-    /// far per task.
-    pub fn install(&mut self, groups: Vec<(u16, GroupImage)>) -> Vec<(u32, u64)> {
-        let count = self.count();
-        let mut per_shard: Vec<Vec<(u16, GroupImage)>> = (0..count).map(|_| Vec::new()).collect();
-        for (kg, image) in groups {
-            per_shard[usize::from(kg) % count].push((kg, image));
-        }
+    /// A task's series in every shard: `(number in the task, label, key group, number there)`.
+    pub fn series_of(&mut self, task: u32) -> Vec<(u32, Shared<str>, u16, u32)> {
         match &mut self.kind {
-            Kind::Inline(shards) => shards
-                .iter_mut()
-                .zip(per_shard)
-                .flat_map(|(shard, groups)| {
-                    groups
-                        .into_iter()
-                        .flat_map(|(kg, image)| shard.install(kg, image))
-                        .collect::<Vec<_>>()
-                })
-                .collect(),
+            Kind::Inline(shards) => shards.iter().flat_map(|s| s.series_of(task)).collect(),
             Kind::Threads(workers) => {
-                for (worker, groups) in workers.iter().zip(per_shard) {
-                    worker.send(Request::Install(groups));
+                for worker in workers.iter() {
+                    worker.send(Request::SeriesOf(task));
                 }
                 workers
                     .iter()
                     .flat_map(|worker| match worker.receive() {
-                        Reply::Installed(duplicates) => duplicates,
+                        Reply::Series(series) => series,
                         _ => unreachable_reply(),
                     })
                     .collect()
@@ -261,27 +304,19 @@ impl Shards {
     }
 }
 
-fn run_round(shard: &mut Shard, mut items: Vec<Item>, mut records: Vec<Keyed>) -> RoundResult {
+fn run_round(
+    shard: &mut Shard,
+    mut items: Vec<Item>,
+    mut records: Vec<Keyed>,
+    end: u64,
+) -> RoundResult {
     shard.run(&mut items, &mut records);
+    shard.take_images(end);
     RoundResult {
         records,
         duplicates: shard.take_duplicates(),
         items,
     }
-}
-
-/// A shard's images as one run of bytes: each `(key group, image)` encoded after the other.
-fn encode_images(
-    shard: &Shard,
-    tasks: &[u32],
-    joins: bool,
-) -> Result<(u32, Vec<u8>), SnapshotError> {
-    let images = shard.images(tasks, joins);
-    let mut bytes = Vec::new();
-    for image in &images {
-        bytes = postcard::to_extend(image, bytes).map_err(SnapshotError::Encoding)?;
-    }
-    Ok((images.len() as u32, bytes))
 }
 
 fn unreachable_reply() -> ! {
@@ -332,18 +367,18 @@ fn spawn(plan: &Arc<EnginePlan>, index: usize) -> Option<Worker> {
         .spawn(move || {
             for request in inbox {
                 let reply = match request {
-                    Request::Round(items, records) => {
-                        Reply::Round(run_round(&mut shard, items, records))
+                    Request::Round(items, records, end) => {
+                        Reply::Round(run_round(&mut shard, items, records, end))
                     }
-                    Request::Images { tasks, joins } => {
-                        Reply::Images(encode_images(&shard, &tasks, joins))
+                    Request::Delta { unit, full, pos } => {
+                        Reply::Delta(shard.delta(unit, full, pos))
                     }
-                    Request::Install(groups) => Reply::Installed(
-                        groups
-                            .into_iter()
-                            .flat_map(|(kg, image)| shard.install(kg, image))
-                            .collect(),
-                    ),
+                    Request::Replay {
+                        unit,
+                        remap,
+                        groups,
+                    } => Reply::Replayed(shard.replay(unit, remap, groups)),
+                    Request::SeriesOf(task) => Reply::Series(shard.series_of(task)),
                     Request::Take(task) => Reply::Taken(shard.take_task(task)),
                     Request::DropJoins(joins) => {
                         shard.drop_joins(&joins);

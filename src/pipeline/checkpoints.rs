@@ -3,6 +3,7 @@
 use super::PipelineError;
 use crate::checkpoint::{Checkpoint, CheckpointError, CheckpointStore, Outgoing};
 use crate::config::Config;
+use crate::engine::plan::EnginePlan;
 use crate::engine::Engine;
 
 /// The checkpoint store of a pipeline, if it has one (the first `db` sink's database).
@@ -57,10 +58,16 @@ impl Checkpoints {
 }
 
 /// The engine a checkpoint holds, or a fresh one for `config` when it holds none (a finished
-/// batch run keeps positions only).
+/// batch run keeps positions only). It keeps its key groups' logs for the next checkpoints.
 pub fn engine_from(checkpoint: &Checkpoint, config: &Config) -> Result<Engine, PipelineError> {
+    let plan = engine_plan(config);
     match &checkpoint.engine {
-        Some(state) => Ok(Engine::restore(config, state)?),
-        None => Ok(Engine::new(config)),
+        Some(state) => Ok(Engine::restore_plan(plan, state)?),
+        None => Ok(Engine::from_plan(plan)),
     }
+}
+
+/// The plan of the engine of a pipeline with a checkpoint store: its key groups keep logs.
+pub fn engine_plan(config: &Config) -> EnginePlan {
+    EnginePlan::from_config(config).with_changelog(true)
 }

@@ -25,7 +25,7 @@ use thiserror::Error;
 use tokio::sync::watch;
 use tracing::{debug, info, info_span, warn};
 
-use self::checkpoints::{engine_from, Checkpoints};
+use self::checkpoints::{engine_from, engine_plan, Checkpoints};
 use self::delivery::deliver;
 use self::input::{ReadAt, StreamInput};
 use self::progress::StatusReporter;
@@ -253,7 +253,7 @@ impl<'a> Pipeline<'a> {
             config,
             mode,
             fingerprint: checkpoint::fingerprint(config),
-            engine: Engine::new(config),
+            engine: Engine::from_plan(engine_plan(config)),
             inputs: Vec::with_capacity(config.streams.len()),
             sinks: outputs.sinks,
             checkpoints: Checkpoints::new(outputs.checkpoints),
@@ -288,7 +288,11 @@ impl<'a> Pipeline<'a> {
                     );
                     (engine, found.positions, Some(found.epoch))
                 }
-                None => (Engine::new(self.config), Vec::new(), None),
+                None => (
+                    Engine::from_plan(engine_plan(self.config)),
+                    Vec::new(),
+                    None,
+                ),
             };
         for sink in &mut self.sinks {
             match how {
@@ -493,9 +497,9 @@ impl<'a> Pipeline<'a> {
         // The state and positions stored cover the round in flight: its records first.
         self.engine.land(&mut self.pending);
         self.deliver()?;
-        // The state, as the shards encode it (together, each its own key groups).
-        let image = if with_state {
-            Some(self.engine.image()?)
+        // What the state changed since the last checkpoint, as the shards hand it over.
+        let delta = if with_state {
+            Some(self.engine.delta(false)?)
         } else {
             None
         };
@@ -532,7 +536,7 @@ impl<'a> Pipeline<'a> {
         }
         let checkpoint = Checkpoint {
             fingerprint: self.fingerprint.clone(),
-            engine: image.as_ref(),
+            engine: delta.as_ref(),
             positions,
             epoch: self.epoch,
             written_at,

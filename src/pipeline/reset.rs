@@ -111,9 +111,10 @@ fn reset_in_pipeline(
     }
     let mut engine = engine_from(&found, config)?;
     engine.reset_stream(index);
-    let image = engine.image()?;
+    // Every key group's state anew: the logs before no longer lead to it.
+    let state = engine.delta(true)?;
     let outgoing = Checkpoint {
-        engine: Some(&image),
+        engine: Some(&state),
         written_at: now_ms(),
         ..without_state(found)
     };

@@ -111,7 +111,7 @@ impl PartitionTasks {
                 }
                 None => None,
             };
-            let id = engine.open_task(self.stream, state.as_deref(), out)?;
+            let id = engine.open_task(self.stream, state.as_ref(), out)?;
             engine.assign_split(id, split.split, now);
             self.retired.remove(&split.split);
             self.tasks.insert(
@@ -161,13 +161,13 @@ impl PartitionTasks {
             else {
                 continue;
             };
-            let image = match self.finished {
+            let delta = match self.finished {
                 true => None,
-                false => Some(engine.task_image(task.id, out)?),
+                false => Some(engine.task_delta(task.id, out)?),
             };
             let checkpoint = Checkpoint {
                 fingerprint: self.fingerprint.clone(),
-                engine: image.as_ref(),
+                engine: delta.as_ref(),
                 positions: vec![vec![position.clone()]],
                 epoch,
                 written_at,

@@ -98,7 +98,7 @@ fn has_mid_run_checkpoint(db_path: &Path) -> bool {
     let Ok(db) = DbSink::connect(&format!("sqlite://{}", db_path.display())) else {
         return false;
     };
-    db.fetch_all("SELECT pipeline FROM checkpoints WHERE engine_chunks IS NOT NULL")
+    db.fetch_all("SELECT pipeline FROM checkpoints WHERE engine IS NOT NULL")
         .map(|rows| !rows.is_empty())
         .unwrap_or(false)
 }

@@ -318,7 +318,7 @@ fn no_command_serves_the_built_in_demo_pipeline_and_dashboard() {
     let db = dir.path().join("tidewatch.db");
     let store = tidewatch::DbSink::connect(&format!("sqlite://{}", db.display())).unwrap();
     let rows = store
-        .fetch_all("SELECT pipeline, epoch FROM checkpoints WHERE engine_chunks IS NOT NULL")
+        .fetch_all("SELECT pipeline, epoch FROM checkpoints WHERE engine IS NOT NULL")
         .unwrap();
     assert_eq!(rows.len(), 1);
     assert!(rows[0].try_get::<i64, _>(1).unwrap() >= 1);

@@ -54,7 +54,7 @@ fn has_checkpoint(db: &Path) -> bool {
     db.exists()
         && tidewatch::DbSink::connect(&format!("sqlite://{}", db.display()))
             .and_then(|db| {
-                db.fetch_all("SELECT pipeline FROM checkpoints WHERE engine_chunks IS NOT NULL")
+                db.fetch_all("SELECT pipeline FROM checkpoints WHERE engine IS NOT NULL")
             })
             .is_ok_and(|rows| !rows.is_empty())
 }

@@ -625,17 +625,24 @@ path = "unused"
     .unwrap()
 }
 
-/// An engine holding `series` series of analytics and windows.
-fn engine_with(series: usize) -> tidewatch::Engine {
-    use tidewatch::{Engine, Event, Origin};
-    let mut engine = Engine::new(&engine_config());
+/// A checkpointing engine (its key groups keep logs, and take images early).
+fn logging_engine() -> tidewatch::Engine {
+    let plan = tidewatch::EnginePlan::from_config(&engine_config())
+        .with_changelog(true)
+        .with_first_image_after(4_000);
+    tidewatch::Engine::from_plan(plan)
+}
+
+/// Feeds `engine` events `range` of `series` series, and lands them.
+fn feed(engine: &mut tidewatch::Engine, series: usize, range: std::ops::Range<usize>) {
+    use tidewatch::{Event, Origin};
     let mut out = Vec::new();
-    for i in 0..series * 20 {
+    for i in range {
         let label = format!("device-{}", i % series);
         let event = Event {
             ts: 1_764_000_000_000 + i as i64 * 100,
             series: label.as_str().into(),
-            value: (i % 7) as f64,
+            value: (i % 7) as f64 + if i % 211 == 0 { 40.0 } else { 0.0 },
             id: None,
             join_key: None,
         };
@@ -648,10 +655,39 @@ fn engine_with(series: usize) -> tidewatch::Engine {
         engine.process(0, &event, origin, 0, &mut out).unwrap();
     }
     engine.settle(&mut out);
-    engine
 }
 
-fn checkpoint(engine: Option<&tidewatch::EngineImage>, epoch: u64) -> tidewatch::Outgoing<'_> {
+/// The records both engines write for the same events after `from`, to the end.
+fn same_from_here(a: &mut tidewatch::Engine, b: &mut tidewatch::Engine, from: usize) {
+    let run = |engine: &mut tidewatch::Engine| {
+        use tidewatch::{Event, Origin};
+        let mut out = Vec::new();
+        for i in from..from + 2_000 {
+            let label = format!("device-{}", i % 200);
+            let event = Event {
+                ts: 1_764_000_000_000 + i as i64 * 100,
+                series: label.as_str().into(),
+                value: (i % 5) as f64,
+                id: None,
+                join_key: None,
+            };
+            let origin = Origin {
+                source: "test",
+                split: 0,
+                partition: 0,
+                offset: i as u64,
+            };
+            engine.process(0, &event, origin, 0, &mut out).unwrap();
+        }
+        engine.finish(&mut out);
+        out
+    };
+    let (one, other) = (run(a), run(b));
+    assert!(one.len() >= 2_000);
+    assert!(one == other, "the restored engine went on otherwise");
+}
+
+fn checkpoint(engine: Option<&tidewatch::StateDelta>, epoch: u64) -> tidewatch::Outgoing<'_> {
     tidewatch::Checkpoint {
         fingerprint: "f".into(),
         engine,
@@ -665,122 +701,138 @@ fn checkpoint(engine: Option<&tidewatch::EngineImage>, epoch: u64) -> tidewatch:
     }
 }
 
-/// The engine state of a checkpoint kept in parts: read back byte for byte, the next (smaller)
-/// checkpoint leaves no part of the one before, a missing part is an error naming the
-/// checkpoint, and a checkpoint written before parts (one `engine` value) still loads.
-fn check_checkpoint_parts(url: &str) {
-    use tidewatch::{CheckpointError, CheckpointStore};
+/// With its log segments in (key group, first position) order, as the database lists them.
+fn sorted(mut state: tidewatch::StoredState) -> tidewatch::StoredState {
+    state.logs.sort_by_key(|l| (l.kg, l.first_pos));
+    state
+}
+
+/// A checkpoint adds to the stored state: what loads is each delta applied to the one before
+/// (images replace their group's, log segments an image covers are dropped), it restores into
+/// an engine that goes on as the one that wrote it, a full checkpoint replaces everything, a
+/// finished batch run's drops it, a damaged image is refused, and a checkpoint of an older
+/// format is refused by it.
+fn check_checkpoint_state(url: &str) {
+    use tidewatch::CheckpointStore;
     let db = DbSink::connect(url).unwrap();
-    let mut store = db.checkpoints().with_part_bytes(1000);
-    // How many parts `name`'s state is in, and their total and largest size.
-    let parts = |name: &str| {
-        let rows = db
-            .fetch_all(&format!(
-                "SELECT COUNT(*), CAST(COALESCE(SUM(length(bytes)), 0) AS BIGINT), \
-                 CAST(COALESCE(MAX(length(bytes)), 0) AS BIGINT) \
-                 FROM checkpoint_chunks WHERE pipeline = '{name}'"
-            ))
-            .unwrap();
-        let row = &rows[0];
-        let (count, total, largest): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
-        assert!(largest <= 1000, "a part of {largest} bytes");
-        (count, total as usize)
+    let mut store = db.checkpoints();
+    let rows = |table: &str, name: &str| -> i64 {
+        db.fetch_all(&format!(
+            "SELECT COUNT(*) FROM {table} WHERE pipeline = '{name}'"
+        ))
+        .unwrap()[0]
+            .get(0)
     };
 
-    let mut big = engine_with(200);
-    let big_state = big.snapshot().unwrap();
-    let big_image = big.image().unwrap();
-    let written = store.save("p", &checkpoint(Some(&big_image), 1)).unwrap();
-    assert_eq!(written, big_state.len() as u64);
-    let (count, total) = parts("p");
-    assert!(count > 100, "{count} parts");
-    assert_eq!(total, big_state.len());
-    let loaded = store.load("p").unwrap().unwrap();
-    assert_eq!(loaded.engine.as_deref(), Some(big_state.as_slice()));
-    assert_eq!(loaded.positions[0][0].next_offset, 10);
-    // What was stored restores into an engine that snapshots the same.
-    let config = engine_config();
-    let mut restored =
-        tidewatch::Engine::restore(&config, loaded.engine.as_deref().unwrap()).unwrap();
-    assert_eq!(restored.snapshot().unwrap(), big_state);
-
-    let mut small = engine_with(3);
-    let small_state = small.snapshot().unwrap();
-    let small_image = small.image().unwrap();
-    store.save("p", &checkpoint(Some(&small_image), 2)).unwrap();
-    let (count, total) = parts("p");
-    assert!(count > 1, "{count} parts");
-    assert_eq!(total, small_state.len());
-    let loaded = store.load("p").unwrap().unwrap();
-    assert_eq!(loaded.engine.as_deref(), Some(small_state.as_slice()));
-    assert_eq!(loaded.epoch, 2);
-
-    // Positions only (a finished batch run): no parts, no state.
-    store.save("q", &checkpoint(None, 3)).unwrap();
-    assert_eq!(parts("q"), (0, 0));
-    assert_eq!(store.load("q").unwrap().unwrap().engine, None);
-
-    // A part gone missing (a hand-edited database): refused, not restored short.
-    db.fetch_all("DELETE FROM checkpoint_chunks WHERE pipeline = 'p' AND seq = 1")
-        .unwrap();
-    match store.load("p") {
-        Err(CheckpointError::Incomplete {
-            name,
-            found,
-            expected,
-        }) => {
-            assert_eq!(name, "p");
-            assert_eq!((found, expected), (1, parts("p").0 as u64 + 1));
-        }
-        other => panic!("expected an incomplete checkpoint, got {other:?}"),
+    let mut engine = logging_engine();
+    let mut expected: Option<tidewatch::StoredState> = None;
+    let mut saw_images = false;
+    for part in 0..6usize {
+        feed(&mut engine, 200, part * 3_000..(part + 1) * 3_000);
+        let delta = engine.delta(false).unwrap();
+        saw_images |= !delta.images.is_empty();
+        let written = store
+            .save("p", &checkpoint(Some(&delta), part as u64 + 1))
+            .unwrap();
+        assert_eq!(written, delta.len() as u64);
+        expected = Some(sorted(delta.apply(expected)));
+        let loaded = store.load("p").unwrap().unwrap();
+        assert_eq!(
+            loaded.engine.as_ref(),
+            expected.as_ref(),
+            "after part {part}"
+        );
+        assert_eq!(loaded.epoch, part as u64 + 1);
     }
+    assert!(saw_images, "the key groups took images as their logs grew");
+    let stored = expected.clone().unwrap();
+    assert_eq!(rows("state_logs", "p"), stored.logs.len() as i64);
+    assert!(
+        stored.logs.len() < 6 * stored.images.len(),
+        "segments the images covered were dropped"
+    );
+    let mut restored = tidewatch::Engine::restore(&engine_config(), &stored).unwrap();
+    same_from_here(&mut engine, &mut restored, 18_000);
 
-    // Written by an earlier version: the whole state in `engine`, no part count.
+    // A full checkpoint: images only, nothing before it left.
+    let mut other = logging_engine();
+    feed(&mut other, 50, 0..2_000);
+    let full = other.delta(true).unwrap();
+    store.save("p", &checkpoint(Some(&full), 9)).unwrap();
+    let loaded = store.load("p").unwrap().unwrap().engine.unwrap();
+    assert_eq!(loaded, full.apply(None));
+    assert_eq!(rows("state_logs", "p"), 0);
+
+    // Positions only (a finished batch run): no state.
+    store.save("p", &checkpoint(None, 10)).unwrap();
+    assert_eq!(store.load("p").unwrap().unwrap().engine, None);
+    assert_eq!((rows("state_images", "p"), rows("state_logs", "p")), (0, 0));
+
+    // A damaged image (a hand-edited database): refused, not restored wrong.
+    store.save("d", &checkpoint(Some(&full), 1)).unwrap();
+    let mut damaged = store.load("d").unwrap().unwrap().engine.unwrap();
+    damaged.images[0].bytes[0] ^= 0x40;
+    let refused = tidewatch::Engine::restore(&engine_config(), &damaged)
+        .err()
+        .unwrap();
+    assert!(refused.to_string().contains("damaged"), "{refused}");
+
+    // Written by an older version (its state in `checkpoint_chunks`): refused by format.
+    db.fetch_all(
+        "INSERT INTO checkpoints (pipeline, fingerprint, engine, engine_chunks, positions, epoch, written_at) \
+         VALUES ('old', 'f', NULL, 1, '[[]]', 7, 1)",
+    )
+    .unwrap();
     db.fetch_all(&format!(
-        "INSERT INTO checkpoints (pipeline, fingerprint, engine, positions, epoch, written_at) \
-         VALUES ('old', 'f', {}, '[[]]', 7, 1)",
+        "INSERT INTO checkpoint_chunks (pipeline, seq, bytes) VALUES ('old', 0, {})",
         if url.starts_with("postgres") {
-            "'\\x0102'::bytea"
+            "'\\x0a02'::bytea"
         } else {
-            "x'0102'"
+            "x'0a02'"
         }
     ))
     .unwrap();
     let old = store.load("old").unwrap().unwrap();
-    assert_eq!((old.engine, old.epoch), (Some(vec![1, 2]), 7));
+    let refused = tidewatch::Engine::restore(&engine_config(), old.engine.as_ref().unwrap())
+        .err()
+        .unwrap();
+    assert!(refused.to_string().contains("state format 10"), "{refused}");
 }
 
 #[test]
-fn checkpoint_state_in_parts_sqlite() {
+fn checkpoint_state_adds_up_sqlite() {
     let dir = tempfile::tempdir().unwrap();
-    check_checkpoint_parts(&format!("sqlite://{}/t.db", dir.path().display()));
+    check_checkpoint_state(&format!("sqlite://{}/t.db", dir.path().display()));
 }
 
 #[test]
-fn checkpoint_state_in_parts_postgres() {
+fn checkpoint_state_adds_up_postgres() {
     let pg = Postgres::start();
-    check_checkpoint_parts(&pg.url);
+    check_checkpoint_state(&pg.url);
 }
 
 /// Two instances of a group-assigned pipeline share its name, so both save the pipeline's own
-/// checkpoint row, at times at the same moment: each save replaces the row whole (the other's
-/// parts never mixed in, no duplicate part refused), and what loads is one of the two.
+/// checkpoint row, at times at the same moment: each save is whole (the other's images never
+/// mixed in), and what loads is one of the two.
 fn check_concurrent_checkpoints(url: &str) {
     use tidewatch::CheckpointStore;
-    let states: Vec<Vec<u8>> = [150, 160]
+    let deltas: Vec<tidewatch::StateDelta> = [150, 160]
         .into_iter()
-        .map(|series| engine_with(series).snapshot().unwrap())
+        .map(|series| {
+            let mut engine = logging_engine();
+            feed(&mut engine, series, 0..series * 20);
+            engine.delta(true).unwrap()
+        })
         .collect();
     std::thread::scope(|scope| {
-        for (instance, series) in [150, 160].into_iter().enumerate() {
+        for (instance, delta) in deltas.iter().enumerate() {
             let url = url.to_owned();
             scope.spawn(move || {
                 let db = DbSink::connect(&url).unwrap();
-                let mut store = db.checkpoints().with_part_bytes(500);
-                let image = engine_with(series).image().unwrap();
+                let mut store = db.checkpoints();
                 for round in 0..15 {
                     let epoch = (round * 2 + instance) as u64;
-                    if let Err(error) = store.save("shared", &checkpoint(Some(&image), epoch)) {
+                    if let Err(error) = store.save("shared", &checkpoint(Some(delta), epoch)) {
                         panic!("instance {instance}, round {round}: {}", Report(&error));
                     }
                 }
@@ -791,9 +843,9 @@ fn check_concurrent_checkpoints(url: &str) {
     let loaded = db.checkpoints().load("shared").unwrap().unwrap();
     let state = loaded.engine.unwrap();
     assert!(
-        states.contains(&state),
-        "the stored state is neither instance's ({} bytes)",
-        state.len()
+        deltas.iter().any(|d| d.apply(None) == state),
+        "the stored state is neither instance's ({} images)",
+        state.images.len()
     );
 }
 
