@@ -13,6 +13,7 @@ use thiserror::Error;
 
 use crate::config::Config;
 use crate::db::DbError;
+use crate::engine::changelog::{GroupImage, LogSegment};
 use crate::engine::{SnapshotError, StateDelta, StoredState};
 
 /// Where a source split is: the next message to read.
@@ -45,6 +46,19 @@ pub struct Checkpoint<State = StoredState> {
 /// A checkpoint on its way to a store, holding what changed in the engine state.
 pub type Outgoing<'a> = Checkpoint<&'a StateDelta>;
 
+impl Checkpoint<StateDelta> {
+    /// The checkpoint as handed to a store.
+    pub fn outgoing(&self) -> Outgoing<'_> {
+        Checkpoint {
+            fingerprint: self.fingerprint.clone(),
+            engine: self.engine.as_ref(),
+            positions: self.positions.clone(),
+            epoch: self.epoch,
+            written_at: self.written_at,
+        }
+    }
+}
+
 impl Outgoing<'_> {
     /// The checkpoint as a store reads it back after adding it to `before` (the one stored):
     /// for stores that keep checkpoints whole, such as tests' in-memory ones.
@@ -63,9 +77,28 @@ impl Outgoing<'_> {
 pub trait CheckpointStore: Send {
     /// The checkpoint stored under `name`, if there is one.
     fn load(&mut self, name: &str) -> Result<Option<Checkpoint>, CheckpointError>;
-    /// Stores `checkpoint` under `name` atomically, adding its engine state to the stored one
-    /// (or dropping that, without one); returns the size of the engine state written.
+    /// Stores `checkpoint` under `name` atomically, adding its engine state (with what was
+    /// staged for it) to the stored one, or dropping that, without one; returns the size of
+    /// the engine state written.
     fn save(&mut self, name: &str, checkpoint: &Outgoing<'_>) -> Result<u64, CheckpointError>;
+    /// Starts writing the next checkpoint of `name` in parts ([`Self::stage`], then
+    /// [`Self::save_staged`]), dropping what one that never got that far had staged.
+    fn begin(&mut self, name: &str) -> Result<(), CheckpointError>;
+    /// Writes part of the next checkpoint of `name`'s state, after [`Self::begin`]: it is
+    /// stored once that checkpoint is saved, and dropped if it never is.
+    fn stage(
+        &mut self,
+        name: &str,
+        images: &[GroupImage],
+        logs: &[LogSegment],
+    ) -> Result<(), CheckpointError>;
+    /// [`Self::save`] for a checkpoint begun with [`Self::begin`]: what was staged for it
+    /// becomes part of the stored state with the rest.
+    fn save_staged(
+        &mut self,
+        name: &str,
+        checkpoint: &Outgoing<'_>,
+    ) -> Result<u64, CheckpointError>;
     /// The names of the checkpoints stored under names that start with `prefix`, sorted.
     fn names(&mut self, prefix: &str) -> Result<Vec<String>, CheckpointError>;
 }
@@ -76,12 +109,8 @@ pub enum CheckpointError {
     Db(#[from] DbError),
     #[error(transparent)]
     Snapshot(#[from] SnapshotError),
-    #[error("checkpoint {name:?}: its engine state is incomplete ({found} of {expected} parts)")]
-    Incomplete {
-        name: String,
-        found: u64,
-        expected: u64,
-    },
+    #[error("checkpoint {name:?}: a part staged before the checkpoint was begun")]
+    NotBegun { name: String },
     #[error("checkpoint {name:?}: its source positions cannot be stored or read")]
     Positions {
         name: String,

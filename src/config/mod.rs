@@ -174,6 +174,10 @@ pub struct CheckpointConfig {
     pub interval: Duration,
     /// Checkpoint row name: two pipelines sharing a database need different names.
     pub pipeline: String,
+    /// Engine state one round writes at most while a checkpoint is written: a larger
+    /// checkpoint is written over several rounds, intake going on between them. Smaller holds
+    /// intake for less at a time; larger finishes each checkpoint sooner.
+    pub bytes_per_round: ByteSize,
 }
 
 impl Default for CheckpointConfig {
@@ -181,6 +185,7 @@ impl Default for CheckpointConfig {
         CheckpointConfig {
             interval: Duration::from_secs(10),
             pipeline: "default".into(),
+            bytes_per_round: ByteSize(2 << 20),
         }
     }
 }

@@ -2,8 +2,15 @@
 //! partition of a group-assigned stream) with the positions and the engine state's head, and
 //! the state itself as key groups' images (`state_images`, the newest per group) and log
 //! segments (`state_logs`): a checkpoint adds its segments and images, drops the segments its
-//! images made useless, and replaces the row, in one transaction (see `engine::changelog`).
+//! images made useless, and replaces the row (see `engine::changelog`).
+//!
+//! A large checkpoint writes its images and segments in several transactions (staged) before
+//! the one that saves its row, so that no single write holds the pipeline, or SQLite's one
+//! writer, for long. Each checkpoint of a name numbers its rows (`seq`) one above the last
+//! saved checkpoint's (`checkpoints.state_seq`); a load reads only rows numbered up to that,
+//! and a write begins by dropping the rows of one that never reached its save.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use sqlx::{Any, Row, Transaction};
@@ -18,11 +25,17 @@ use crate::engine::{StateDelta, StoredState};
 pub struct DbCheckpoints {
     runtime: Arc<Runtime>,
     db: Database,
+    /// The names whose checkpoint is being written in parts, and the `seq` of its rows.
+    begun: HashMap<String, i64>,
 }
 
 impl DbCheckpoints {
     pub fn new(runtime: Arc<Runtime>, db: Database) -> Self {
-        DbCheckpoints { runtime, db }
+        DbCheckpoints {
+            runtime,
+            db,
+            begun: HashMap::new(),
+        }
     }
 
     fn positions_error(name: &str) -> impl FnOnce(serde_json::Error) -> CheckpointError + '_ {
@@ -35,10 +48,15 @@ impl DbCheckpoints {
     fn failed(&self) -> impl Fn(sqlx::Error) -> CheckpointError + '_ {
         |source| CheckpointError::Db(self.db.error(source))
     }
-}
 
-impl CheckpointStore for DbCheckpoints {
-    fn save(&mut self, name: &str, checkpoint: &Outgoing<'_>) -> Result<u64, CheckpointError> {
+    /// Saves `checkpoint` in one transaction: with the rows numbered `staged` when a write
+    /// begun before staged some, else as a write of its own.
+    fn write(
+        &mut self,
+        name: &str,
+        checkpoint: &Outgoing<'_>,
+        staged: Option<i64>,
+    ) -> Result<u64, CheckpointError> {
         let positions =
             serde_json::to_string(&checkpoint.positions).map_err(Self::positions_error(name))?;
         // A transaction dropped on an early return hands its connection back to the pool on
@@ -54,9 +72,13 @@ impl CheckpointStore for DbCheckpoints {
                     .execute(&mut *tx)
                     .await?;
             }
+            let seq = match staged {
+                Some(seq) => seq,
+                None => begin(&mut tx, name).await?,
+            };
             let head = match checkpoint.engine {
                 Some(delta) => {
-                    add_state(&mut tx, name, delta).await?;
+                    add_state(&mut tx, name, seq, delta).await?;
                     Some(delta.head.clone())
                 }
                 // No state: a finished batch run; its next run starts afresh.
@@ -66,12 +88,13 @@ impl CheckpointStore for DbCheckpoints {
                 }
             };
             sqlx::query(
-                "INSERT INTO checkpoints \
-                 (pipeline, fingerprint, engine, engine_chunks, positions, epoch, written_at) \
-                 VALUES ($1, $2, $3, NULL, $4, $5, $6) ON CONFLICT (pipeline) DO UPDATE SET \
+                "INSERT INTO checkpoints (pipeline, fingerprint, engine, engine_chunks, \
+                 positions, epoch, written_at, state_seq) \
+                 VALUES ($1, $2, $3, NULL, $4, $5, $6, $7) ON CONFLICT (pipeline) DO UPDATE SET \
                  fingerprint = excluded.fingerprint, engine = excluded.engine, \
                  engine_chunks = NULL, positions = excluded.positions, \
-                 epoch = excluded.epoch, written_at = excluded.written_at",
+                 epoch = excluded.epoch, written_at = excluded.written_at, \
+                 state_seq = excluded.state_seq",
             )
             .bind(name)
             .bind(checkpoint.fingerprint.as_str())
@@ -79,12 +102,71 @@ impl CheckpointStore for DbCheckpoints {
             .bind(positions)
             .bind(checkpoint.epoch as i64)
             .bind(checkpoint.written_at)
+            .bind(seq)
             .execute(&mut *tx)
             .await?;
             tx.commit().await
         });
         saved.map_err(self.failed())?;
         Ok(checkpoint.engine.map_or(0, |delta| delta.len() as u64))
+    }
+}
+
+impl CheckpointStore for DbCheckpoints {
+    fn save(&mut self, name: &str, checkpoint: &Outgoing<'_>) -> Result<u64, CheckpointError> {
+        // What a write begun before staged is dropped by this one's start.
+        self.begun.remove(name);
+        self.write(name, checkpoint, None)
+    }
+
+    fn save_staged(
+        &mut self,
+        name: &str,
+        checkpoint: &Outgoing<'_>,
+    ) -> Result<u64, CheckpointError> {
+        let Some(seq) = self.begun.remove(name) else {
+            return Err(CheckpointError::NotBegun {
+                name: name.to_owned(),
+            });
+        };
+        self.write(name, checkpoint, Some(seq))
+    }
+
+    fn begin(&mut self, name: &str) -> Result<(), CheckpointError> {
+        self.begun.remove(name);
+        let _context = self.runtime.enter();
+        let seq = self
+            .runtime
+            .block_on(async {
+                let mut tx = self.db.pool().begin().await?;
+                let seq = begin(&mut tx, name).await?;
+                tx.commit().await?;
+                Ok(seq)
+            })
+            .map_err(self.failed())?;
+        self.begun.insert(name.to_owned(), seq);
+        Ok(())
+    }
+
+    fn stage(
+        &mut self,
+        name: &str,
+        images: &[GroupImage],
+        logs: &[LogSegment],
+    ) -> Result<(), CheckpointError> {
+        let Some(&seq) = self.begun.get(name) else {
+            return Err(CheckpointError::NotBegun {
+                name: name.to_owned(),
+            });
+        };
+        let _context = self.runtime.enter();
+        self.runtime
+            .block_on(async {
+                let mut tx = self.db.pool().begin().await?;
+                add_rows(&mut tx, name, seq, images, logs).await?;
+                tx.commit().await
+            })
+            .map_err(self.failed())
     }
 
     fn names(&mut self, prefix: &str) -> Result<Vec<String>, CheckpointError> {
@@ -119,8 +201,8 @@ impl CheckpointStore for DbCheckpoints {
                     .await?;
             }
             let row = sqlx::query(
-                "SELECT fingerprint, engine, engine_chunks, positions, epoch, written_at \
-                 FROM checkpoints WHERE pipeline = $1",
+                "SELECT fingerprint, engine, engine_chunks, positions, epoch, written_at, \
+                 state_seq FROM checkpoints WHERE pipeline = $1",
             )
             .bind(name)
             .fetch_optional(&mut *tx)
@@ -136,7 +218,10 @@ impl CheckpointStore for DbCheckpoints {
                     head: old_format(&mut tx, name).await?,
                     ..StoredState::default()
                 }),
-                (Some(head), _) => Some(read_state(&mut tx, name, head).await?),
+                (Some(head), _) => {
+                    let seq = row.try_get::<Option<i64>, _>(6)?.unwrap_or(0);
+                    Some(read_state(&mut tx, name, seq, head).await?)
+                }
                 (None, None) => None,
             };
             let fields = (
@@ -163,49 +248,99 @@ impl CheckpointStore for DbCheckpoints {
     }
 }
 
-/// Adds what a checkpoint changed to the stored state of `name`.
+/// Starts a checkpoint of `name`: drops the rows of one that was never saved, and returns the
+/// `seq` of this one's rows.
+async fn begin(tx: &mut Transaction<'static, Any>, name: &str) -> Result<i64, sqlx::Error> {
+    let saved: Option<Option<i64>> =
+        sqlx::query_scalar("SELECT state_seq FROM checkpoints WHERE pipeline = $1")
+            .bind(name)
+            .fetch_optional(&mut **tx)
+            .await?;
+    let saved = saved.flatten().unwrap_or(0);
+    for table in ["state_images", "state_logs"] {
+        sqlx::query(&format!(
+            "DELETE FROM {table} WHERE pipeline = $1 AND seq > $2"
+        ))
+        .bind(name)
+        .bind(saved)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(saved + 1)
+}
+
+/// Adds what a checkpoint changed (what was not staged of it) to the stored state of `name`.
 async fn add_state(
     tx: &mut Transaction<'static, Any>,
     name: &str,
+    seq: i64,
     delta: &StateDelta,
 ) -> Result<(), sqlx::Error> {
     if delta.full {
-        drop_state(tx, name).await?;
+        // Everything before this checkpoint: its own staged rows stay.
+        for table in ["state_images", "state_logs"] {
+            sqlx::query(&format!(
+                "DELETE FROM {table} WHERE pipeline = $1 AND seq < $2"
+            ))
+            .bind(name)
+            .bind(seq)
+            .execute(&mut **tx)
+            .await?;
+        }
     }
-    for image in &delta.images {
-        sqlx::query(
-            "INSERT INTO state_images (pipeline, kg, pos, bytes) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (pipeline, kg) DO UPDATE SET pos = excluded.pos, bytes = excluded.bytes",
-        )
-        .bind(name)
-        .bind(i64::from(image.kg))
-        .bind(image.pos as i64)
-        .bind(image.bytes.as_slice())
-        .execute(&mut **tx)
-        .await?;
-    }
-    for segment in &delta.logs {
-        // A replay after a failed checkpoint writes its segments again.
-        sqlx::query(
-            "INSERT INTO state_logs (pipeline, kg, first_pos, last_pos, bytes) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (pipeline, kg, first_pos) DO UPDATE SET \
-             last_pos = excluded.last_pos, bytes = excluded.bytes",
-        )
-        .bind(name)
-        .bind(i64::from(segment.kg))
-        .bind(segment.first_pos as i64)
-        .bind(segment.last_pos as i64)
-        .bind(segment.bytes.as_slice())
-        .execute(&mut **tx)
-        .await?;
-    }
+    add_rows(tx, name, seq, &delta.images, &delta.logs).await?;
     for &(kg, covered) in &delta.covered {
-        sqlx::query("DELETE FROM state_logs WHERE pipeline = $1 AND kg = $2 AND last_pos < $3")
+        // Images older than the group's newest, and the log segments before it.
+        for (table, end) in [("state_images", "pos"), ("state_logs", "last_pos")] {
+            sqlx::query(&format!(
+                "DELETE FROM {table} WHERE pipeline = $1 AND kg = $2 AND {end} < $3"
+            ))
             .bind(name)
             .bind(i64::from(kg))
             .bind(covered as i64)
             .execute(&mut **tx)
             .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes images and log segments numbered `seq`.
+async fn add_rows(
+    tx: &mut Transaction<'static, Any>,
+    name: &str,
+    seq: i64,
+    images: &[GroupImage],
+    logs: &[LogSegment],
+) -> Result<(), sqlx::Error> {
+    for image in images {
+        sqlx::query(
+            "INSERT INTO state_images (pipeline, kg, pos, seq, bytes) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (pipeline, kg, pos) DO UPDATE SET \
+             seq = excluded.seq, bytes = excluded.bytes",
+        )
+        .bind(name)
+        .bind(i64::from(image.kg))
+        .bind(image.pos as i64)
+        .bind(seq)
+        .bind(image.bytes.as_slice())
+        .execute(&mut **tx)
+        .await?;
+    }
+    for segment in logs {
+        sqlx::query(
+            "INSERT INTO state_logs (pipeline, kg, first_pos, last_pos, seq, bytes) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (pipeline, kg, first_pos) DO UPDATE \
+             SET last_pos = excluded.last_pos, seq = excluded.seq, bytes = excluded.bytes",
+        )
+        .bind(name)
+        .bind(i64::from(segment.kg))
+        .bind(segment.first_pos as i64)
+        .bind(segment.last_pos as i64)
+        .bind(seq)
+        .bind(segment.bytes.as_slice())
+        .execute(&mut **tx)
+        .await?;
     }
     Ok(())
 }
@@ -221,32 +356,38 @@ async fn drop_state(tx: &mut Transaction<'static, Any>, name: &str) -> Result<()
     Ok(())
 }
 
-/// The stored state of `name` with head `head`: every image and log segment.
+/// The stored state of `name` with head `head`, saved with rows numbered up to `seq`: every
+/// image and log segment.
 async fn read_state(
     tx: &mut Transaction<'static, Any>,
     name: &str,
+    seq: i64,
     head: Vec<u8>,
 ) -> Result<StoredState, sqlx::Error> {
     let number = |row: &sqlx::any::AnyRow, i: usize| row.try_get::<i64, _>(i);
-    let images =
-        sqlx::query("SELECT kg, pos, bytes FROM state_images WHERE pipeline = $1 ORDER BY kg")
-            .bind(name)
-            .fetch_all(&mut **tx)
-            .await?
-            .iter()
-            .map(|row| {
-                Ok(GroupImage {
-                    kg: number(row, 0)?.clamp(0, i64::from(u16::MAX)) as u16,
-                    pos: number(row, 1)?.max(0) as u64,
-                    bytes: row.try_get(2)?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()?;
-    let logs = sqlx::query(
-        "SELECT kg, first_pos, last_pos, bytes FROM state_logs WHERE pipeline = $1 \
-         ORDER BY kg, first_pos",
+    let images = sqlx::query(
+        "SELECT kg, pos, bytes FROM state_images WHERE pipeline = $1 AND seq <= $2 \
+         ORDER BY kg",
     )
     .bind(name)
+    .bind(seq)
+    .fetch_all(&mut **tx)
+    .await?
+    .iter()
+    .map(|row| {
+        Ok(GroupImage {
+            kg: number(row, 0)?.clamp(0, i64::from(u16::MAX)) as u16,
+            pos: number(row, 1)?.max(0) as u64,
+            bytes: row.try_get(2)?,
+        })
+    })
+    .collect::<Result<_, sqlx::Error>>()?;
+    let logs = sqlx::query(
+        "SELECT kg, first_pos, last_pos, bytes FROM state_logs WHERE pipeline = $1 \
+         AND seq <= $2 ORDER BY kg, first_pos",
+    )
+    .bind(name)
+    .bind(seq)
     .fetch_all(&mut **tx)
     .await?
     .iter()

@@ -170,23 +170,28 @@ INSERT INTO acknowledgements (alert_id, acked_at, acked_by, note, verdict)
 "#,
     // Engine state a checkpoint adds to rather than rewrites: per key group its newest image,
     // and the log segments after it (see engine::changelog); `checkpoints.engine` holds the
-    // head (the routers' state).
+    // head (the routers' state). A checkpoint may write its rows over several transactions
+    // before the one that saves its `checkpoints` row: rows count once their `seq` is at most
+    // the row's `state_seq`.
     r#"
 CREATE TABLE IF NOT EXISTS state_images (
     pipeline TEXT NOT NULL,
     kg BIGINT NOT NULL,
     pos BIGINT NOT NULL,
+    seq BIGINT NOT NULL,
     bytes {BLOB} NOT NULL,
-    PRIMARY KEY (pipeline, kg)
+    PRIMARY KEY (pipeline, kg, pos)
 );
 CREATE TABLE IF NOT EXISTS state_logs (
     pipeline TEXT NOT NULL,
     kg BIGINT NOT NULL,
     first_pos BIGINT NOT NULL,
     last_pos BIGINT NOT NULL,
+    seq BIGINT NOT NULL,
     bytes {BLOB} NOT NULL,
     PRIMARY KEY (pipeline, kg, first_pos)
-)
+);
+ALTER TABLE checkpoints ADD COLUMN state_seq BIGINT
 "#,
 ];
 

@@ -12,10 +12,11 @@
 //! with, then the task's watermark now.
 //!
 //! A shard takes a group's image itself, between two rounds, once the group's log since its
-//! last image has grown to half the image's size (a quarter of a megabyte at first): the
-//! bytes written per checkpoint grow with the events since the last one (a log entry each, and
-//! on average at most twice as many bytes of images), and a restore replays at most half an
-//! image's worth of log per group. A checkpoint hands over the logs since the last one and the
+//! last image has grown to half the image's size (a quarter of a megabyte at first), as long
+//! as the images it took since the last checkpoint are no larger than the log written since
+//! (plus a quarter of a megabyte): the bytes written per checkpoint grow with the events since
+//! the last one (a log entry each, and at most as many bytes of images), never with the state,
+//! and a restore replays on the order of an image's worth of log per group. A checkpoint hands over the logs since the last one and the
 //! images taken since, with what each group's image covers, so the store can drop the log
 //! segments an image has made useless.
 //!
@@ -95,15 +96,17 @@ pub struct Book {
 }
 
 impl Book {
-    /// Appends an entry at `pos`.
-    pub fn append(&mut self, pos: u64, entry: &LogEntryOut<'_>) {
+    /// Appends an entry at `pos`; returns its size.
+    pub fn append(&mut self, pos: u64, entry: &LogEntryOut<'_>) -> usize {
         let before = self.log.len();
         // Writing to a vector cannot fail.
         let log = std::mem::take(&mut self.log);
         self.log = postcard::to_extend(entry, log).unwrap_or_default();
         self.first_pos.get_or_insert(pos);
         self.last_pos = pos;
-        self.since_image += (self.log.len() - before) as u64;
+        let appended = self.log.len() - before;
+        self.since_image += appended as u64;
+        appended
     }
 
     /// Whether the log since the last image is worth an image now: half the last image's

@@ -126,6 +126,7 @@ use self::output::{Emitted, Keyed, OutputKey, SubKey};
 use self::plan::EnginePlan;
 use self::router::{Round, TaskRouter};
 use self::shard::Item;
+pub use self::workers::ShardLoad;
 use self::workers::Shards;
 
 pub use self::changelog::{StateDelta, StoredState};
@@ -506,6 +507,11 @@ impl Engine {
     pub fn settle(&mut self, out: &mut Vec<Record>) {
         self.end_round(out);
         self.land(out);
+    }
+
+    /// How loaded each shard is.
+    pub fn shard_loads(&self) -> Vec<ShardLoad> {
+        self.shards.loads()
     }
 
     /// Whether a round is being run on the shards' threads.

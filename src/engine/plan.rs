@@ -22,7 +22,8 @@ pub struct EnginePlan {
     /// checkpoint store to write them to.
     pub changelog: bool,
     /// Log bytes a key group gathers before its first image (after that, half its last
-    /// image's size).
+    /// image's size); also the image bytes a shard may take per checkpoint beyond the log
+    /// bytes written since the last one.
     pub first_image_after: u64,
 }
 

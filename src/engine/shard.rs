@@ -81,9 +81,6 @@ pub struct GroupState {
     pub logs: Vec<LogSegment>,
 }
 
-/// Image bytes a shard takes at most between two rounds: the rest waits for the next.
-const IMAGE_BYTES_PER_ROUND: usize = 1 << 20;
-
 /// What a shard counts, for status pages and checks.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ShardStats {
@@ -147,6 +144,11 @@ pub struct Shard {
     books: Vec<Vec<(u32, Book)>>,
     /// Where the search for groups that want an image starts: every group gets its turn.
     image_cursor: usize,
+    /// Image bytes this shard may still take before the next checkpoint: the log bytes since
+    /// the last one plus `plan.first_image_after`, less the images taken (a debt carries over).
+    /// Without it the groups, whose logs grow alike, would all want an image in the same
+    /// checkpoint interval, and that checkpoint would write the whole state.
+    image_allowance: i64,
 }
 
 impl Shard {
@@ -163,6 +165,7 @@ impl Shard {
             duplicates: HashMap::new(),
             books: (0..KEY_GROUPS).map(|_| Vec::new()).collect(),
             image_cursor: 0,
+            image_allowance: 0,
         }
     }
 
@@ -189,7 +192,8 @@ impl Shard {
     /// Appends a log entry to the book of `unit` in `kg`, when the plan logs.
     fn log(&mut self, unit: u32, kg: u16, pos: u64, entry: &LogEntryOut<'_>) {
         if self.plan.changelog {
-            self.book(unit, kg).append(pos, entry);
+            let appended = self.book(unit, kg).append(pos, entry);
+            self.image_allowance += appended as i64;
         }
     }
 
@@ -408,15 +412,14 @@ impl Shard {
     }
 
     /// After a round that ended before position `end`: takes the images groups want (see
-    /// [`super::changelog`]), up to [`IMAGE_BYTES_PER_ROUND`], so no checkpoint has to.
+    /// [`super::changelog`]) while the allowance lasts, so no checkpoint has to.
     pub fn take_images(&mut self, end: u64) {
         if !self.plan.changelog {
             return;
         }
-        let mut taken = 0;
         let count = usize::from(KEY_GROUPS);
         for step in 0..count {
-            if taken >= IMAGE_BYTES_PER_ROUND {
+            if self.image_allowance <= 0 {
                 self.image_cursor = (self.image_cursor + step) % count;
                 return;
             }
@@ -429,7 +432,7 @@ impl Shard {
                 let unit = *unit;
                 // An image that cannot be encoded now is taken whole at the next checkpoint.
                 if let Ok(bytes) = self.encode_group(unit, kg) {
-                    taken += bytes.len();
+                    self.image_allowance -= bytes.len() as i64;
                     self.books[usize::from(kg)][at].1.imaged(end, bytes);
                 }
             }
@@ -476,6 +479,7 @@ impl Shard {
     /// `full`, every group's image now, at position `pos`, and no log.
     pub fn delta(&mut self, unit: u32, full: bool, pos: u64) -> Result<ShardDelta, SnapshotError> {
         let mut delta = ShardDelta::default();
+        self.image_allowance = self.image_allowance.min(0) + self.plan.first_image_after as i64;
         for kg in 0..KEY_GROUPS {
             if full {
                 let has_state = self.kgs[usize::from(kg)].as_ref().is_some_and(|g| {

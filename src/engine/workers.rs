@@ -6,9 +6,11 @@
 //! sent; on threads, the caller goes on reading the next round meanwhile.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use std::sync::Arc as Shared;
 
@@ -69,6 +71,24 @@ pub struct Shards {
     kind: Kind,
     /// Inline: the results of rounds run but not collected yet.
     done: VecDeque<Vec<RoundResult>>,
+    /// How loaded each shard is, counted where it runs.
+    loads: Vec<Arc<LoadCounters>>,
+}
+
+/// How loaded a shard is: what the status page and `/metrics` show.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ShardLoad {
+    /// Items sent to the shard and not yet run.
+    pub queued: u64,
+    /// Time spent running rounds since start.
+    pub busy: Duration,
+}
+
+/// [`ShardLoad`] as the shard's thread and the engine update it.
+#[derive(Debug, Default)]
+struct LoadCounters {
+    queued: AtomicU64,
+    busy_ns: AtomicU64,
 }
 
 enum Kind {
@@ -80,10 +100,13 @@ impl Shards {
     /// `plan.threads` shards: on the caller's thread when it is 1, else each on its own.
     pub fn start(plan: &Arc<EnginePlan>) -> Shards {
         let count = plan.threads.max(1);
+        let loads: Vec<Arc<LoadCounters>> = (0..count).map(|_| Arc::default()).collect();
         let kind = if count == 1 {
             Kind::Inline(vec![Shard::new(plan.clone())])
         } else {
-            let workers: Option<Vec<Worker>> = (0..count).map(|i| spawn(plan, i)).collect();
+            let workers: Option<Vec<Worker>> = (0..count)
+                .map(|i| spawn(plan, i, loads[i].clone()))
+                .collect();
             match workers {
                 Some(workers) => Kind::Threads(workers),
                 // Without threads, the same shards on the caller's thread.
@@ -93,7 +116,19 @@ impl Shards {
         Shards {
             kind,
             done: VecDeque::new(),
+            loads,
         }
+    }
+
+    /// How loaded each shard is.
+    pub fn loads(&self) -> Vec<ShardLoad> {
+        self.loads
+            .iter()
+            .map(|load| ShardLoad {
+                queued: load.queued.load(Ordering::Relaxed),
+                busy: Duration::from_nanos(load.busy_ns.load(Ordering::Relaxed)),
+            })
+            .collect()
     }
 
     pub fn count(&self) -> usize {
@@ -107,12 +142,18 @@ impl Shards {
     /// ends before position `end`; its results come from [`Shards::collect`], rounds in the
     /// order sent.
     pub fn send(&mut self, items: Vec<Vec<Item>>, outs: Vec<Vec<Keyed>>, end: u64) {
+        for (load, items) in self.loads.iter().zip(&items) {
+            load.queued.fetch_add(items.len() as u64, Ordering::Relaxed);
+        }
         match &mut self.kind {
             Kind::Inline(shards) => {
                 let results = shards
                     .iter_mut()
                     .zip(items.into_iter().zip(outs))
-                    .map(|(shard, (items, records))| run_round(shard, items, records, end))
+                    .zip(&self.loads)
+                    .map(|((shard, (items, records)), load)| {
+                        run_round(shard, items, records, end, load)
+                    })
                     .collect();
                 self.done.push_back(results);
             }
@@ -309,9 +350,15 @@ fn run_round(
     mut items: Vec<Item>,
     mut records: Vec<Keyed>,
     end: u64,
+    load: &LoadCounters,
 ) -> RoundResult {
+    let started = Instant::now();
+    let count = items.len() as u64;
     shard.run(&mut items, &mut records);
     shard.take_images(end);
+    load.queued.fetch_sub(count, Ordering::Relaxed);
+    let busy = started.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64;
+    load.busy_ns.fetch_add(busy, Ordering::Relaxed);
     RoundResult {
         records,
         duplicates: shard.take_duplicates(),
@@ -357,7 +404,7 @@ impl Drop for Worker {
 }
 
 /// Starts shard `index` on a thread of its own; `None` when the system gives no thread.
-fn spawn(plan: &Arc<EnginePlan>, index: usize) -> Option<Worker> {
+fn spawn(plan: &Arc<EnginePlan>, index: usize, load: Arc<LoadCounters>) -> Option<Worker> {
     // Two rounds may wait: the one being read next is sent while this one runs.
     let (requests, inbox) = sync_channel::<Request>(2);
     let (outbox, replies) = sync_channel::<Reply>(2);
@@ -368,7 +415,7 @@ fn spawn(plan: &Arc<EnginePlan>, index: usize) -> Option<Worker> {
             for request in inbox {
                 let reply = match request {
                     Request::Round(items, records, end) => {
-                        Reply::Round(run_round(&mut shard, items, records, end))
+                        Reply::Round(run_round(&mut shard, items, records, end, &load))
                     }
                     Request::Delta { unit, full, pos } => {
                         Reply::Delta(shard.delta(unit, full, pos))

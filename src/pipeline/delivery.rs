@@ -1,35 +1,59 @@
 //! Handing records to the sinks.
 
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 use super::PipelineError;
 use crate::record::{Record, RecordKind};
 use crate::sink::Sink;
 
-/// Writes `records` to every sink, then counts them into `written` and clears them.
-///
-/// A failing sink fails the delivery and keeps the records; the pipeline then goes back to its
-/// last checkpoint (following) or ends (batch), see `Pipeline::recover`. It never retries a
-/// write in place: a sink that failed half-way may hold part of the batch.
-pub fn deliver(
-    records: &mut Vec<Record>,
-    sinks: &mut [Box<dyn Sink>],
-    written: &mut BTreeMap<RecordKind, u64>,
-) -> Result<(), PipelineError> {
-    if records.is_empty() {
-        return Ok(());
+/// The sinks, what was written to them, and how long their writes took.
+pub struct Delivery {
+    pub sinks: Vec<Box<dyn Sink>>,
+    /// Records written, per kind.
+    pub written: BTreeMap<RecordKind, u64>,
+    /// Per sink: writes, and the time they took.
+    timings: Vec<(u64, Duration)>,
+}
+
+impl Delivery {
+    pub fn new(sinks: Vec<Box<dyn Sink>>) -> Self {
+        let timings = vec![(0, Duration::ZERO); sinks.len()];
+        Delivery {
+            sinks,
+            written: BTreeMap::new(),
+            timings,
+        }
     }
-    for sink in sinks.iter_mut() {
-        fail::fail_point!("sink-write", |_| Err(PipelineError::Injected {
-            point: "sink-write"
-        }));
-        sink.write(records)?;
+
+    /// Writes `records` to every sink, then counts them and clears them.
+    ///
+    /// A failing sink fails the delivery and keeps the records; the pipeline then goes back to
+    /// its last checkpoint (following) or ends (batch), see `Pipeline::recover`. It never
+    /// retries a write in place: a sink that failed half-way may hold part of the batch.
+    pub fn deliver(&mut self, records: &mut Vec<Record>) -> Result<(), PipelineError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        for (sink, timing) in self.sinks.iter_mut().zip(&mut self.timings) {
+            fail::fail_point!("sink-write", |_| Err(PipelineError::Injected {
+                point: "sink-write"
+            }));
+            let started = Instant::now();
+            sink.write(records)?;
+            *timing = (timing.0 + 1, timing.1 + started.elapsed());
+        }
+        for record in records.iter() {
+            *self.written.entry(record.kind()).or_default() += 1;
+        }
+        records.clear();
+        Ok(())
     }
-    for record in records.iter() {
-        *written.entry(record.kind()).or_default() += 1;
+
+    /// Per sink, in order: the writes so far and the time they took.
+    pub fn timings(&self) -> &[(u64, Duration)] {
+        &self.timings
     }
-    records.clear();
-    Ok(())
 }
 
 #[cfg(test)]
@@ -98,22 +122,24 @@ mod tests {
 
     #[test]
     fn a_delivery_reaches_every_sink_and_is_counted_once() {
-        let (mut sinks, log, mut out) = setup(0);
-        let mut written = BTreeMap::new();
-        deliver(&mut out, &mut sinks, &mut written).unwrap();
+        let (sinks, log, mut out) = setup(0);
+        let mut delivery = Delivery::new(sinks);
+        delivery.deliver(&mut out).unwrap();
         assert_eq!(*log.lock().unwrap(), ["a wrote 1", "b wrote 1"]);
         assert!(out.is_empty());
-        assert_eq!(written[&RecordKind::DeadLetter], 1);
+        assert_eq!(delivery.written[&RecordKind::DeadLetter], 1);
+        let writes: Vec<u64> = delivery.timings().iter().map(|t| t.0).collect();
+        assert_eq!(writes, [1, 1], "each sink's write is timed");
     }
 
     #[test]
     fn a_failing_sink_fails_the_delivery_and_keeps_the_records() {
-        let (mut sinks, log, mut out) = setup(1);
-        let mut written = BTreeMap::new();
-        let error = deliver(&mut out, &mut sinks, &mut written).unwrap_err();
+        let (sinks, log, mut out) = setup(1);
+        let mut delivery = Delivery::new(sinks);
+        let error = delivery.deliver(&mut out).unwrap_err();
         assert!(Report(&error).to_string().contains("disk full"), "{error}");
         assert_eq!(*log.lock().unwrap(), ["a wrote 1", "b failed"]);
         assert_eq!(out.len(), 1);
-        assert!(written.is_empty());
+        assert!(delivery.written.is_empty());
     }
 }

@@ -25,8 +25,8 @@ use thiserror::Error;
 use tokio::sync::watch;
 use tracing::{debug, info, info_span, warn};
 
-use self::checkpoints::{engine_from, engine_plan, Checkpoints};
-use self::delivery::deliver;
+use self::checkpoints::{engine_from, engine_plan, Checkpoints, Part};
+use self::delivery::Delivery;
 use self::input::{ReadAt, StreamInput};
 use self::progress::StatusReporter;
 use crate::checkpoint::{self, Checkpoint, CheckpointError, CheckpointStore};
@@ -39,7 +39,10 @@ use crate::sink::{DbSink, Sink, SinkConfig, SinkError};
 use crate::source::{Rebalance, SourceError};
 
 pub use self::input::BATCH;
-pub use self::progress::{PartitionProgress, PipelineStatus, StreamProgress};
+pub use self::progress::{
+    CheckpointProgress, PartitionProgress, PipelineStatus, ShardProgress, SinkProgress,
+    StreamProgress,
+};
 pub use self::reset::reset_streams;
 
 #[derive(Debug, Error)]
@@ -224,7 +227,7 @@ pub struct Pipeline<'a> {
     fingerprint: String,
     engine: Engine,
     inputs: Vec<StreamInput>,
-    sinks: Vec<Box<dyn Sink>>,
+    delivery: Delivery,
     checkpoints: Checkpoints,
     status: StatusReporter,
     /// Number of the last checkpoint (file sinks name their files by it); grows, and goes back
@@ -233,11 +236,12 @@ pub struct Pipeline<'a> {
     last_checkpoint: Instant,
     /// Records produced and not yet delivered to every sink.
     pending: Vec<Record>,
-    written: BTreeMap<RecordKind, u64>,
     /// Consecutive rounds that read nothing.
     idle_rounds: u32,
     /// Rewinds since the last checkpoint that succeeded: how long to wait before the next.
     failures: u32,
+    /// Checkpoints stored since start.
+    checkpoints_written: u64,
 }
 
 /// The first wait before replaying from the checkpoint after a failure; it doubles with each
@@ -255,15 +259,15 @@ impl<'a> Pipeline<'a> {
             fingerprint: checkpoint::fingerprint(config),
             engine: Engine::from_plan(engine_plan(config)),
             inputs: Vec::with_capacity(config.streams.len()),
-            sinks: outputs.sinks,
+            delivery: Delivery::new(outputs.sinks),
             checkpoints: Checkpoints::new(outputs.checkpoints),
             status: StatusReporter::new(outputs.status),
             epoch: 0,
             last_checkpoint: Instant::now(),
             pending: Vec::with_capacity(BATCH * 4),
-            written: BTreeMap::new(),
             idle_rounds: 0,
             failures: 0,
+            checkpoints_written: 0,
         };
         pipeline.restore(Restore::Begin)?;
         Ok(pipeline)
@@ -275,6 +279,7 @@ impl<'a> Pipeline<'a> {
     fn restore(&mut self, how: Restore) -> Result<(), PipelineError> {
         // Sources close first: a Kafka consumer leaves its group before a new one joins.
         self.inputs.clear();
+        self.checkpoints.abandon();
         self.pending.clear();
         let name = self.config.checkpoint.pipeline.as_str();
         let (engine, positions, resume_epoch) =
@@ -294,7 +299,7 @@ impl<'a> Pipeline<'a> {
                     None,
                 ),
             };
-        for sink in &mut self.sinks {
+        for sink in &mut self.delivery.sinks {
             match how {
                 Restore::Begin => sink.begin(resume_epoch)?,
                 Restore::Rewind => sink.rewind(resume_epoch)?,
@@ -331,7 +336,7 @@ impl<'a> Pipeline<'a> {
                 .iter()
                 .map(|input| input.summary(&self.engine))
                 .collect(),
-            records: std::mem::take(&mut self.written),
+            records: std::mem::take(&mut self.delivery.written),
         };
         debug!(%summary, "Run finished.");
         Ok(summary)
@@ -343,14 +348,12 @@ impl<'a> Pipeline<'a> {
         self.deliver()?;
         self.carry_out_rebalances()?;
         self.report_progress();
-        if self.last_checkpoint.elapsed() >= self.checkpoint_interval() {
-            self.checkpoint(true)?;
+        self.write_checkpoint(self.config.checkpoint.bytes_per_round.0)?;
+        if !self.checkpoints.writing()
+            && self.last_checkpoint.elapsed() >= self.checkpoint_interval()
+        {
+            self.checkpoint(true, false)?;
             self.last_checkpoint = Instant::now();
-            if self.failures > 0 {
-                info!("Checkpoint stored again; the pipeline has recovered.");
-                self.failures = 0;
-                self.status.paused(None);
-            }
         }
         Ok(())
     }
@@ -457,22 +460,44 @@ impl<'a> Pipeline<'a> {
 
     /// Hands what the round produced to every sink (see [`deliver`]).
     fn deliver(&mut self) -> Result<(), PipelineError> {
-        deliver(&mut self.pending, &mut self.sinks, &mut self.written)
+        self.delivery.deliver(&mut self.pending)
     }
 
     fn report_progress(&mut self) {
-        if self.mode.following() {
-            let (inputs, engine) = (&self.inputs, &self.engine);
-            self.status
-                .progress(|| inputs.iter().map(|i| i.progress(engine)).collect());
+        if !self.mode.following() {
+            return;
         }
+        let (inputs, engine) = (&self.inputs, &self.engine);
+        let (delivery, config) = (&self.delivery, self.config);
+        self.status.progress(|| {
+            let streams = inputs.iter().map(|i| i.progress(engine)).collect();
+            let shards = engine
+                .shard_loads()
+                .iter()
+                .map(|load| ShardProgress {
+                    queued: load.queued,
+                    busy_ms: load.busy.as_millis() as u64,
+                })
+                .collect();
+            let sinks = delivery
+                .timings()
+                .iter()
+                .enumerate()
+                .map(|(i, &(writes, took))| SinkProgress {
+                    kind: config.sinks.get(i).map_or("sink", |s| s.kind()).to_owned(),
+                    writes,
+                    write_us: took.as_micros() as u64,
+                })
+                .collect();
+            (streams, shards, sinks)
+        });
     }
 
     /// Following: the last checkpoint, windows still open in it. Batch: every window closes,
     /// the last records are delivered, and the checkpoint keeps positions only.
     fn finish(&mut self) -> Result<(), PipelineError> {
         if self.mode.following() {
-            return self.checkpoint(true);
+            return self.checkpoint(true, true);
         }
         let started = Instant::now();
         self.engine.finish(&mut self.pending);
@@ -487,13 +512,17 @@ impl<'a> Pipeline<'a> {
             delivering_ms = (started.elapsed() - closed).as_millis() as u64,
             "End of input: every window closed, every point released."
         );
-        self.checkpoint(false)
+        self.checkpoint(false, true)
     }
 
-    /// Flushes the sinks, stores the engine state (`with_state`) with the positions it reflects,
-    /// then lets the sources commit (Kafka offsets). The order is the delivery guarantee:
-    /// nothing is marked read before what it produced is durable.
-    fn checkpoint(&mut self, with_state: bool) -> Result<(), PipelineError> {
+    /// Flushes the sinks, then stores the engine state (`with_state`) with the positions it
+    /// reflects and lets the sources commit them (Kafka offsets). The order is the delivery
+    /// guarantee: nothing is marked read before what it produced is durable. A checkpoint
+    /// larger than a round's share is written over the next rounds (see [`checkpoints`])
+    /// unless `now`; one being written is completed first.
+    fn checkpoint(&mut self, with_state: bool, now: bool) -> Result<(), PipelineError> {
+        self.write_checkpoint(usize::MAX)?;
+        let started = Instant::now();
         // The state and positions stored cover the round in flight: its records first.
         self.engine.land(&mut self.pending);
         self.deliver()?;
@@ -504,66 +533,92 @@ impl<'a> Pipeline<'a> {
             None
         };
         self.epoch += 1;
-        let started = Instant::now();
-        for sink in &mut self.sinks {
+        for sink in &mut self.delivery.sinks {
             fail::fail_point!("sink-flush", |_| Err(PipelineError::Injected {
                 point: "sink-flush"
             }));
             sink.flush(self.epoch)?;
         }
-        let flushed_ms = started.elapsed().as_millis() as u64;
         let written_at = now_ms();
         let name = self.config.checkpoint.pipeline.as_str();
+        let mut parts = Vec::new();
         let mut positions = Vec::with_capacity(self.inputs.len());
+        let mut commit = Vec::with_capacity(self.inputs.len());
         for input in &self.inputs {
             let here = input.source.positions();
             match &input.tasks {
                 // A group-assigned stream's positions live in its partitions' checkpoints.
                 Some(tasks) => {
-                    tasks.save(
-                        &mut self.checkpoints,
+                    parts.extend(tasks.checkpoints(
                         name,
                         self.epoch,
                         written_at,
                         &here,
                         &mut self.engine,
                         &mut self.pending,
-                    )?;
+                    )?);
                     positions.push(Vec::new());
                 }
-                None => positions.push(here),
+                None => positions.push(here.clone()),
             }
+            commit.push(here);
         }
-        let checkpoint = Checkpoint {
-            fingerprint: self.fingerprint.clone(),
-            engine: delta.as_ref(),
-            positions,
-            epoch: self.epoch,
-            written_at,
+        parts.push(Part {
+            name: name.to_owned(),
+            checkpoint: Checkpoint {
+                fingerprint: self.fingerprint.clone(),
+                engine: delta,
+                positions,
+                epoch: self.epoch,
+                written_at,
+            },
+        });
+        self.checkpoints.start(parts, commit, self.epoch, started);
+        let budget = match now {
+            true => usize::MAX,
+            false => self.config.checkpoint.bytes_per_round.0,
         };
-        fail::fail_point!("checkpoint-save", |_| Err(PipelineError::Injected {
-            point: "checkpoint-save"
-        }));
-        let state_bytes = self.checkpoints.save(name, &checkpoint)?;
+        self.write_checkpoint(budget)
+    }
+
+    /// Writes about `budget` bytes more of the checkpoint being written, if one is; once it
+    /// is stored, the sources commit the positions it holds.
+    fn write_checkpoint(&mut self, budget: usize) -> Result<(), PipelineError> {
+        let Some(written) = self.checkpoints.advance(budget)? else {
+            return Ok(());
+        };
         debug!(
-            stored = state_bytes.is_some(),
-            epoch = self.epoch,
-            state_bytes = state_bytes.unwrap_or(0),
-            flushed_ms,
-            took_ms = started.elapsed().as_millis() as u64,
+            epoch = written.epoch,
+            stored = written.bytes.is_some(),
+            state_bytes = written.bytes.unwrap_or(0),
+            took_ms = written.took.as_millis() as u64,
+            longest_pause_ms = written.longest_pause.as_millis() as u64,
             "Checkpoint."
         );
-        for input in &mut self.inputs {
+        self.checkpoints_written += 1;
+        self.status.checkpointed(CheckpointProgress {
+            count: self.checkpoints_written,
+            written_at: Some(written.written_at),
+            took_ms: written.took.as_millis() as u64,
+            longest_pause_ms: written.longest_pause.as_millis() as u64,
+            bytes: written.bytes.unwrap_or(0),
+        });
+        for (input, at) in self.inputs.iter_mut().zip(&written.commit) {
             fail::fail_point!("offset-commit", |_| Err(PipelineError::Injected {
                 point: "offset-commit"
             }));
             input
                 .source
-                .commit()
+                .commit(at)
                 .map_err(|source| PipelineError::Commit {
                     stream: input.name.to_string(),
                     source,
                 })?;
+        }
+        if self.failures > 0 {
+            info!("Checkpoint stored again; the pipeline has recovered.");
+            self.failures = 0;
+            self.status.paused(None);
         }
         Ok(())
     }
@@ -597,7 +652,7 @@ impl<'a> Pipeline<'a> {
                 "The consumer group reassigned our partitions without waiting for us."
             );
         }
-        let checkpointed = self.checkpoint(true);
+        let checkpointed = self.checkpoint(true, true);
         self.last_checkpoint = Instant::now();
         let input = &mut self.inputs[index];
         if let Some(tasks) = input.tasks.as_mut() {
@@ -616,6 +671,8 @@ impl<'a> Pipeline<'a> {
         index: usize,
         splits: &[crate::source::SplitRef],
     ) -> Result<(), PipelineError> {
+        // Partition checkpoints are read from a store that has taken everything written.
+        self.write_checkpoint(usize::MAX)?;
         let now = self.mode.now();
         let pipeline = self.config.checkpoint.pipeline.as_str();
         let input = &mut self.inputs[index];

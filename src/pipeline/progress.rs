@@ -17,6 +17,47 @@ pub struct PipelineStatus {
     pub streams: Vec<StreamProgress>,
     /// Why the pipeline is paused (a sink is failing and being retried), if it is.
     pub paused: Option<String>,
+    /// The engine's shards, in order.
+    pub shards: Vec<ShardProgress>,
+    /// The sinks, in the config's order.
+    pub sinks: Vec<SinkProgress>,
+    /// The checkpoints stored since start.
+    pub checkpoints: CheckpointProgress,
+}
+
+/// Where an engine shard stands.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ShardProgress {
+    /// Events and other items sent to it and not yet run: a shard that keeps a backlog is the
+    /// one holding the pipeline back.
+    pub queued: u64,
+    /// Time it spent running rounds since start, in ms.
+    pub busy_ms: u64,
+}
+
+/// How a sink's writes go.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct SinkProgress {
+    /// Its `kind` in the config.
+    pub kind: String,
+    /// Batches of records written.
+    pub writes: u64,
+    /// Time those writes took, in µs.
+    pub write_us: u64,
+}
+
+/// The checkpoints stored since start; the last one's figures.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct CheckpointProgress {
+    pub count: u64,
+    /// When the last was taken (epoch ms); `None` before the first.
+    pub written_at: Option<i64>,
+    /// From taking the last one to its last part stored, in ms.
+    pub took_ms: u64,
+    /// The longest the last one held the pipeline at once, in ms.
+    pub longest_pause_ms: u64,
+    /// Engine state bytes the last one wrote.
+    pub bytes: u64,
 }
 
 /// One stream's progress.
@@ -81,9 +122,12 @@ impl StatusReporter {
         }
     }
 
-    /// Sends the streams' progress if [`PROGRESS_INTERVAL`] has passed since the last time;
-    /// `progress` is only called then.
-    pub fn progress(&mut self, progress: impl FnOnce() -> Vec<StreamProgress>) {
+    /// Sends the streams', shards' and sinks' progress if [`PROGRESS_INTERVAL`] has passed
+    /// since the last time; `progress` is only called then.
+    pub fn progress(
+        &mut self,
+        progress: impl FnOnce() -> (Vec<StreamProgress>, Vec<ShardProgress>, Vec<SinkProgress>),
+    ) {
         let Some(sender) = &self.sender else {
             return;
         };
@@ -94,12 +138,20 @@ impl StatusReporter {
             return;
         }
         self.last_progress = Some(Instant::now());
-        let streams = progress();
+        let (streams, shards, sinks) = progress();
         sender.send_if_modified(|status| {
-            let changed = status.streams != streams;
-            status.streams = streams;
+            let changed =
+                status.streams != streams || status.shards != shards || status.sinks != sinks;
+            (status.streams, status.shards, status.sinks) = (streams, shards, sinks);
             changed
         });
+    }
+
+    /// A checkpoint was stored; sent at once.
+    pub fn checkpointed(&self, checkpoint: CheckpointProgress) {
+        if let Some(sender) = &self.sender {
+            sender.send_modify(|status| status.checkpoints = checkpoint);
+        }
     }
 
     /// The pipeline paused (`Some(reason)`) or resumed (`None`); sent at once.
@@ -126,10 +178,11 @@ mod tests {
         for _ in 0..100 {
             reporter.progress(|| {
                 built += 1;
-                vec![StreamProgress {
+                let stream = StreamProgress {
                     name: "s".into(),
                     ..StreamProgress::default()
-                }]
+                };
+                (vec![stream], Vec::new(), Vec::new())
             });
         }
         assert_eq!(built, 1, "rebuilt only when due");

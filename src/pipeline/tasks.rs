@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 
 use tracing::info;
 
-use super::checkpoints::Checkpoints;
+use super::checkpoints::{Checkpoints, Part};
 use super::PipelineError;
 use crate::checkpoint::{self, Checkpoint, SplitPosition};
 use crate::config::Config;
@@ -141,19 +141,18 @@ impl PartitionTasks {
         self.finished = true;
     }
 
-    /// Writes each task's checkpoint at its split's position in `positions`. Records the
-    /// engine had in flight go to `out`.
-    #[allow(clippy::too_many_arguments)]
-    pub fn save(
+    /// Each task's checkpoint at its split's position in `positions`. Records the engine had
+    /// in flight go to `out`.
+    pub fn checkpoints(
         &self,
-        checkpoints: &mut Checkpoints,
         pipeline: &str,
         epoch: u64,
         written_at: i64,
         positions: &[SplitPosition],
         engine: &mut Engine,
         out: &mut Vec<Record>,
-    ) -> Result<(), PipelineError> {
+    ) -> Result<Vec<Part>, PipelineError> {
+        let mut parts = Vec::with_capacity(self.tasks.len());
         for task in self.tasks.values() {
             let Some(position) = positions
                 .iter()
@@ -165,17 +164,18 @@ impl PartitionTasks {
                 true => None,
                 false => Some(engine.task_delta(task.id, out)?),
             };
-            let checkpoint = Checkpoint {
-                fingerprint: self.fingerprint.clone(),
-                engine: delta.as_ref(),
-                positions: vec![vec![position.clone()]],
-                epoch,
-                written_at,
-            };
-            let name = Self::checkpoint_name(pipeline, &self.name, &task.source, task.partition);
-            checkpoints.save(&name, &checkpoint)?;
+            parts.push(Part {
+                name: Self::checkpoint_name(pipeline, &self.name, &task.source, task.partition),
+                checkpoint: Checkpoint {
+                    fingerprint: self.fingerprint.clone(),
+                    engine: delta,
+                    positions: vec![vec![position.clone()]],
+                    epoch,
+                    written_at,
+                },
+            });
         }
-        Ok(())
+        Ok(parts)
     }
 
     /// The stream's counters over its tasks, those handed away during this run included.

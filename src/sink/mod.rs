@@ -38,6 +38,17 @@ pub enum SinkConfig {
 }
 
 impl SinkConfig {
+    /// The `kind` the config names it by.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SinkConfig::Ndjson(_) => "ndjson",
+            SinkConfig::Db(_) => "db",
+            SinkConfig::Kafka(_) => "kafka",
+            SinkConfig::Console(_) => "console",
+            SinkConfig::Parquet(_) => "parquet",
+        }
+    }
+
     pub fn validate(&self) -> Result<(), Invalid> {
         match self {
             SinkConfig::Ndjson(_) | SinkConfig::Console(_) => Ok(()),

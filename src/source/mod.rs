@@ -229,8 +229,9 @@ pub trait Source {
             .collect()
     }
 
-    /// Records that everything read so far is durably written (Kafka commits its offsets).
-    fn commit(&mut self) -> Result<(), SourceError> {
+    /// Records that everything read before the positions `at` (taken from [`Self::positions`]
+    /// earlier) is durably written: Kafka commits them as its offsets.
+    fn commit(&mut self, _at: &[SplitPosition]) -> Result<(), SourceError> {
         Ok(())
     }
 

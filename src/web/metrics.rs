@@ -7,10 +7,10 @@ use axum::http::header;
 use axum::response::IntoResponse;
 
 use super::AppState;
-use crate::pipeline::StreamProgress;
+use crate::pipeline::{PipelineStatus, StreamProgress};
 
 /// Every metric: name, type and help, in the order they are declared.
-const FAMILIES: [(&str, &str, &str); 17] = [
+const FAMILIES: [(&str, &str, &str); 25] = [
     (
         "tidewatch_messages_total",
         "counter",
@@ -88,6 +88,46 @@ const FAMILIES: [(&str, &str, &str); 17] = [
         "gauge",
         "Accepted events per second since start.",
     ),
+    (
+        "tidewatch_checkpoints_total",
+        "counter",
+        "Checkpoints stored since start.",
+    ),
+    (
+        "tidewatch_checkpoint_age_seconds",
+        "gauge",
+        "Time since the last stored checkpoint was taken.",
+    ),
+    (
+        "tidewatch_checkpoint_duration_seconds",
+        "gauge",
+        "The last checkpoint, from taking it to its last part stored (intake goes on meanwhile).",
+    ),
+    (
+        "tidewatch_checkpoint_pause_seconds",
+        "gauge",
+        "The longest the last checkpoint held the pipeline at once.",
+    ),
+    (
+        "tidewatch_checkpoint_bytes",
+        "gauge",
+        "Engine state bytes the last checkpoint wrote.",
+    ),
+    (
+        "tidewatch_shard_queued_items",
+        "gauge",
+        "Events (and other items) sent to an engine shard and not yet run.",
+    ),
+    (
+        "tidewatch_shard_busy_seconds_total",
+        "counter",
+        "Time an engine shard spent running rounds.",
+    ),
+    (
+        "tidewatch_sink_write_seconds",
+        "summary",
+        "Time writes of records to a sink took (sink: its index in the config).",
+    ),
 ];
 
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
@@ -120,6 +160,7 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     );
     let _ = writeln!(text, "tidewatch_events_per_second {events_per_second:.3}");
     drop(dashboard);
+    write_engine(&mut text, &status, crate::clock::now_ms());
     (
         [(
             header::CONTENT_TYPE,
@@ -171,6 +212,45 @@ fn write_stream(text: &mut String, s: &StreamProgress) {
     }
 }
 
+/// Checkpoints, shards and sinks.
+fn write_engine(text: &mut String, status: &PipelineStatus, now: i64) {
+    let checkpoints = &status.checkpoints;
+    let _ = writeln!(text, "tidewatch_checkpoints_total {}", checkpoints.count);
+    if let Some(written_at) = checkpoints.written_at {
+        let age = seconds((now - written_at).max(0));
+        let _ = writeln!(text, "tidewatch_checkpoint_age_seconds {age}");
+        for (name, ms) in [
+            ("tidewatch_checkpoint_duration_seconds", checkpoints.took_ms),
+            (
+                "tidewatch_checkpoint_pause_seconds",
+                checkpoints.longest_pause_ms,
+            ),
+        ] {
+            let _ = writeln!(text, "{name} {}", seconds(ms as i64));
+        }
+        let _ = writeln!(text, "tidewatch_checkpoint_bytes {}", checkpoints.bytes);
+    }
+    for (i, shard) in status.shards.iter().enumerate() {
+        let _ = writeln!(
+            text,
+            "tidewatch_shard_queued_items{{shard=\"{i}\"}} {}\n\
+             tidewatch_shard_busy_seconds_total{{shard=\"{i}\"}} {}",
+            shard.queued,
+            seconds(shard.busy_ms as i64)
+        );
+    }
+    for (i, sink) in status.sinks.iter().enumerate() {
+        let labels = format!("sink=\"{i}\",kind=\"{}\"", escape_label(&sink.kind));
+        let _ = writeln!(
+            text,
+            "tidewatch_sink_write_seconds_sum{{{labels}}} {:.6}\n\
+             tidewatch_sink_write_seconds_count{{{labels}}} {}",
+            sink.write_us as f64 / 1e6,
+            sink.writes
+        );
+    }
+}
+
 /// Epoch milliseconds as Prometheus' base unit, exactly (no float rounding of the digits).
 fn seconds(ms: i64) -> String {
     let sign = if ms < 0 { "-" } else { "" };
@@ -189,6 +269,52 @@ fn escape_label(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn checkpoints_shards_and_sinks_are_written_in_base_units() {
+        use crate::pipeline::{CheckpointProgress, ShardProgress, SinkProgress};
+        let mut status = PipelineStatus::default();
+        let mut text = String::new();
+        write_engine(&mut text, &status, 10_000);
+        assert_eq!(
+            text, "tidewatch_checkpoints_total 0\n",
+            "no figures before the first"
+        );
+        status.checkpoints = CheckpointProgress {
+            count: 3,
+            written_at: Some(7_500),
+            took_ms: 140,
+            longest_pause_ms: 21,
+            bytes: 2_000_000,
+        };
+        status.shards = vec![ShardProgress {
+            queued: 8_192,
+            busy_ms: 61_250,
+        }];
+        status.sinks = vec![SinkProgress {
+            kind: "db".into(),
+            writes: 12,
+            write_us: 1_500_000,
+        }];
+        text.clear();
+        write_engine(&mut text, &status, 10_000);
+        for line in [
+            "tidewatch_checkpoints_total 3",
+            "tidewatch_checkpoint_age_seconds 2.500",
+            "tidewatch_checkpoint_duration_seconds 0.140",
+            "tidewatch_checkpoint_pause_seconds 0.021",
+            "tidewatch_checkpoint_bytes 2000000",
+            "tidewatch_shard_queued_items{shard=\"0\"} 8192",
+            "tidewatch_shard_busy_seconds_total{shard=\"0\"} 61.250",
+            "tidewatch_sink_write_seconds_sum{sink=\"0\",kind=\"db\"} 1.500000",
+            "tidewatch_sink_write_seconds_count{sink=\"0\",kind=\"db\"} 12",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "{line} missing from\n{text}"
+            );
+        }
+    }
 
     #[test]
     fn milliseconds_become_exact_seconds() {

@@ -16,7 +16,7 @@ use super::{asset_cache, check_same_origin, AppState, WebError};
 use crate::clock::{format_ms, now_ms};
 use crate::db::{AckEntry, AlertFilter};
 use crate::live::{Dashboard, RecentWindow, SeriesView, RECENT_WINDOWS};
-use crate::pipeline::StreamProgress;
+use crate::pipeline::{PipelineStatus, StreamProgress};
 use crate::record::{
     AlertMethod, AlertRecord, AlertState, Trend, Verdict, WindowKind, WindowRecord,
 };
@@ -879,6 +879,68 @@ pub struct StatusPage {
     pub viewer: Viewer,
     /// Why the pipeline is paused; empty when it runs.
     pub paused: String,
+    pub engine: EngineStatus,
+}
+
+/// Checkpoints, shards and sinks as the status page shows them (static/js/streams.js
+/// `applyEngine` writes the same after a live update).
+pub struct EngineStatus {
+    pub checkpoint_age: String,
+    pub checkpoint_took: String,
+    pub checkpoint_pause: String,
+    pub checkpoint_bytes: String,
+    pub checkpoints: u64,
+    pub shards: Vec<(u64, String)>,
+    /// Kind, writes, mean write time.
+    pub sinks: Vec<(String, u64, String)>,
+}
+
+impl EngineStatus {
+    fn of(status: &PipelineStatus, now: i64) -> EngineStatus {
+        let c = &status.checkpoints;
+        let dash = || "–".to_string();
+        let when = |ms: u64| c.written_at.map_or_else(dash, |_| millis(ms as f64));
+        EngineStatus {
+            checkpoint_age: c
+                .written_at
+                .map_or_else(dash, |at| format!("{} ago", seconds(now - at))),
+            checkpoint_took: when(c.took_ms),
+            checkpoint_pause: when(c.longest_pause_ms),
+            checkpoint_bytes: c.written_at.map_or_else(dash, |_| byte_size(c.bytes)),
+            checkpoints: c.count,
+            shards: status
+                .shards
+                .iter()
+                .map(|s| (s.queued, seconds(s.busy_ms as i64)))
+                .collect(),
+            sinks: status
+                .sinks
+                .iter()
+                .map(|s| {
+                    let mean = match s.writes {
+                        0 => dash(),
+                        n => millis(s.write_us as f64 / n as f64 / 1000.0),
+                    };
+                    (s.kind.clone(), s.writes, mean)
+                })
+                .collect(),
+        }
+    }
+}
+
+/// `12.3 ms`, as format.js `millis`.
+fn millis(ms: f64) -> String {
+    format!("{ms:.1} ms")
+}
+
+/// `20.1 MB`, as format.js `bytes`.
+fn byte_size(bytes: u64) -> String {
+    match bytes {
+        0..1_000 => format!("{bytes} B"),
+        1_000..1_000_000 => format!("{:.1} kB", bytes as f64 / 1e3),
+        1_000_000..1_000_000_000 => format!("{:.1} MB", bytes as f64 / 1e6),
+        _ => format!("{:.2} GB", bytes as f64 / 1e9),
+    }
 }
 
 pub struct StreamStatus {
@@ -999,6 +1061,7 @@ pub async fn status(
                 })
                 .collect(),
             open_alerts: dashboard.open_alerts(),
+            engine: EngineStatus::of(&status, now),
             paused: status.paused.unwrap_or_default(),
             viewer,
         }

@@ -13,7 +13,8 @@
 //!   (a page shows none); to one series, every point and window of it. Alerts and
 //!   acknowledgements go to everyone;
 //! - server → client, every second: `{"type": "status", "streams": [...], "events_per_second": f,
-//!   "open_alerts": n}`;
+//!   "open_alerts": n, "paused": reason | null, "shards": [...], "sinks": [...], "checkpoints":
+//!   {...}}` (the fields of `pipeline::PipelineStatus`);
 //! - client → server: `{"subscribe": "all"}` (every series: for small setups and tools; the
 //!   default), `{"subscribe": {"series": [{"stream": s, "series": s}, ...]}}` (the series a
 //!   page shows, at most 500), or `{"subscribe": {"stream": s, "series": s}}` (one series).
@@ -215,6 +216,9 @@ fn status(live: &LiveState) -> Value {
         "events_per_second": events_per_second,
         "open_alerts": open_alerts,
         "paused": status.paused,
+        "shards": status.shards,
+        "sinks": status.sinks,
+        "checkpoints": status.checkpoints,
     })
 }
 

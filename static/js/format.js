@@ -30,6 +30,17 @@ export function span(ms) {
   return `${sign}${Math.floor(s / 86400)} d ${Math.floor((s % 86400) / 3600)} h`;
 }
 
+/** `12.3 ms` (pages.rs `millis`). */
+export const millis = (ms) => `${ms.toFixed(1)} ms`;
+
+/** `20.1 MB` (pages.rs `byte_size`). */
+export function bytes(n) {
+  if (n < 1e3) return `${n} B`;
+  if (n < 1e6) return `${(n / 1e3).toFixed(1)} kB`;
+  if (n < 1e9) return `${(n / 1e6).toFixed(1)} MB`;
+  return `${(n / 1e9).toFixed(2)} GB`;
+}
+
 export const arrow = { rising: "↗", falling: "↘", flat: "→" };
 
 /** `+0.0123/s` (the overview's slope). */

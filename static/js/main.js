@@ -9,7 +9,7 @@ import { connect } from "./live.js";
 import { applyPoint, overviewSubscription } from "./overview.js";
 import { applySeriesPoint, setupChart, shown } from "./series.js";
 import { recent, remember } from "./spark.js";
-import { applyStreams } from "./streams.js";
+import { applyEngine, applyStreams } from "./streams.js";
 
 const known = new Set(); // alerts this page has heard of
 const openIds = new Set(); // of which open
@@ -62,6 +62,7 @@ const handlers = {
   status(message) {
     setOpenAlerts(message.open_alerts);
     applyStreams(message.streams);
+    applyEngine(message);
     showPaused(message.paused);
     const rate = document.getElementById("events-per-second");
     if (rate) rate.textContent = message.events_per_second.toFixed(1);

@@ -1,7 +1,7 @@
 // Pipeline progress on the overview and the status page: per stream its counters, watermark and
 // source; per partition its offset, lag, watermark and state.
 
-import { count, dash, span, time } from "./format.js";
+import { bytes, count, dash, millis, span, time } from "./format.js";
 import { page, setField } from "./chrome.js";
 
 export function applyStreams(streams) {
@@ -51,4 +51,30 @@ function partitionsChanged(s) {
   const shown = [...table.querySelectorAll("tr[data-partition]")].map((row) => row.dataset.partition).sort();
   const reported = s.partitions.map((p) => `${s.name}/${p.split}`).sort();
   return shown.join("\n") !== reported.join("\n");
+}
+
+/** The status page's engine section: the last checkpoint, each shard, each sink. */
+export function applyEngine(message) {
+  const scope = document.querySelector("[data-engine]");
+  if (!scope) return;
+  const c = message.checkpoints;
+  if (c && c.written_at != null) {
+    setField(scope, "checkpoint_age", `${span(Date.now() - c.written_at)} ago`);
+    setField(scope, "checkpoints", String(c.count));
+    setField(scope, "checkpoint_took", millis(c.took_ms));
+    setField(scope, "checkpoint_pause", millis(c.longest_pause_ms));
+    setField(scope, "checkpoint_bytes", bytes(c.bytes));
+  }
+  (message.shards || []).forEach((s, i) => {
+    const row = document.querySelector(`tr[data-shard="${i}"]`);
+    if (!row) return;
+    setField(row, "queued", String(s.queued));
+    setField(row, "busy", span(s.busy_ms));
+  });
+  (message.sinks || []).forEach((s, i) => {
+    const row = document.querySelector(`tr[data-sink="${i}"]`);
+    if (!row) return;
+    setField(row, "writes", String(s.writes));
+    setField(row, "mean_write", s.writes ? millis(s.write_us / s.writes / 1000) : dash);
+  });
 }

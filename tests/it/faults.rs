@@ -367,6 +367,34 @@ fn a_failing_write_flush_checkpoint_commit_or_upload_replays_to_the_same_rows() 
     }
 }
 
+/// Makes the pipeline in `dir` write each checkpoint over several rounds, a kilobyte a round.
+fn checkpoints_in_parts(dir: &Path) {
+    let config = dir.join("p.toml");
+    let toml = std::fs::read_to_string(&config).unwrap();
+    let toml = toml.replace(
+        r#"interval = "100ms""#,
+        r#"interval = "100ms", bytes_per_round = "1KiB""#,
+    );
+    assert!(toml.contains("bytes_per_round"), "{toml}");
+    std::fs::write(&config, toml).unwrap();
+}
+
+/// A checkpoint larger than `checkpoint.bytes_per_round` is written over several rounds, intake
+/// going on between them: a part failing sends the pipeline back like any failed checkpoint,
+/// and what the write had staged never becomes state.
+#[test]
+fn a_checkpoint_failing_half_written_replays_to_the_same_rows() {
+    let parts = input_parts(17);
+    let want = reference(&parts, None);
+    let (dir, db_url) = file_scenario_dir(None, false);
+    checkpoints_in_parts(dir.path());
+    // The 4th and 9th parts staged fail, then every part goes through.
+    let spec = "checkpoint-stage=3*off->1*return->4*off->1*return->off";
+    let (got, log) = follow_file(dir.path(), &parts, &db_url, Some((spec, 2)), |_, _| {});
+    assert!(log.contains("fault injected at checkpoint-stage"), "{log}");
+    assert_same_rows("a checkpoint half written", &got, &want);
+}
+
 /// With two engine threads, a round runs on the shards beside the reading of the next round,
 /// and the records of the round before are delivered meanwhile: a sink write failing then
 /// sends the pipeline back with a round in flight, which is dropped unfinished.
@@ -527,6 +555,8 @@ fn sigkill_at_twenty_random_moments_ends_with_the_same_rows() {
     let parts = input_parts(17);
     let want = reference(&parts, None);
     let (dir, db_url) = file_scenario_dir(None, false);
+    // Checkpoints written over several rounds, so that kills land in the middle of some.
+    checkpoints_in_parts(dir.path());
     let mut random = SplitMix64::new(20);
     let mut kills = 0;
     for p in 0..PARTS {

@@ -731,10 +731,32 @@ fn check_checkpoint_state(url: &str) {
         feed(&mut engine, 200, part * 3_000..(part + 1) * 3_000);
         let delta = engine.delta(false).unwrap();
         saw_images |= !delta.images.is_empty();
-        let written = store
-            .save("p", &checkpoint(Some(&delta), part as u64 + 1))
-            .unwrap();
-        assert_eq!(written, delta.len() as u64);
+        let epoch = part as u64 + 1;
+        if part % 2 == 0 {
+            let written = store.save("p", &checkpoint(Some(&delta), epoch)).unwrap();
+            assert_eq!(written, delta.len() as u64);
+        } else {
+            // Written in parts: none of it loads before the save.
+            let before = store.load("p").unwrap().unwrap();
+            let mut rest = delta.clone();
+            store.begin("p").unwrap();
+            while !rest.images.is_empty() || rest.logs.len() > 1 {
+                let images: Vec<_> = rest.images.drain(..rest.images.len().min(1)).collect();
+                let logs: Vec<_> = match images.is_empty() {
+                    true => rest.logs.drain(..2.min(rest.logs.len() - 1)).collect(),
+                    false => Vec::new(),
+                };
+                store.stage("p", &images, &logs).unwrap();
+                assert_eq!(
+                    store.load("p").unwrap().unwrap(),
+                    before,
+                    "staged, not saved"
+                );
+            }
+            store
+                .save_staged("p", &checkpoint(Some(&rest), epoch))
+                .unwrap();
+        }
         expected = Some(sorted(delta.apply(expected)));
         let loaded = store.load("p").unwrap().unwrap();
         assert_eq!(
@@ -747,8 +769,46 @@ fn check_checkpoint_state(url: &str) {
     assert!(saw_images, "the key groups took images as their logs grew");
     let stored = expected.clone().unwrap();
     assert_eq!(rows("state_logs", "p"), stored.logs.len() as i64);
+
+    // A write in parts that never reaches its save (the process died, or the pipeline went
+    // back to its last checkpoint): what it staged never loads, and the next write drops it.
+    let plan = tidewatch::EnginePlan::from_config(&engine_config()).with_changelog(true);
+    let mut going_on = tidewatch::Engine::restore_plan(plan, &stored).unwrap();
+    feed(&mut going_on, 200, 18_000..21_000);
+    let lost = going_on.delta(false).unwrap();
+    assert!(!lost.logs.is_empty());
+    store.begin("p").unwrap();
+    store.stage("p", &lost.images, &lost.logs).unwrap();
+    let mut store = db.checkpoints();
+    assert_eq!(store.load("p").unwrap().unwrap().engine, expected);
     assert!(
-        stored.logs.len() < 6 * stored.images.len(),
+        matches!(
+            store.stage("p", &[], &lost.logs),
+            Err(tidewatch::CheckpointError::NotBegun { .. })
+        ),
+        "a part is staged only after the write began"
+    );
+    store
+        .save("p", &checkpoint(Some(&tidewatch::StateDelta::default()), 7))
+        .unwrap();
+    assert_eq!(
+        rows("state_logs", "p"),
+        stored.logs.len() as i64,
+        "the lost write's rows went"
+    );
+    assert_eq!(
+        store.load("p").unwrap().unwrap().engine.unwrap().logs,
+        stored.logs
+    );
+    let covered = stored.logs.iter().filter(|l| {
+        stored
+            .images
+            .iter()
+            .any(|i| i.kg == l.kg && l.last_pos < i.pos)
+    });
+    assert_eq!(
+        covered.count(),
+        0,
         "segments the images covered were dropped"
     );
     let mut restored = tidewatch::Engine::restore(&engine_config(), &stored).unwrap();

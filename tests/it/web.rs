@@ -1259,7 +1259,7 @@ async fn script_modules_resolve_and_fill_rows_the_templates_have() {
 
 /// A real Prometheus tool reads `/metrics` of a running `serve`: `promtool check metrics`
 /// (Debian package `prometheus`, which scripts/test.sh installs) finds no error and no lint
-/// problem.
+/// problem. The checkpoints, the shards and the sinks are in it, and on the status page.
 #[test]
 fn promtool_accepts_the_metrics_of_a_running_pipeline() {
     let promtool = std::path::Path::new("/usr/bin/promtool");
@@ -1272,6 +1272,9 @@ fn promtool_accepts_the_metrics_of_a_running_pipeline() {
         dir.path().join("p.toml"),
         format!(
             r#"
+checkpoint = {{ interval = "200ms" }}
+engine = {{ threads = 2 }}
+
 [[streams]]
 name = "sensors"
 source = {{ kind = "file", path = "{}/config/data/sensors.ndjson" }}
@@ -1290,11 +1293,18 @@ url = "sqlite://{}/t.db"
     .unwrap();
     let (_server, port) = crate::support::serve("p.toml", dir.path());
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let value = |text: &str, name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or(0.0)
+    };
     let metrics = loop {
         let text = crate::support::http_get(port, "/metrics").unwrap_or_default();
-        // Every family has samples once the stream has been read.
+        // Every family has samples once the stream has been read and a checkpoint stored.
         if text.contains("tidewatch_partition_watermark_seconds{")
             && text.contains("kind=\"windows\"")
+            && value(&text, "tidewatch_checkpoint_bytes") > 0.0
+            && value(&text, "tidewatch_shard_busy_seconds_total{shard=\"1\"}") > 0.0
         {
             break text;
         }
@@ -1324,6 +1334,34 @@ url = "sqlite://{}/t.db"
         "promtool check metrics: {}{}\n{metrics}",
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        value(&metrics, "tidewatch_checkpoints_total") >= 1.0,
+        "{metrics}"
+    );
+    let age = value(&metrics, "tidewatch_checkpoint_age_seconds");
+    assert!((0.0..30.0).contains(&age), "{metrics}");
+    for shard in ["0", "1"] {
+        let busy = format!("tidewatch_shard_busy_seconds_total{{shard=\"{shard}\"}}");
+        assert!(value(&metrics, &busy) > 0.0, "{busy} in\n{metrics}");
+    }
+    let writes = "tidewatch_sink_write_seconds_count{sink=\"0\",kind=\"db\"}";
+    assert!(value(&metrics, writes) >= 1.0, "{metrics}");
+
+    let status = crate::support::http_get(port, "/status").unwrap();
+    for shown in [
+        "<tr data-shard=\"0\">",
+        "<tr data-shard=\"1\">",
+        "<tr data-sink=\"0\"><td>0</td><td>db</td>",
+    ] {
+        assert!(
+            status.contains(shown),
+            "{shown} not on the status page:\n{status}"
+        );
+    }
+    assert!(
+        !status.contains("data-field=\"checkpoint_age\">–"),
+        "{status}"
     );
 }
 

@@ -719,14 +719,21 @@ impl Source for KafkaSource {
             .collect()
     }
 
-    /// Commits the next offset of every partition read; call only after the sinks flushed.
-    /// Under a group a failed commit is only logged: the checkpoint, not the group's offset,
-    /// is where an assigned partition resumes, and a commit fails while the group rebalances.
-    fn commit(&mut self) -> Result<(), SourceError> {
+    /// Commits the offsets `at` names of the partitions this instance still owns; call only
+    /// after what was read before them is durable. Under a group a failed commit is only
+    /// logged: the checkpoint, not the group's offset, is where an assigned partition resumes,
+    /// and a commit fails while the group rebalances.
+    fn commit(&mut self, at: &[SplitPosition]) -> Result<(), SourceError> {
         let mut offsets = TopicPartitionList::new();
         for split in self.splits.iter().filter(|s| s.owned) {
+            let Some(position) = at.iter().find(|p| {
+                p.source == split.topic && i64::from(p.partition) == i64::from(split.partition)
+            }) else {
+                continue;
+            };
+            let next = i64::try_from(position.next_offset).unwrap_or(i64::MAX);
             offsets
-                .add_partition_offset(&split.topic, split.partition, Offset::Offset(split.next))
+                .add_partition_offset(&split.topic, split.partition, Offset::Offset(next))
                 .map_err(kafka_error)?;
         }
         if offsets.count() == 0 {
