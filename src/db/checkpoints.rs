@@ -63,7 +63,7 @@ impl DbCheckpoints {
         // the runtime, outside `block_on` too.
         let _context = self.runtime.enter();
         let saved = self.runtime.block_on(async {
-            let mut tx = self.db.pool().begin().await?;
+            let mut tx = self.db.begin_write().await?;
             if tx.backend_name() == "PostgreSQL" {
                 // Saves of one name take turns: instances of a group-assigned pipeline share
                 // its name and may save its row at the same moment.
@@ -138,7 +138,7 @@ impl CheckpointStore for DbCheckpoints {
         let seq = self
             .runtime
             .block_on(async {
-                let mut tx = self.db.pool().begin().await?;
+                let mut tx = self.db.begin_write().await?;
                 let seq = begin(&mut tx, name).await?;
                 tx.commit().await?;
                 Ok(seq)
@@ -162,7 +162,7 @@ impl CheckpointStore for DbCheckpoints {
         let _context = self.runtime.enter();
         self.runtime
             .block_on(async {
-                let mut tx = self.db.pool().begin().await?;
+                let mut tx = self.db.begin_write().await?;
                 add_rows(&mut tx, name, seq, images, logs).await?;
                 tx.commit().await
             })

@@ -58,6 +58,7 @@ const SQLITE_CACHE: &str = "PRAGMA cache_size = -32768";
 #[derive(Clone)]
 pub struct Database {
     pool: AnyPool,
+    sqlite: bool,
     /// The URL without its password, for logs and errors.
     url: String,
 }
@@ -108,11 +109,27 @@ impl Database {
         schema::migrate(&pool, connect_url.starts_with("postgres"))
             .await
             .map_err(error)?;
-        Ok(Database { pool, url: shown })
+        Ok(Database {
+            pool,
+            sqlite,
+            url: shown,
+        })
     }
 
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// A transaction that reads before it writes. On SQLite it takes the write lock at its
+    /// start (`BEGIN IMMEDIATE`, waiting out another writer as any write does): a deferred
+    /// transaction that read first cannot take the lock once another connection has written
+    /// since its read, and SQLite then answers "database is locked" at once, without waiting.
+    pub async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        if self.sqlite {
+            self.pool.begin_with("BEGIN IMMEDIATE").await
+        } else {
+            self.pool.begin().await
+        }
     }
 
     /// The URL as logs may show it (no password).
