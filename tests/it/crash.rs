@@ -17,7 +17,7 @@ use tidewatch::record::{AlertRecord, PointRecord, WindowRecord};
 
 use crate::lake::lake_rows;
 use crate::support::broker::Broker;
-use crate::support::{assert_success, tidewatch, unique_name};
+use crate::support::{assert_success, tidewatch, unique_name, ChildGuard};
 
 fn pipeline(broker: &str, topic: &str, group: &str, db: &Path, lake: &Path) -> String {
     format!(
@@ -162,27 +162,30 @@ fn kill_9_and_restart_gives_the_rows_of_an_uninterrupted_run() {
         ),
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tidewatch"))
-        .args(["run", "--config", "crash.toml"])
-        .current_dir(dir.path())
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    // Killed on drop too, should the test fail before it kills the run itself.
+    let mut run = ChildGuard(
+        Command::new(env!("CARGO_BIN_EXE_tidewatch"))
+            .args(["run", "--config", "crash.toml"])
+            .current_dir(dir.path())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         if has_mid_run_checkpoint(&crash_db) {
-            child.kill().unwrap(); // SIGKILL
+            run.0.kill().unwrap(); // SIGKILL
             break;
         }
-        if let Some(status) = child.try_wait().unwrap() {
+        if let Some(status) = run.0.try_wait().unwrap() {
             panic!("the following run exited ({status}) before it was killed");
         }
         assert!(Instant::now() < deadline, "no checkpoint within 120 s");
         std::thread::sleep(Duration::from_millis(10));
     }
-    let status = child.wait().unwrap();
+    let status = run.0.wait().unwrap();
     assert!(!status.success(), "the run was killed, not stopped");
     let partial = dump(&crash_db);
     let reference = dump(&reference_db);

@@ -111,21 +111,24 @@ pub fn assert_exactly_once_across_sigkill(
         pipeline(&events_path, lake_url, "remote.db"),
     )
     .unwrap();
-    let mut child = command(dir, &["run", "--config", "remote.toml"], env)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    // Killed on drop too, should the test fail before it kills the run itself.
+    let mut run = crate::support::ChildGuard(
+        command(dir, &["run", "--config", "remote.toml"], env)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let deadline = Instant::now() + Duration::from_secs(120);
     while !has_checkpoint(&dir.join("remote.db")) {
-        if let Some(status) = child.try_wait().unwrap() {
+        if let Some(status) = run.0.try_wait().unwrap() {
             panic!("the following run exited ({status}) before it was killed");
         }
         assert!(Instant::now() < deadline, "no checkpoint within 120 s");
         std::thread::sleep(Duration::from_millis(10));
     }
-    child.kill().unwrap(); // SIGKILL
-    assert!(!child.wait().unwrap().success());
+    run.0.kill().unwrap(); // SIGKILL
+    assert!(!run.0.wait().unwrap().success());
     assert_success(
         &command(dir, &["run", "--once", "--config", "remote.toml"], env)
             .output()
