@@ -3,9 +3,14 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use tracing::warn;
+
 use super::PipelineError;
 use crate::record::{Record, RecordKind};
 use crate::sink::Sink;
+
+/// A sink write taking this long is logged.
+const SLOW_WRITE: Duration = Duration::from_secs(1);
 
 /// The sinks, what was written to them, and how long their writes took.
 pub struct Delivery {
@@ -35,13 +40,23 @@ impl Delivery {
         if records.is_empty() {
             return Ok(());
         }
-        for (sink, timing) in self.sinks.iter_mut().zip(&mut self.timings) {
+        for (index, (sink, timing)) in self.sinks.iter_mut().zip(&mut self.timings).enumerate() {
             fail::fail_point!("sink-write", |_| Err(PipelineError::Injected {
                 point: "sink-write"
             }));
             let started = Instant::now();
             sink.write(records)?;
-            *timing = (timing.0 + 1, timing.1 + started.elapsed());
+            let took = started.elapsed();
+            if took >= SLOW_WRITE {
+                // Intake waits meanwhile: the operator should hear of it.
+                warn!(
+                    sink = index,
+                    records = records.len(),
+                    took_ms = took.as_millis() as u64,
+                    "Slow sink write."
+                );
+            }
+            *timing = (timing.0 + 1, timing.1 + took);
         }
         for record in records.iter() {
             *self.written.entry(record.kind()).or_default() += 1;

@@ -484,7 +484,8 @@ impl<'a> Pipeline<'a> {
                 .iter()
                 .enumerate()
                 .map(|(i, &(writes, took))| SinkProgress {
-                    kind: config.sinks.get(i).map_or("sink", |s| s.kind()).to_owned(),
+                    // Past the config's sinks: the live view `serve` adds.
+                    kind: config.sinks.get(i).map_or("live", |s| s.kind()).to_owned(),
                     writes,
                     write_us: took.as_micros() as u64,
                 })
