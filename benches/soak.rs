@@ -10,8 +10,11 @@
 //! series of one overview page (client k to page k), as the dashboard does: at 100,000 series
 //! `all` is a stream no browser could take.
 //!
-//! Prints one line per sample (minutes, RSS in MiB, events accepted, messages the clients
-//! read) and a summary: RSS at the end of each third of the run, so a slope is visible.
+//! Prints one line per sample (minutes, RSS in MiB, events accepted, the accepted rate since
+//! the sample before, messages the clients read, and the longest checkpoint pause and largest
+//! checkpoint seen since the sample before: `/metrics` is read every second) and a summary:
+//! RSS at the end of each third of the run, so a slope is visible, the lowest accepted rate in
+//! any minute, and the longest checkpoint pause.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -74,21 +77,40 @@ fn rss_mib(pid: u32) -> f64 {
     kib / 1024.0
 }
 
-fn accepted(port: u16) -> u64 {
+/// What one read of `/metrics` says: events accepted, the last checkpoint's longest pause (s)
+/// and bytes.
+#[derive(Debug, Default, Clone, Copy)]
+struct Sample {
+    accepted: u64,
+    pause: f64,
+    bytes: f64,
+}
+
+fn sample(port: u16) -> Sample {
     use std::io::{Read, Write};
     let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
-        return 0;
+        return Sample::default();
     };
     let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
     let request = "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
     let mut text = String::new();
     if stream.write_all(request.as_bytes()).is_err() || stream.read_to_string(&mut text).is_err() {
-        return 0;
+        return Sample::default();
     }
-    text.lines()
-        .filter(|l| l.starts_with("tidewatch_events_total{"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum()
+    let value = |name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or(0.0)
+    };
+    Sample {
+        accepted: text
+            .lines()
+            .filter(|l| l.starts_with("tidewatch_events_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum(),
+        pause: value("tidewatch_checkpoint_pause_seconds"),
+        bytes: value("tidewatch_checkpoint_bytes"),
+    }
 }
 
 /// Series an overview page shows.
@@ -224,20 +246,40 @@ url = "sqlite://{}/soak.db"
         o.minutes,
         o.every
     );
-    println!("minutes,rss_mib,events_accepted,client_messages");
+    println!(
+        "minutes,rss_mib,events_accepted,accepted_per_s,client_messages,\
+         checkpoint_pause_ms,checkpoint_mb"
+    );
     let started = Instant::now();
     let end = Duration::from_secs_f64(o.minutes * 60.0);
     let mut samples = Vec::new();
+    // Accepted events at each whole minute, for the lowest rate in any minute.
+    let mut minutes_accepted = vec![0u64];
+    let (mut longest_pause, mut last_accepted) = (0.0f64, 0u64);
     while started.elapsed() < end {
-        std::thread::sleep(Duration::from_secs(o.every));
+        let (mut pause, mut bytes) = (0.0f64, 0.0f64);
+        let mut last = Sample::default();
+        for _ in 0..o.every {
+            std::thread::sleep(Duration::from_secs(1));
+            last = sample(port);
+            (pause, bytes) = (pause.max(last.pause), bytes.max(last.bytes));
+            if started.elapsed().as_secs() / 60 >= minutes_accepted.len() as u64 {
+                minutes_accepted.push(last.accepted);
+            }
+        }
+        longest_pause = longest_pause.max(pause);
         let minutes = started.elapsed().as_secs_f64() / 60.0;
         let rss = rss_mib(pid);
         assert!(rss > 0.0, "serve exited during the soak");
         println!(
-            "{minutes:.2},{rss:.1},{},{}",
-            accepted(port),
-            read.load(Ordering::Relaxed)
+            "{minutes:.2},{rss:.1},{},{:.0},{},{:.0},{:.1}",
+            last.accepted,
+            (last.accepted - last_accepted.min(last.accepted)) as f64 / o.every as f64,
+            read.load(Ordering::Relaxed),
+            pause * 1000.0,
+            bytes / 1e6
         );
+        last_accepted = last.accepted;
         samples.push((minutes, rss));
     }
     stop.store(true, Ordering::Relaxed);
@@ -257,6 +299,15 @@ url = "sqlite://{}/soak.db"
             c.1,
             c.0,
             samples.iter().map(|s| s.1).fold(0.0, f64::max)
+        );
+    }
+    let per_minute: Vec<u64> = minutes_accepted.windows(2).map(|w| w[1] - w[0]).collect();
+    if let Some(lowest) = per_minute.iter().skip(1).min() {
+        println!(
+            "soak: lowest accepted rate in a minute (after the first) {:.0}/s; longest \
+             checkpoint pause {:.0} ms",
+            *lowest as f64 / 60.0,
+            longest_pause * 1000.0
         );
     }
     drop(server);
