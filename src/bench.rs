@@ -3,11 +3,10 @@
 //! The workload is built in memory before the clock starts (see [`generate`]). The timed part is
 //! everything a real event costs: decode from JSON bytes, dedup, watermark, a tumbling 1 m and a
 //! sliding 1 m / 10 s window, and per-point SMA/EWMA/slope and the default anomaly detector.
-//! It runs twice: on one thread, then as the pipeline runs a stream on a machine with cores to
-//! spare (messages decoded on a second thread a batch ahead of the engine, the per-point
-//! analytics of each round of 8 batches computed on `engine.threads` threads), and checks both
-//! give the same record counts, flagged anomalies and alert ids (the tests compare the records
-//! themselves). It also checks that the detector flags every planted anomaly.
+//! It runs twice: on one shard, then as the pipeline runs a stream on a machine with cores to
+//! spare (messages decoded a batch ahead on a thread of their own, the series split over
+//! `engine.threads` keyed shards), and checks both give the same record counts, flagged
+//! anomalies and alert ids (the tests compare the records themselves). It also checks that the detector flags every planted anomaly.
 
 use std::time::{Duration, Instant};
 
@@ -112,7 +111,7 @@ pub struct BenchReport {
     pub decode_only: Duration,
     /// The whole engine on one thread.
     pub engine: Duration,
-    /// The same, decoding ahead on a second thread; `None` when `engine.threads` is 1.
+    /// The same on `engine.threads` shards; `None` when that is 1.
     pub engine_ahead: Option<(Duration, usize)>,
     pub records: Vec<(RecordKind, u64)>,
     pub late: u64,
@@ -136,15 +135,15 @@ impl std::fmt::Display for BenchReport {
         )?;
         writeln!(
             f,
-            "whole engine:      {:>10.0} events/s ({:.3} s, one thread)",
+            "whole engine:      {:>10.0} events/s ({:.3} s, one shard)",
             rate(self.engine),
             self.engine.as_secs_f64()
         )?;
         if let Some((ahead, threads)) = self.engine_ahead {
             writeln!(
                 f,
-                "decoding ahead:    {:>10.0} events/s ({:.3} s, engine.threads = {threads}: \
-                 decoding on a second thread)",
+                "on {threads} shards:       {:>10.0} events/s ({:.3} s, engine.threads = {threads}, \
+                 decoding a batch ahead on a thread of its own)",
                 rate(ahead),
                 ahead.as_secs_f64()
             )?;
@@ -194,7 +193,7 @@ pub fn run(workload: Workload) -> BenchReport {
         assert!(
             (ahead.counts, &ahead.flagged, &ahead.alert_ids)
                 == (one.counts, &one.flagged, &one.alert_ids),
-            "decoding ahead gave other records than one thread"
+            "{threads} shards gave other records than one"
         );
         ahead.elapsed
     });

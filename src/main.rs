@@ -104,7 +104,7 @@ enum Command {
     },
     /// Write generated events (with anomalies, duplicates and late data) to a Kafka topic.
     Produce(ProduceArgs),
-    /// Measure engine throughput on a generated in-memory workload (one thread).
+    /// Measure engine throughput on a generated in-memory workload (one shard, then `engine.threads`).
     Bench {
         #[arg(long, default_value_t = 2_000_000)]
         events: usize,
