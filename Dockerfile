@@ -3,7 +3,9 @@
 # include_str!), so the runtime image needs only the binary, the example configs and CA roots.
 #
 #   docker build -t tidewatch .
-#   docker run --rm -p 8080:8080 tidewatch          # demo source + SQLite, like `cargo run`
+#   docker run --rm -p 8080:8080 -e TIDEWATCH_AUTH_TOKEN=change-me tidewatch
+#                                   # demo source + SQLite, like `cargo run`; published on a
+#                                   # network, acknowledging needs the token
 
 FROM rust:1.95-bookworm AS build
 WORKDIR /src

@@ -80,10 +80,19 @@ fn tidewatch_config(compose: &Yaml) -> (PathBuf, Config) {
 fn the_stack_has_kafka_in_kraft_mode_postgres_tidewatch_and_a_producer() {
     let compose = compose();
     let kafka = service(&compose, "kafka");
-    assert!(kafka["image"]
-        .as_str()
-        .unwrap()
-        .starts_with("apache/kafka:"));
+    // The broker users run is the one the tests run (tests/kafka/pom.xml).
+    let pom = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/kafka/pom.xml"))
+        .unwrap();
+    let tested = pom
+        .split("<artifactId>kafka_2.13</artifactId>")
+        .nth(1)
+        .and_then(|rest| rest.split("<version>").nth(1))
+        .and_then(|rest| rest.split("</version>").next())
+        .expect("the Kafka version in tests/kafka/pom.xml");
+    assert_eq!(
+        kafka["image"].as_str().unwrap(),
+        format!("apache/kafka:{tested}")
+    );
     assert!(env(kafka, "KAFKA_PROCESS_ROLES").contains("controller"));
     assert!(kafka["environment"]["KAFKA_ZOOKEEPER_CONNECT"].is_badvalue());
     let postgres = service(&compose, "postgres");
