@@ -11,7 +11,6 @@
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
-use crate::engine::plan::EnginePlan;
 use crate::engine::{Engine, Origin, StreamCounters};
 use crate::event::{Decoder, Event};
 use crate::generator::{Faults, Generator, Kind};
@@ -270,7 +269,7 @@ const ROUND_BATCHES: usize = 8;
 /// up to eight batches at a time, each round run by the shards while the next is read, and
 /// with more than one thread the messages decoded a batch ahead on a thread of their own.
 fn run_engine(config: &Config, decoder: &Decoder, lines: &[Vec<u8>], threads: usize) -> Observed {
-    let mut engine = Engine::from_plan(EnginePlan::from_config(config).with_threads(threads));
+    let mut engine = Engine::new(config.engine_plan().with_threads(threads));
     let mut out: Vec<Record> = Vec::with_capacity(1 << 14);
     let mut counts = [0u64; RecordKind::ALL.len()];
     // Checked against what was planted once the clock has stopped.

@@ -11,8 +11,6 @@
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::config::Config;
-use crate::db::DbError;
 use crate::engine::changelog::{GroupImage, LogSegment};
 use crate::engine::{SnapshotError, StateDelta, StoredState};
 
@@ -30,7 +28,7 @@ pub struct SplitPosition {
 /// are handed [`Outgoing`] (what changed since the checkpoint before).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Checkpoint<State = StoredState> {
-    /// The checkpoint belongs to this pipeline shape (see [`fingerprint`]).
+    /// The checkpoint belongs to this pipeline shape (see `Config::state_fingerprint`).
     pub fingerprint: String,
     /// The engine state; `None` once a batch run has finished and closed every window: the
     /// next run starts a fresh engine from the positions.
@@ -105,8 +103,9 @@ pub trait CheckpointStore: Send {
 
 #[derive(Debug, Error)]
 pub enum CheckpointError {
+    /// The store failed (its own error: a database's, for the `db` store).
     #[error(transparent)]
-    Db(#[from] DbError),
+    Store(Box<dyn std::error::Error + Send + Sync>),
     #[error(transparent)]
     Snapshot(#[from] SnapshotError),
     #[error("checkpoint {name:?}: a part staged before the checkpoint was begun")]
@@ -117,47 +116,4 @@ pub enum CheckpointError {
         #[source]
         source: serde_json::Error,
     },
-}
-
-/// A stable digest of everything that shapes engine state (streams without their sources,
-/// joins): a checkpoint taken under another shape cannot be restored into this one. Digested
-/// from the JSON of those settings, a format of their own, rather than `Debug` text, which may
-/// change with any refactoring.
-pub fn fingerprint(config: &Config) -> String {
-    #[derive(Serialize)]
-    struct StreamShape<'a> {
-        name: &'a str,
-        fields: &'a crate::event::FieldMapping,
-        watermark: WatermarkShape,
-        dedup: &'a Option<crate::engine::dedup::DedupConfig>,
-        windows: &'a [crate::engine::window::WindowSpec],
-        analytics: &'a Option<crate::engine::points::AnalyticsConfig>,
-        max_series: usize,
-    }
-    /// What of the watermark shapes state: not `max_ahead`, which only refuses input and may
-    /// change between runs.
-    #[derive(Serialize)]
-    struct WatermarkShape {
-        lateness: crate::config::Duration,
-        idle_timeout: crate::config::Duration,
-    }
-    let streams: Vec<StreamShape<'_>> = config
-        .streams
-        .iter()
-        .map(|s| StreamShape {
-            name: &s.name,
-            fields: &s.fields,
-            watermark: WatermarkShape {
-                lateness: s.watermark.lateness,
-                idle_timeout: s.watermark.idle_timeout,
-            },
-            dedup: &s.dedup,
-            windows: &s.windows,
-            analytics: &s.analytics,
-            max_series: s.max_series,
-        })
-        .collect();
-    let shape = serde_json::to_vec(&(streams, &config.joins))
-        .expect("settings of plain strings, numbers and lists always serialise");
-    format!("{:016x}", crate::digest::fnv1a(shape))
 }

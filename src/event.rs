@@ -68,8 +68,8 @@ pub struct FieldMapping {
 }
 
 impl FieldMapping {
-    pub fn validate(&self) -> Result<(), crate::config::Invalid> {
-        use crate::config::Invalid;
+    pub fn validate(&self) -> Result<(), crate::types::Invalid> {
+        use crate::types::Invalid;
         let mut named = vec![("time", &self.time)];
         named.extend(self.series.as_ref().map(|s| ("series", s)));
         named.extend(self.value.as_ref().map(|s| ("value", s)));

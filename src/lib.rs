@@ -40,6 +40,7 @@ pub mod record;
 mod report;
 mod sink;
 mod source;
+mod types;
 pub mod web;
 
 pub use bench::{run as run_bench, BenchReport, Workload};

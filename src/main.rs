@@ -9,13 +9,13 @@ use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use tidewatch::web;
 use tidewatch::Faults;
+use tidewatch::LiveSink;
 use tidewatch::Notifier;
 use tidewatch::ProduceOptions;
 use tidewatch::Report;
 use tidewatch::Store;
 use tidewatch::Workload;
 use tidewatch::{Config, DEFAULT_PIPELINE};
-use tidewatch::{LiveSink, LiveState};
 use tidewatch::{Mode, Outputs, Pipeline};
 use tracing_subscriber::EnvFilter;
 
@@ -260,7 +260,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         web_config.allowed_hosts.push(host.trim().to_owned());
     }
     let stop = stop_on_signals()?;
-    let live = LiveState::for_config(&config);
+    let live = config.live_view();
     let mut outputs = Outputs::build(&config)?;
     outputs.sinks.push(Box::new(LiveSink::new(live.clone())));
     outputs.status = Some(live.status_sender());

@@ -5,25 +5,23 @@
 //! joins) beside the operators. Serde reads the file into those types (typed durations, enums
 //! by name, defaults in `Default` impls, unknown keys refused); each type then checks what
 //! serde cannot (ranges, keys that only make sense together) in a `validate` method. This
-//! module holds what is shared: the [`Config`] of a whole pipeline, its cross-checks (stream
-//! names, joins, sinks a consumer group needs), the [`Duration`] type and the errors.
+//! module holds the [`Config`] of a whole pipeline, its cross-checks (stream names, joins, sinks
+//! a consumer group needs) and its errors; the leaf types the components' configs share
+//! ([`Duration`], [`ByteSize`], [`Invalid`]) live in `crate::types`, and what the components
+//! are built from (the engine's plan, the live view) in `plans`.
 //!
 //! Every error names the key it is about, as a path such as `streams[0].windows[1].slide`, so
 //! `tidewatch check-config` can point at the line.
 
-mod duration;
-mod size;
+mod plans;
 pub mod tagged;
 
 use std::collections::HashSet;
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-pub use self::duration::Duration;
-pub use self::size::ByteSize;
 use crate::engine::dedup::DedupConfig;
 use crate::engine::join::{JoinConfig, JoinOn};
 use crate::engine::points::AnalyticsConfig;
@@ -32,6 +30,7 @@ use crate::engine::window::WindowSpec;
 use crate::event::FieldMapping;
 use crate::sink::SinkConfig;
 use crate::source::SourceConfig;
+pub use crate::types::{ByteSize, Duration, Invalid};
 
 #[derive(Debug, Error)]
 pub enum ConfigError {
@@ -54,34 +53,6 @@ fn key_prefix(key: &str) -> String {
         String::new()
     } else {
         format!("{key}: ")
-    }
-}
-
-/// A value that parsed but is not acceptable. `key` is relative to the table that found the
-/// problem; each enclosing table prefixes its own key ([`Invalid::under`]) on the way up.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-#[error("{key}: {message}")]
-pub struct Invalid {
-    pub key: String,
-    pub message: String,
-}
-
-impl Invalid {
-    pub fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
-        Invalid {
-            key: key.into(),
-            message: message.into(),
-        }
-    }
-
-    /// The same problem seen from the enclosing table `table` (`"streams[0]"`, `"windows[1]"`).
-    pub fn under(self, table: impl fmt::Display) -> Self {
-        let key = if self.key.is_empty() {
-            table.to_string()
-        } else {
-            format!("{table}.{}", self.key)
-        };
-        Invalid { key, ..self }
     }
 }
 

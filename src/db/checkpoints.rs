@@ -16,7 +16,7 @@ use std::sync::Arc;
 use sqlx::{Any, Row, Transaction};
 use tokio::runtime::Runtime;
 
-use super::Database;
+use super::database::Database;
 use crate::checkpoint::{Checkpoint, CheckpointError, CheckpointStore, Outgoing};
 use crate::engine::changelog::{GroupImage, LogSegment};
 use crate::engine::{StateDelta, StoredState};
@@ -46,7 +46,7 @@ impl DbCheckpoints {
     }
 
     fn failed(&self) -> impl Fn(sqlx::Error) -> CheckpointError + '_ {
-        |source| CheckpointError::Db(self.db.error(source))
+        |source| CheckpointError::Store(Box::new(self.db.error(source)))
     }
 
     /// Saves `checkpoint` in one transaction: with the rows numbered `staged` when a write

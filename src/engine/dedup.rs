@@ -5,7 +5,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::config::{Duration, Invalid};
+use crate::types::{Duration, Invalid};
 
 /// A stream's `dedup` table: an event whose id was seen within `horizon` is a duplicate.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

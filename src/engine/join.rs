@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use super::output::{Emitted, SubKey};
 use super::LogOrder;
-use crate::config::{Duration, Invalid};
 use crate::record::{JoinRecord, Record};
+use crate::types::{Duration, Invalid};
 
 /// One `[[joins]]` table: events of two streams with equal keys at most `within` apart.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -117,7 +117,6 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::config::Config;
 use crate::event::Event;
 use crate::record::Record;
 
@@ -321,12 +320,8 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// The engine of `config`'s streams and joins, on `engine.threads` shards.
-    pub fn new(config: &Config) -> Self {
-        Engine::from_plan(EnginePlan::from_config(config))
-    }
-
-    pub fn from_plan(plan: EnginePlan) -> Self {
+    /// The engine of `plan`'s streams and joins, on its shards.
+    pub fn new(plan: EnginePlan) -> Self {
         let plan = Arc::new(plan);
         let shards = Shards::start(&plan);
         let mut engine = Engine {
@@ -743,15 +738,11 @@ impl Engine {
         Ok(self.delta(true)?.apply(None))
     }
 
-    /// An engine of `config` with the state of the static streams and joins `state` holds,
-    /// on `engine.threads` shards (whatever the number it was written with).
-    pub fn restore(config: &Config, state: &StoredState) -> Result<Engine, SnapshotError> {
-        Engine::restore_plan(EnginePlan::from_config(config), state)
-    }
-
-    pub fn restore_plan(plan: EnginePlan, state: &StoredState) -> Result<Engine, SnapshotError> {
+    /// An engine of `plan` with the state of the static streams and joins `state` holds, on
+    /// the plan's shards (whatever the number it was written with).
+    pub fn restore(plan: EnginePlan, state: &StoredState) -> Result<Engine, SnapshotError> {
         let (pos, routers) = snapshot::read_head(&state.head)?;
-        let mut engine = Engine::from_plan(plan);
+        let mut engine = Engine::new(plan);
         engine.settle_quietly();
         for (task, router) in routers {
             let slot = engine

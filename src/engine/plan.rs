@@ -5,11 +5,10 @@
 use std::sync::Arc;
 
 use super::dedup::DedupConfig;
-use super::join::{JoinKind, JoinOn, Side};
+use super::join::{JoinKind, Side};
 use super::points::AnalyticsConfig;
 use super::time::WatermarkConfig;
 use super::window::WindowSpec;
-use crate::config::Config;
 
 /// The engine's streams and joins, and how many shards run them.
 #[derive(Debug, Clone)]
@@ -63,43 +62,12 @@ impl StreamPlan {
 }
 
 impl EnginePlan {
-    pub fn from_config(config: &Config) -> EnginePlan {
-        let mut streams: Vec<StreamPlan> = config
-            .streams
-            .iter()
-            .map(|s| StreamPlan {
-                name: Arc::from(s.name.as_str()),
-                watermark: s.watermark,
-                dedup: s.dedup,
-                windows: s.windows.clone(),
-                analytics: s.analytics,
-                max_series: s.max_series,
-                group_assigned: s.is_group_assigned(),
-                joins: Vec::new(),
-            })
-            .collect();
-        let joins = config
-            .joins
-            .iter()
-            .enumerate()
-            .map(|(i, j)| {
-                let (left, right) = j.sides;
-                let by_field = matches!(j.on, JoinOn::Field(_));
-                streams[left].joins.push((i, Side::Left, by_field));
-                streams[right].joins.push((i, Side::Right, by_field));
-                JoinPlan {
-                    name: Arc::from(j.name.as_str()),
-                    left,
-                    right,
-                    within_ms: j.within.ms(),
-                    kind: j.kind,
-                }
-            })
-            .collect();
+    /// The plan of `streams` and `joins` on `threads` shards, keeping no logs.
+    pub fn new(streams: Vec<StreamPlan>, joins: Vec<JoinPlan>, threads: usize) -> EnginePlan {
         EnginePlan {
             streams,
             joins,
-            threads: config.engine.threads(),
+            threads: threads.max(1),
             changelog: false,
             first_image_after: 256 << 10,
         }

@@ -15,8 +15,8 @@ use super::output::{Emitted, SubKey};
 use super::reorder::{Buffered, ReorderBuffer};
 use super::stats::{Ewma, MovingAverage, SlidingRegression};
 use super::{Accepted, Operator};
-use crate::config::{Duration, Invalid};
 use crate::record::{PointRecord, Record, Trend};
+use crate::types::{Duration, Invalid};
 
 /// A stream's `analytics` table: what is computed per point.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

@@ -1,6 +1,7 @@
 //! The engine as a whole: snapshots, and the same records whatever the number of shards.
 
 use super::*;
+use crate::config::Config;
 use crate::record::LateRecord;
 
 fn bench_config() -> Config {
@@ -9,7 +10,7 @@ fn bench_config() -> Config {
 
 /// `config` run on `threads` shards.
 fn engine_on(config: &Config, threads: usize) -> Engine {
-    Engine::from_plan(EnginePlan::from_config(config).with_threads(threads))
+    Engine::new(config.engine_plan().with_threads(threads))
 }
 
 /// Where a test's event comes from: partition 0 of source "x", at `offset`.
@@ -34,10 +35,11 @@ fn event(ts: i64, series: String, value: f64, id: Option<String>) -> Event<'stat
 
 /// The bench's pipeline with `n` events of 50 series in it, on `threads` shards, keeping logs.
 fn engine_with_events(config: &Config, threads: usize, n: i64) -> Engine {
-    let plan = EnginePlan::from_config(config)
+    let plan = config
+        .engine_plan()
         .with_threads(threads)
         .with_changelog(true);
-    let mut engine = Engine::from_plan(plan);
+    let mut engine = Engine::new(plan);
     let mut out = Vec::new();
     for i in 0..n {
         let e = event(
@@ -85,7 +87,7 @@ fn a_full_state_restores_and_another_format_is_refused_by_name() {
     let state = engine.full_state().unwrap();
     assert_eq!(state.head[0], SNAPSHOT_FORMAT);
     assert!(!state.images.is_empty() && state.logs.is_empty());
-    let mut restored = Engine::restore(&config, &state).unwrap();
+    let mut restored = Engine::restore(config.engine_plan(), &state).unwrap();
     let again = restored.full_state().unwrap();
     assert_eq!(again.head, state.head);
     let groups = |s: &StoredState| s.images.iter().map(|i| (i.kg, i.pos)).collect::<Vec<_>>();
@@ -94,14 +96,17 @@ fn a_full_state_restores_and_another_format_is_refused_by_name() {
 
     let mut old = state.clone();
     old.head[0] = SNAPSHOT_FORMAT - 1;
-    let refused = Engine::restore(&config, &old).err().unwrap().to_string();
+    let refused = Engine::restore(config.engine_plan(), &old)
+        .err()
+        .unwrap()
+        .to_string();
     assert!(
         refused.contains(&format!("format {}", SNAPSHOT_FORMAT - 1))
             && refused.contains("checkpoint.pipeline"),
         "{refused}"
     );
     let empty = StoredState::default();
-    assert!(Engine::restore(&config, &empty).is_err());
+    assert!(Engine::restore(config.engine_plan(), &empty).is_err());
 }
 
 /// Any byte changed in the head, an image or a log segment is caught by its checksum before
@@ -114,7 +119,7 @@ fn a_damaged_state_is_refused_by_its_checksums() {
     let full = engine.full_state().unwrap();
     assert!(!state.logs.is_empty() && !full.images.is_empty());
     let damaged = |state: &StoredState, what: &str| {
-        let refused = Engine::restore(&config, state).err().unwrap();
+        let refused = Engine::restore(config.engine_plan(), state).err().unwrap();
         assert!(
             matches!(refused, SnapshotError::Damaged),
             "{what}: {refused}"
@@ -149,10 +154,8 @@ fn one_stream_with_analytics(lateness: &str) -> Config {
 #[test]
 fn no_checkpoint_while_a_round_is_read_or_run() {
     let config = one_stream_with_analytics("1s");
-    let plan = EnginePlan::from_config(&config)
-        .with_threads(2)
-        .with_changelog(true);
-    let mut engine = Engine::from_plan(plan);
+    let plan = config.engine_plan().with_threads(2).with_changelog(true);
+    let mut engine = Engine::new(plan);
     let mut out = Vec::new();
     for i in 0..5_000i64 {
         let e = event(
@@ -181,7 +184,7 @@ fn no_checkpoint_while_a_round_is_read_or_run() {
     engine.land(&mut out);
     assert_eq!(out.len(), 4_899, "the points the watermark passed");
     let state = engine.delta(false).unwrap().apply(None);
-    let restored = Engine::restore(&config, &state).unwrap();
+    let restored = Engine::restore(config.engine_plan(), &state).unwrap();
     assert_eq!(restored.counters(0), engine.counters(0));
     assert_eq!(restored.watermark(0), engine.watermark(0));
 }
@@ -308,18 +311,19 @@ fn checkpoints_of_n_shards_restore_on_m() {
         }
     };
     let plan = |threads: usize| {
-        EnginePlan::from_config(&config)
+        config
+            .engine_plan()
             .with_threads(threads)
             .with_changelog(true)
             .with_first_image_after(2_000)
     };
     let mut straight = Vec::new();
-    let mut engine = Engine::from_plan(plan(1));
+    let mut engine = Engine::new(plan(1));
     feed(&mut engine, 0..events.len(), &mut straight);
     engine.finish(&mut straight);
     for (before, after) in [(1, 3), (3, 1), (2, 7), (7, 2)] {
         let mut resumed = Vec::new();
-        let mut first = Engine::from_plan(plan(before));
+        let mut first = Engine::new(plan(before));
         // Checkpoints every 2,000 events, kept as a store keeps them.
         let mut stored: Option<StoredState> = None;
         let mut images = 0;
@@ -332,7 +336,7 @@ fn checkpoints_of_n_shards_restore_on_m() {
         }
         let stored = stored.unwrap();
         assert!(images > 0, "the shards took images as the logs grew");
-        let mut second = Engine::restore_plan(plan(after), &stored).unwrap();
+        let mut second = Engine::restore(plan(after), &stored).unwrap();
         feed(&mut second, 14_000..events.len(), &mut resumed);
         second.finish(&mut resumed);
         assert!(resumed == straight, "{before} shards, then {after}");
@@ -344,10 +348,8 @@ fn checkpoints_of_n_shards_restore_on_m() {
 #[test]
 fn a_checkpoint_costs_what_changed() {
     let config = one_stream_with_analytics("1s");
-    let plan = EnginePlan::from_config(&config)
-        .with_threads(2)
-        .with_changelog(true);
-    let mut engine = Engine::from_plan(plan);
+    let plan = config.engine_plan().with_threads(2).with_changelog(true);
+    let mut engine = Engine::new(plan);
     let mut out = Vec::new();
     let mut offset = 0;
     let mut feed = |engine: &mut Engine, events: i64, series: i64, out: &mut Vec<Record>| {
@@ -377,7 +379,7 @@ fn a_checkpoint_costs_what_changed() {
         delta.len()
     );
     stored = Some(delta.apply(stored));
-    let restored = Engine::restore(&config, stored.as_ref().unwrap()).unwrap();
+    let restored = Engine::restore(config.engine_plan(), stored.as_ref().unwrap()).unwrap();
     assert_eq!(restored.counters(0), engine.counters(0));
 }
 
@@ -412,9 +414,9 @@ fn a_restored_detector_continues_exactly() {
             engine.process(0, &e, origin(i as u64), 0, out).unwrap();
         }
     };
-    let plan = || EnginePlan::from_config(&config).with_changelog(true);
+    let plan = || config.engine_plan().with_changelog(true);
     let mut straight = Vec::new();
-    let mut engine = Engine::from_plan(plan());
+    let mut engine = Engine::new(plan());
     feed(&mut engine, 0..values.len(), &mut straight);
     engine.finish(&mut straight);
     let alerts: Vec<&crate::record::AlertRecord> = straight
@@ -437,14 +439,14 @@ fn a_restored_detector_continues_exactly() {
         .any(|r| matches!(r, Record::Point(p) if p.ts == values[661].0 && p.anomaly)));
     for cut in [50, 130, 599, 630] {
         let mut resumed = Vec::new();
-        let mut first = Engine::from_plan(plan());
+        let mut first = Engine::new(plan());
         feed(&mut first, 0..cut / 2, &mut resumed);
         first.settle(&mut resumed);
         let stored = first.delta(false).unwrap().apply(None);
         feed(&mut first, cut / 2..cut, &mut resumed);
         first.settle(&mut resumed);
         let stored = first.delta(false).unwrap().apply(Some(stored));
-        let mut second = Engine::restore_plan(plan(), &stored).unwrap();
+        let mut second = Engine::restore(plan(), &stored).unwrap();
         feed(&mut second, cut..values.len(), &mut resumed);
         second.finish(&mut resumed);
         assert_eq!(resumed, straight, "restored after {cut} points");

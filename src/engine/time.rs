@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Duration, Invalid};
+use crate::types::{Duration, Invalid};
 
 /// How far a stream's watermark trails its events (its `watermark` table).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

@@ -14,8 +14,8 @@ use super::output::{Emitted, SubKey};
 use super::stats::WideMoments;
 use super::time::SeriesTimers;
 use super::{Accepted, LogOrder, Operator};
-use crate::config::{Duration, Invalid};
 use crate::record::{Record, WindowKind, WindowRecord};
+use crate::types::{Duration, Invalid};
 
 /// One entry of a stream's `windows` list, told apart by `kind` (see `config::tagged`).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

@@ -25,13 +25,13 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, watch};
 
-use crate::config::{ByteSize, Config, Invalid};
 use crate::pipeline::progress::PipelineStatus;
 use crate::record::{
     AlertRecord, AlertState, DeadLetterRecord, LateRecord, PointRecord, Record, WindowKind,
     WindowRecord,
 };
 use crate::sink::{Sink, SinkError};
+use crate::types::{ByteSize, Invalid};
 pub use ring::{Lines, PointRing, MAX_HISTORY, POINT_BYTES};
 
 /// Most recent points kept per series for sparklines and charts.
@@ -65,7 +65,7 @@ pub struct LiveConfig {
     /// Estimated memory over all series (their recent points, windows and last point).
     pub max_memory: ByteSize,
     /// How long a series may go without a point before it leaves the view.
-    pub evict_idle_after: crate::config::Duration,
+    pub evict_idle_after: crate::types::Duration,
 }
 
 impl Default for LiveConfig {
@@ -73,7 +73,7 @@ impl Default for LiveConfig {
         let limits = Limits::default();
         LiveConfig {
             max_memory: ByteSize(limits.max_memory),
-            evict_idle_after: crate::config::Duration::from_secs(limits.idle_after.as_secs() as i64),
+            evict_idle_after: crate::types::Duration::from_secs(limits.idle_after.as_secs() as i64),
         }
     }
 }
@@ -480,14 +480,14 @@ impl LiveState {
         LiveState::with_limits(Limits::default())
     }
 
-    /// The live view of `config`'s pipeline: within its `[live]` limits, charting each
-    /// stream's SMA and EWMA as its analytics take them.
-    pub fn for_config(config: &Config) -> Arc<Self> {
-        let mut dashboard = Dashboard::new(config.live.limits());
-        for stream in &config.streams {
-            if let Some(analytics) = &stream.analytics {
-                dashboard.set_lines(&stream.name, Lines::from(analytics));
-            }
+    /// A live view within `limits`, charting each stream's SMA and EWMA as `lines` says.
+    pub fn for_streams<'a>(
+        limits: Limits,
+        lines: impl IntoIterator<Item = (&'a str, Lines)>,
+    ) -> Arc<Self> {
+        let mut dashboard = Dashboard::new(limits);
+        for (stream, lines) in lines {
+            dashboard.set_lines(stream, lines);
         }
         LiveState::with_dashboard(dashboard)
     }
@@ -589,6 +589,7 @@ fn keep_recent<T: Clone>(list: &mut VecDeque<T>, record: &T) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
 
     fn point(series: &str, ts: i64) -> Record {
         Record::Point(PointRecord {
@@ -624,7 +625,7 @@ mod tests {
                 ),
         )
         .unwrap();
-        let live = LiveState::for_config(&config);
+        let live = config.live_view();
         let mut dashboard = live.read();
         for ts in 0..4 {
             let mut p = point("a", ts);

@@ -27,8 +27,8 @@ use serde::{Deserialize, Serialize};
 use tracing::{debug, info, warn};
 
 use crate::clock::now_ms;
-use crate::config::{Duration, Invalid};
 use crate::db::{Database, DbError};
+use crate::types::{Duration, Invalid};
 use message::Event;
 use outbox::Due;
 

@@ -10,7 +10,7 @@ use serde::Serialize;
 use sqlx::{AnyConnection, AnyPool, Row};
 
 use super::message::Event;
-use crate::db::{alert_of, ALERT_COLUMNS};
+use crate::db::rows::{alert_of, ALERT_COLUMNS};
 use crate::record::AlertRecord;
 
 /// Writes the rows announcing `event` of `alert_id` to every target. `again`: a row already

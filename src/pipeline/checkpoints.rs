@@ -227,14 +227,14 @@ impl Checkpoints {
 pub fn engine_from(checkpoint: &Checkpoint, config: &Config) -> Result<Engine, PipelineError> {
     let plan = engine_plan(config);
     match &checkpoint.engine {
-        Some(state) => Ok(Engine::restore_plan(plan, state)?),
-        None => Ok(Engine::from_plan(plan)),
+        Some(state) => Ok(Engine::restore(plan, state)?),
+        None => Ok(Engine::new(plan)),
     }
 }
 
 /// The plan of the engine of a pipeline with a checkpoint store: its key groups keep logs.
 pub fn engine_plan(config: &Config) -> EnginePlan {
-    EnginePlan::from_config(config).with_changelog(true)
+    config.engine_plan().with_changelog(true)
 }
 
 /// Takes from `delta` its first images, then log segments, up to about `budget` bytes (at

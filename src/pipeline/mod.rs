@@ -29,7 +29,7 @@ use self::checkpoints::{engine_from, engine_plan, Checkpoints, Part};
 use self::delivery::Delivery;
 use self::input::{ReadAt, StreamInput};
 use self::progress::StatusReporter;
-use crate::checkpoint::{self, Checkpoint, CheckpointError, CheckpointStore};
+use crate::checkpoint::{Checkpoint, CheckpointError, CheckpointStore};
 use crate::clock::now_ms;
 use crate::config::Config;
 use crate::engine::{Engine, SnapshotError};
@@ -256,8 +256,8 @@ impl<'a> Pipeline<'a> {
         let mut pipeline = Pipeline {
             config,
             mode,
-            fingerprint: checkpoint::fingerprint(config),
-            engine: Engine::from_plan(engine_plan(config)),
+            fingerprint: config.state_fingerprint(),
+            engine: Engine::new(engine_plan(config)),
             inputs: Vec::with_capacity(config.streams.len()),
             delivery: Delivery::new(outputs.sinks),
             checkpoints: Checkpoints::new(outputs.checkpoints),
@@ -293,11 +293,7 @@ impl<'a> Pipeline<'a> {
                     );
                     (engine, found.positions, Some(found.epoch))
                 }
-                None => (
-                    Engine::from_plan(engine_plan(self.config)),
-                    Vec::new(),
-                    None,
-                ),
+                None => (Engine::new(engine_plan(self.config)), Vec::new(), None),
             };
         for sink in &mut self.delivery.sinks {
             match how {

@@ -10,7 +10,7 @@
 use super::checkpoints::{engine_from, Checkpoints};
 use super::tasks::PartitionTasks;
 use super::PipelineError;
-use crate::checkpoint::{self, Checkpoint, CheckpointStore, Outgoing};
+use crate::checkpoint::{Checkpoint, CheckpointStore, Outgoing};
 use crate::clock::now_ms;
 use crate::config::Config;
 use crate::sink::DbSink;
@@ -102,7 +102,7 @@ fn reset_in_pipeline(
 ) -> Result<ResetOutcome, PipelineError> {
     let stream = config.streams[index].name.clone();
     let name = config.checkpoint.pipeline.as_str();
-    let fingerprint = checkpoint::fingerprint(config);
+    let fingerprint = config.state_fingerprint();
     let Some(found) = checkpoints.load(name, &fingerprint)? else {
         return Ok(ResetOutcome::NoState { stream });
     };

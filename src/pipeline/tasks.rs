@@ -17,7 +17,7 @@ use tracing::info;
 
 use super::checkpoints::{Checkpoints, Part};
 use super::PipelineError;
-use crate::checkpoint::{self, Checkpoint, SplitPosition};
+use crate::checkpoint::{Checkpoint, SplitPosition};
 use crate::config::Config;
 use crate::engine::time::PartitionWatermark;
 use crate::engine::{Engine, StreamCounters};
@@ -58,7 +58,7 @@ impl PartitionTasks {
         PartitionTasks {
             stream,
             name: config.streams[stream].name.clone(),
-            fingerprint: checkpoint::fingerprint(&alone),
+            fingerprint: alone.state_fingerprint(),
             tasks: BTreeMap::new(),
             retired: BTreeMap::new(),
             finished: false,

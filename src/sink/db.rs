@@ -51,10 +51,10 @@ impl Default for DbConfig {
 }
 
 impl DbConfig {
-    pub fn validate(&self) -> Result<(), crate::config::Invalid> {
+    pub fn validate(&self) -> Result<(), crate::types::Invalid> {
         match connection_url(&self.url) {
             Ok(_) => Ok(()),
-            Err(_) => Err(crate::config::Invalid::new(
+            Err(_) => Err(crate::types::Invalid::new(
                 "url",
                 "expected sqlite://PATH or postgres://USER:PASSWORD@HOST/DB",
             )),

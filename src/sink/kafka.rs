@@ -18,8 +18,8 @@ use rdkafka::ClientConfig;
 use thiserror::Error;
 
 use super::{Sink, SinkError};
-use crate::config::Invalid;
 use crate::record::{Record, RecordKind};
+use crate::types::Invalid;
 
 /// A `kafka` sink table.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -21,7 +21,29 @@ use object_store::path::Path as StorePath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use tracing::debug;
 
-use super::parquet::ParquetError;
+use thiserror::Error;
+
+/// What can go wrong opening a lake or with an operation on it.
+#[derive(Debug, Error)]
+pub enum LakeError {
+    #[error("parquet sink URL {url:?}: {reason}")]
+    Url { url: String, reason: String },
+    #[error("{operation} on {url}")]
+    Store {
+        url: String,
+        operation: &'static str,
+        #[source]
+        source: object_store::Error,
+    },
+    #[error("{operation} on {url}: no answer within {after:?} (the sink's `timeout`)")]
+    Timeout {
+        url: String,
+        operation: &'static str,
+        after: std::time::Duration,
+    },
+    #[error("cannot start the object-store runtime")]
+    Runtime(#[source] std::io::Error),
+}
 
 /// An opened lake: the store, the lake's root inside it, and how operations run on it.
 pub(crate) struct LakeStore {
@@ -40,8 +62,8 @@ pub(crate) struct LakeStore {
 
 impl LakeStore {
     /// Opens the store `url` names (already a URL: see `lake_url`).
-    pub fn open(url: &str, timeout: std::time::Duration) -> Result<LakeStore, ParquetError> {
-        let invalid = |reason: String| ParquetError::Url {
+    pub fn open(url: &str, timeout: std::time::Duration) -> Result<LakeStore, LakeError> {
+        let invalid = |reason: String| LakeError::Url {
             url: url.to_owned(),
             reason,
         };
@@ -51,7 +73,7 @@ impl LakeStore {
             .thread_name("lake-io")
             .enable_all()
             .build()
-            .map_err(ParquetError::Runtime)?;
+            .map_err(LakeError::Runtime)?;
         let mut local_dir = None;
         let (store, root): (Arc<dyn ObjectStore>, StorePath) = match parsed.scheme() {
             "hdfs" | "viewfs" => open_hdfs(&parsed, runtime.handle()).map_err(invalid)?,
@@ -92,7 +114,7 @@ impl LakeStore {
 
     /// Uploads whole files, several at a time, each under the deadline; the first failure fails
     /// the lot (the pipeline then rewinds to its checkpoint, and `begin` deletes what did land).
-    pub fn upload_all(&self, files: Vec<(StorePath, PutPayload)>) -> Result<(), ParquetError> {
+    pub fn upload_all(&self, files: Vec<(StorePath, PutPayload)>) -> Result<(), LakeError> {
         if files.is_empty() {
             return Ok(());
         }
@@ -121,7 +143,7 @@ impl LakeStore {
         &self,
         operation: &'static str,
         future: impl Future<Output = Result<T, object_store::Error>>,
-    ) -> Result<T, ParquetError> {
+    ) -> Result<T, LakeError> {
         // Built inside the runtime: a timer needs the runtime's clock.
         let bounded = async {
             match tokio::time::timeout(self.timeout, future).await {
@@ -134,14 +156,14 @@ impl LakeStore {
             .map_err(|failure| self.error(operation, failure))
     }
 
-    fn error(&self, operation: &'static str, failure: Failure) -> ParquetError {
+    fn error(&self, operation: &'static str, failure: Failure) -> LakeError {
         match failure {
-            Failure::Store(source) => ParquetError::Store {
+            Failure::Store(source) => LakeError::Store {
                 url: self.url.clone(),
                 operation,
                 source,
             },
-            Failure::Timeout => ParquetError::Timeout {
+            Failure::Timeout => LakeError::Timeout {
                 url: self.url.clone(),
                 operation,
                 after: self.timeout,

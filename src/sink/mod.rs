@@ -18,8 +18,8 @@ pub use parquet::{ParquetConfig, ParquetError, ParquetSink};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::config::Invalid;
 use crate::record::Record;
+use crate::types::Invalid;
 
 /// One `[[sinks]]` table, told apart by `kind` (see `config::tagged`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

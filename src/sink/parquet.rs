@@ -45,13 +45,13 @@ use serde_arrow::schema::{SchemaLike, TracingOptions};
 use thiserror::Error;
 use tracing::{debug, info};
 
-use super::lake_store::LakeStore;
+use super::lake_store::{LakeError, LakeStore};
 use super::{Sink, SinkError};
-use crate::config::{Duration, Invalid};
 use crate::record::{
     AlertRecord, DeadLetterRecord, JoinRecord, LateRecord, PointRecord, Record, RecordKind,
     WindowRecord,
 };
+use crate::types::{Duration, Invalid};
 
 /// A `parquet` sink table.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -105,27 +105,12 @@ fn lake_url(text: &str) -> Result<String, String> {
 
 #[derive(Debug, Error)]
 pub enum ParquetError {
-    #[error("parquet sink URL {url:?}: {reason}")]
-    Url { url: String, reason: String },
-    #[error("{operation} on {url}")]
-    Store {
-        url: String,
-        operation: &'static str,
-        #[source]
-        source: object_store::Error,
-    },
-    #[error("{operation} on {url}: no answer within {after:?} (the sink's `timeout`)")]
-    Timeout {
-        url: String,
-        operation: &'static str,
-        after: StdDuration,
-    },
+    #[error(transparent)]
+    Lake(#[from] LakeError),
     #[error("arrow conversion")]
     Arrow(#[from] serde_arrow::Error),
     #[error("parquet encoding")]
     Parquet(#[from] parquet::errors::ParquetError),
-    #[error("cannot start the object-store runtime")]
-    Runtime(#[source] std::io::Error),
     #[error(
         "the lake at {url} has files of layout 1 (kind=... directories, times as integers); \
          this version writes layout {LAYOUT}: move them aside or write to a new URL (see \
@@ -173,7 +158,7 @@ pub struct ParquetSink {
 
 impl ParquetSink {
     pub fn create(config: &ParquetConfig, pipeline: &str) -> Result<Self, ParquetError> {
-        let url = lake_url(&config.url).map_err(|reason| ParquetError::Url {
+        let url = lake_url(&config.url).map_err(|reason| LakeError::Url {
             url: config.url.clone(),
             reason,
         })?;
@@ -270,7 +255,7 @@ impl ParquetSink {
         records: &[Record],
     ) -> Result<(), ParquetError> {
         let file = self.encode_file(partition, records)?;
-        self.lake.upload_all(vec![file])
+        Ok(self.lake.upload_all(vec![file])?)
     }
 
     /// One partition's buffered records as a Parquet file, and where in the lake it goes.
@@ -307,14 +292,16 @@ impl ParquetSink {
         {
             path = path.join(part.as_str());
         }
-        fail::fail_point!("parquet-upload", |_| Err(ParquetError::Store {
-            url: self.lake.url.clone(),
-            operation: "upload",
-            source: object_store::Error::Generic {
-                store: "failpoint",
-                source: "fault injected at parquet-upload".into(),
-            },
-        }));
+        fail::fail_point!("parquet-upload", |_| Err(ParquetError::Lake(
+            LakeError::Store {
+                url: self.lake.url.clone(),
+                operation: "upload",
+                source: object_store::Error::Generic {
+                    store: "failpoint",
+                    source: "fault injected at parquet-upload".into(),
+                },
+            }
+        )));
         debug!(%path, rows = records.len(), "Parquet file encoded.");
         Ok((path, PutPayload::from(bytes)))
     }
@@ -460,7 +447,8 @@ impl Sink for ParquetSink {
             .collect();
         let lake = &self.lake;
         for path in &stale {
-            lake.run("delete", lake.store.delete(path))?;
+            lake.run("delete", lake.store.delete(path))
+                .map_err(ParquetError::from)?;
         }
         if !stale.is_empty() {
             info!(
@@ -505,7 +493,7 @@ impl Sink for ParquetSink {
                 files.push(self.encode_file(partition, records)?);
             }
         }
-        self.lake.upload_all(files)?;
+        self.lake.upload_all(files).map_err(ParquetError::from)?;
         self.epoch = epoch + 1;
         self.files_in_epoch.clear();
         Ok(())

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use super::{Polled, RawMessage, Source, SourceError, SplitStatus};
 use crate::checkpoint::SplitPosition;
-use crate::config::Invalid;
 use crate::generator::{Faults, Generator};
+use crate::types::Invalid;
 
 /// A `demo` source: the generator's settings.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -171,7 +171,7 @@ mod tests {
             panic!("the default pipeline runs the demo");
         };
         let decoder = Decoder::new(config.streams[0].fields.clone());
-        let mut engine = Engine::new(&config);
+        let mut engine = Engine::new(config.engine_plan());
         let mut generator = Generator::new(demo.series, demo.seed, demo.faults());
         let mut planted = Vec::new();
         let mut flagged = std::collections::HashSet::new();

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::checkpoint::SplitPosition;
-use crate::config::Invalid;
+use crate::types::Invalid;
 
 /// A stream's `source` table, told apart by `kind` (see `config::tagged`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

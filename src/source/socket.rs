@@ -19,7 +19,7 @@ use tracing::{debug, info, warn};
 
 use super::{Polled, RawMessage, Source, SourceError, SplitStatus};
 use crate::checkpoint::SplitPosition;
-use crate::config::{Duration as ConfigDuration, Invalid};
+use crate::types::{Duration as ConfigDuration, Invalid};
 
 /// A `socket` source: where to listen for newline-delimited JSON.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

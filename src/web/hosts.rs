@@ -15,7 +15,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
-use crate::config::Invalid;
+use crate::types::Invalid;
 
 /// Refuses a request whose `Host` is not an address, a loopback name or an allowed name.
 /// Requests without a `Host` (HTTP/1.0 clients, tests calling the router) are not from a

@@ -32,9 +32,9 @@ use tower_http::trace::TraceLayer;
 
 pub use error::WebError;
 
-use crate::config::{Duration as ConfigDuration, Invalid};
 use crate::db::Store;
 use crate::live::LiveState;
+use crate::types::{Duration as ConfigDuration, Invalid};
 
 /// Largest request body accepted (an acknowledgement with its note).
 pub const BODY_LIMIT: usize = 16 * 1024;

@@ -109,7 +109,7 @@ fn alert_starts(files: &[File], analytics: &str) -> HashMap<String, Vec<i64>> {
         })
         .collect();
     rows.sort_by(|a, b| (a.0, &a.1, a.2).cmp(&(b.0, &b.1, b.2)));
-    let mut engine = Engine::new(&config);
+    let mut engine = Engine::new(config.engine_plan());
     let mut out = Vec::new();
     let mut starts: HashMap<String, Vec<i64>> = HashMap::new();
     let mut collect = |out: &mut Vec<Record>| {

@@ -8,7 +8,7 @@ use proptest::prelude::*;
 use tidewatch::record::{JoinRecord, PointRecord, Record, Trend, WindowKind, WindowRecord};
 use tidewatch::Config;
 use tidewatch::{Decoder, Event, FieldMapping, TimeFormat};
-use tidewatch::{Engine, EnginePlan, Origin};
+use tidewatch::{Engine, Origin};
 
 /// One input event: series index, event time, value, id, partition.
 #[derive(Debug, Clone)]
@@ -195,10 +195,10 @@ proptest! {
         // Slides that divide the size and slides that do not (pane = gcd).
         let slide = (size / slide_div).max(7);
         let slide = slide.min(size);
-        let mut engine = Engine::new(&config(
+        let mut engine = Engine::new(config(
             &format!("fields = {{ time = \"ts\", series = \"series\", value = \"value\" }}\nwatermark = {{ lateness = \"{lateness}ms\" }}\nwindows = [{{ kind = \"tumbling\", size = \"{size}ms\" }}, {{ kind = \"sliding\", size = \"{size}ms\", slide = \"{slide}ms\" }}]"),
             "",
-        ));
+        ).engine_plan());
         let out = run(&mut engine, 0, &events);
         let late = late_flags(&events, lateness);
         for (kind, step) in [(WindowKind::Tumbling, size), (WindowKind::Sliding, slide)] {
@@ -224,10 +224,10 @@ proptest! {
 
     #[test]
     fn session_windows_match_brute_force(events in arrivals(120), lateness in 0i64..120, gap in 1i64..60) {
-        let mut engine = Engine::new(&config(
+        let mut engine = Engine::new(config(
             &format!("fields = {{ time = \"ts\", series = \"series\", value = \"value\" }}\nwatermark = {{ lateness = \"{lateness}ms\" }}\nwindows = [{{ kind = \"session\", gap = \"{gap}ms\" }}]"),
             "",
-        ));
+        ).engine_plan());
         let out = run(&mut engine, 0, &events);
         let late = late_flags(&events, lateness);
         let mut expected = Vec::new();
@@ -294,10 +294,10 @@ proptest! {
 
     #[test]
     fn global_windows_match_brute_force(events in arrivals(120), lateness in 0i64..120, update in 1i64..100) {
-        let mut engine = Engine::new(&config(
+        let mut engine = Engine::new(config(
             &format!("fields = {{ time = \"ts\", series = \"series\", value = \"value\" }}\nwatermark = {{ lateness = \"{lateness}ms\" }}\nwindows = [{{ kind = \"global\", update = \"{update}ms\" }}]"),
             "",
-        ));
+        ).engine_plan());
         let out = run(&mut engine, 0, &events);
         let late = late_flags(&events, lateness);
         let all = windows_of(&out);
@@ -336,8 +336,8 @@ proptest! {
         order.sort();
         let shuffled: Vec<In> = order.iter().map(|&(_, i)| sorted[i].clone()).collect();
         let body = "fields = { time = \"ts\", series = \"series\", value = \"value\", id = \"id\" }\nwatermark = { lateness = \"100ms\" }\ndedup = { horizon = \"1s\" }\nwindows = [{ kind = \"tumbling\", size = \"50ms\" }, { kind = \"sliding\", size = \"60ms\", slide = \"20ms\" }, { kind = \"session\", gap = \"15ms\" }]\nanalytics = { sma_points = 4, ewma_alpha = 0.3, trend_window = \"80ms\", zscore = { window = \"200ms\", min_samples = 3, season = \"1s\" } }";
-        let a = run(&mut Engine::new(&config(body, "")), 0, &sorted);
-        let b = run(&mut Engine::new(&config(body, "")), 0, &shuffled);
+        let a = run(&mut Engine::new(config(body, "").engine_plan()), 0, &sorted);
+        let b = run(&mut Engine::new(config(body, "").engine_plan()), 0, &shuffled);
         let key = |w: &WindowRecord| (w.kind as u8, w.series.to_string(), w.window_start);
         let (mut wa, mut wb) = (windows_of(&a), windows_of(&b));
         wa.sort_by_key(key);
@@ -378,7 +378,7 @@ proptest! {
         }).collect();
         let body = format!("fields = {{ time = \"ts\", series = \"series\", value = \"value\", id = \"id\" }}\nwatermark = {{ lateness = \"{lateness}ms\" }}\ndedup = {{ horizon = \"100ms\" }}\nwindows = [{{ kind = \"tumbling\", size = \"50ms\" }}, {{ kind = \"sliding\", size = \"60ms\", slide = \"20ms\" }}, {{ kind = \"session\", gap = \"15ms\" }}]\nanalytics = {{ sma_points = 4, ewma_alpha = 0.3, trend_window = \"80ms\", zscore = {{ window = \"200ms\", min_samples = 3 }} }}");
         let run_interleaved = |picks: &[usize]| -> Vec<String> {
-            let mut engine = Engine::new(&config(&body, ""));
+            let mut engine = Engine::new(config(&body, "").engine_plan());
             for p in 0..3 {
                 engine.assign_split(0, p, 0);
             }
@@ -413,7 +413,7 @@ proptest! {
         let body = format!("fields = {{ time = \"ts\", series = \"series\", value = \"value\", id = \"id\" }}\nwatermark = {{ lateness = \"{lateness}ms\" }}\ndedup = {{ horizon = \"{horizon}ms\" }}\nanalytics = {{}}");
         // Values carry the arrival index so the output tells which events got through.
         let events: Vec<In> = events.into_iter().enumerate().map(|(i, e)| In { value: i as f64, ..e }).collect();
-        let mut engine = Engine::new(&config(&body, ""));
+        let mut engine = Engine::new(config(&body, "").engine_plan());
         let out = run(&mut engine, 0, &events);
         prop_assert_eq!(engine.dedup_entries(0), 0, "dedup state is empty after the end");
 
@@ -447,7 +447,7 @@ proptest! {
         prop_assert_eq!(engine.counters(0).unwrap().duplicates as usize, events.len() - passed.len() - expected_late.len());
 
         // Idempotent: what got through has no duplicates left in it.
-        let mut again = Engine::new(&config(&body, ""));
+        let mut again = Engine::new(config(&body, "").engine_plan());
         run(&mut again, 0, &passed);
         prop_assert_eq!(again.counters(0).unwrap().duplicates, 0);
     }
@@ -458,10 +458,10 @@ proptest! {
         lateness in 0i64..50,
         idle in 1i64..200,
     ) {
-        let mut engine = Engine::new(&config(
+        let mut engine = Engine::new(config(
             &format!("fields = {{ time = \"ts\", series = \"series\", value = \"value\" }}\nwatermark = {{ lateness = \"{lateness}ms\", idle_timeout = \"{idle}ms\" }}"),
             "",
-        ));
+        ).engine_plan());
         // Model: per partition (max, last activity, idle).
         let mut parts: BTreeMap<u32, (i64, i64, bool)> = BTreeMap::new();
         let mut watermark = i64::MIN;
@@ -517,7 +517,7 @@ proptest! {
              [[streams]]\nname = \"r\"\nsource = {{ kind = \"file\", path = \"u\" }}\nfields = {{ time = \"ts\", series = \"series\", value = \"value\" }}\nwatermark = {{ lateness = \"{lateness}ms\" }}\n\
              [[joins]]\nname = \"j\"\nleft = \"l\"\nright = \"r\"\nwithin = \"{within}ms\"\nkind = \"{kind}\"\n[[sinks]]\nkind = \"ndjson\"\npath = \"u\"\n"
         );
-        let mut engine = Engine::new(&Config::from_toml_str(&two).unwrap());
+        let mut engine = Engine::new(Config::from_toml_str(&two).unwrap().engine_plan());
         let mut out = Vec::new();
         let events: Vec<(bool, usize, i64, f64)> = raw.iter().enumerate()
             .map(|(i, &(left, key, jitter))| (left, key, i as i64 * 5 - jitter, i as f64)).collect();
@@ -575,11 +575,11 @@ proptest! {
         let window = z_window.map_or(String::new(), |w| format!(", window = \"{w}ms\""));
         // "auto" alerts by probability, the others by threshold.
         let rule = if method == "auto" { String::new() } else { format!(", threshold = {threshold}") };
-        let mut engine = Engine::new(&config(
+        let mut engine = Engine::new(config(
             &format!("fields = {{ time = \"ts\", series = \"series\", value = \"value\" }}\nwatermark = {{ lateness = \"{lateness}ms\" }}\n\
                       analytics = {{ sma_points = {sma_points}, ewma_alpha = {alpha}, trend_window = \"{trend_window}ms\", zscore = {{ points = {z_points}{window}{rule}, min_samples = {min_samples}, method = \"{method}\", season = \"none\", floor = {floor} }} }}"),
             "",
-        ));
+        ).engine_plan());
         let out = run(&mut engine, 0, &events);
         let late = late_flags(&events, lateness);
         let points = points_of(&out);
@@ -742,8 +742,8 @@ proptest! {
         );
         let config = config(&body, "");
         let run_on = |threads: usize| {
-            let plan = EnginePlan::from_config(&config).with_threads(threads);
-            let mut engine = Engine::from_plan(plan);
+            let plan = config.engine_plan().with_threads(threads);
+            let mut engine = Engine::new(plan);
             let mut out = Vec::new();
             for (i, e) in events.iter().enumerate() {
                 let series = label(e.series);

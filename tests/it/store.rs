@@ -627,10 +627,11 @@ path = "unused"
 
 /// A checkpointing engine (its key groups keep logs, and take images early).
 fn logging_engine() -> tidewatch::Engine {
-    let plan = tidewatch::EnginePlan::from_config(&engine_config())
+    let plan = engine_config()
+        .engine_plan()
         .with_changelog(true)
         .with_first_image_after(4_000);
-    tidewatch::Engine::from_plan(plan)
+    tidewatch::Engine::new(plan)
 }
 
 /// Feeds `engine` events `range` of `series` series, and lands them.
@@ -772,8 +773,8 @@ fn check_checkpoint_state(url: &str) {
 
     // A write in parts that never reaches its save (the process died, or the pipeline went
     // back to its last checkpoint): what it staged never loads, and the next write drops it.
-    let plan = tidewatch::EnginePlan::from_config(&engine_config()).with_changelog(true);
-    let mut going_on = tidewatch::Engine::restore_plan(plan, &stored).unwrap();
+    let plan = engine_config().engine_plan().with_changelog(true);
+    let mut going_on = tidewatch::Engine::restore(plan, &stored).unwrap();
     feed(&mut going_on, 200, 18_000..21_000);
     let lost = going_on.delta(false).unwrap();
     assert!(!lost.logs.is_empty());
@@ -811,7 +812,7 @@ fn check_checkpoint_state(url: &str) {
         0,
         "segments the images covered were dropped"
     );
-    let mut restored = tidewatch::Engine::restore(&engine_config(), &stored).unwrap();
+    let mut restored = tidewatch::Engine::restore(engine_config().engine_plan(), &stored).unwrap();
     same_from_here(&mut engine, &mut restored, 18_000);
 
     // A full checkpoint: images only, nothing before it left.
@@ -832,7 +833,7 @@ fn check_checkpoint_state(url: &str) {
     store.save("d", &checkpoint(Some(&full), 1)).unwrap();
     let mut damaged = store.load("d").unwrap().unwrap().engine.unwrap();
     damaged.images[0].bytes[0] ^= 0x40;
-    let refused = tidewatch::Engine::restore(&engine_config(), &damaged)
+    let refused = tidewatch::Engine::restore(engine_config().engine_plan(), &damaged)
         .err()
         .unwrap();
     assert!(refused.to_string().contains("damaged"), "{refused}");
@@ -853,9 +854,10 @@ fn check_checkpoint_state(url: &str) {
     ))
     .unwrap();
     let old = store.load("old").unwrap().unwrap();
-    let refused = tidewatch::Engine::restore(&engine_config(), old.engine.as_ref().unwrap())
-        .err()
-        .unwrap();
+    let refused =
+        tidewatch::Engine::restore(engine_config().engine_plan(), old.engine.as_ref().unwrap())
+            .err()
+            .unwrap();
     assert!(refused.to_string().contains("state format 10"), "{refused}");
 }
 

@@ -17,7 +17,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::Season;
+use super::config::Season;
 
 pub const DAY_MS: i64 = 86_400_000;
 pub const WEEK_MS: i64 = 7 * DAY_MS;

@@ -34,7 +34,7 @@ use self::expectation::{EwMean, Expectation};
 use self::likelihood::{Calibrated, Likelihood, Test};
 use crate::record::AlertMethod;
 
-pub use self::config::{Season, ZScoreConfig, ZScoreMethod};
+pub use self::config::{ZScoreConfig, ZScoreMethod};
 
 pub use self::episodes::new_alert;
 
@@ -258,6 +258,7 @@ pub fn period_label(ms: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::baseline::MAD_TO_SIGMA;
+    use super::config::Season;
     use super::*;
 
     fn config(method: ZScoreMethod) -> ZScoreConfig {

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::Invalid;
+use crate::types::Invalid;
 
 /// A Kafka consumer of some topics, in a consumer group.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

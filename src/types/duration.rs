@@ -6,7 +6,7 @@ use std::fmt;
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 
-use super::Invalid;
+use super::invalid::Invalid;
 
 /// Longest duration any setting accepts: a year. Keeps every `time + duration` far from overflow.
 const MAX_MS: i64 = 366 * 24 * 3600 * 1000;
