@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Prints the import cycles among the modules of src/ (one module per file) and exits 1 if any.
 
-A module imports another when it names it by path: `crate::a::b`, `super::x`, `self::y`, in
-`use` items or inline, unit tests left out. A `pub use` re-export counts as an import of the
+A module imports another when it names it by path: `crate::a::b`, `super::x`, `self::y` or a
+child module by its bare name (`pages::overview`), in `use` items or inline, unit tests left
+out. A `pub use` re-export counts as an import of the
 module it re-exports from, so a parent that re-exports its children and children that import
 their parent's items form a cycle.
 
@@ -32,6 +33,7 @@ def files():
 
 
 PATH = re.compile(r"\b(crate|super|self)((?:::[A-Za-z_][A-Za-z0-9_]*)+)")
+BARE = re.compile(r"(?<![\w:])([a-z_][a-z0-9_]*)::")
 GROUP = re.compile(r"\b(crate|super|self)::\{([^;]*?)\};", re.S)
 
 
@@ -75,6 +77,11 @@ def main():
                     found.append((head, [p for p in item.split("::") if p and p != "self"]))
         for head, rest in PATH.findall(text):
             found.append((head, [p for p in rest.split("::") if p]))
+        # A bare path whose first segment is a child module (`pages::overview`).
+        for name in set(BARE.findall(text)):
+            child = module + (name,)
+            if child in modules:
+                found.append(("self", [name]))
         for head, parts in found:
             target = resolve(module, is_mod, head, parts, modules)
             if target != module:

@@ -108,8 +108,7 @@ log "Lints (cargo clippy --all-targets)"
 cargo clippy --all-targets --locked -- -D warnings
 
 log "Module cycles (scripts/module-cycles.py)"
-# engine/ and pipeline/ still import their own mod.rs from their submodules; no other cycle.
-python3 scripts/module-cycles.py --allow-within engine --allow-within pipeline
+python3 scripts/module-cycles.py
 
 log "Tests (cargo test)"
 results=$(mktemp)

@@ -90,7 +90,7 @@ pub struct Config {
     pub auth: AuthConfig,
     /// How the dashboard is served: host names, cookies, connection limits.
     #[serde(default)]
-    pub web: crate::web::WebConfig,
+    pub web: crate::web::config::WebConfig,
     #[serde(default)]
     pub live: crate::live::LiveConfig,
     #[serde(default)]

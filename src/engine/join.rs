@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use super::input::LogOrder;
 use super::output::{Emitted, SubKey};
-use super::LogOrder;
 use crate::record::{JoinRecord, Record};
 use crate::types::{Duration, Invalid};
 

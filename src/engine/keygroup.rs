@@ -12,12 +12,13 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::dedup::{Dedup, IdKey};
+use super::input::{Accepted, LogOrder};
 use super::join::{IntervalJoin, JoinInput, Side};
+use super::operator::Operator;
 use super::output::{Emitted, Keyed, JOIN_OPS};
 use super::plan::{EnginePlan, StreamPlan};
 use super::points::PointAnalytics;
 use super::window::{AlignedWindows, GlobalWindows, SessionWindows, WindowSpec};
-use super::{Accepted, LogOrder, Operator};
 
 /// How many key groups series are spread over, whatever the number of shards: as Flink's
 /// maximum parallelism, the most shards a pipeline can use.

@@ -97,8 +97,10 @@
 pub mod anomaly;
 pub mod changelog;
 pub mod dedup;
+pub mod input;
 pub mod join;
 pub mod keygroup;
+pub mod operator;
 pub mod output;
 pub mod plan;
 pub mod points;
@@ -114,14 +116,11 @@ mod workers;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
-use thiserror::Error;
-
 use crate::event::Event;
 use crate::record::Record;
 
 use self::changelog::STATIC_UNIT;
-use self::output::{Emitted, Keyed, OutputKey, SubKey};
+use self::output::{Keyed, OutputKey, SubKey};
 use self::plan::EnginePlan;
 use self::router::{Round, TaskRouter};
 use self::shard::Item;
@@ -129,130 +128,8 @@ pub use self::workers::ShardLoad;
 use self::workers::Shards;
 
 pub use self::changelog::{StateDelta, StoredState};
-pub use self::snapshot::SNAPSHOT_FORMAT;
-
-/// An event that reached the operators: deduplicated, not late, its series numbered.
-pub struct Accepted<'a> {
-    /// The series' number in its key group.
-    pub series: u32,
-    /// The series' number in its task: the order of their first events.
-    pub global: u32,
-    pub label: &'a Arc<str>,
-    pub ts: i64,
-    pub value: f64,
-    /// Where the event sits in its stream's logs: the tie-breaker for equal event times, so
-    /// their order does not depend on how partitions interleave.
-    pub seq: LogOrder,
-    /// The engine's input position of the event.
-    pub pos: u64,
-    /// The task's watermark as the event arrives.
-    pub watermark: i64,
-}
-
-/// An event's place in its stream's input: its split (partition) and offset in it. Ordering
-/// equal event times by it, rather than by arrival, makes every result a function of each
-/// partition's log alone.
-#[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
-pub struct LogOrder {
-    pub split: u32,
-    pub offset: u64,
-}
-
-impl LogOrder {
-    pub const MIN: LogOrder = LogOrder {
-        split: 0,
-        offset: 0,
-    };
-    pub const MAX: LogOrder = LogOrder {
-        split: u32::MAX,
-        offset: u64::MAX,
-    };
-}
-
-impl From<Origin<'_>> for LogOrder {
-    fn from(origin: Origin<'_>) -> Self {
-        LogOrder {
-            split: origin.split,
-            offset: origin.offset,
-        }
-    }
-}
-
-/// A per-series operator of a stream, in one key group. Hooks are synchronous and never fail
-/// on data; records carry their operator's order ([`output::SubKey`]).
-pub trait Operator: Send {
-    fn on_event(&mut self, event: &Accepted<'_>, out: &mut Emitted<'_>);
-    /// The stream's watermark advanced to `watermark` (`i64::MAX` at end of input).
-    fn on_watermark(&mut self, watermark: i64, out: &mut Emitted<'_>);
-    /// The lowest watermark at which `on_watermark` would do anything; `None` for none.
-    fn due(&mut self) -> Option<i64>;
-}
-
-/// Where an event came from, for late records and dead letters.
-#[derive(Debug, Clone, Copy)]
-pub struct Origin<'a> {
-    pub source: &'a str,
-    /// What the watermark is tracked per: a file, a Kafka topic-partition.
-    pub split: u32,
-    pub partition: u32,
-    pub offset: u64,
-}
-
-/// Why the engine refused an event. The caller turns it into a dead letter.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum RejectError {
-    #[error("stream {stream:?} already tracks its maximum of {max} series (max_series); new series are refused")]
-    TooManySeries { stream: String, max: usize },
-    #[error("no stream with index {0}")]
-    UnknownStream(usize),
-    #[error(
-        "series {series:?} already comes from partition {partition}; with assignment = \
-         \"group\" each series must come from one partition (key messages by series)"
-    )]
-    OtherPartition { series: String, partition: u32 },
-}
-
-/// A checkpoint could not be written or read back.
-#[derive(Debug, Error)]
-pub enum SnapshotError {
-    #[error("engine snapshot")]
-    Encoding(#[source] postcard::Error),
-    #[error(
-        "engine snapshot in state format {found}, but this Tidewatch reads format \
-         {SNAPSHOT_FORMAT}: it was written by another version; start afresh under a new \
-         checkpoint.pipeline name (or remove the old checkpoint row)"
-    )]
-    Format { found: u8 },
-    #[error("engine snapshot taken while a round of input was still being run (a bug: the pipeline lands it first)")]
-    Busy,
-    #[error(
-        "engine snapshot is damaged (its checksum does not match): start afresh under a new \
-         checkpoint.pipeline name (or remove the checkpoint row)"
-    )]
-    Damaged,
-}
-
-/// Counters of one stream, for the status page and `/metrics`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StreamCounters {
-    pub accepted: u64,
-    pub late: u64,
-    pub duplicates: u64,
-}
-
-impl std::ops::Add for StreamCounters {
-    type Output = StreamCounters;
-
-    fn add(self, other: StreamCounters) -> StreamCounters {
-        StreamCounters {
-            accepted: self.accepted + other.accepted,
-            late: self.late + other.late,
-            duplicates: self.duplicates + other.duplicates,
-        }
-    }
-}
+pub use self::input::{LogOrder, Origin, RejectError, StreamCounters};
+pub use self::snapshot::SnapshotError;
 
 /// Items a shard's share of a round holds before the round is run without being asked: keeps a
 /// caller that only ever calls [`Engine::process`] in bounded memory.
@@ -549,7 +426,7 @@ impl Engine {
         self.settle(out);
         let router = match state {
             Some(state) => {
-                let (pos, mut routers) = snapshot::read_head(&state.head)?;
+                let (pos, mut routers) = snapshot::read_head::<TaskRouter>(&state.head)?;
                 let (_, mut router) = routers.pop().ok_or(SnapshotError::Damaged)?;
                 router.stream = stream;
                 // Its logs number entries as the engine that wrote them did: what comes next

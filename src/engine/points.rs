@@ -11,10 +11,11 @@ use serde::{Deserialize, Serialize};
 
 use super::anomaly::ZScoreConfig;
 use super::anomaly::{new_alert, Detection, Detector};
+use super::input::Accepted;
+use super::operator::Operator;
 use super::output::{Emitted, SubKey};
 use super::reorder::{Buffered, ReorderBuffer};
 use super::stats::{Ewma, MovingAverage, SlidingRegression};
-use super::{Accepted, Operator};
 use crate::record::{PointRecord, Record, Trend};
 use crate::types::{Duration, Invalid};
 

@@ -14,7 +14,7 @@ use std::collections::{BinaryHeap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
-use super::LogOrder;
+use super::input::LogOrder;
 
 /// Event time one slot covers, in ms.
 const SLOT_MS: i64 = 256;

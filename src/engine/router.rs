@@ -13,12 +13,12 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::dedup::{Dedup, IdKey};
+use super::input::{LogOrder, Origin, RejectError, StreamCounters};
 use super::keygroup::{key_group, label_hash, EventItem, JoinItem, KEY_GROUPS};
 use super::output::{Keyed, OutputKey, SubKey};
 use super::plan::StreamPlan;
 use super::shard::Item;
 use super::time::WatermarkTracker;
-use super::{LogOrder, Origin, RejectError, StreamCounters};
 use crate::event::Event;
 use crate::record::{LateRecord, Record};
 

@@ -20,8 +20,8 @@ use super::keygroup::{EventItem, JoinItem, KeyGroup, KgJoin, KgTask, KEY_GROUPS}
 use super::output::{self, Emitted, Keyed, JOIN_OPS};
 use super::plan::EnginePlan;
 use super::snapshot;
+use super::snapshot::SnapshotError;
 use super::time::WATERMARK_END;
-use super::SnapshotError;
 
 /// One unit of work for a shard.
 #[derive(Debug, Clone)]

@@ -8,8 +8,7 @@
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::router::TaskRouter;
-use super::SnapshotError;
+use thiserror::Error;
 
 /// Version of the layout: bumped whenever a state type changes shape, so an old checkpoint is
 /// refused with a clear message instead of misread.
@@ -51,15 +50,16 @@ pub fn unseal<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, SnapshotError> {
     postcard::from_bytes(unseal_bytes(bytes)?).map_err(SnapshotError::Encoding)
 }
 
-/// The head of a unit's stored state: the engine's next input position and its routers.
-pub fn head(pos: u64, routers: &[(u32, &TaskRouter)]) -> Result<Vec<u8>, SnapshotError> {
+/// The head of a unit's stored state: the engine's next input position and its routers (by
+/// task id).
+pub fn head<R: Serialize>(pos: u64, routers: &[(u32, &R)]) -> Result<Vec<u8>, SnapshotError> {
     let mut bytes = vec![SNAPSHOT_FORMAT];
     bytes.extend(seal(&(pos, routers))?);
     Ok(bytes)
 }
 
 /// What [`head`] wrote.
-pub fn read_head(bytes: &[u8]) -> Result<(u64, Vec<(u32, TaskRouter)>), SnapshotError> {
+pub fn read_head<R: DeserializeOwned>(bytes: &[u8]) -> Result<(u64, Vec<(u32, R)>), SnapshotError> {
     let (&format, body) = bytes
         .split_first()
         .ok_or(SnapshotError::Format { found: 0 })?;
@@ -67,4 +67,24 @@ pub fn read_head(bytes: &[u8]) -> Result<(u64, Vec<(u32, TaskRouter)>), Snapshot
         return Err(SnapshotError::Format { found: format });
     }
     unseal(body)
+}
+
+/// A checkpoint could not be written or read back.
+#[derive(Debug, Error)]
+pub enum SnapshotError {
+    #[error("engine snapshot")]
+    Encoding(#[source] postcard::Error),
+    #[error(
+        "engine snapshot in state format {found}, but this Tidewatch reads format \
+         {SNAPSHOT_FORMAT}: it was written by another version; start afresh under a new \
+         checkpoint.pipeline name (or remove the old checkpoint row)"
+    )]
+    Format { found: u8 },
+    #[error("engine snapshot taken while a round of input was still being run (a bug: the pipeline lands it first)")]
+    Busy,
+    #[error(
+        "engine snapshot is damaged (its checksum does not match): start afresh under a new \
+         checkpoint.pipeline name (or remove the checkpoint row)"
+    )]
+    Damaged,
 }

@@ -1,5 +1,6 @@
 //! The engine as a whole: snapshots, and the same records whatever the number of shards.
 
+use super::snapshot::SNAPSHOT_FORMAT;
 use super::*;
 use crate::config::Config;
 use crate::record::LateRecord;

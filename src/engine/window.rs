@@ -10,10 +10,11 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use super::input::{Accepted, LogOrder};
+use super::operator::Operator;
 use super::output::{Emitted, SubKey};
 use super::stats::WideMoments;
 use super::time::SeriesTimers;
-use super::{Accepted, LogOrder, Operator};
 use crate::record::{Record, WindowKind, WindowRecord};
 use crate::types::{Duration, Invalid};
 

@@ -18,7 +18,7 @@ use super::keygroup::KgTask;
 use super::output::Keyed;
 use super::plan::EnginePlan;
 use super::shard::{GroupState, Item, Shard, ShardDelta, ShardStats};
-use super::SnapshotError;
+use super::snapshot::SnapshotError;
 
 /// What a shard made of one round: its records in key order and the duplicates it found per
 /// task; and the round's item vector, emptied, for the next round to reuse.

@@ -32,10 +32,8 @@ use crate::record::{
 };
 use crate::sink::{Sink, SinkError};
 use crate::types::{ByteSize, Invalid};
-pub use ring::{Lines, PointRing, MAX_HISTORY, POINT_BYTES};
+pub use ring::{Lines, PointRing, MAX_HISTORY, POINT_BYTES, RECENT_POINTS};
 
-/// Most recent points kept per series for sparklines and charts.
-pub const RECENT_POINTS: usize = 600;
 /// The fewest recent points a series keeps before the least recently updated series are
 /// evicted instead (a sparkline's worth).
 pub const LEAST_POINTS: usize = 60;

@@ -51,7 +51,10 @@ pub const POINT_BYTES: usize = std::mem::size_of::<Packed>();
 pub const MAX_HISTORY: usize = 30;
 
 // A full ring within jemalloc's 8,192-byte size class (see above).
-const _: () = assert!((super::RECENT_POINTS + MAX_HISTORY) * POINT_BYTES <= 8_192);
+/// Most recent points kept per series for sparklines and charts.
+pub const RECENT_POINTS: usize = 600;
+
+const _: () = assert!((RECENT_POINTS + MAX_HISTORY) * POINT_BYTES <= 8_192);
 
 /// A gap with this bit set counts seconds; without it, milliseconds.
 const IN_SECONDS: u32 = 1 << 23;

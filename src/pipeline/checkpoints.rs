@@ -10,7 +10,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use super::PipelineError;
+use super::error::PipelineError;
 use crate::checkpoint::{Checkpoint, CheckpointError, CheckpointStore, Outgoing, SplitPosition};
 use crate::config::Config;
 use crate::engine::changelog::{GroupImage, LogSegment};

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use tracing::warn;
 
-use super::PipelineError;
+use super::error::PipelineError;
 use crate::record::{Record, RecordKind};
 use crate::sink::Sink;
 

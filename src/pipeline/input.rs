@@ -8,9 +8,9 @@ use std::time::Duration;
 use tracing::{debug, warn};
 
 use super::decoding::{DecodeAhead, MessageBatch};
+use super::error::{PipelineError, StreamSummary};
 use super::progress::{PartitionProgress, StreamProgress};
 use super::tasks::PartitionTasks;
-use super::{PipelineError, StreamSummary};
 use crate::checkpoint::SplitPosition;
 use crate::config::Config;
 use crate::engine::time::{PartitionWatermark, WatermarkConfig};

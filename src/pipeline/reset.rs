@@ -8,8 +8,8 @@
 //! next run reads on from where the last one stopped as if the stream had just begun.
 
 use super::checkpoints::{engine_from, Checkpoints};
+use super::error::PipelineError;
 use super::tasks::PartitionTasks;
-use super::PipelineError;
 use crate::checkpoint::{Checkpoint, CheckpointStore, Outgoing};
 use crate::clock::now_ms;
 use crate::config::Config;

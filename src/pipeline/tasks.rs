@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use tracing::info;
 
 use super::checkpoints::{Checkpoints, Part};
-use super::PipelineError;
+use super::error::PipelineError;
 use crate::checkpoint::{Checkpoint, SplitPosition};
 use crate::config::Config;
 use crate::engine::time::PartitionWatermark;

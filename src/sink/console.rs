@@ -3,7 +3,7 @@
 
 use std::io::{BufWriter, Stdout, Write};
 
-use super::{Sink, SinkError};
+use super::interface::{Sink, SinkError};
 use crate::clock::format_ms;
 use crate::record::{AlertState, Record};
 

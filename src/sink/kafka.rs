@@ -17,7 +17,7 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, T
 use rdkafka::ClientConfig;
 use thiserror::Error;
 
-use super::{Sink, SinkError};
+use super::interface::{Sink, SinkError};
 use crate::record::{Record, RecordKind};
 use crate::types::Invalid;
 
@@ -225,5 +225,14 @@ impl Sink for KafkaSink {
             first.take();
         }
         Ok(())
+    }
+}
+
+impl From<KafkaSinkError> for SinkError {
+    fn from(error: KafkaSinkError) -> Self {
+        SinkError::Failed {
+            kind: "kafka",
+            source: Box::new(error),
+        }
     }
 }

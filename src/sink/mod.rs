@@ -3,22 +3,21 @@
 mod background;
 pub(crate) mod console;
 pub(crate) mod db;
+mod interface;
 mod kafka;
 mod lake_store;
 mod ndjson;
 mod parquet;
 
-pub use crate::db::DbError;
+pub use self::interface::{Sink, SinkError};
 pub use console::{ConsoleConfig, ConsoleSink};
 pub use db::{DbConfig, DbSink};
-pub use kafka::{KafkaSink, KafkaSinkConfig, KafkaSinkError};
+pub use kafka::{KafkaSink, KafkaSinkConfig};
 pub use ndjson::{NdjsonConfig, NdjsonSink};
-pub use parquet::{ParquetConfig, ParquetError, ParquetSink};
+pub use parquet::{ParquetConfig, ParquetSink};
 
 use serde::{Deserialize, Serialize};
-use thiserror::Error;
 
-use crate::record::Record;
 use crate::types::Invalid;
 
 /// One `[[sinks]]` table, told apart by `kind` (see `config::tagged`).
@@ -69,48 +68,4 @@ impl SinkConfig {
             SinkConfig::Db(db) => Box::new(DbSink::connect(&db.url)?),
         })
     }
-}
-
-#[derive(Debug, Error)]
-pub enum SinkError {
-    #[error("cannot write {path}")]
-    Io {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error(transparent)]
-    Db(#[from] DbError),
-    #[error("kafka sink")]
-    Kafka(#[from] KafkaSinkError),
-    #[error("parquet sink")]
-    Parquet(#[from] ParquetError),
-}
-
-/// Where records go. Every sink receives every record kind and writes the same logical records
-/// (the fields of `record.rs`); what it makes of a replay (upsert, append) is its own.
-pub trait Sink: Send {
-    /// Called once before the first write. `resume` is the epoch of the checkpoint the run
-    /// continues from (`None`: a fresh start), so file sinks know whether to start over or to
-    /// continue, and what a crashed run wrote after that checkpoint.
-    fn begin(&mut self, _resume: Option<u64>) -> Result<(), SinkError> {
-        Ok(())
-    }
-
-    fn write(&mut self, records: &[Record]) -> Result<(), SinkError>;
-
-    /// The pipeline went back to checkpoint `resume` after a failure (`None`: it has none) and
-    /// will write again everything that followed it. Drop what is buffered and not durable, and
-    /// undo what can be undone; sinks that upsert make the rest of the replay harmless. By
-    /// default, what `begin` does.
-    fn rewind(&mut self, resume: Option<u64>) -> Result<(), SinkError> {
-        self.begin(resume)
-    }
-
-    /// Makes everything written so far durable (or at least handed to the OS). It belongs to
-    /// checkpoint `epoch`. Epochs grow, except that after a failure the pipeline goes back to
-    /// its last stored checkpoint and numbers on from there, having first called
-    /// [`Sink::rewind`] (file sinks delete what later epochs wrote, so a name is never reused
-    /// for other contents).
-    fn flush(&mut self, epoch: u64) -> Result<(), SinkError>;
 }

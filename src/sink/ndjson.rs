@@ -12,7 +12,7 @@ use std::fs::File;
 use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use super::{Sink, SinkError};
+use super::interface::{Sink, SinkError};
 use crate::record::{Record, RecordKind};
 
 /// An `ndjson` sink table.

@@ -45,8 +45,8 @@ use serde_arrow::schema::{SchemaLike, TracingOptions};
 use thiserror::Error;
 use tracing::{debug, info};
 
+use super::interface::{Sink, SinkError};
 use super::lake_store::{LakeError, LakeStore};
-use super::{Sink, SinkError};
 use crate::record::{
     AlertRecord, DeadLetterRecord, JoinRecord, LateRecord, PointRecord, Record, RecordKind,
     WindowRecord,
@@ -497,6 +497,15 @@ impl Sink for ParquetSink {
         self.epoch = epoch + 1;
         self.files_in_epoch.clear();
         Ok(())
+    }
+}
+
+impl From<ParquetError> for SinkError {
+    fn from(error: ParquetError) -> Self {
+        SinkError::Failed {
+            kind: "parquet",
+            source: Box::new(error),
+        }
     }
 }
 

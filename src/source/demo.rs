@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::{Polled, RawMessage, Source, SourceError, SplitStatus};
+use super::interface::{Polled, RawMessage, Source, SourceError, SplitStatus};
 use crate::checkpoint::SplitPosition;
 use crate::generator::{Faults, Generator};
 use crate::types::Invalid;

@@ -5,7 +5,7 @@ use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
-use super::{Polled, RawMessage, Source, SourceError};
+use super::interface::{Polled, RawMessage, Source, SourceError};
 use crate::checkpoint::SplitPosition;
 
 /// A `file` source: one `.ndjson`/`.jsonl` file, or every such file of a directory.

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use tracing::{debug, info, warn};
 
-use super::{Polled, RawMessage, Source, SourceError, SplitStatus};
+use super::interface::{Polled, RawMessage, Source, SourceError, SplitStatus};
 use crate::checkpoint::SplitPosition;
 use crate::types::{Duration as ConfigDuration, Invalid};
 

@@ -10,15 +10,19 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 
 use super::auth::Principal;
-use super::listing::{self, ListQuery};
-use super::{check_same_origin, AppState, WebError, NOTE_LIMIT};
+use super::error::WebError;
+use super::hosts::check_same_origin;
+use super::listing::{self, ListQuery, SeriesSummary};
+use super::state::AppState;
 use crate::clock::now_ms;
 use crate::db::{AckEntry, Acknowledgement, AlertCursor, AlertFilter, VerdictFilter};
-use crate::live::SeriesView;
 use crate::names::UnknownName;
 use crate::record::PointRecord;
 use crate::record::{AlertRecord, AlertState, Verdict};
 use crate::NotificationDelivery;
+
+/// Longest acknowledgement note, in characters.
+pub const NOTE_LIMIT: usize = 2000;
 
 pub async fn healthz() -> &'static str {
     "ok"
@@ -51,38 +55,6 @@ pub async fn status(State(state): State<AppState>) -> Json<serde_json::Value> {
         "late": late,
         "dead_letters": dead_letters,
     }))
-}
-
-/// Summary of a series for lists: the latest analytics, no history.
-#[derive(Serialize)]
-pub struct SeriesSummary {
-    stream: String,
-    series: String,
-    ts: i64,
-    value: f64,
-    sma: f64,
-    ewma: f64,
-    slope: Option<f64>,
-    trend: crate::record::Trend,
-    z: Option<f64>,
-    anomaly: bool,
-}
-
-impl From<&SeriesView> for SeriesSummary {
-    fn from(v: &SeriesView) -> Self {
-        SeriesSummary {
-            stream: v.stream.to_string(),
-            series: v.series.to_string(),
-            ts: v.last.ts,
-            value: v.last.value,
-            sma: v.last.sma,
-            ewma: v.last.ewma,
-            slope: v.last.slope,
-            trend: v.last.trend,
-            z: v.last.z,
-            anomaly: v.last.anomaly,
-        }
-    }
 }
 
 /// One series with its recent points: `GET /api/series/{stream}/{series}`.

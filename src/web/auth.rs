@@ -14,12 +14,9 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::http::{header, HeaderMap, HeaderValue};
 
-use super::{server, AppState, WebError};
+use super::error::WebError;
 
 /// The cookie that carries a session id.
 pub const SESSION_COOKIE: &str = "tidewatch_session";
@@ -235,7 +232,7 @@ impl Auth {
 
     /// How long `client` must wait before presenting a token again, if it presented too
     /// many wrong ones lately.
-    fn locked_out(&self, client: Option<IpAddr>) -> Option<Duration> {
+    pub(super) fn locked_out(&self, client: Option<IpAddr>) -> Option<Duration> {
         let failures = self.failures_lock();
         let f = failures.get(&client)?;
         let left = FAILURE_WINDOW.checked_sub(f.since.elapsed())?;
@@ -243,7 +240,7 @@ impl Auth {
     }
 
     /// Counts a wrong token presented by `client`.
-    fn failed(&self, client: Option<IpAddr>) {
+    pub(super) fn failed(&self, client: Option<IpAddr>) {
         let now = Instant::now();
         let mut failures = self.failures_lock();
         if failures.len() >= MAX_TRACKED_CLIENTS && !failures.contains_key(&client) {
@@ -296,74 +293,6 @@ fn session_id(headers: &HeaderMap) -> Option<&str> {
         .filter_map(|pair| pair.trim().split_once('='))
         .find(|(name, _)| *name == SESSION_COOKIE)
         .map(|(_, value)| value)
-}
-
-/// Refuses a client that presented too many wrong tokens lately (429, with `Retry-After`),
-/// and counts each request with a token (a bearer token, or the login form's) that is
-/// refused. Requests with neither are never held back: they guess nothing.
-pub async fn throttle_guesses(
-    State(state): State<AppState>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let presents_token = request.headers().contains_key(header::AUTHORIZATION)
-        || (request.method() == Method::POST && request.uri().path() == "/login");
-    if !presents_token || !state.auth.token_required() {
-        return next.run(request).await;
-    }
-    let client = server::peer(&request).map(|peer| peer.ip());
-    if let Some(wait) = state.auth.locked_out(client) {
-        let seconds = wait.as_secs().max(1);
-        return (
-            StatusCode::TOO_MANY_REQUESTS,
-            [(header::RETRY_AFTER, seconds.to_string())],
-            format!("too many wrong tokens from this address: try again in {seconds} s\n"),
-        )
-            .into_response();
-    }
-    let response = next.run(request).await;
-    if response.status() == StatusCode::UNAUTHORIZED {
-        state.auth.failed(client);
-    }
-    response
-}
-
-/// Paths open even when reads are protected: the login itself, liveness, and the assets the
-/// login page uses.
-fn always_open(path: &str) -> bool {
-    path == "/login" || path == "/logout" || path == "/healthz" || path.starts_with("/static/")
-}
-
-/// With `auth.read = true`, every other route needs the token or a session: pages redirect to
-/// the login form, the API, `/metrics` and `/ws` answer 401.
-pub async fn require_read_access(
-    State(state): State<AppState>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let path = request.uri().path();
-    if !state.auth.protects_reads()
-        || always_open(path)
-        || state.auth.principal(request.headers()).is_ok()
-    {
-        return next.run(request).await;
-    }
-    let is_page = !(path.starts_with("/api/") || path == "/ws" || path == "/metrics");
-    if is_page {
-        let target = request
-            .uri()
-            .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .to_owned();
-        Redirect::to(&format!("/login?next={}", urlencode(&target))).into_response()
-    } else {
-        WebError::Unauthorized.into_response()
-    }
-}
-
-/// Percent-encodes a path for a query parameter.
-fn urlencode(text: &str) -> String {
-    url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
 }
 
 /// Where to go after login: only a local path, never another site (`//evil.example`).

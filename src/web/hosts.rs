@@ -9,44 +9,10 @@
 
 use std::net::IpAddr;
 
-use axum::extract::{Request, State};
-use axum::http::{header, StatusCode};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::http::{header, HeaderMap};
 
-use super::AppState;
+use super::error::WebError;
 use crate::types::Invalid;
-
-/// Refuses a request whose `Host` is not an address, a loopback name or an allowed name.
-/// Requests without a `Host` (HTTP/1.0 clients, tests calling the router) are not from a
-/// browser and pass.
-pub async fn require_allowed_host(
-    State(state): State<AppState>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let host = request
-        .headers()
-        .get(header::HOST)
-        .map(|value| value.to_str().unwrap_or("\u{fffd}"));
-    match host {
-        Some(host) if !is_allowed(host, &state.web.allowed_hosts) => refuse(host),
-        _ => next.run(request).await,
-    }
-}
-
-fn refuse(host: &str) -> Response {
-    let shown: String = host.chars().take(100).collect();
-    (
-        StatusCode::MISDIRECTED_REQUEST,
-        format!(
-            "This dashboard does not answer to the host name {shown:?}. If that is how you \
-             reach it, add the name to web.allowed_hosts in the pipeline file (or pass \
-             --allowed-host).\n"
-        ),
-    )
-        .into_response()
-}
 
 /// Whether a `Host` header value (`name`, `name:port`, `[v6]:port`) may be answered.
 pub fn is_allowed(host: &str, allowed: &[String]) -> bool {
@@ -103,6 +69,24 @@ pub fn validate_pattern(pattern: &str) -> Result<(), Invalid> {
                  subdomain)"
             ),
         ))
+    }
+}
+
+/// Refuses a browser request whose `Origin` is not this server: cross-site acknowledgements
+/// and cross-site WebSocket connections (which browsers do not restrict by themselves).
+pub(crate) fn check_same_origin(headers: &HeaderMap) -> Result<(), WebError> {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return Ok(()); // not a browser, or a same-origin GET-style request
+    };
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let origin_host = origin.split_once("://").map_or(origin, |(_, rest)| rest);
+    if origin_host == host {
+        Ok(())
+    } else {
+        Err(WebError::CrossOrigin)
     }
 }
 

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::WebError;
+use super::error::WebError;
 use crate::live::SeriesView;
 
 /// Series per page when the request names no `limit`.
@@ -153,6 +153,38 @@ fn decode_cursor(text: &str) -> Result<Key, WebError> {
         .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
         .collect();
     serde_json::from_slice(&bytes.ok_or_else(bad)?).map_err(|_| bad())
+}
+
+/// Summary of a series for lists: the latest analytics, no history.
+#[derive(Serialize)]
+pub struct SeriesSummary {
+    stream: String,
+    series: String,
+    ts: i64,
+    value: f64,
+    sma: f64,
+    ewma: f64,
+    slope: Option<f64>,
+    trend: crate::record::Trend,
+    z: Option<f64>,
+    anomaly: bool,
+}
+
+impl From<&SeriesView> for SeriesSummary {
+    fn from(v: &SeriesView) -> Self {
+        SeriesSummary {
+            stream: v.stream.to_string(),
+            series: v.series.to_string(),
+            ts: v.last.ts,
+            value: v.last.value,
+            sma: v.last.sma,
+            ewma: v.last.ewma,
+            slope: v.last.slope,
+            trend: v.last.trend,
+            z: v.last.z,
+            anomaly: v.last.anomaly,
+        }
+    }
 }
 
 #[cfg(test)]

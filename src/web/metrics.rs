@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 
-use super::AppState;
+use super::state::AppState;
 use crate::pipeline::{PipelineStatus, StreamProgress};
 
 /// Every metric: name, type and help, in the order they are declared.

@@ -5,119 +5,41 @@
 
 mod api;
 pub mod auth;
+pub(crate) mod config;
 mod error;
+mod guard;
 mod hosts;
 mod interest;
 mod listing;
 mod metrics;
 mod pages;
 mod server;
+mod state;
 mod ws;
 
-pub use ws::{PROTOCOL_VERSION, SEND_TIMEOUT};
+pub use self::ws::{PROTOCOL_VERSION, SEND_TIMEOUT};
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::routing::{get, post};
 use axum::Router;
-use serde::{Deserialize, Serialize};
 use tower_http::compression::CompressionLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
-pub use error::WebError;
+pub use self::api::NOTE_LIMIT;
+pub use self::config::WebConfig;
+pub use self::error::WebError;
+pub use self::state::AppState;
 
-use crate::db::Store;
-use crate::live::LiveState;
-use crate::types::{Duration as ConfigDuration, Invalid};
+use crate::types::Invalid;
 
 /// Largest request body accepted (an acknowledgement with its note).
 pub const BODY_LIMIT: usize = 16 * 1024;
-/// Longest acknowledgement note, in characters.
-pub const NOTE_LIMIT: usize = 2000;
-
-/// How the dashboard is served: the pipeline file's `[web]` table.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct WebConfig {
-    /// Host names the dashboard answers to besides `localhost` and IP addresses, as browsers
-    /// send them in `Host` (e.g. `["dash.example.com"]`; `.example.com` takes its subdomains
-    /// too). Any other name is refused, so that a web page cannot reach the dashboard by
-    /// pointing a name of its own at this address (DNS rebinding).
-    pub allowed_hosts: Vec<String>,
-    /// Marks the session cookie `Secure`, so browsers send it over HTTPS only: set it when a
-    /// TLS proxy serves the dashboard.
-    pub secure_cookies: bool,
-    /// Most connections open at once; one more is answered 503 and closed. Default 512.
-    pub max_connections: usize,
-    /// How long a client may take to send a request's headers (or, between two requests, to
-    /// start the next) before the connection is closed; default "10s".
-    pub header_timeout: ConfigDuration,
-}
-
-impl Default for WebConfig {
-    fn default() -> Self {
-        WebConfig {
-            allowed_hosts: Vec::new(),
-            secure_cookies: false,
-            max_connections: 512,
-            header_timeout: ConfigDuration::from_secs(10),
-        }
-    }
-}
-
-impl WebConfig {
-    pub fn validate(&self) -> Result<(), Invalid> {
-        for (i, host) in self.allowed_hosts.iter().enumerate() {
-            hosts::validate_pattern(host).map_err(|e| e.under(format!("allowed_hosts[{i}]")))?;
-        }
-        if !(1..=65_536).contains(&self.max_connections) {
-            return Err(Invalid::new(
-                "max_connections",
-                "must be between 1 and 65536",
-            ));
-        }
-        self.header_timeout.positive("header_timeout")?;
-        Ok(())
-    }
-}
-
-/// What every handler can reach.
-#[derive(Clone)]
-pub struct AppState {
-    pub live: Arc<LiveState>,
-    /// Where acknowledgements are stored; without it they are refused.
-    pub store: Option<Store>,
-    /// Who may acknowledge and read (see [`auth`]).
-    pub auth: auth::Auth,
-    /// How the dashboard is served: its host names and connection limits.
-    web: Arc<WebConfig>,
-    /// The WebSocket feed shared by every dashboard client.
-    fanout: Arc<ws::Fanout>,
-}
-
-impl AppState {
-    pub fn new(live: Arc<LiveState>, store: Option<Store>, auth: auth::Auth) -> Self {
-        AppState {
-            live,
-            store,
-            auth,
-            web: Arc::default(),
-            fanout: Arc::default(),
-        }
-    }
-
-    /// Serves as `web` says (instead of [`WebConfig::default`]).
-    pub fn with_web(mut self, web: WebConfig) -> Self {
-        self.web = Arc::new(web);
-        self
-    }
-}
 
 /// All routes, in one place.
 pub fn router(state: AppState) -> Router {
@@ -151,15 +73,15 @@ pub fn router(state: AppState) -> Router {
         .route("/ws", get(ws::upgrade))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            auth::require_read_access,
+            guard::require_read_access,
         ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            auth::throttle_guesses,
+            guard::throttle_guesses,
         ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            hosts::require_allowed_host,
+            guard::require_allowed_host,
         ))
         // No other site may frame the pages (their buttons acknowledge alerts), and no
         // browser may guess a type other than the one sent.
@@ -224,32 +146,6 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let web = state.web.clone();
     server::serve(listener, router(state), &web, shutdown).await
-}
-
-/// Refuses a browser request whose `Origin` is not this server: cross-site acknowledgements
-/// and cross-site WebSocket connections (which browsers do not restrict by themselves).
-pub(crate) fn check_same_origin(headers: &HeaderMap) -> Result<(), WebError> {
-    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
-        return Ok(()); // not a browser, or a same-origin GET-style request
-    };
-    let host = headers
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    let origin_host = origin.split_once("://").map_or(origin, |(_, rest)| rest);
-    if origin_host == host {
-        Ok(())
-    } else {
-        Err(WebError::CrossOrigin)
-    }
-}
-
-/// `Cache-Control` for assets embedded in the binary: they change only with it.
-fn asset_cache() -> (header::HeaderName, HeaderValue) {
-    (
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("public, max-age=3600"),
-    )
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@ use tokio::sync::{watch, Semaphore};
 use tower::ServiceExt;
 use tracing::{debug, warn};
 
-use super::WebConfig;
+use super::config::WebConfig;
 
 /// How long requests in flight get to finish once the server is told to stop.
 const DRAIN: Duration = Duration::from_secs(5);

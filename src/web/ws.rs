@@ -19,8 +19,8 @@
 //!   default), `{"subscribe": {"series": [{"stream": s, "series": s}, ...]}}` (the series a
 //!   page shows, at most 500), or `{"subscribe": {"stream": s, "series": s}}` (one series).
 //!
-//! Version 1 sent every series in the snapshot (47 MB at 20,000 series) and had no page
-//! subscription.
+//! A snapshot holds only what the client subscribed to: every series at 20,000 series is a
+//! 47 MB message, which a browser tab showing 50 of them should not have to take.
 //!
 //! Fan-out: the pipeline publishes one batch of updates per sink write to the live hub. One
 //! task ([`Fanout`]) reads it for every client subscribed to `all`: it keeps the newest point
@@ -46,10 +46,10 @@ use serde_json::{json, Value};
 use tokio::sync::broadcast::{self, error::RecvError};
 use tracing::debug;
 
-use super::api::SeriesSummary;
+use super::error::WebError;
+use super::hosts::check_same_origin;
 use super::interest::{Interest, Registration};
-use super::listing::{self, ListQuery};
-use super::{check_same_origin, AppState, WebError};
+use super::listing::{self, ListQuery, SeriesSummary};
 use crate::live::{LiveState, SeriesView, Update, Updates};
 use crate::record::AlertRecord;
 
@@ -74,8 +74,15 @@ const SNAPSHOT_ALERTS: usize = 100;
 /// Serialised messages buffered for clients of the shared feed (100 ms apart: 6 s of them).
 const WIRE_CAPACITY: usize = 64;
 
+/// What the WebSocket feed needs of the server's state.
+#[derive(Clone)]
+pub struct WsState {
+    pub live: Arc<LiveState>,
+    pub fanout: Arc<Fanout>,
+}
+
 pub async fn upgrade(
-    State(state): State<AppState>,
+    State(state): State<WsState>,
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, WebError> {
@@ -407,7 +414,7 @@ async fn feed(
     }
 }
 
-async fn client(socket: WebSocket, state: AppState) {
+async fn client(socket: WebSocket, state: WsState) {
     let (mut sender, mut receiver) = socket.split();
     let mut wire = state.fanout.wire.subscribe();
     // A client of a page or of one series gets its updates from the interest index.

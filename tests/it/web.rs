@@ -1608,8 +1608,29 @@ async fn a_series_the_live_view_no_longer_holds_shows_its_stored_history() {
     assert_eq!((means[0], means[29]), (40.0, 69.0));
     assert_eq!(body.matches("<td>tumbling</td>").count(), 20);
 
-    let (code, _) = get(&app, "/series/s/never-seen").await;
+    // A browser that opens an unknown series gets a page it can show, with a way back; the
+    // API answers the same miss in JSON.
+    let response = app
+        .clone()
+        .oneshot(
+            Request::get("/series/s/never-seen%3Cb%3E")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    assert!(response.headers()[header::CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    let page = body_text(response).await;
+    assert!(page.contains("<h1>404 Not Found</h1>"), "{page}");
+    assert!(page.contains("series s/never-seen&#60;b&#62; not found"), "{page}");
+    assert!(page.contains(r#"href="/""#));
+    let (code, body) = get(&app, "/api/series/s/never-seen").await;
     assert_eq!(code, StatusCode::NOT_FOUND);
+    assert!(serde_json::from_str::<Value>(&body).unwrap()["error"].is_string());
 }
 
 /// A request for `uri` with `Host: host` (and, when given, a same-looking `Origin`).

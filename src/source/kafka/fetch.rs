@@ -22,7 +22,7 @@ use rdkafka::consumer::BaseConsumer;
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 
-use super::LagContext;
+use super::context::LagContext;
 
 /// Messages per batch the read-ahead thread hands over.
 const BATCH: usize = 1024;
