@@ -256,7 +256,7 @@ interval = "1h"
 
     let live = LiveState::new();
     let stamps: Stamps = Arc::default();
-    let stop_pipeline = Arc::new(AtomicBool::new(false));
+    let stop_pipeline = tidewatch::Shutdown::new();
     let pipeline = {
         let live = live.clone();
         let stamps = stamps.clone();
@@ -265,6 +265,7 @@ interval = "1h"
             .name("pipeline".into())
             .spawn(move || {
                 let outputs = Outputs {
+                    database: None,
                     sinks: vec![Box::new(Stamping {
                         inner: LiveSink::new(live.clone()),
                         stamps,
@@ -363,7 +364,7 @@ interval = "1h"
         .map(|h| clients.block_on(h).unwrap())
         .collect();
     stop_server.store(true, Ordering::Relaxed);
-    stop_pipeline.store(true, Ordering::Relaxed);
+    stop_pipeline.trigger();
     pipeline.join().unwrap().unwrap();
 
     let mut latency: Vec<u32> = stats

@@ -38,6 +38,8 @@ mod pipeline;
 mod produce;
 pub mod record;
 mod report;
+mod runtime;
+mod shutdown;
 mod sink;
 mod source;
 mod types;
@@ -64,6 +66,8 @@ pub use pipeline::{
 };
 pub use produce::{produce, ProduceOptions};
 pub use report::Report;
+pub use runtime::runtime;
+pub use shutdown::Shutdown;
 pub use sink::{DbSink, NdjsonConfig, Sink, SinkConfig, SinkError};
 pub use source::{
     Assignment, KafkaSource, KafkaSourceConfig, Polled, Rebalance, Source, SourceConfig, StartFrom,

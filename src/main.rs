@@ -2,8 +2,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
@@ -13,6 +11,7 @@ use tidewatch::LiveSink;
 use tidewatch::Notifier;
 use tidewatch::ProduceOptions;
 use tidewatch::Report;
+use tidewatch::Shutdown;
 use tidewatch::Store;
 use tidewatch::Workload;
 use tidewatch::{Config, DEFAULT_PIPELINE};
@@ -214,20 +213,6 @@ fn main() -> ExitCode {
     }
 }
 
-/// A flag set by the first SIGINT or SIGTERM; a second SIGINT exits at once (status 130).
-fn stop_on_signals() -> anyhow::Result<Arc<AtomicBool>> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    let stop = Arc::new(AtomicBool::new(false));
-    for signal in [SIGINT, SIGTERM] {
-        // Registered first, so it sees the flag before the second registration sets it.
-        signal_hook::flag::register_conditional_shutdown(signal, 130, stop.clone())
-            .context("installing the signal handler")?;
-        signal_hook::flag::register(signal, stop.clone())
-            .context("installing the signal handler")?;
-    }
-    Ok(stop)
-}
-
 /// Runs the pipeline on its own thread and the dashboard on the async runtime, until a signal
 /// (or the pipeline ending) stops both.
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -259,28 +244,19 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("--allowed-host {host:?}: {}", e.message))?;
         web_config.allowed_hosts.push(host.trim().to_owned());
     }
-    let stop = stop_on_signals()?;
+    let runtime = tidewatch::runtime().context("starting the async runtime")?;
+    let stop = Shutdown::on_signals().context("installing the signal handler")?;
     let live = config.live_view();
     let mut outputs = Outputs::build(&config)?;
     outputs.sinks.push(Box::new(LiveSink::new(live.clone())));
     outputs.status = Some(live.status_sender());
-    let store_url = config.database_url().map(str::to_owned);
-
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    let store = match &store_url {
-        Some(url) => Some(
-            runtime
-                .block_on(Store::connect(url))?
-                .notifying(config.notify_targets()),
-        ),
-        None => None,
-    };
-    let notifier = match &store_url {
-        Some(url) => Notifier::spawn(&config.notify, url)?,
+    // The pipeline's database (one pool) answers the dashboard and holds the outbox.
+    let store = outputs
+        .database
+        .clone()
+        .map(|db| Store::new(db).notifying(config.notify_targets()));
+    let notifier = match outputs.database.clone() {
+        Some(db) => Notifier::spawn(&config.notify, db)?,
         None => None,
     };
     let listener = runtime
@@ -312,11 +288,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let auth = web::auth::Auth::new(token.as_deref(), protect_reads)
         .with_secure_cookies(web_config.secure_cookies);
     let state = web::AppState::new(live, store, auth).with_web(web_config);
-    let server_stop = stop.clone();
     runtime.block_on(web::serve(listener, state, async move {
-        while !server_stop.load(std::sync::atomic::Ordering::Relaxed) {
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
+        stop.triggered().await
     }))?;
     let summary = pipeline
         .join()
@@ -328,12 +301,12 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Sets its flag when dropped, on return and on unwinding alike.
-struct StopOnDrop(Arc<AtomicBool>);
+/// Triggers its shutdown when dropped, on return and on unwinding alike.
+struct StopOnDrop(Shutdown);
 
 impl Drop for StopOnDrop {
     fn drop(&mut self) {
-        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.0.trigger();
     }
 }
 
@@ -410,15 +383,18 @@ fn run_pipeline(config: &Path, once: bool) -> anyhow::Result<()> {
         Mode::Once
     } else {
         Mode::Continuous {
-            stop: stop_on_signals()?,
+            stop: Shutdown::on_signals().context("installing the signal handler")?,
         }
     };
-    let notifier = match parsed.database_url() {
-        Some(url) => Notifier::spawn(&parsed.notify, url)?,
+    let outputs =
+        Outputs::build(&parsed).with_context(|| format!("running {}", config.display()))?;
+    let notifier = match outputs.database.clone() {
+        Some(db) => Notifier::spawn(&parsed.notify, db)?,
         None => None,
     };
-    let summary =
-        tidewatch::run(&parsed, mode).with_context(|| format!("running {}", config.display()));
+    let summary = Pipeline::open(&parsed, outputs, mode)
+        .and_then(Pipeline::run)
+        .with_context(|| format!("running {}", config.display()));
     // Pending notifications get a few seconds; what is left stays in the outbox.
     if let Some(notifier) = notifier {
         notifier.finish();

@@ -106,10 +106,7 @@ fn ensure_topic(brokers: &str, topic: &str, partitions: i32) -> Result<(), Produ
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .create()?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(ProduceError::Runtime)?;
+    let runtime = crate::runtime::runtime().map_err(ProduceError::Runtime)?;
     let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
     let results = runtime.block_on(admin.create_topics(&[new], &AdminOptions::new()))?;
     for result in results {

@@ -11,7 +11,6 @@
 //! and a write begins by dropping the rows of one that never reached its save.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use sqlx::{Any, Row, Transaction};
 use tokio::runtime::Runtime;
@@ -23,14 +22,14 @@ use crate::engine::{StateDelta, StoredState};
 
 /// The checkpoint store of a database, used from the (synchronous) pipeline thread.
 pub struct DbCheckpoints {
-    runtime: Arc<Runtime>,
+    runtime: &'static Runtime,
     db: Database,
     /// The names whose checkpoint is being written in parts, and the `seq` of its rows.
     begun: HashMap<String, i64>,
 }
 
 impl DbCheckpoints {
-    pub fn new(runtime: Arc<Runtime>, db: Database) -> Self {
+    pub fn new(runtime: &'static Runtime, db: Database) -> Self {
         DbCheckpoints {
             runtime,
             db,

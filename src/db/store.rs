@@ -132,10 +132,15 @@ pub struct Store {
 
 impl Store {
     pub async fn connect(url: &str) -> Result<Store, DbError> {
-        Ok(Store {
-            db: Database::connect(url).await?,
+        Ok(Store::new(Database::connect(url).await?))
+    }
+
+    /// The store of a database already connected (the pipeline's, to share its pool).
+    pub fn new(db: Database) -> Store {
+        Store {
+            db,
             notify: Arc::from([]),
-        })
+        }
     }
 
     /// Acknowledgements also write a notification for each of `targets`.

@@ -19,11 +19,10 @@ pub mod message;
 pub mod outbox;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration as StdDuration, Instant};
 
 use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use crate::clock::now_ms;
@@ -173,29 +172,27 @@ pub fn backoff_ms(attempts: i64) -> i64 {
         .min(MAX_BACKOFF_MS)
 }
 
-/// Delivers the outbox on a thread of its own until told to stop, then tries what is left for
-/// a few seconds ([`Notifier::finish`]).
+/// Delivers the outbox as a task on the process's runtime until told to stop, then tries what
+/// is left for a few seconds ([`Notifier::finish`]).
 pub struct Notifier {
-    stop: Arc<AtomicBool>,
-    thread: std::thread::JoinHandle<()>,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+    runtime: &'static tokio::runtime::Runtime,
 }
 
 impl Notifier {
-    /// Starts delivering to `targets` from the store at `db_url`; `None` without targets.
-    pub fn spawn(targets: &[NotifyConfig], db_url: &str) -> Result<Option<Notifier>, NotifyError> {
+    /// Starts delivering to `targets` from the outbox in `db` (the pipeline's database);
+    /// `None` without targets.
+    pub fn spawn(targets: &[NotifyConfig], db: Database) -> Result<Option<Notifier>, NotifyError> {
         if targets.is_empty() {
             return Ok(None);
         }
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(NotifyError::Start)?;
-        let db = runtime.block_on(Database::connect(db_url))?;
+        let runtime = crate::runtime::runtime().map_err(NotifyError::Start)?;
         let client = reqwest::Client::builder()
             .connect_timeout(StdDuration::from_secs(5))
             .timeout(StdDuration::from_secs(10))
             .build()?;
-        let stop = Arc::new(AtomicBool::new(false));
+        let (stop, stopped) = watch::channel(false);
         let worker = Worker {
             targets: targets.to_vec(),
             db,
@@ -203,23 +200,21 @@ impl Notifier {
             failing: vec![false; targets.len()],
             reposted: vec![None; targets.len()],
         };
-        let thread = std::thread::Builder::new()
-            .name("notifier".into())
-            .spawn({
-                let stop = stop.clone();
-                move || runtime.block_on(worker.run(stop))
-            })
-            .map_err(NotifyError::Start)?;
+        let task = runtime.spawn(worker.run(stopped));
         info!(receivers = targets.len(), "Notifier started.");
-        Ok(Some(Notifier { stop, thread }))
+        Ok(Some(Notifier {
+            stop,
+            task,
+            runtime,
+        }))
     }
 
     /// Stops after trying, for a few seconds, what is still pending (the rest stays in the
     /// outbox for the next start).
     pub fn finish(self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if self.thread.join().is_err() {
-            warn!("The notifier thread panicked; pending notifications stay in the outbox.");
+        self.stop.send_replace(true);
+        if self.runtime.block_on(self.task).is_err() {
+            warn!("The notifier task panicked; pending notifications stay in the outbox.");
         }
     }
 }
@@ -235,11 +230,14 @@ struct Worker {
 }
 
 impl Worker {
-    async fn run(mut self, stop: Arc<AtomicBool>) {
-        while !stop.load(Ordering::Relaxed) {
+    async fn run(mut self, mut stop: watch::Receiver<bool>) {
+        while !*stop.borrow() {
             self.pass(false).await;
             self.repost_open_alerts().await;
-            tokio::time::sleep(POLL_EVERY).await;
+            // Told to stop, it stops waiting at once; with its `Notifier` dropped, it stops.
+            if let Ok(Err(_)) = tokio::time::timeout(POLL_EVERY, stop.changed()).await {
+                break;
+            }
         }
         // The pipeline has ended: what is pending now is tried at once, again and again for a
         // few seconds, the backoff aside.

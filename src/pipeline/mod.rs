@@ -11,17 +11,14 @@
 mod checkpoints;
 pub(crate) mod decoding;
 mod delivery;
+mod error;
 mod input;
 pub mod progress;
 mod reset;
 mod tasks;
 
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use thiserror::Error;
 use tokio::sync::watch;
 use tracing::{debug, info, info_span, warn};
 
@@ -29,15 +26,18 @@ use self::checkpoints::{engine_from, engine_plan, Checkpoints, Part};
 use self::delivery::Delivery;
 use self::input::{ReadAt, StreamInput};
 use self::progress::StatusReporter;
-use crate::checkpoint::{Checkpoint, CheckpointError, CheckpointStore};
+use crate::checkpoint::{Checkpoint, CheckpointStore};
 use crate::clock::now_ms;
 use crate::config::Config;
-use crate::engine::{Engine, SnapshotError};
-use crate::record::{describe_counts, Record, RecordKind};
+use crate::db::Database;
+use crate::engine::Engine;
+use crate::record::Record;
 use crate::report::Report;
+use crate::shutdown::Shutdown;
 use crate::sink::{DbSink, Sink, SinkConfig, SinkError};
-use crate::source::{Rebalance, SourceError};
+use crate::source::Rebalance;
 
+pub use self::error::{PipelineError, RunSummary};
 pub use self::input::BATCH;
 pub use self::progress::{
     CheckpointProgress, PartitionProgress, PipelineStatus, ShardProgress, SinkProgress,
@@ -45,101 +45,15 @@ pub use self::progress::{
 };
 pub use self::reset::reset_streams;
 
-#[derive(Debug, Error)]
-pub enum PipelineError {
-    #[error("stream {stream:?}")]
-    Source {
-        stream: String,
-        #[source]
-        source: SourceError,
-    },
-    #[error("sink")]
-    Sink(#[from] SinkError),
-    #[error("stream {stream:?}: committing offsets")]
-    Commit {
-        stream: String,
-        #[source]
-        source: SourceError,
-    },
-    /// A test's failpoint (see tests/it/faults.rs); never raised outside the test build.
-    #[error("fault injected at {point}")]
-    Injected { point: &'static str },
-    #[error("stream {stream:?}: the decoding thread stopped")]
-    DecoderStopped { stream: String },
-    #[error("checkpoint")]
-    Checkpoint(#[from] CheckpointError),
-    #[error("checkpoint")]
-    Snapshot(#[from] SnapshotError),
-    #[error(
-        "checkpoint {name:?} was written by a pipeline with other streams, windows or \
-         analytics, or by another version (fingerprint {found} ≠ {expected}); use another \
-         checkpoint.pipeline name or delete its row from the checkpoints table to start over"
-    )]
-    ForeignCheckpoint {
-        name: String,
-        found: String,
-        expected: String,
-    },
-}
-
-impl PipelineError {
-    /// Whether going back to the last checkpoint and replaying can get past it: a sink, the
-    /// checkpoint store or an offset commit failed (the weather), as opposed to a checkpoint
-    /// that cannot be used or a source that cannot be read (the configuration).
-    fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            PipelineError::Sink(_)
-                | PipelineError::Checkpoint(_)
-                | PipelineError::Commit { .. }
-                | PipelineError::Injected { .. }
-        )
-    }
-}
-
-/// What a run did, per stream and per record kind.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RunSummary {
-    pub streams: Vec<StreamSummary>,
-    pub records: BTreeMap<RecordKind, u64>,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct StreamSummary {
-    pub name: String,
-    pub messages: u64,
-    pub accepted: u64,
-    pub late: u64,
-    pub duplicates: u64,
-    pub dead_letters: u64,
-}
-
-impl std::fmt::Display for RunSummary {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        for s in &self.streams {
-            writeln!(
-                f,
-                "stream {:?}: {} messages, {} accepted, {} late, {} duplicates, {} dead letters",
-                s.name, s.messages, s.accepted, s.late, s.duplicates, s.dead_letters
-            )?;
-        }
-        write!(
-            f,
-            "records written: {}",
-            describe_counts(self.records.iter().map(|(k, n)| (*k, *n)))
-        )
-    }
-}
-
 /// How a run ends.
 #[derive(Debug, Clone)]
 pub enum Mode {
     /// Read every source to its end (Kafka: the end offsets at start), close every window,
     /// write everything, and return.
     Once,
-    /// Follow the sources until `stop` is set (SIGINT/SIGTERM), then flush, checkpoint (windows
-    /// stay open in the checkpoint) and return.
-    Continuous { stop: Arc<AtomicBool> },
+    /// Follow the sources until `stop` is triggered (SIGINT/SIGTERM), then flush, checkpoint
+    /// (windows stay open in the checkpoint) and return.
+    Continuous { stop: Shutdown },
 }
 
 impl Mode {
@@ -148,7 +62,7 @@ impl Mode {
     }
 
     fn stop_requested(&self) -> bool {
-        matches!(self, Mode::Continuous { stop } if stop.load(Ordering::Relaxed))
+        matches!(self, Mode::Continuous { stop } if stop.is_triggered())
     }
 
     /// Processing time for the engine: the wall clock when following; 0 in a batch run, which
@@ -174,6 +88,9 @@ pub struct Outputs {
     /// Where checkpoints are kept: the first `db` sink's database. Without one, a run starts
     /// over each time.
     pub checkpoints: Option<Box<dyn CheckpointStore>>,
+    /// The first `db` sink's database, which also holds the notification outbox and answers
+    /// the dashboard: handed to the store and the notifier, so the process has one pool.
+    pub database: Option<Database>,
     /// Who hears of progress and pauses while the pipeline follows (the live view).
     pub status: Option<watch::Sender<PipelineStatus>>,
 }
@@ -185,6 +102,7 @@ impl Outputs {
         let mut outputs = Outputs {
             sinks: Vec::with_capacity(config.sinks.len()),
             checkpoints: None,
+            database: None,
             status: None,
         };
         for sink in &config.sinks {
@@ -193,6 +111,7 @@ impl Outputs {
                 if outputs.checkpoints.is_none() {
                     // The first db sink holds the checkpoints and the notification outbox.
                     outputs.checkpoints = Some(Box::new(sink.checkpoints()));
+                    outputs.database = Some(sink.database().clone());
                     sink = sink.notifying(config.notify_targets());
                 }
                 outputs.sinks.push(Box::new(sink));

@@ -2,8 +2,10 @@
 //! Both speak `INSERT ... ON CONFLICT (...) DO UPDATE`, so every record is an upsert on its
 //! natural key and a replay rewrites rows instead of adding them.
 //!
-//! The pipeline is synchronous, so the sink drives sqlx on a runtime of its own, which it
-//! shares with the checkpoint store of the same database ([`DbSink::checkpoints`]).
+//! The pipeline is synchronous: the sink's writer thread drives sqlx on the process's runtime
+//! (`crate::runtime`), as the checkpoint store of the same database does
+//! ([`DbSink::checkpoints`]); its [`Database`] may be handed to the dashboard and the notifier,
+//! so that a process holds one pool per database.
 
 use std::fmt::Write as _;
 use std::hash::{Hash as _, Hasher as _};
@@ -16,11 +18,12 @@ use sqlx::AnyPool;
 use tracing::info;
 
 use super::background::BackgroundWriter;
-use super::{Sink, SinkError};
+use super::interface::{Sink, SinkError};
 use crate::db::{connection_url, Database, DbCheckpoints, DbError};
 use crate::notify::message::Event;
 use crate::notify::outbox;
 use crate::record::{AlertRecord, DeadLetterRecord, LateRecord, Record, Verdict, WindowRecord};
+use crate::runtime::runtime;
 
 /// Rows per INSERT statement: well under SQLite's 32766 and PostgreSQL's 65535 bind limits.
 const ROWS_PER_STATEMENT: usize = 500;
@@ -63,7 +66,7 @@ impl DbConfig {
 }
 
 pub struct DbSink {
-    runtime: Arc<tokio::runtime::Runtime>,
+    runtime: &'static tokio::runtime::Runtime,
     db: Database,
     placeholders: Placeholders,
     /// Receivers that hear of each alert: its outbox rows go in with it (see `notify`).
@@ -121,18 +124,15 @@ impl Placeholders {
 impl DbSink {
     /// Connects (creating a SQLite file if needed) and brings the schema up to date.
     pub fn connect(url: &str) -> Result<Self, DbError> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(DbError::Runtime)?;
+        let runtime = runtime().map_err(DbError::Runtime)?;
         let db = runtime.block_on(Database::connect(url))?;
         info!(url = %db.url(), "Database ready.");
-        let placeholders = match connection_url(url)?.starts_with("postgres") {
+        let placeholders = match db.is_postgres() {
             true => Placeholders::Numbered,
             false => Placeholders::Positional,
         };
         Ok(DbSink {
-            runtime: Arc::new(runtime),
+            runtime,
             db,
             placeholders,
             notify: Arc::from([]),
@@ -146,9 +146,14 @@ impl DbSink {
         self
     }
 
-    /// The checkpoint store of this database, on this sink's runtime.
+    /// The checkpoint store of this database.
     pub fn checkpoints(&self) -> DbCheckpoints {
-        DbCheckpoints::new(self.runtime.clone(), self.db.clone())
+        DbCheckpoints::new(self.runtime, self.db.clone())
+    }
+
+    /// This sink's database, to hand to the dashboard's store and the notifier.
+    pub fn database(&self) -> &Database {
+        &self.db
     }
 
     /// Runs a query returning rows, for tests and tools that read the store.
@@ -245,7 +250,7 @@ impl DbSink {
         let writer = match self.writer.take() {
             Some(writer) => writer,
             None => {
-                let (runtime, db) = (self.runtime.clone(), self.db.clone());
+                let (runtime, db) = (self.runtime, self.db.clone());
                 let (style, notify) = (self.placeholders, self.notify.clone());
                 BackgroundWriter::start("db-writer", move |records: &[Record]| {
                     runtime

@@ -53,10 +53,9 @@ pub(crate) struct LakeStore {
     pub root: StorePath,
     /// The lake's directory when it is local: where a killed upload leaves its staging file.
     pub local_dir: Option<std::path::PathBuf>,
-    /// One worker thread: HDFS's client keeps its connections' reader tasks on this runtime,
-    /// and they must run between the sink's calls too (a current-thread runtime would stop
-    /// them whenever the sink is not inside `block_on`).
-    runtime: tokio::runtime::Runtime,
+    /// The process's runtime: HDFS's client keeps its connections' reader tasks on it, and
+    /// its worker threads run them between the sink's calls too.
+    runtime: &'static tokio::runtime::Runtime,
     timeout: std::time::Duration,
 }
 
@@ -68,12 +67,7 @@ impl LakeStore {
             reason,
         };
         let parsed = url::Url::parse(url).map_err(|e| invalid(e.to_string()))?;
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("lake-io")
-            .enable_all()
-            .build()
-            .map_err(LakeError::Runtime)?;
+        let runtime = crate::runtime::runtime().map_err(LakeError::Runtime)?;
         let mut local_dir = None;
         let (store, root): (Arc<dyn ObjectStore>, StorePath) = match parsed.scheme() {
             "hdfs" | "viewfs" => open_hdfs(&parsed, runtime.handle()).map_err(invalid)?,
