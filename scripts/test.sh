@@ -81,6 +81,12 @@ if [ "$(cat .test-deps/python/DUCKDB_VERSION 2>/dev/null)" != "$DUCKDB_VERSION" 
   echo "$DUCKDB_VERSION" > .test-deps/python/DUCKDB_VERSION
 fi
 
+# Node runs the dashboard's format.js beside the server's formatting (tests/it/format.rs).
+if ! command -v node >/dev/null 2>&1; then
+  log "Installing Node.js (Debian package nodejs)"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs >/dev/null
+fi
+
 # promtool checks /metrics as Prometheus reads it (Debian package; only the tool is needed).
 if ! command -v promtool >/dev/null 2>&1; then
   log "Installing promtool (Debian package prometheus)"

@@ -1,6 +1,7 @@
 //! The web server: server-rendered pages and a JSON API over the live state and the store.
 //!
-//! Routes are listed in [`router`]; handlers live beside their resource (`pages.rs`, `api.rs`, `metrics.rs`, `ws.rs`).
+//! Routes are listed in [`router`]; handlers live beside their resource (`pages/`, `api.rs`,
+//! `metrics.rs`, `ws.rs`), request guards in `guard.rs`.
 //! The only write is an alert acknowledgement: stored first, then broadcast.
 
 mod api;
@@ -32,6 +33,14 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 pub use self::api::NOTE_LIMIT;
+
+/// How pages write values as text: what `static/js/format.js` must agree with.
+pub mod text {
+    pub use super::pages::format::{
+        band_text, byte_size, millis, number, score_text, seconds, why_text,
+    };
+    pub use crate::clock::format_ms;
+}
 pub use self::config::WebConfig;
 pub use self::error::WebError;
 pub use self::state::AppState;

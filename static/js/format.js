@@ -1,10 +1,10 @@
-// How the dashboard writes numbers and times: the same as the server's templates (src/web/pages.rs
+// How the dashboard writes numbers and times: the same as the server's pages (src/web/pages/format.rs
 // `number`, `seconds`, `score_text`, ...; src/clock.rs `format_ms`), so a value looks the same on
-// first paint and after a live update.
+// first paint and after a live update. tests/it/format.rs runs both over a table of cases.
 
 export const dash = "–";
 
-/** `12.345`, or `1234` from a thousand up (pages.rs `number`). */
+/** `12.345`, or `1234` from a thousand up (format.rs `number`). */
 export const number = (v) => (v == null ? dash : Math.abs(v) >= 1000 ? v.toFixed(0) : v.toFixed(3));
 
 /** `+1.23`: a signed value with `digits` decimals. */
@@ -21,7 +21,7 @@ export function time(ms) {
   return date.toISOString().replace(/\.?0+Z$/, "Z");
 }
 
-/** A span of time: `12.5 s`, `4 min 10 s`, `3 h 5 min`, `2 d 4 h` (pages.rs `seconds`). */
+/** A span of time: `12.5 s`, `4 min 10 s`, `3 h 5 min`, `2 d 4 h` (format.rs `seconds`). */
 export function span(ms) {
   const sign = ms < 0 ? "-" : "", s = Math.floor(Math.abs(ms) / 1000);
   if (s < 60) return `${sign}${(Math.abs(ms) / 1000).toFixed(1)} s`;
@@ -30,10 +30,10 @@ export function span(ms) {
   return `${sign}${Math.floor(s / 86400)} d ${Math.floor((s % 86400) / 3600)} h`;
 }
 
-/** `12.3 ms` (pages.rs `millis`). */
+/** `12.3 ms` (format.rs `millis`). */
 export const millis = (ms) => `${ms.toFixed(1)} ms`;
 
-/** `20.1 MB` (pages.rs `byte_size`). */
+/** `20.1 MB` (format.rs `byte_size`). */
 export function bytes(n) {
   if (n < 1e3) return `${n} B`;
   if (n < 1e6) return `${(n / 1e3).toFixed(1)} kB`;
@@ -48,7 +48,7 @@ export const slope = (v) => (v == null ? dash : `${v >= 0 ? "+" : ""}${v.toFixed
 
 export const verdictText = { real: "real", false_alarm: "false alarm" };
 
-/** The band of normal values, or "unbounded" (pages.rs `band_text`). */
+/** The band of normal values, or "unbounded" (format.rs `band_text`). */
 export const band = (lower, upper) =>
   lower == null || upper == null ? "unbounded" : `${number(lower)} – ${number(upper)}`;
 
@@ -69,5 +69,5 @@ export function why(alert) {
   return `${alert.method}, ${pattern}`;
 }
 
-/** Who acknowledged and when (pages.rs `alert_row`). */
+/** Who acknowledged and when (alerts.rs `alert_row`). */
 export const acked = (alert) => (alert.acked_by && alert.acked_at != null ? `${alert.acked_by}, ${time(alert.acked_at)}` : "");

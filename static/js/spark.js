@@ -1,4 +1,4 @@
-// Sparklines, drawn as the server draws them (pages.rs `spark_scale`, `sparkline`): into a
+// Sparklines, drawn as the server draws them (format.rs `spark_scale`, `sparkline`): into a
 // 120×28 box fitted to the points.
 
 export function sparkScale(points) {

@@ -9,6 +9,7 @@ mod detection;
 mod examples;
 mod faults;
 mod follow;
+mod format;
 mod golden;
 mod group;
 mod hdfs;

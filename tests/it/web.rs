@@ -1626,7 +1626,10 @@ async fn a_series_the_live_view_no_longer_holds_shows_its_stored_history() {
         .starts_with("text/html"));
     let page = body_text(response).await;
     assert!(page.contains("<h1>404 Not Found</h1>"), "{page}");
-    assert!(page.contains("series s/never-seen&#60;b&#62; not found"), "{page}");
+    assert!(
+        page.contains("series s/never-seen&#60;b&#62; not found"),
+        "{page}"
+    );
     assert!(page.contains(r#"href="/""#));
     let (code, body) = get(&app, "/api/series/s/never-seen").await;
     assert_eq!(code, StatusCode::NOT_FOUND);

@@ -4,7 +4,7 @@
 
 mod alerts;
 mod assets;
-mod format;
+pub(crate) mod format;
 mod login;
 mod overview;
 mod series;
