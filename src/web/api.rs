@@ -13,12 +13,12 @@ use super::auth::Principal;
 use super::error::WebError;
 use super::hosts::check_same_origin;
 use super::listing::{self, ListQuery, SeriesSummary};
+use super::queries::{list_alerts, AlertQuery};
 use super::state::AppState;
 use crate::clock::now_ms;
-use crate::db::{AckEntry, Acknowledgement, AlertCursor, AlertFilter, VerdictFilter};
-use crate::names::UnknownName;
+use crate::db::{AckEntry, Acknowledgement};
 use crate::record::PointRecord;
-use crate::record::{AlertRecord, AlertState, Verdict};
+use crate::record::{AlertRecord, Verdict};
 use crate::NotificationDelivery;
 
 /// Longest acknowledgement note, in characters.
@@ -146,78 +146,6 @@ pub async fn series_one(
     .into_response())
 }
 
-/// `?state=&verdict=&stream=&series=&before=&limit=` of an alert list.
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct AlertQuery {
-    pub state: Option<String>,
-    pub verdict: Option<String>,
-    /// With `series`: only that series' alerts.
-    pub stream: Option<String>,
-    pub series: Option<String>,
-    /// The `next` cursor of the previous page (`<ts>:<id>`).
-    pub before: Option<String>,
-    pub limit: Option<i64>,
-}
-
-impl AlertQuery {
-    /// The store's filter for this query, with `limit` alerts at most (`default` when none).
-    pub(super) fn filter(&self, default: i64) -> Result<AlertFilter, WebError> {
-        let series = match (&self.stream, &self.series) {
-            (Some(stream), Some(series)) => Some((stream.clone(), series.clone())),
-            (None, None) => None,
-            _ => {
-                return Err(WebError::BadRequest(
-                    "stream and series go together: give both or neither".into(),
-                ))
-            }
-        };
-        Ok(AlertFilter {
-            state: parse_state_filter(self.state.as_deref())?,
-            verdict: parse_verdict_filter(self.verdict.as_deref())?,
-            series,
-            before: match self.before.as_deref() {
-                None | Some("") => None,
-                Some(text) => Some(
-                    text.parse()
-                        .map_err(|e: String| WebError::BadRequest(format!("before: {e}")))?,
-                ),
-            },
-            limit: match self.limit {
-                None => default,
-                Some(limit) if (1..=MAX_ALERTS).contains(&limit) => limit,
-                Some(limit) => {
-                    return Err(WebError::BadRequest(format!(
-                        "limit: between 1 and {MAX_ALERTS}, not {limit}"
-                    )))
-                }
-            },
-        })
-    }
-
-    /// The query string of the next page, starting after `last`.
-    pub(super) fn next_page(&self, last: &AlertRecord) -> String {
-        let mut next = url::form_urlencoded::Serializer::new(String::new());
-        for (name, value) in [
-            ("state", &self.state),
-            ("verdict", &self.verdict),
-            ("stream", &self.stream),
-            ("series", &self.series),
-        ] {
-            if let Some(value) = value {
-                next.append_pair(name, value);
-            }
-        }
-        if let Some(limit) = self.limit {
-            next.append_pair("limit", &limit.to_string());
-        }
-        next.append_pair("before", &AlertCursor::after(last).to_string());
-        next.finish()
-    }
-}
-
-/// The most alerts one answer holds.
-const MAX_ALERTS: i64 = 5_000;
-
 /// `GET /api/alerts?state=&verdict=&stream=&series=&before=&limit=`: alerts newest first, one
 /// page (default 200) at a time; a `Link` header with `rel="next"` gives the next page while
 /// the page is full. `?verdict=real|false_alarm|none` exports what people judged (or did not
@@ -263,49 +191,6 @@ pub async fn alert_acknowledgements(
     let store = store_of(&state)?;
     let mut history = store.acknowledgements(std::slice::from_ref(&id)).await?;
     Ok(Json(history.remove(&id).unwrap_or_default()))
-}
-
-/// One page of alerts: from the store when there is one, else from the live view's newest.
-pub(super) async fn list_alerts(
-    state: &AppState,
-    filter: &AlertFilter,
-) -> Result<Vec<AlertRecord>, WebError> {
-    if let Some(store) = &state.store {
-        return Ok(store.alerts(filter).await?);
-    }
-    let dashboard = state.live.read();
-    let mut alerts: Vec<AlertRecord> = dashboard
-        .alerts
-        .values()
-        .filter(|a| filter.matches(a))
-        .cloned()
-        .collect();
-    alerts.sort_by(|a, b| (b.ts, &b.id).cmp(&(a.ts, &a.id)));
-    alerts.truncate(filter.limit as usize);
-    Ok(alerts)
-}
-
-/// An alert state filter: `all` (or nothing) for every state.
-pub(super) fn parse_state_filter(text: Option<&str>) -> Result<Option<AlertState>, WebError> {
-    match text {
-        None | Some("" | "all") => Ok(None),
-        Some(text) => text
-            .parse()
-            .map(Some)
-            .map_err(|e: UnknownName| WebError::BadRequest(format!("{e}, or all"))),
-    }
-}
-
-/// A verdict filter: `none` for alerts nobody judged yet, `all` (or nothing) for every alert.
-pub(super) fn parse_verdict_filter(text: Option<&str>) -> Result<Option<VerdictFilter>, WebError> {
-    match text {
-        None | Some("" | "all") => Ok(None),
-        Some("none") => Ok(Some(VerdictFilter::None)),
-        Some(text) => text
-            .parse()
-            .map(|v| Some(VerdictFilter::Is(v)))
-            .map_err(|e: UnknownName| WebError::BadRequest(format!("{e}, none or all"))),
-    }
 }
 
 #[derive(Deserialize, Default)]

@@ -14,6 +14,7 @@ mod interest;
 mod listing;
 mod metrics;
 mod pages;
+mod queries;
 mod server;
 mod state;
 mod ws;

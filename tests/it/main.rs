@@ -3,6 +3,7 @@
 mod browser;
 mod cli;
 mod compose;
+mod config_docs;
 mod crash;
 mod decode_ahead;
 mod detection;

@@ -12,8 +12,8 @@ use crate::db::AckEntry;
 use crate::live::Dashboard;
 use crate::notify::outbox::Delivery as NotificationDelivery;
 use crate::record::{AlertRecord, AlertState, Verdict};
-use crate::web::api::{list_alerts, AlertQuery};
 use crate::web::error::PageError;
+use crate::web::queries::{list_alerts, AlertQuery};
 use crate::web::state::AppState;
 
 #[derive(Template)]
