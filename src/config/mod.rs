@@ -137,7 +137,7 @@ fn default_max_label_bytes() -> usize {
 /// cap at tens of kilobytes.
 const MAX_LABEL_BYTES_LIMIT: usize = 16 * 1024;
 
-/// When and under which name checkpoints are written (to the first `db` sink).
+/// When, where and under which name checkpoints are written.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CheckpointConfig {
@@ -149,6 +149,9 @@ pub struct CheckpointConfig {
     /// checkpoint is written over several rounds, intake going on between them. Smaller holds
     /// intake for less at a time; larger finishes each checkpoint sooner.
     pub bytes_per_round: ByteSize,
+    /// The URL of the `db` sink whose database keeps the checkpoints, the notification outbox
+    /// and answers the dashboard; default: the first `db` sink's.
+    pub store: Option<String>,
 }
 
 impl Default for CheckpointConfig {
@@ -157,6 +160,7 @@ impl Default for CheckpointConfig {
             interval: Duration::from_secs(10),
             pipeline: "default".into(),
             bytes_per_round: ByteSize(2 << 20),
+            store: None,
         }
     }
 }
@@ -273,6 +277,26 @@ impl Config {
             .map_err(|e| e.under("checkpoint"))?;
         if self.checkpoint.pipeline.trim().is_empty() {
             return Err(Invalid::new("checkpoint.pipeline", "must not be empty"));
+        }
+        if let Some(store) = &self.checkpoint.store {
+            let urls: Vec<&str> = self.db_sink_urls().collect();
+            if !urls.contains(&store.as_str()) {
+                return Err(Invalid::new(
+                    "checkpoint.store",
+                    match urls.is_empty() {
+                        true => "names no db sink: the pipeline has none; add a [[sinks]] \
+                                 table of kind \"db\""
+                            .to_owned(),
+                        false => format!(
+                            "{store:?} is not the url of a db sink; the db sinks are {}",
+                            urls.iter()
+                                .map(|u| format!("{u:?}"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    },
+                ));
+            }
         }
         self.live.validate()?;
         self.web.validate().map_err(|e| e.under("web"))?;
@@ -455,9 +479,17 @@ impl Config {
         self.auth.token = self.auth.token.take().filter(|t| !t.is_empty());
     }
 
-    /// The database of the first `db` sink: where checkpoints go and what the dashboard reads.
+    /// The database that keeps checkpoints and the notification outbox and that the dashboard
+    /// reads: `checkpoint.store`, or else the first `db` sink's.
     pub fn database_url(&self) -> Option<&str> {
-        self.sinks.iter().find_map(|sink| match sink {
+        match &self.checkpoint.store {
+            Some(store) => Some(store.as_str()),
+            None => self.db_sink_urls().next(),
+        }
+    }
+
+    fn db_sink_urls(&self) -> impl Iterator<Item = &str> {
+        self.sinks.iter().filter_map(|sink| match sink {
             SinkConfig::Db(db) => Some(db.url.as_str()),
             _ => None,
         })
@@ -574,6 +606,26 @@ path = "out/"
 
     fn error_of(toml: &str) -> String {
         Config::from_toml_str(toml).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn the_checkpoint_store_is_a_db_sink_named_by_its_url() {
+        let two = "[[streams]]\nname = \"s\"\nsource = { kind = \"file\", path = \"x\" }\n\
+                   fields = { time = \"ts\" }\n\
+                   [[sinks]]\nkind = \"db\"\nurl = \"sqlite://a.db\"\n\
+                   [[sinks]]\nkind = \"db\"\nurl = \"sqlite://b.db\"\n";
+        let first = Config::from_toml_str(two).unwrap();
+        assert_eq!(first.database_url(), Some("sqlite://a.db"));
+        let named =
+            Config::from_toml_str(&format!("{two}[checkpoint]\nstore = \"sqlite://b.db\"\n"))
+                .unwrap();
+        assert_eq!(named.database_url(), Some("sqlite://b.db"));
+        let stray = error_of(&format!("{two}[checkpoint]\nstore = \"sqlite://c.db\"\n"));
+        assert!(
+            stray.starts_with("checkpoint.store: \"sqlite://c.db\" is not the url of a db sink")
+                && stray.contains("\"sqlite://a.db\", \"sqlite://b.db\""),
+            "{stray}"
+        );
     }
 
     #[test]

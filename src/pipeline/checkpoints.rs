@@ -58,7 +58,7 @@ pub struct Written {
     pub bytes: Option<u64>,
 }
 
-/// The checkpoint store of a pipeline, if it has one (the first `db` sink's database).
+/// The checkpoint store of a pipeline, if it has one (the `checkpoint.store` database).
 pub struct Checkpoints {
     store: Option<Box<dyn CheckpointStore>>,
     writing: Option<Writing>,

@@ -85,10 +85,10 @@ enum Restore {
 /// Where a pipeline's results go.
 pub struct Outputs {
     pub sinks: Vec<Box<dyn Sink>>,
-    /// Where checkpoints are kept: the first `db` sink's database. Without one, a run starts
+    /// Where checkpoints are kept: the `checkpoint.store` database. Without one, a run starts
     /// over each time.
     pub checkpoints: Option<Box<dyn CheckpointStore>>,
-    /// The first `db` sink's database, which also holds the notification outbox and answers
+    /// The `checkpoint.store` database, which also holds the notification outbox and answers
     /// the dashboard: handed to the store and the notifier, so the process has one pool.
     pub database: Option<Database>,
     /// Who hears of progress and pauses while the pipeline follows (the live view).
@@ -96,7 +96,7 @@ pub struct Outputs {
 }
 
 impl Outputs {
-    /// The sinks `config` lists, and the checkpoint store of its first `db` sink.
+    /// The sinks `config` lists, and the checkpoint store of its `checkpoint.store` sink.
     pub fn build(config: &Config) -> Result<Outputs, SinkError> {
         let pipeline = config.checkpoint.pipeline.as_str();
         let mut outputs = Outputs {
@@ -105,11 +105,12 @@ impl Outputs {
             database: None,
             status: None,
         };
+        let store = config.database_url();
         for sink in &config.sinks {
             if let SinkConfig::Db(db) = sink {
                 let mut sink = DbSink::connect(&db.url)?;
-                if outputs.checkpoints.is_none() {
-                    // The first db sink holds the checkpoints and the notification outbox.
+                if outputs.checkpoints.is_none() && store == Some(db.url.as_str()) {
+                    // The store's db sink holds the checkpoints and the notification outbox.
                     outputs.checkpoints = Some(Box::new(sink.checkpoints()));
                     outputs.database = Some(sink.database().clone());
                     sink = sink.notifying(config.notify_targets());

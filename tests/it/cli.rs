@@ -277,3 +277,51 @@ fn console_sink_prints_windows_late_events_and_dead_letters() {
     assert_eq!(stdout.matches("late s/a").count(), 2, "{stdout}");
     assert!(stdout.contains("dead letter s ("), "{stdout}");
 }
+
+#[test]
+fn checkpoints_go_to_the_db_sink_checkpoint_store_names() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("in.ndjson"),
+        "{\"ts\":1764000000000,\"series\":\"a\",\"value\":1}\n",
+    )
+    .unwrap();
+    let pipeline = |store: &str| {
+        format!(
+            "[[streams]]\nname = \"s\"\nsource = {{ kind = \"file\", path = \"in.ndjson\" }}\n\
+             fields = {{ time = \"ts\", series = \"series\", value = \"value\" }}\n\
+             windows = [{{ kind = \"tumbling\", size = \"1m\" }}]\n\
+             [[sinks]]\nkind = \"db\"\nurl = \"sqlite://first.db\"\n\
+             [[sinks]]\nkind = \"db\"\nurl = \"sqlite://second.db\"\n\
+             [checkpoint]\n{store}"
+        )
+    };
+    let checkpoints = |file: &str| {
+        tidewatch::DbSink::connect(&format!("sqlite://{}/{file}", dir.path().display()))
+            .unwrap()
+            .fetch_all("SELECT pipeline FROM checkpoints")
+            .unwrap()
+            .len()
+    };
+    std::fs::write(
+        dir.path().join("named.toml"),
+        pipeline("store = \"sqlite://second.db\"\n"),
+    )
+    .unwrap();
+    let output = tidewatch(&["run", "--once", "--config", "named.toml"], dir.path());
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!((checkpoints("first.db"), checkpoints("second.db")), (0, 1));
+    // Both hold the window all the same.
+    for file in ["first.db", "second.db"] {
+        let windows =
+            tidewatch::DbSink::connect(&format!("sqlite://{}/{file}", dir.path().display()))
+                .unwrap()
+                .fetch_all("SELECT series FROM windows")
+                .unwrap();
+        assert_eq!(windows.len(), 1, "{file}");
+    }
+}
